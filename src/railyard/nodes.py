@@ -1,0 +1,159 @@
+"""The node API's building blocks: `BaseNode`, `End`, `Edge` and `GraphRunContext`.
+
+A node is usually a dataclass subclassing `BaseNode`; its `run` method's return
+annotation names the nodes it may hand over to, and so defines the graph's edges.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic
+
+from typing_extensions import Never, TypeVar
+
+from railyard._ids import new_snapshot_id
+from railyard.runtime.tasks import Task
+
+if TYPE_CHECKING:
+    from railyard._introspect import NodeDef
+
+__all__ = (
+    "BaseNode",
+    "End",
+    "Edge",
+    "GraphRunContext",
+    "DepsT",
+    "RunEndT",
+    "NodeRunEndT",
+    "StateT",
+)
+
+StateT = TypeVar("StateT", default=None)
+"""Type of a graph's state."""
+DepsT = TypeVar("DepsT", default=None, contravariant=True)
+"""Type of a graph's dependencies."""
+RunEndT = TypeVar("RunEndT", covariant=True, default=None)
+"""Type of a graph run's final result."""
+NodeRunEndT = TypeVar("NodeRunEndT", covariant=True, default=Never)
+"""Type of the final result a node may end a run with (`Never` if it cannot end it)."""
+
+_SNAPSHOT_KEY = "__snapshot_id"
+
+
+@dataclass(kw_only=True, slots=True)
+class GraphRunContext(Generic[StateT, DepsT]):
+    """What a node's `run` gets: the run's state and dependencies."""
+
+    state: StateT
+    """The state of the run; nodes may mutate it."""
+    deps: DepsT
+    """The dependencies of the run, passed to `Graph.run` as `deps=`."""
+
+
+class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):
+    """Base class of a graph's nodes.
+
+    Subclass it (usually as a dataclass) and implement `run`. The return annotation of
+    `run` names the nodes that may follow this one and, with `End[T]`, that the node may
+    end the run with a `T`.
+    """
+
+    docstring_notes: ClassVar[bool] = False
+    """If true, the class docstring is shown as a note on mermaid diagrams."""
+
+    @abstractmethod
+    async def run(self, ctx: GraphRunContext[StateT, DepsT]) -> BaseNode[StateT, DepsT, Any] | End[NodeRunEndT]:
+        """Run the node and return the next node to run, or `End` to finish the run."""
+        ...
+
+    def get_snapshot_id(self) -> str:
+        """The id of this node's snapshot in the run's history, created on first use."""
+        snapshot_id: str | None = self.__dict__.get(_SNAPSHOT_KEY)
+        if snapshot_id is None:
+            snapshot_id = self.__dict__[_SNAPSHOT_KEY] = new_snapshot_id(self.get_node_id())
+        return snapshot_id
+
+    def set_snapshot_id(self, snapshot_id: str) -> None:
+        """Set the id of this node's snapshot (used when a node is loaded from storage)."""
+        self.__dict__[_SNAPSHOT_KEY] = snapshot_id
+
+    @classmethod
+    def get_node_id(cls) -> str:
+        """The id of this node in its graph; the class name unless overridden."""
+        return cls.__name__
+
+    @classmethod
+    def get_note(cls) -> str | None:
+        """The note shown on mermaid diagrams: the docstring when `docstring_notes` is true."""
+        if not cls.docstring_notes:
+            return None
+        doc = cls.__doc__
+        if not doc or _is_generated_dataclass_doc(cls, doc):
+            return None
+        return inspect.cleandoc(doc)
+
+    @classmethod
+    def get_node_def(cls, local_ns: dict[str, Any] | None) -> NodeDef:
+        """Read this node's edges from the return annotation of `run`.
+
+        Raises:
+            GraphSetupError: the annotation cannot be resolved or names something that is
+                neither a node nor `End`.
+        """
+        from railyard._introspect import node_def
+
+        return node_def(cls, local_ns)
+
+    def deep_copy(self) -> BaseNode[StateT, DepsT, NodeRunEndT]:
+        """A deep copy of this node, without its snapshot id."""
+        clone = copy.deepcopy(self)
+        clone.__dict__.pop(_SNAPSHOT_KEY, None)
+        return clone
+
+
+def _is_generated_dataclass_doc(cls: type, doc: str) -> bool:
+    """Whether `doc` is the signature text `dataclasses` writes when a class has none."""
+    return doc.startswith(f"{cls.__name__}(") and doc.rstrip().endswith(")") and "\n" not in doc.strip()
+
+
+@dataclass
+class End(Generic[RunEndT]):
+    """Returned by a node to end the run with `data` as its result."""
+
+    data: RunEndT
+    """The result of the run."""
+
+    def deep_copy_data(self) -> End[RunEndT]:
+        """A copy of this `End` whose data is deep-copied (snapshot id kept)."""
+        end = End(copy.deepcopy(self.data))
+        snapshot_id = self.__dict__.get(_SNAPSHOT_KEY)
+        if snapshot_id is not None:
+            end.set_snapshot_id(snapshot_id)
+        return end
+
+    def get_snapshot_id(self) -> str:
+        """The id of this end's snapshot in the run's history, created on first use."""
+        snapshot_id: str | None = self.__dict__.get(_SNAPSHOT_KEY)
+        if snapshot_id is None:
+            snapshot_id = self.__dict__[_SNAPSHOT_KEY] = new_snapshot_id("end")
+        return snapshot_id
+
+    def set_snapshot_id(self, snapshot_id: str) -> None:
+        """Set the id of this end's snapshot."""
+        self.__dict__[_SNAPSHOT_KEY] = snapshot_id
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Annotation for an edge: `Annotated[NextNode, Edge(label='why')]`."""
+
+    label: str | None
+    """The label shown on the edge in mermaid diagrams."""
+
+
+def node_task(node: BaseNode[Any, Any, Any]) -> Task:
+    """The runtime task that runs `node` (its id is the node's snapshot id)."""
+    return Task(node.get_node_id(), node, node.get_snapshot_id())

@@ -1,0 +1,58 @@
+"""The recorder that drives a user's `BaseStatePersistence` subclass through its methods."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from railyard.exceptions import GraphRuntimeError
+from railyard.nodes import End
+from railyard.persistence import BaseStatePersistence
+from railyard.runtime.recorder import Outcome
+from railyard.runtime.tasks import Task
+
+__all__ = ("PersistenceRecorder",)
+
+
+class PersistenceRecorder:
+    """Translates run events into `snapshot_node`, `record_run` and `snapshot_end` calls."""
+
+    __slots__ = ("persistence", "_open")
+
+    def __init__(self, persistence: BaseStatePersistence[Any, Any]) -> None:
+        self.persistence = persistence
+        self._open: dict[str, AbstractAsyncContextManager[None]] = {}
+
+    async def tasks_created(self, tasks: Sequence[Task], state: Any) -> None:
+        """Record each task's node unless it is recorded already."""
+        for task in tasks:
+            await self.persistence.snapshot_node_if_new(task.task_id, state, task.inputs)
+
+    async def step_started(self, task: Task, state: Any) -> None:
+        """Enter `record_run` for the task's snapshot."""
+        manager = self.persistence.record_run(task.task_id)
+        await manager.__aenter__()
+        self._open[task.task_id] = manager
+
+    async def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> None:
+        """Leave `record_run` cleanly, then record what the step led to."""
+        await self._close(task, None)
+        if isinstance(outcome, End):
+            await self.persistence.snapshot_end(state, outcome)
+        else:
+            for next_task in outcome:
+                await self.persistence.snapshot_node(state, next_task.inputs)
+
+    async def step_failed(self, task: Task, error: BaseException, duration: float) -> None:
+        """Leave `record_run` with the node's exception."""
+        await self._close(task, error)
+
+    async def _close(self, task: Task, error: BaseException | None) -> None:
+        manager = self._open.pop(task.task_id, None)
+        if manager is None:
+            raise GraphRuntimeError(f"Step `{task.task_id}` finished without having started.")
+        if error is None:
+            await manager.__aexit__(None, None, None)
+        else:
+            await manager.__aexit__(type(error), error, error.__traceback__)

@@ -1,0 +1,44 @@
+"""What the scheduler tells the run log, one call per event of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
+
+from railyard.nodes import End
+from railyard.runtime.tasks import Task
+
+__all__ = ("Outcome", "Recorder")
+
+Outcome = Sequence[Task] | End[Any]
+"""What a finished step leads to: the tasks to run next, or the end of the run."""
+
+
+class Recorder(Protocol):
+    """Receives a run's events in order; implemented over a run store or a persistence.
+
+    A method either records the event before it returns (and returns `None`), or returns
+    an awaitable that records it; either way the event is recorded before the run goes
+    on, so a recorder that writes durably makes each event durable before the next one.
+    In-memory recorders return `None`: the per-step path then awaits nothing extra.
+    """
+
+    def tasks_created(self, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
+        """`tasks` were scheduled from outside a step (the start of a run, or `next(node)`)."""
+        ...
+
+    def step_started(self, task: Task, state: Any) -> Awaitable[None] | None:
+        """`task` starts running now.
+
+        Raises:
+            GraphNodeStatusError: the task already ran, or is running elsewhere.
+        """
+        ...
+
+    def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> Awaitable[None] | None:
+        """`task` returned, leading to `outcome`; `state` is the state after it."""
+        ...
+
+    def step_failed(self, task: Task, error: BaseException, duration: float) -> Awaitable[None] | None:
+        """`task` raised `error`; the run stops and the error propagates after this call."""
+        ...

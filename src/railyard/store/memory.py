@@ -1,0 +1,161 @@
+"""The memory backend: run logs held in this process, and the default run's recorder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from time import time
+from typing import Any
+
+from railyard.exceptions import GraphNodeStatusError
+from railyard.nodes import End
+from railyard.runtime.recorder import Outcome
+from railyard.runtime.tasks import Task
+from railyard.store.records import (
+    ErrorInfo,
+    RunRecord,
+    RunStatus,
+    StepFailed,
+    StepFinished,
+    StepStarted,
+    TaskClaimed,
+    TasksScheduled,
+)
+from railyard.store.summary import RunInfo, summarize
+
+__all__ = ("MemoryRecorder", "MemoryRunLog", "MemoryStore")
+
+_NO_TASKS: tuple[Task, ...] = ()
+
+
+class MemoryRunLog:
+    """One run's records in memory, with each task's snapshot status kept up to date.
+
+    With `keep_all=False` only the records since the last scheduling are kept: enough
+    to know the run's current step, for runs too long to keep whole.
+    """
+
+    __slots__ = ("records", "task_status", "keep_all")
+
+    def __init__(self, *, keep_all: bool = True) -> None:
+        self.records: list[RunRecord] = []
+        """The records, oldest first."""
+        self.task_status: dict[str, str] = {}
+        """Snapshot status of each task: created, pending, running, success or error."""
+        self.keep_all = keep_all
+        """Whether every record is kept, or only those of the current step."""
+
+    def reset(self, records: Sequence[RunRecord]) -> None:
+        """Replace every record by `records` (used when a view is assigned whole)."""
+        self.records.clear()
+        self.task_status.clear()
+        for record in records:
+            self.append(record)
+
+    def append(self, record: RunRecord) -> None:
+        """Append one record and update the task statuses it changes."""
+        status = self.task_status
+        match record:
+            case StepStarted(task_id=task_id):
+                status[task_id] = "running"
+            case StepFinished(task_id=task_id, next_tasks=next_tasks):
+                if not self.keep_all:
+                    self.records.clear()
+                    status.clear()
+                else:
+                    status[task_id] = "success"
+                for task in next_tasks:
+                    status[task.task_id] = "created"
+            case TasksScheduled(tasks=tasks):
+                if not self.keep_all:
+                    self.records.clear()
+                    status.clear()
+                for task in tasks:
+                    status.setdefault(task.task_id, "created")
+            case TaskClaimed(task_id=task_id):
+                status[task_id] = "pending"
+            case StepFailed(task_id=task_id):
+                status[task_id] = "error"
+        self.records.append(record)
+
+
+class MemoryRecorder:
+    """Records a run's events into a `MemoryRunLog`; the recorder of the default run.
+
+    `copy_state` makes the copy of the state kept with each step (identity when the
+    log does not need independent copies).
+    """
+
+    __slots__ = ("log", "copy_state")
+
+    def __init__(self, log: MemoryRunLog, copy_state: Callable[[Any], Any]) -> None:
+        self.log = log
+        self.copy_state = copy_state
+
+    def tasks_created(self, tasks: Sequence[Task], state: Any) -> None:
+        """Record tasks scheduled from outside a step."""
+        known = self.log.task_status
+        new = tuple(task for task in tasks if task.task_id not in known)
+        if new:
+            self.log.append(TasksScheduled(new, self.copy_state(state), time()))
+
+    def step_started(self, task: Task, state: Any) -> None:
+        """Record that `task` runs now; refuse a task that already ran."""
+        log = self.log
+        task_id = task.task_id
+        status = log.task_status.get(task_id)
+        if status is not None:
+            GraphNodeStatusError.check(status)
+        log.task_status[task_id] = "running"
+        log.records.append(StepStarted(task_id, time()))
+
+    def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> None:
+        """Record the step's outcome with a copy of the new state."""
+        log = self.log
+        if isinstance(outcome, End):
+            next_tasks, end = _NO_TASKS, outcome
+        else:
+            next_tasks, end = tuple(outcome), None
+        record = StepFinished(task.task_id, duration, self.copy_state(state), next_tasks, end, time())
+        if log.keep_all:
+            status = log.task_status
+            status[task.task_id] = "success"
+            for next_task in next_tasks:
+                status[next_task.task_id] = "created"
+            log.records.append(record)
+        else:
+            log.append(record)
+
+    def step_failed(self, task: Task, error: BaseException, duration: float) -> None:
+        """Record the node's exception."""
+        if isinstance(error, Exception):
+            self.log.append(StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time()))
+
+
+class MemoryStore:
+    """A `RunStore` that keeps every run in this process; lost when it exits."""
+
+    def __init__(self) -> None:
+        self._logs: dict[str, MemoryRunLog] = {}
+
+    def log(self, run_id: str) -> MemoryRunLog:
+        """The log of `run_id`, created empty if new."""
+        log = self._logs.get(run_id)
+        if log is None:
+            log = self._logs[run_id] = MemoryRunLog()
+        return log
+
+    async def append(self, run_id: str, records: Sequence[RunRecord]) -> None:
+        """Append records to a run."""
+        log = self.log(run_id)
+        for record in records:
+            log.append(record)
+
+    async def read(self, run_id: str) -> Sequence[RunRecord]:
+        """All records of a run, oldest first."""
+        log = self._logs.get(run_id)
+        return list(log.records) if log is not None else []
+
+    async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
+        """Summaries of the runs in this store."""
+        infos = [summarize(run_id, log.records) for run_id, log in self._logs.items()]
+        return [info for info in infos if status is None or info.status == status]
