@@ -51,10 +51,11 @@ _plain_classes: dict[type, bool] = {}
 def _is_plain_class(kind: type) -> bool:
     plain = _plain_classes.get(kind)
     if plain is None:
+        klass: Any = kind  # compared as plain attributes, not as the typed methods
         plain = _plain_classes[kind] = (
-            kind.__reduce_ex__ is object.__reduce_ex__
-            and kind.__reduce__ is object.__reduce__
-            and kind.__new__ is object.__new__
+            klass.__reduce_ex__ is object.__reduce_ex__
+            and klass.__reduce__ is object.__reduce__
+            and klass.__new__ is object.__new__
             and not hasattr(kind, "__deepcopy__")
             and not hasattr(kind, "__slots__")
         )

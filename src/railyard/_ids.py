@@ -17,7 +17,7 @@ _counter = itertools.count()
 
 
 def _reseed() -> None:
-    global _prefix, _counter
+    global _prefix, _counter  # noqa: PLW0603 - per-process state, reset in a forked child
     _prefix = os.urandom(8).hex()
     _counter = itertools.count()
 

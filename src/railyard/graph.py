@@ -94,13 +94,12 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
 
     def _register(self, node: Any, local_ns: dict[str, Any] | None) -> None:
         if isinstance(node, BaseNode):
-            node = type(cast(AnyNode, node))
+            node = type(node)
         if not (isinstance(node, type) and issubclass(node, BaseNode)):
             raise GraphSetupError(
-                f"{node!r} is not a node: Graph(nodes=[...]) takes `BaseNode` subclasses, "
-                f"got a {type(node).__name__}."
+                f"{node!r} is not a node: Graph(nodes=[...]) takes `BaseNode` subclasses, got a {type(node).__name__}."
             )
-        node_class = cast(type[AnyNode], node)
+        node_class: type[AnyNode] = node
         node_id = node_class.get_node_id()
         existing = self.node_defs.get(node_id)
         if existing is not None:
@@ -146,8 +145,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         self,
         start_node: BaseNode[StateT, DepsT, RunEndT],
         *,
-        state: StateT = None,
-        deps: DepsT = None,
+        state: StateT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
+        deps: DepsT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
         persistence: BaseStatePersistence[StateT, RunEndT] | None = None,
         infer_name: bool = True,
         max_steps: int | None = None,
@@ -174,8 +173,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         self,
         start_node: BaseNode[StateT, DepsT, RunEndT],
         *,
-        state: StateT = None,
-        deps: DepsT = None,
+        state: StateT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
+        deps: DepsT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
         persistence: BaseStatePersistence[StateT, RunEndT] | None = None,
         infer_name: bool = True,
         max_steps: int | None = None,
@@ -205,8 +204,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         self,
         start_node: BaseNode[StateT, DepsT, RunEndT],
         *,
-        state: StateT = None,
-        deps: DepsT = None,
+        state: StateT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
+        deps: DepsT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
         persistence: BaseStatePersistence[StateT, RunEndT] | None = None,
         span: AbstractContextManager[Any] | None = None,
         infer_name: bool = True,
@@ -243,7 +242,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         self,
         persistence: BaseStatePersistence[StateT, RunEndT],
         *,
-        deps: DepsT = None,
+        deps: DepsT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
         span: AbstractContextManager[Any] | None = None,
         infer_name: bool = True,
         max_steps: int | None = None,
@@ -262,7 +261,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         node: BaseNode[StateT, DepsT, RunEndT],
         persistence: BaseStatePersistence[StateT, RunEndT],
         *,
-        state: StateT = None,
+        state: StateT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
         infer_name: bool = True,
     ) -> None:
         """Record `node` as the next node to run in `persistence`, without running it."""
@@ -276,8 +275,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         node: BaseNode[StateT, DepsT, RunEndT],
         history: list[HistoryStep[StateT, RunEndT]],
         *,
-        state: StateT = None,
-        deps: DepsT = None,
+        state: StateT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
+        deps: DepsT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
         infer_name: bool = True,
     ) -> BaseNode[StateT, DepsT, Any] | End[RunEndT]:
         """Run one node and append its step to `history` (the seeds' API).
@@ -307,7 +306,10 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
     def history_type_adapter(self) -> pydantic.TypeAdapter[list[HistoryStep[StateT, RunEndT]]]:
         """The TypeAdapter that reads and writes this graph's run histories."""
         state_type, run_end_type = self.inferred_types
-        return cast(Any, history_type_adapter(state_type, run_end_type))
+        adapter: pydantic.TypeAdapter[list[HistoryStep[StateT, RunEndT]]] = history_type_adapter(
+            state_type, run_end_type
+        )
+        return adapter
 
     def dump_history(self, history: list[HistoryStep[StateT, RunEndT]], *, indent: int | None = None) -> bytes:
         """A run's history as JSON."""
@@ -325,7 +327,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         self,
         *,
         start_node: Sequence[mermaid.NodeIdent] | mermaid.NodeIdent | None = None,
-        title: str | None | bool = None,
+        title: str | bool | None = None,
         edge_labels: bool = True,
         notes: bool = True,
         highlighted_nodes: Sequence[mermaid.NodeIdent] | mermaid.NodeIdent | None = None,
@@ -341,7 +343,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         return mermaid.generate_code(
             self,
             start_node=start_node,
-            title=title or None,
+            title=title if isinstance(title, str) and title else None,
             edge_labels=edge_labels,
             notes=notes,
             highlighted_nodes=highlighted_nodes,
@@ -361,7 +363,9 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             kwargs["title"] = self.name
         return mermaid.request_image(self, **kwargs)
 
-    def mermaid_save(self, path: Path | str, /, *, infer_name: bool = True, **kwargs: Unpack[mermaid.MermaidConfig]) -> None:
+    def mermaid_save(
+        self, path: Path | str, /, *, infer_name: bool = True, **kwargs: Unpack[mermaid.MermaidConfig]
+    ) -> None:
         """Save the graph's diagram: mermaid text for `.md`/`.mmd`, else an image by suffix."""
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
@@ -397,7 +401,7 @@ def _comma_and(items: Sequence[str]) -> str:
 def _infer_run_end_type(node_defs: Any) -> Any:
     for node_def in node_defs:
         for base in _introspect._generic_bases(node_def.node):  # pyright: ignore[reportPrivateUsage]
-            args = getattr(base, "__args__", ())
+            args: tuple[Any, ...] = getattr(base, "__args__", ())
             origin = getattr(base, "__origin__", None)
             if (
                 isinstance(origin, type)
@@ -427,7 +431,7 @@ class _Route:
     Built once per node at graph construction; `__call__` is on the per-step path.
     """
 
-    __slots__ = ("graph", "source", "allowed", "any_node")
+    __slots__ = ("allowed", "any_node", "graph", "source")
 
     def __init__(self, graph: Graph[Any, Any, Any], node_def: NodeDef) -> None:
         self.graph = graph
@@ -453,7 +457,7 @@ class _Route:
                 f"Invalid node return type: `{type(result).__name__}`. Expected `BaseNode` or `End`. "
                 f"`{self.source}.run` returned {result!r}."
             )
-        node = cast(AnyNode, result)
+        node: AnyNode = result
         node_id = node.get_node_id()
         node_def = self.graph.node_defs.get(node_id)
         if node_def is None or node_def.node is not type(node):
@@ -479,6 +483,7 @@ class _NodeProgram:
 
     @property
     def name(self) -> str | None:
+        """The graph's name."""
         return self.graph.name
 
     def execute(self, task: Task, ctx: Any) -> Any:

@@ -152,6 +152,12 @@ class MermaidConfig(TypedDict, total=False):
 _CODE_KEYS = ("start_node", "highlighted_nodes", "highlight_css", "title", "edge_labels", "notes", "direction")
 
 
+def _code_options(config: MermaidConfig) -> dict[str, Any]:
+    """The options of `config` that shape the diagram's text."""
+    options: dict[str, Any] = dict(config)
+    return {key: options[key] for key in _CODE_KEYS if key in options}
+
+
 def request_image(graph: Graph[Any, Any, Any], /, **kwargs: Unpack[MermaidConfig]) -> bytes:
     """Render `graph` as an image with the mermaid rendering service.
 
@@ -161,11 +167,8 @@ def request_image(graph: Graph[Any, Any, Any], /, **kwargs: Unpack[MermaidConfig
     try:
         import httpx
     except ImportError:  # pragma: no cover - depends on the installed extras
-        raise MermaidServiceError(
-            "Rendering mermaid images needs httpx: pip install 'railyard[image]'"
-        ) from None
-    code_options: dict[str, Any] = {key: kwargs[key] for key in _CODE_KEYS if key in kwargs}
-    code = generate_code(graph, **code_options)
+        raise MermaidServiceError("Rendering mermaid images needs httpx: pip install 'railyard[image]'") from None
+    code = generate_code(graph, **_code_options(kwargs))
     base_url = (kwargs.get("base_url") or os.environ.get("RAILYARD_MERMAID_URL") or DEFAULT_BASE_URL).rstrip("/")
     image_type = kwargs.get("image_type")
     encoded = base64.b64encode(code.encode()).decode()
@@ -181,7 +184,13 @@ def request_image(graph: Graph[Any, Any, Any], /, **kwargs: Unpack[MermaidConfig
             params["landscape"] = ""
         if paper := kwargs.get("pdf_paper"):
             params["paper"] = paper
-    for key, param in (("background_color", "bgColor"), ("theme", "theme"), ("width", "width"), ("height", "height"), ("scale", "scale")):
+    for key, param in (
+        ("background_color", "bgColor"),
+        ("theme", "theme"),
+        ("width", "width"),
+        ("height", "height"),
+        ("scale", "scale"),
+    ):
         if value := kwargs.get(key):
             params[param] = str(value)
     client = kwargs.get("httpx_client") or httpx.Client()
@@ -208,8 +217,7 @@ def save_image(path: Path | str, graph: Graph[Any, Any, Any], /, **kwargs: Unpac
     path = Path(path)
     suffix = path.suffix.lower().lstrip(".")
     if suffix in ("mmd", "mermaid", "md") and "image_type" not in kwargs:
-        code_options: dict[str, Any] = {key: kwargs[key] for key in _CODE_KEYS if key in kwargs}
-        path.write_text(generate_code(graph, **code_options))
+        path.write_text(generate_code(graph, **_code_options(kwargs)))
         return
     if "image_type" not in kwargs and suffix in ("png", "webp", "svg", "pdf"):
         kwargs["image_type"] = suffix  # type: ignore[typeddict-item]

@@ -10,9 +10,9 @@ import copy
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Never
 
-from typing_extensions import Never, TypeVar
+from typing_extensions import TypeVar
 
 from railyard._ids import new_snapshot_id
 from railyard.runtime.tasks import Task

@@ -99,14 +99,14 @@ def _same(value: Any) -> Any:
 
 def history_type_adapter(state_t: Any, run_end_t: Any) -> pydantic.TypeAdapter[list[HistoryStep[Any, Any]]]:
     """The TypeAdapter that reads and writes a history as JSON."""
-    step = Annotated[NodeStep[state_t, run_end_t] | EndStep[run_end_t], pydantic.Discriminator("kind")]  # type: ignore[valid-type]
-    return pydantic.TypeAdapter(list[step])  # type: ignore[valid-type]
+    step = Annotated[NodeStep[state_t, run_end_t] | EndStep[run_end_t], pydantic.Discriminator("kind")]
+    return pydantic.TypeAdapter(list[step])
 
 
 class HistoryView:
     """The seeds' history of one run log, appended to a list as the run goes on."""
 
-    __slots__ = ("log", "steps", "_seen", "_nodes", "_started")
+    __slots__ = ("_nodes", "_seen", "_started", "log", "steps")
 
     def __init__(self, log: MemoryRunLog, steps: list[HistoryStep[Any, Any]] | None = None) -> None:
         self.log = log
@@ -127,7 +127,9 @@ class HistoryView:
                         self._nodes[task.task_id] = task.inputs
                 case StepStarted(task_id=task_id, ts=ts):
                     self._started[task_id] = ts
-                case StepFinished(task_id=task_id, duration=duration, state=state, next_tasks=next_tasks, end=end, ts=ts):
+                case StepFinished(
+                    task_id=task_id, duration=duration, state=state, next_tasks=next_tasks, end=end, ts=ts
+                ):
                     node = self._nodes.pop(task_id, None)
                     if node is not None:
                         started = self._started.pop(task_id, ts - duration)

@@ -10,7 +10,6 @@ The built-in classes (`SimpleStatePersistence`, `FullStatePersistence`,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime

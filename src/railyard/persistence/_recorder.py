@@ -18,7 +18,7 @@ __all__ = ("PersistenceRecorder",)
 class PersistenceRecorder:
     """Translates run events into `snapshot_node`, `record_run` and `snapshot_end` calls."""
 
-    __slots__ = ("persistence", "_open")
+    __slots__ = ("_open", "persistence")
 
     def __init__(self, persistence: BaseStatePersistence[Any, Any]) -> None:
         self.persistence = persistence

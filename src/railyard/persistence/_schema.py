@@ -78,5 +78,7 @@ def nodes_schema(known: dict[str, type[AnyNode]] | None = None) -> core_schema.C
 class CustomNodeSchema:
     """`Annotated[BaseNode[...], CustomNodeSchema()]`: store a node as JSON tagged by its id."""
 
-    def __get_pydantic_core_schema__(self, source: Any, handler: pydantic.GetCoreSchemaHandler) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: pydantic.GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
         return nodes_schema()

@@ -26,7 +26,7 @@ class SnapshotView:
     a log that keeps only its current step is re-read whole (it holds a few records).
     """
 
-    __slots__ = ("log", "_snapshots", "_by_id", "_seen")
+    __slots__ = ("_by_id", "_seen", "_snapshots", "log")
 
     def __init__(self, log: MemoryRunLog) -> None:
         self.log = log
@@ -80,7 +80,9 @@ class SnapshotView:
                     self._add(NodeSnapshot(state=state, node=task.inputs, id=task.task_id))
                 if end is not None:
                     self._add(
-                        EndSnapshot(state=state, result=end, ts=datetime.fromtimestamp(ts, UTC), id=end.get_snapshot_id())
+                        EndSnapshot(
+                            state=state, result=end, ts=datetime.fromtimestamp(ts, UTC), id=end.get_snapshot_id()
+                        )
                     )
             case StepFailed(task_id=task_id, duration=duration):
                 if (node := self._node(task_id)) is not None:

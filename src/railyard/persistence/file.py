@@ -108,9 +108,7 @@ class FileStatePersistence(LogPersistence[StateT, RunEndT]):
             try:
                 snapshots = adapter.validate_json(content)
             except pydantic.ValidationError as err:
-                raise PersistenceError(
-                    f"Cannot load the snapshots in {path}: {err}", path=str(path)
-                ) from err
+                raise PersistenceError(f"Cannot load the snapshots in {path}: {err}", path=str(path)) from err
         self._replace(snapshots)
 
     async def _save(self) -> None:
@@ -130,7 +128,7 @@ class FileStatePersistence(LogPersistence[StateT, RunEndT]):
 class _SavingRecorder:
     """Records into the in-memory log, then saves the file."""
 
-    __slots__ = ("persistence", "inner")
+    __slots__ = ("inner", "persistence")
 
     def __init__(self, persistence: FileStatePersistence[Any, Any], inner: MemoryRecorder) -> None:
         self.persistence = persistence

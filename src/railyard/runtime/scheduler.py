@@ -19,8 +19,10 @@ __all__ = ("Program", "Scheduler")
 class Program(Protocol):
     """A compiled graph: how to execute a task, and where its result leads."""
 
-    name: str | None
-    """The graph's name, for messages and spans."""
+    @property
+    def name(self) -> str | None:
+        """The graph's name, for messages and spans."""
+        ...
 
     def execute(self, task: Task, ctx: Any) -> Awaitable[Any]:
         """Run the task's node on its inputs."""
@@ -41,7 +43,7 @@ class Scheduler:
     The node API keeps at most one task pending; nothing here depends on that.
     """
 
-    __slots__ = ("program", "recorder", "ctx", "pending", "steps", "max_steps", "tracer")
+    __slots__ = ("ctx", "max_steps", "pending", "program", "recorder", "steps", "tracer")
 
     def __init__(
         self,

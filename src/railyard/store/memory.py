@@ -34,7 +34,7 @@ class MemoryRunLog:
     to know the run's current step, for runs too long to keep whole.
     """
 
-    __slots__ = ("records", "task_status", "keep_all")
+    __slots__ = ("keep_all", "records", "task_status")
 
     def __init__(self, *, keep_all: bool = True) -> None:
         self.records: list[RunRecord] = []
@@ -85,7 +85,7 @@ class MemoryRecorder:
     log does not need independent copies).
     """
 
-    __slots__ = ("log", "copy_state")
+    __slots__ = ("copy_state", "log")
 
     def __init__(self, log: MemoryRunLog, copy_state: Callable[[Any], Any]) -> None:
         self.log = log
