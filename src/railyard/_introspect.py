@@ -134,7 +134,7 @@ def infer_state_type(node: type[BaseNode[Any, Any, Any]]) -> Any:
         origin = get_origin(base)
         if isinstance(origin, type) and issubclass(origin, BaseNode):
             args = get_args(base)
-            if args:
+            if args and not isinstance(args[0], typing.TypeVar | typing_extensions.TypeVar):
                 return args[0]
     return UNSET
 

@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager, Exit
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 import pydantic
 from typing_extensions import Unpack
@@ -408,6 +408,7 @@ def _infer_run_end_type(node_defs: Any) -> Any:
                 and issubclass(origin, BaseNode)
                 and len(args) == 3
                 and args[2] not in _introspect.NEVER_TYPES
+                and not isinstance(args[2], TypeVar)
             ):
                 return args[2]
     end_types: list[Any] = []
@@ -618,6 +619,8 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         if isinstance(outcome, End):
             self._next_task = None
             self._next_node = outcome
+            if self._user_history is not None and self._history is not None:
+                self._history.sync()
             self._result = GraphRunResult(
                 outcome.data, self.state, self.persistence, self._traceparent, history=lambda: self.history
             )
@@ -626,7 +629,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         self._next_task = next_task
         self._next_node = next_task.inputs
         if self._user_history is not None and self._history is not None:
-            self._history.sync()
+            self._history.sync()  # the caller's list gets each step as it happens
         return self._next_node
 
     def __aiter__(self) -> AsyncIterator[BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]]:
