@@ -149,7 +149,7 @@ def test_inferred_types() -> None:
 
 
 def test_inferred_end_type_falls_back_to_end_annotations() -> None:
-    from tests.untyped_end import untyped_graph, UntypedState
+    from tests.untyped_end import UntypedState, untyped_graph
 
     assert untyped_graph.inferred_types == (UntypedState, int)
 

@@ -15,10 +15,10 @@ from railyard import (
     End,
     EndSnapshot,
     FileStatePersistence,
-    Graph,
-    GraphRunContext,
     FullStatePersistence,
+    Graph,
     GraphNodeStatusError,
+    GraphRunContext,
     GraphRuntimeError,
     NodeSnapshot,
     SimpleStatePersistence,
@@ -48,7 +48,12 @@ async def test_full_persistence_records_every_snapshot_with_the_state_before_the
     assert result.persistence is persistence
     history = persistence.history
     assert [s.state for s in history] == [CountDownState(2), CountDownState(1), CountDownState(0), CountDownState(0)]
-    assert _statuses(history) == [("CountDown", "success"), ("CountDown", "success"), ("CountDown", "success"), ("End", "end")]
+    assert _statuses(history) == [
+        ("CountDown", "success"),
+        ("CountDown", "success"),
+        ("CountDown", "success"),
+        ("End", "end"),
+    ]
     assert all(s.start_ts is not None and s.duration is not None for s in history if isinstance(s, NodeSnapshot))
     assert isinstance(history[-1], EndSnapshot) and history[-1].result == End(0)
 
@@ -118,7 +123,9 @@ async def test_simple_persistence_keeps_only_the_latest_snapshot() -> None:
         await run.next()
     last = persistence.last_snapshot
     assert isinstance(last, EndSnapshot) and last.result == End(0)
-    assert repr(persistence).startswith("SimpleStatePersistence(last_snapshot=EndSnapshot(state=CountDownState(counter=0)")
+    assert repr(persistence).startswith(
+        "SimpleStatePersistence(last_snapshot=EndSnapshot(state=CountDownState(counter=0)"
+    )
     assert await persistence.load_all() == [last]
 
 
@@ -126,7 +133,9 @@ async def test_rerunning_a_finished_node_is_a_status_error() -> None:
     async with count_down_graph.iter(CountDown(), state=CountDownState(3), persistence=FullStatePersistence()) as run:
         first = run.next_node
         await run.next()
-        with pytest.raises(GraphNodeStatusError, match=r"Incorrect snapshot status 'success', must be 'created' or 'pending'\."):
+        with pytest.raises(
+            GraphNodeStatusError, match=r"Incorrect snapshot status 'success', must be 'created' or 'pending'\."
+        ):
             await run.next(first)  # type: ignore[arg-type]
 
 
@@ -187,8 +196,7 @@ async def test_full_persistence_json_round_trip() -> None:
 
 
 async def test_json_of_a_node_with_fields_puts_the_node_id_last() -> None:
-    from tests.graphs import Greet, greet_graph
-    from tests.graphs import Deps
+    from tests.graphs import Deps, Greet, greet_graph
 
     persistence = FullStatePersistence()
     await greet_graph.run(Greet("Ada"), deps=Deps("Hi"), persistence=persistence)
@@ -211,7 +219,12 @@ async def test_load_json_fills_defaults_and_keeps_ids() -> None:
     restored.load_json('[{"kind":"node","node":{"node_id":"Increment"},"state":{"number":1},"id":"Increment:x"}]')
     (snapshot,) = restored.history
     assert isinstance(snapshot, NodeSnapshot)
-    assert (snapshot.node, snapshot.status, snapshot.id, snapshot.start_ts) == (Increment(), "created", "Increment:x", None)
+    assert (snapshot.node, snapshot.status, snapshot.id, snapshot.start_ts) == (
+        Increment(),
+        "created",
+        "Increment:x",
+        None,
+    )
     async with never_42_graph.iter_from_persistence(restored) as run:
         assert run.next_node.get_snapshot_id() == "Increment:x"  # type: ignore[union-attr]
         result = await run.next()
@@ -272,7 +285,7 @@ class RecordingPersistence(BaseStatePersistence[Any, Any]):
 
     @asynccontextmanager
     async def record_run(self, snapshot_id: str) -> AsyncIterator[None]:
-        self.calls.append(f"record_run {snapshot_id.split(':')[0]}")
+        self.calls.append(f"record_run {snapshot_id.split(':', maxsplit=1)[0]}")
         yield
         self.calls.append("record_run done")
 

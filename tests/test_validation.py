@@ -60,7 +60,10 @@ def test_missing_node_names_it_and_its_referrer() -> None:
 def test_missing_node_with_several_referrers() -> None:
     with pytest.raises(GraphSetupError) as info:
         Graph(nodes=[Lonely, Lonely3, Check42])
-    assert str(info.value) == "`Increment` is referenced by `Lonely`, `Lonely3`, and `Check42` but not included in the graph."
+    assert (
+        str(info.value)
+        == "`Increment` is referenced by `Lonely`, `Lonely3`, and `Check42` but not included in the graph."
+    )
 
 
 def test_several_missing_nodes() -> None:
@@ -79,7 +82,9 @@ def test_unresolvable_forward_reference_names_node_and_name() -> None:
         async def run(self, ctx: GraphRunContext) -> DoesNotExist | End[int]:  # type: ignore[name-defined]  # noqa: F821
             return End(1)
 
-    with pytest.raises(GraphSetupError, match=r"Cannot resolve the return annotation of `Dangling\.run`: .*DoesNotExist"):
+    with pytest.raises(
+        GraphSetupError, match=r"Cannot resolve the return annotation of `Dangling\.run`: .*DoesNotExist"
+    ):
         Graph(nodes=[Dangling])
 
 
@@ -122,10 +127,12 @@ def test_run_must_be_async() -> None:
 
 def test_run_must_have_a_return_annotation() -> None:
     class NoHint(BaseNode):
-        async def run(self, ctx: GraphRunContext):  # type: ignore[no-untyped-def]  # noqa: ANN201
+        async def run(self, ctx: GraphRunContext):  # type: ignore[no-untyped-def]
             return End(1)
 
-    with pytest.raises(GraphSetupError, match=r"Node <class '.*NoHint'> is missing a return type hint on its `run` method"):
+    with pytest.raises(
+        GraphSetupError, match=r"Node <class '.*NoHint'> is missing a return type hint on its `run` method"
+    ):
         Graph(nodes=[NoHint])
 
 
@@ -141,7 +148,9 @@ def test_return_annotation_must_name_nodes_or_end(hint: Any) -> None:
 
 
 def test_non_node_in_nodes() -> None:
-    with pytest.raises(GraphSetupError, match=r"<class 'int'> is not a node: Graph\(nodes=\[\.\.\.\]\) takes `BaseNode` subclasses"):
+    with pytest.raises(
+        GraphSetupError, match=r"<class 'int'> is not a node: Graph\(nodes=\[\.\.\.\]\) takes `BaseNode` subclasses"
+    ):
         Graph(nodes=[CountDown, int])  # type: ignore[list-item]
 
 

@@ -193,9 +193,13 @@ def request_image(graph: Graph[Any, Any, Any], /, **kwargs: Unpack[MermaidConfig
     ):
         if value := kwargs.get(key):
             params[param] = str(value)
-    client = kwargs.get("httpx_client") or httpx.Client()
+    given = kwargs.get("httpx_client")
     try:
-        response = client.get(url, params=params)
+        if given is not None:
+            response = given.get(url, params=params)
+        else:
+            with httpx.Client() as client:
+                response = client.get(url, params=params)
     except httpx.HTTPError as err:
         raise MermaidServiceError(
             f"Could not reach the mermaid rendering service at {base_url}: {err}. Check the network, "

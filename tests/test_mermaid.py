@@ -1,0 +1,294 @@
+"""Mermaid diagrams: exact text, and images from a rendering service on a real local socket."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from railyard import BaseNode, Edge, End, Graph, GraphRunContext
+from railyard.exceptions import MermaidServiceError
+from tests.graphs import Check42, CountDown, Increment, count_down_graph, never_42_graph
+
+
+@dataclass
+class Ask(BaseNode):
+    """Generate a question."""
+
+    docstring_notes = True
+
+    async def run(self, ctx: GraphRunContext) -> Annotated[Answer, Edge(label="Ask the question")]:
+        return Answer()
+
+
+@dataclass
+class Answer(BaseNode):
+    async def run(self, ctx: GraphRunContext) -> Evaluate:
+        return Evaluate()
+
+
+@dataclass
+class Evaluate(BaseNode[None, None, str]):
+    """Evaluate the answer.
+
+    Second paragraph of the note.
+    """
+
+    docstring_notes = True
+
+    async def run(
+        self, ctx: GraphRunContext
+    ) -> Annotated[End[str], Edge(label="success")] | Annotated[Reprimand, Edge(label="failure")]:
+        return End("ok")
+
+
+@dataclass
+class Reprimand(BaseNode):
+    """Has a docstring, but notes are off for this node."""
+
+    async def run(self, ctx: GraphRunContext) -> Annotated[Ask, Edge(label="try again")]:
+        return Ask()
+
+
+question_graph = Graph(nodes=(Ask, Answer, Evaluate, Reprimand))
+
+QUESTION_DIAGRAM = """\
+---
+title: question_graph
+---
+stateDiagram-v2
+  [*] --> Ask
+  Ask --> Answer: Ask the question
+  note right of Ask
+    Generate a question.
+  end note
+  Answer --> Evaluate
+  Evaluate --> Reprimand: failure
+  Evaluate --> [*]: success
+  note right of Evaluate
+    Evaluate the answer.
+    Second paragraph of the note.
+  end note
+  Reprimand --> Ask: try again"""
+
+
+def test_count_down_diagram() -> None:
+    assert count_down_graph.mermaid_code() == (
+        "---\ntitle: count_down_graph\n---\nstateDiagram-v2\n  CountDown --> CountDown\n  CountDown --> [*]"
+    )
+
+
+def test_start_nodes_by_class_instance_or_id() -> None:
+    expected = (
+        "---\ntitle: never_42_graph\n---\nstateDiagram-v2\n"
+        "  [*] --> Increment\n  Increment --> Check42\n  Check42 --> Increment: is 42\n  Check42 --> [*]"
+    )
+    assert never_42_graph.mermaid_code(start_node=Increment) == expected
+    assert never_42_graph.mermaid_code(start_node=Increment()) == expected
+    assert never_42_graph.mermaid_code(start_node="Increment") == expected
+    both = never_42_graph.mermaid_code(start_node=[Increment, Check42])
+    assert "  [*] --> Increment\n  Increment --> Check42\n  [*] --> Check42\n" in both
+
+
+def test_notes_labels_and_options() -> None:
+    assert question_graph.mermaid_code(start_node=Ask) == QUESTION_DIAGRAM
+    no_labels = question_graph.mermaid_code(edge_labels=False)
+    assert "Ask --> Answer\n" in no_labels and ": " not in no_labels.split("---")[-1].replace("title: ", "")
+    no_notes = question_graph.mermaid_code(notes=False)
+    assert "note" not in no_notes
+    assert question_graph.mermaid_code(title="Q", direction="LR", notes=False, edge_labels=False) == (
+        "---\ntitle: Q\n---\nstateDiagram-v2\n  direction LR\n  Ask --> Answer\n  Answer --> Evaluate\n"
+        "  Evaluate --> Reprimand\n  Evaluate --> [*]\n  Reprimand --> Ask"
+    )
+
+
+def test_highlighting() -> None:
+    code = never_42_graph.mermaid_code(highlighted_nodes=[Increment, Check42], highlight_css="fill:#f00")
+    assert code.endswith("\n\nclassDef highlighted fill:#f00\nclass Increment highlighted\nclass Check42 highlighted")
+    default = never_42_graph.mermaid_code(highlighted_nodes=Check42)
+    assert default.endswith("\n\nclassDef highlighted fill:#fdff32\nclass Check42 highlighted")
+    assert "classDef" not in never_42_graph.mermaid_code(highlighted_nodes=[])
+
+
+def test_unknown_nodes_are_lookup_errors() -> None:
+    with pytest.raises(LookupError, match=r'^Start node "Nope" is not in the graph\.$'):
+        never_42_graph.mermaid_code(start_node="Nope")
+    with pytest.raises(LookupError, match=r'^Highlighted node "Nope" is not in the graph\.$'):
+        never_42_graph.mermaid_code(highlighted_nodes="Nope")
+
+
+def test_title_can_be_turned_off_and_unnamed_graphs_have_none() -> None:
+    assert question_graph.mermaid_code(title=False).startswith("stateDiagram-v2")
+    assert question_graph.mermaid_code(title="").startswith("stateDiagram-v2")
+    graphs = [Graph(nodes=[CountDown])]
+    code = graphs[0].mermaid_code()
+    assert code == "stateDiagram-v2\n  CountDown --> CountDown\n  CountDown --> [*]"
+
+
+def test_any_node_edges_when_annotated_with_base_node() -> None:
+    @dataclass
+    class Anything(BaseNode[None, None, int]):
+        async def run(self, ctx: GraphRunContext) -> BaseNode | End[int]:
+            return End(1)
+
+    @dataclass
+    class Other(BaseNode[None, None, int]):
+        async def run(self, ctx: GraphRunContext) -> Anything:
+            return Anything()
+
+    any_graph = Graph(nodes=[Anything, Other])
+    assert any_graph.mermaid_code() == (
+        "---\ntitle: any_graph\n---\nstateDiagram-v2\n"
+        "  Anything --> Anything\n  Anything --> Other\n  Anything --> [*]\n  Other --> Anything"
+    )
+
+
+def test_get_note_can_be_overridden() -> None:
+    @dataclass
+    class Custom(BaseNode[None, None, int]):
+        @classmethod
+        def get_note(cls) -> str | None:
+            return "custom note\n\nwith two lines"
+
+        async def run(self, ctx: GraphRunContext) -> End[int]:
+            return End(1)
+
+    custom_graph = Graph(nodes=[Custom])
+    assert custom_graph.mermaid_code().endswith(
+        "  Custom --> [*]\n  note right of Custom\n    custom note\n    with two lines\n  end note"
+    )
+
+
+def test_docstring_notes_skip_generated_dataclass_docs() -> None:
+    @dataclass
+    class Plain(BaseNode[None, None, int]):
+        docstring_notes = True
+        value: int = 0
+
+        async def run(self, ctx: GraphRunContext) -> End[int]:
+            return End(1)
+
+    assert Plain.get_note() is None
+    assert Reprimand.get_note() is None
+    assert Evaluate.get_note() == "Evaluate the answer.\n\nSecond paragraph of the note."
+
+
+# -- images through a rendering service -----------------------------------------------
+
+
+@dataclass
+class Request:
+    path: str
+    query: dict[str, list[str]]
+
+
+class FakeMermaidService:
+    """A mermaid rendering service on 127.0.0.1 that records requests and answers with bytes."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.requests: list[Request] = []
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                service.requests.append(Request(parts.path, parse_qs(parts.query, keep_blank_values=True)))
+                body = b"rendered:" + parts.path.split("/")[1].encode() if status == 200 else b"bad diagram"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+
+    def __enter__(self) -> FakeMermaidService:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def decoded(self, index: int = -1) -> str:
+        return base64.b64decode(self.requests[index].path.split("/")[2]).decode()
+
+
+@pytest.fixture
+def service() -> Iterator[FakeMermaidService]:
+    with FakeMermaidService() as fake:
+        yield fake
+
+
+def test_image_request_sends_the_diagram_and_options(service: FakeMermaidService) -> None:
+    image = never_42_graph.mermaid_image(base_url=service.url, image_type="png", theme="dark", width=100, scale=2)
+    assert image == b"rendered:img"
+    (request,) = service.requests
+    assert request.path.startswith("/img/")
+    assert request.query == {"type": ["png"], "theme": ["dark"], "width": ["100"], "scale": ["2"]}
+    assert service.decoded() == never_42_graph.mermaid_code()
+
+
+def test_pdf_and_svg_endpoints(service: FakeMermaidService) -> None:
+    never_42_graph.mermaid_image(base_url=service.url, image_type="pdf", pdf_fit=True, pdf_paper="a4")
+    never_42_graph.mermaid_image(base_url=service.url, image_type="svg", background_color="!white")
+    assert service.requests[0].path.startswith("/pdf/")
+    assert service.requests[0].query == {"fit": [""], "paper": ["a4"]}
+    assert service.requests[1].path.startswith("/svg/")
+    assert service.requests[1].query == {"bgColor": ["!white"]}
+
+
+def test_base_url_from_the_environment(service: FakeMermaidService, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAILYARD_MERMAID_URL", service.url)
+    assert never_42_graph.mermaid_image(start_node=Increment, title="T", direction="LR") == b"rendered:img"
+    assert service.decoded().startswith("---\ntitle: T\n---\nstateDiagram-v2\n  direction LR\n  [*] --> Increment")
+
+
+@pytest.mark.parametrize(
+    ("name", "endpoint", "query"),
+    [
+        ("g.png", "/img/", {"type": ["png"]}),
+        ("g.webp", "/img/", {"type": ["webp"]}),
+        ("g.svg", "/svg/", {}),
+        ("g.pdf", "/pdf/", {}),
+        ("g.jpg", "/img/", {}),
+    ],
+)
+def test_save_picks_the_format_from_the_suffix(
+    service: FakeMermaidService, tmp_path: Path, name: str, endpoint: str, query: dict[str, list[str]]
+) -> None:
+    path = tmp_path / name
+    never_42_graph.mermaid_save(path, base_url=service.url)
+    assert path.read_bytes() == b"rendered:" + endpoint.strip("/").encode()
+    assert service.requests[-1].path.startswith(endpoint)
+    assert service.requests[-1].query == query
+
+
+def test_save_mermaid_text_needs_no_service(tmp_path: Path) -> None:
+    path = tmp_path / "graph.mmd"
+    never_42_graph.mermaid_save(path, start_node=Increment)
+    assert path.read_text() == never_42_graph.mermaid_code(start_node=Increment)
+
+
+def test_service_error_status_is_a_clear_error() -> None:
+    with FakeMermaidService(status=400) as failing, pytest.raises(MermaidServiceError) as info:
+        never_42_graph.mermaid_image(base_url=failing.url)
+    assert str(info.value) == "400 error generating image:\nbad diagram"
+
+
+def test_unreachable_service_is_a_clear_error() -> None:
+    with FakeMermaidService() as gone:
+        url = gone.url
+    with pytest.raises(MermaidServiceError, match=rf"Could not reach the mermaid rendering service at {url}"):
+        never_42_graph.mermaid_image(base_url=url)
