@@ -116,14 +116,15 @@ class MemoryRecorder:
         else:
             next_tasks, end = tuple(outcome), None
         record = StepFinished(task.task_id, duration, self.copy_state(state), next_tasks, end, time())
+        status = log.task_status
         if log.keep_all:
-            status = log.task_status
             status[task.task_id] = "success"
-            for next_task in next_tasks:
-                status[next_task.task_id] = "created"
             log.records.append(record)
         else:
-            log.append(record)
+            status.clear()
+            log.records[:] = (record,)
+        for next_task in next_tasks:
+            status[next_task.task_id] = "created"
 
     def step_failed(self, task: Task, error: BaseException, duration: float) -> None:
         """Record the node's exception."""
