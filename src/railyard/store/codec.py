@@ -1,0 +1,183 @@
+"""Run-log records as JSON, through pydantic: what durable stores write and read back.
+
+A record's JSON is an object tagged by `kind`; nodes are stored with their `node_id`
+(readable in `psql` or a text editor, stable across releases), states and results through
+the graph's own types. Never pickle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import pydantic
+import pydantic_core
+
+from railyard.nodes import BaseNode, End
+from railyard.persistence._schema import nodes_schema
+from railyard.runtime.tasks import ForkFrame, Task
+from railyard.store.records import (
+    ErrorInfo,
+    RunRecord,
+    StepFailed,
+    StepFinished,
+    StepStarted,
+    TaskClaimed,
+    TasksScheduled,
+)
+
+__all__ = ("RecordCodec", "RecordDecodeError")
+
+
+class RecordDecodeError(ValueError):
+    """A stored record is not valid JSON or does not match the graph's current types."""
+
+
+class _AnyNodeSchema:
+    def __init__(self, known: dict[str, type[BaseNode[Any, Any, Any]]]) -> None:
+        self.known = known
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: pydantic.GetCoreSchemaHandler) -> Any:
+        return nodes_schema(self.known)
+
+
+class RecordCodec:
+    """Turns records into JSON and back, for one graph's node, state and result types."""
+
+    def __init__(
+        self, nodes: Sequence[type[BaseNode[Any, Any, Any]]], state_type: Any, run_end_type: Any = Any
+    ) -> None:
+        known = {node.get_node_id(): node for node in nodes}
+        self._node: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Annotated[Any, _AnyNodeSchema(known)])
+        self._state: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(state_type)
+        self._end: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(End[run_end_type])
+
+    # -- encoding -------------------------------------------------------------------------
+
+    def encode(self, record: RunRecord) -> bytes:
+        """One record as compact JSON."""
+        return pydantic_core.to_json(self.dump(record))
+
+    def dump(self, record: RunRecord) -> dict[str, Any]:
+        """One record as a JSON-compatible dict."""
+        match record:
+            case TasksScheduled(tasks=tasks, state=state, ts=ts):
+                tasks_json = self._tasks(tasks)
+                return {"kind": "tasks_scheduled", "tasks": tasks_json, "state": self._dump_state(state), "ts": ts}
+            case TaskClaimed(task_id=task_id, ts=ts):
+                return {"kind": "task_claimed", "task_id": task_id, "ts": ts}
+            case StepStarted(task_id=task_id, ts=ts):
+                return {"kind": "step_started", "task_id": task_id, "ts": ts}
+            case StepFinished(task_id=task_id, duration=duration, state=state, next_tasks=next_tasks, end=end, ts=ts):
+                return {
+                    "kind": "step_finished",
+                    "task_id": task_id,
+                    "duration": duration,
+                    "state": self._dump_state(state),
+                    "next_tasks": self._tasks(next_tasks),
+                    "end": None if end is None else self._end.dump_python(end, mode="json"),
+                    "end_id": None if end is None else end.get_snapshot_id(),
+                    "ts": ts,
+                }
+            case StepFailed(task_id=task_id, duration=duration, error=error, ts=ts):
+                return {
+                    "kind": "step_failed",
+                    "task_id": task_id,
+                    "duration": duration,
+                    "error": {"type": error.type, "message": error.message, "traceback": error.traceback},
+                    "ts": ts,
+                }
+
+    def _dump_state(self, state: Any) -> Any:
+        return self._state.dump_python(state, mode="json")
+
+    def _tasks(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
+        return [
+            {
+                "node_id": task.node_id,
+                "task_id": task.task_id,
+                "inputs": self._node.dump_python(task.inputs, mode="json"),
+                "fork_stack": [[f.fork_id, f.fork_run_id, f.index] for f in task.fork_stack],
+            }
+            for task in tasks
+        ]
+
+    # -- decoding -------------------------------------------------------------------------
+
+    def decode(self, data: bytes | str) -> RunRecord:
+        """One record from JSON.
+
+        Raises:
+            RecordDecodeError: the JSON is invalid, or does not fit the graph's types; the
+                message names the field.
+        """
+        try:
+            value = pydantic_core.from_json(data)
+        except ValueError as err:
+            raise RecordDecodeError(f"not valid JSON: {err}") from None
+        return self.load(value)
+
+    def load(self, data: Any) -> RunRecord:
+        """One record from a JSON-compatible dict (see `decode`)."""
+        if not isinstance(data, dict) or "kind" not in data:
+            raise RecordDecodeError("a record must be a JSON object with a `kind`")
+        record: dict[str, Any] = data  # pyright: ignore[reportUnknownVariableType]
+        try:
+            return self._load(record)
+        except (KeyError, TypeError) as err:
+            raise RecordDecodeError(f"{record.get('kind')} record is missing or has a malformed field: {err}") from None
+
+    def _load(self, data: dict[str, Any]) -> RunRecord:
+        kind = data["kind"]
+        if kind == "tasks_scheduled":
+            return TasksScheduled(self._load_tasks(data["tasks"], "tasks"), self._load_state(data["state"]), data["ts"])
+        if kind == "task_claimed":
+            return TaskClaimed(data["task_id"], data["ts"])
+        if kind == "step_started":
+            return StepStarted(data["task_id"], data["ts"])
+        if kind == "step_finished":
+            end: End[Any] | None = None
+            if data["end"] is not None:
+                end = _validate(self._end, data["end"], "end")
+                if data.get("end_id"):
+                    end.set_snapshot_id(data["end_id"])
+            return StepFinished(
+                data["task_id"],
+                data["duration"],
+                self._load_state(data["state"]),
+                self._load_tasks(data["next_tasks"], "next_tasks"),
+                end,
+                data["ts"],
+            )
+        if kind == "step_failed":
+            error = data["error"]
+            return StepFailed(
+                data["task_id"],
+                data["duration"],
+                ErrorInfo(type=error["type"], message=error["message"], traceback=error["traceback"]),
+                data["ts"],
+            )
+        raise RecordDecodeError(f"unknown record kind {kind!r}")
+
+    def _load_state(self, state: Any) -> Any:
+        return _validate(self._state, state, "state")
+
+    def _load_tasks(self, items: list[dict[str, Any]], field: str) -> tuple[Task, ...]:
+        tasks: list[Task] = []
+        for index, item in enumerate(items):
+            node = _validate(self._node, item["inputs"], f"{field}.{index}.inputs")
+            if isinstance(node, BaseNode):
+                node.set_snapshot_id(item["task_id"])
+            stack = tuple(ForkFrame(fork_id, run_id, index) for fork_id, run_id, index in item["fork_stack"])
+            tasks.append(Task(item["node_id"], node, item["task_id"], stack))
+        return tuple(tasks)
+
+
+def _validate(adapter: pydantic.TypeAdapter[Any], value: Any, field: str) -> Any:
+    """Validate one field of a record; a failure names the field and what was wrong."""
+    try:
+        return adapter.validate_python(value)
+    except pydantic.ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join([field, *(str(part) for part in first["loc"])])
+        raise RecordDecodeError(f"field `{where}`: {first['msg']} (stored value: {first.get('input')!r})") from None
