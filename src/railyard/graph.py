@@ -22,7 +22,7 @@ from typing_extensions import Unpack
 
 from railyard import _introspect, mermaid
 from railyard._copy import deep_copy
-from railyard._ids import new_hex_id
+from railyard._ids import new_snapshot_id
 from railyard._introspect import UNSET, NodeDef, Unset
 from railyard.exceptions import GraphRuntimeError, GraphSetupError
 from railyard.nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT, StateT, node_task
@@ -449,7 +449,7 @@ class _Route:
         attrs = result.__dict__
         snapshot_id = attrs.get(_SNAPSHOT_KEY)
         if snapshot_id is None:
-            snapshot_id = attrs[_SNAPSHOT_KEY] = f"{node_id}:{new_hex_id()}"
+            snapshot_id = attrs[_SNAPSHOT_KEY] = new_snapshot_id(node_id)
         return (Task(node_id, result, snapshot_id),)
 
     def _check(self, result: Any) -> str:

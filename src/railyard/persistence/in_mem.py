@@ -48,10 +48,6 @@ __all__ = ("FullStatePersistence", "LogPersistence", "SimpleStatePersistence")
 AnyNode = BaseNode[Any, Any, Any]
 
 
-def _same(value: Any) -> Any:
-    return value
-
-
 class LogPersistence(BaseStatePersistence[StateT, RunEndT]):
     """The methods of `BaseStatePersistence`, implemented over a run log in memory.
 
@@ -59,7 +55,7 @@ class LogPersistence(BaseStatePersistence[StateT, RunEndT]):
     directly, without going through these methods.
     """
 
-    def __init__(self, *, keep_all: bool, copy_state: Callable[[Any], Any]) -> None:
+    def __init__(self, *, keep_all: bool, copy_state: Callable[[Any], Any] | None) -> None:
         self._log = MemoryRunLog(keep_all=keep_all)
         self._view = SnapshotView(self._log)
         self._copy_state = copy_state
@@ -68,6 +64,9 @@ class LogPersistence(BaseStatePersistence[StateT, RunEndT]):
 
     def _recorder(self, graph: Graph[Any, Any, Any]) -> Recorder:
         return MemoryRecorder(self._log, self._copy_state)
+
+    def _copy(self, state: Any) -> Any:
+        return state if self._copy_state is None else self._copy_state(state)
 
     def set_graph_types(self, graph: Graph[StateT, Any, RunEndT]) -> None:
         """Remember the graph's node classes and types, for (de)serializing snapshots."""
@@ -80,7 +79,7 @@ class LogPersistence(BaseStatePersistence[StateT, RunEndT]):
 
     async def snapshot_node(self, state: StateT, next_node: BaseNode[StateT, Any, RunEndT]) -> None:
         """Record a node that will run next."""
-        self._log.append(TasksScheduled((node_task(next_node),), self._copy_state(state), time()))
+        self._log.append(TasksScheduled((node_task(next_node),), self._copy(state), time()))
 
     async def snapshot_node_if_new(
         self, snapshot_id: str, state: StateT, next_node: BaseNode[StateT, Any, RunEndT]
@@ -91,7 +90,7 @@ class LogPersistence(BaseStatePersistence[StateT, RunEndT]):
 
     async def snapshot_end(self, state: StateT, end: End[RunEndT]) -> None:
         """Record the end of the run."""
-        self._log.append(StepFinished("", 0.0, self._copy_state(state), (), end, time()))
+        self._log.append(StepFinished("", 0.0, self._copy(state), (), end, time()))
 
     @asynccontextmanager
     async def record_run(self, snapshot_id: str) -> AsyncIterator[None]:
@@ -168,11 +167,11 @@ class SimpleStatePersistence(LogPersistence[StateT, RunEndT]):
     """Keeps only the latest snapshot, without copying the state; the default of a run."""
 
     def __init__(self, last_snapshot: Snapshot[StateT, RunEndT] | None = None) -> None:
-        super().__init__(keep_all=False, copy_state=_same)
+        super().__init__(keep_all=False, copy_state=None)
         if last_snapshot is not None:
             self._replace([last_snapshot])
 
-    def _use_history_log(self, copy_state: Callable[[Any], Any]) -> None:
+    def _use_history_log(self, copy_state: Callable[[Any], Any] | None) -> None:
         """Keep every record, with copies of the state, so the run's history can be shown."""
         self._log = MemoryRunLog(keep_all=True)
         self._view = SnapshotView(self._log)
@@ -199,7 +198,7 @@ class FullStatePersistence(LogPersistence[StateT, RunEndT]):
     """Whether snapshots hold copies of the state (else the live state object)."""
 
     def __init__(self, deep_copy: bool = True, history: list[Snapshot[StateT, RunEndT]] | None = None) -> None:
-        super().__init__(keep_all=True, copy_state=deep_copy_value if deep_copy else _same)
+        super().__init__(keep_all=True, copy_state=deep_copy_value if deep_copy else None)
         self.deep_copy = deep_copy
         if history:
             self._replace(history)

@@ -96,7 +96,8 @@ class MemoryRecorder:
         known = self.log.task_status
         new = tuple(task for task in tasks if task.task_id not in known)
         if new:
-            self.log.append(TasksScheduled(new, self.copy_state(state), time()))
+            copy_state = self.copy_state
+            self.log.append(TasksScheduled(new, state if copy_state is None else copy_state(state), time()))
 
     def step_started(self, task: Task, state: Any) -> None:
         """Record that `task` runs now; refuse a task that already ran."""
@@ -111,11 +112,17 @@ class MemoryRecorder:
     def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> None:
         """Record the step's outcome with a copy of the new state."""
         log = self.log
-        if isinstance(outcome, End):
+        if type(outcome) is tuple:
+            next_tasks: tuple[Task, ...] = outcome
+            end = None
+        elif isinstance(outcome, End):
             next_tasks, end = _NO_TASKS, outcome
         else:
             next_tasks, end = tuple(outcome), None
-        record = StepFinished(task.task_id, duration, self.copy_state(state), next_tasks, end, time())
+        copy_state = self.copy_state
+        record = StepFinished(
+            task.task_id, duration, state if copy_state is None else copy_state(state), next_tasks, end, time()
+        )
         status = log.task_status
         if log.keep_all:
             status[task.task_id] = "success"
