@@ -81,13 +81,13 @@ class MemoryRunLog:
 class MemoryRecorder:
     """Records a run's events into a `MemoryRunLog`; the recorder of the default run.
 
-    `copy_state` makes the copy of the state kept with each step (identity when the
-    log does not need independent copies).
+    `copy_state` makes the copy of the state kept with each step; `None` keeps the state
+    object itself (when the log does not need independent copies).
     """
 
     __slots__ = ("copy_state", "log")
 
-    def __init__(self, log: MemoryRunLog, copy_state: Callable[[Any], Any]) -> None:
+    def __init__(self, log: MemoryRunLog, copy_state: Callable[[Any], Any] | None) -> None:
         self.log = log
         self.copy_state = copy_state
 
