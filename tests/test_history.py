@@ -146,3 +146,16 @@ def test_load_history_rejects_bad_json() -> None:
     with pytest.raises(pydantic.ValidationError, match="node id 'Nope' is not a node of this graph"):
         v0_graph.load_history(b'[{"kind":"node","node":{"node_id":"Nope"},"state":{"counter":1}}]')
     assert v0_graph.load_history(b"[]") == []
+
+
+async def test_v0_nodes_get_the_v0_context() -> None:
+    seen: list[object] = []
+
+    @dataclass
+    class Look(v0.BaseNode[V0State, None, int]):
+        async def run(self, ctx: v0.GraphRunContext[V0State]) -> v0.End[int]:
+            seen.append(ctx)
+            return v0.End(ctx.state.counter)
+
+    await v0.Graph(nodes=[Look]).run(Look(), state=V0State(3))
+    assert isinstance(seen[0], v0.GraphRunContext)

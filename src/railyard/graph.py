@@ -68,6 +68,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
     """Whether a run given no persistence keeps its whole history (the seeds' API does)."""
     _run_class: ClassVar[type[GraphRun[Any, Any, Any]]]
     """The class of the runs this graph creates."""
+    _context_class: ClassVar[type[GraphRunContext[Any, Any]]] = GraphRunContext
+    """The class of the context its nodes get."""
 
     def __init__(
         self,
@@ -562,7 +564,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         self._scheduler = Scheduler(
             _NodeProgram(graph),
             self._recorder,
-            GraphRunContext(state=state, deps=deps),
+            graph._context_class(state=state, deps=deps),  # pyright: ignore[reportPrivateUsage]
             max_steps=max_steps,
             tracer=tracer,
         )

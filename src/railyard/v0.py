@@ -19,6 +19,7 @@ Where it differs from `railyard` (which follows pydantic-graph 1.x):
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, Generic
 
 from railyard import graph as _graph
@@ -54,6 +55,13 @@ class GraphRunContext(_nodes.GraphRunContext[StateT, DepsT]):
 
 class BaseNode(_nodes.BaseNode[StateT, DepsT, NodeRunEndT]):
     """Base class of nodes; a node's id is `get_id()`, the class name unless overridden."""
+
+    @abstractmethod
+    async def run(  # type: ignore[override]  # v0 nodes get the v0 context
+        self, ctx: GraphRunContext[StateT, DepsT]
+    ) -> _nodes.BaseNode[StateT, DepsT, Any] | End[NodeRunEndT]:
+        """Run the node and return the next node to run, or `End` to finish the run."""
+        ...
 
     @classmethod
     def get_id(cls) -> str:
@@ -98,3 +106,4 @@ class Graph(_graph.Graph[StateT, DepsT, RunEndT], Generic[StateT, DepsT, RunEndT
 
     _history_by_default = True
     _run_class = GraphRun
+    _context_class = GraphRunContext

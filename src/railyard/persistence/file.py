@@ -46,6 +46,10 @@ class FileStatePersistence(LogPersistence[StateT, RunEndT]):
     def __repr__(self) -> str:
         return f"FileStatePersistence(json_file={self.json_file!r})"
 
+    def _copy_snapshot(self, snapshot: NodeSnapshot[StateT, RunEndT]) -> NodeSnapshot[StateT, RunEndT]:
+        # a resumed run mutates its state; the stored snapshot keeps the state it had
+        return deep_copy(snapshot)
+
     def _recorder(self, graph: Graph[Any, Any, Any]) -> Recorder:
         return _SavingRecorder(self, MemoryRecorder(self._log, self._copy_state))
 

@@ -1,0 +1,348 @@
+"""Every example in `examples/` runs, as a script, and prints exactly what it should.
+
+The examples are deterministic, so their whole output is pinned here; each test also
+checks that what the output says makes sense (balances add up, runs end where they
+should). Each example runs in its own process with this interpreter, from the repo root.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+TESTED: set[str] = set()
+"""The example files that have a test below (see `test_every_example_has_a_test`)."""
+
+
+def covers(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a test as the test of the example files `names`."""
+
+    def mark(test: Callable[..., Any]) -> Callable[..., Any]:
+        TESTED.update(names)
+        return test
+
+    return mark
+
+
+def run_example(name: str, *args: str | Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `examples/<name>` as a script; with `ok`, check it succeeded without a word on stderr."""
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == ""
+    return proc
+
+
+@covers("count_down.py")
+def test_count_down() -> None:
+    # The lines documented in the seed (pydantic-graph's March-2025 docs).
+    assert run_example("count_down.py").stdout.splitlines() == [
+        "Node: CountDown()",
+        "Node: CountDown()",
+        "Node: CountDown()",
+        "Node: End(data=0)",
+        "Final result: 0",
+        "History snapshots: [CountDown(), CountDown(), CountDown(), CountDown(), End(data=0)]",
+    ]
+
+
+@covers("count_down_next.py")
+def test_count_down_next() -> None:
+    assert run_example("count_down_next.py").stdout.splitlines() == [
+        "Node: CountDown()",
+        "Node: CountDown()",
+        "Node: CountDown()",
+        "Node: CountDown()",
+        "None",
+        "History Step: CountDown() CountDownState(counter=4)",
+        "History Step: CountDown() CountDownState(counter=3)",
+        "History Step: CountDown() CountDownState(counter=2)",
+    ]
+
+
+@covers("never_42.py")
+def test_never_42() -> None:
+    # From 1 the run ends at 2; from 41 it must skip 42 and end at 43.
+    assert run_example("never_42.py").stdout.splitlines() == [
+        "MyState(number=2)",
+        "2",
+        "MyState(number=43)",
+        "43",
+    ]
+
+
+VENDING_MACHINE_OUTPUT = """\
+Menu: water $0.90, soda $1.25, chips $1.50
+-> InsertCoin()
+    Insert coins ($): 1.00
+-> CoinsInserted(amount=100)
+    balance is now $1.00
+-> SelectProduct()
+    Choose a product: caviar
+-> Purchase(product='caviar')
+    no such product: 'caviar'
+-> SelectProduct()
+    Choose a product: chips
+-> Purchase(product='chips')
+    chips costs $1.50: insert $0.50 more
+-> InsertCoin()
+    Insert coins ($): 0.25
+-> CoinsInserted(amount=25)
+    balance is now $1.25
+-> Purchase(product='chips')
+    chips costs $1.50: insert $0.25 more
+-> InsertCoin()
+    Insert coins ($): 0.50
+-> CoinsInserted(amount=50)
+    balance is now $1.75
+-> Purchase(product='chips')
+    vending chips, change $0.25
+-> End(data=Receipt(product='chips', price=150, change=25))
+Result: Receipt(product='chips', price=150, change=25)
+Final state: MachineState(user_balance=0, product='chips')
+
+---
+title: vending_machine_graph
+---
+stateDiagram-v2
+  [*] --> InsertCoin
+  InsertCoin --> CoinsInserted
+  CoinsInserted --> SelectProduct
+  CoinsInserted --> Purchase
+  SelectProduct --> Purchase
+  Purchase --> InsertCoin: not enough money
+  Purchase --> SelectProduct: unknown product
+  Purchase --> [*]: vend
+"""
+
+
+@covers("vending_machine.py")
+def test_vending_machine() -> None:
+    out = run_example("vending_machine.py").stdout
+    assert out == VENDING_MACHINE_OUTPUT
+    # $1.00 + $0.25 + $0.50 paid for $1.50 chips: $0.25 back, and the balance is spent.
+    assert "Result: Receipt(product='chips', price=150, change=25)" in out
+    assert "Final state: MachineState(user_balance=0, product='chips')" in out
+    assert out.count("-> Purchase(") == 4
+    assert "  Purchase --> InsertCoin: not enough money" in out
+
+
+EMAIL_FEEDBACK_OUTPUT = """\
+Round 1: sent back: Greet Ada by name.
+Round 2: sent back: Mention their interests: trains, state machines.
+Round 3: sent back: Please sign off as the team.
+Round 4: sent back: Make the subject personal.
+Round 5: approved
+
+To: ada@example.com
+Subject: Welcome aboard, Ada!
+
+Hi Ada,
+
+Welcome to Railyard! Your account is ready.
+Since you like trains and state machines, we picked a few guides for you.
+
+Cheers,
+The Railyard team
+
+Rounds: 5
+"""
+
+
+@covers("email_feedback.py")
+def test_email_feedback() -> None:
+    out = run_example("email_feedback.py").stdout
+    assert out == EMAIL_FEEDBACK_OUTPUT
+    # Every note the reviewer made is addressed in the final email.
+    rounds = [line for line in out.splitlines() if line.startswith("Round ")]
+    assert len(rounds) == 5
+    assert rounds[-1] == "Round 5: approved"
+    assert out.endswith("Rounds: 5\n")
+    for wanted in ("Subject: Welcome aboard, Ada!", "Hi Ada,", "trains and state machines", "The Railyard team"):
+        assert wanted in out
+
+
+ORDER_REVIEW_OUTPUT = """\
+railyard demo: orders, with a pause for human review
+=====================================================
+
+The graph, as mermaid (paste it into https://mermaid.live to draw it):
+
+---
+title: order_graph
+---
+stateDiagram-v2
+  [*] --> ValidateOrder
+  ValidateOrder --> PriceOrder
+  ValidateOrder --> Reject
+  PriceOrder --> Ship
+  PriceOrder --> NeedsReview: over $1,000
+  NeedsReview --> Ship: approved
+  NeedsReview --> Reject: turned down
+  Ship --> [*]
+  Reject --> [*]
+
+Order A-1001 from Ada: 4 x widget, 1 x gadget
+  -> ValidateOrder()
+  -> PriceOrder()
+  -> Ship()
+  -> End(data='shipped to Ada, $32')
+
+Order A-1002 from Bob: 3 x gizmo
+  -> ValidateOrder()
+  -> PriceOrder()
+  -> NeedsReview(total=1350)
+  || paused: $1,350 is over $1,000, so a person has to decide
+     A-1002.json: ValidateOrder (success), PriceOrder (success), NeedsReview (created)
+
+Order A-1003 from Cleo: 2 x widget, 1 x flux capacitor
+  -> ValidateOrder()
+  -> Reject(reason="unknown item 'flux capacitor'")
+  -> End(data="rejected: unknown item 'flux capacitor'")
+
+Order A-1004 from Dev: 60 x gadget
+  -> ValidateOrder()
+  -> PriceOrder()
+  -> NeedsReview(total=1200)
+  || paused: $1,200 is over $1,000, so a person has to decide
+     A-1004.json: ValidateOrder (success), PriceOrder (success), NeedsReview (created)
+
+Waiting for review: A-1002, A-1004
+
+Dana approves A-1002. Resuming its run from A-1002.json:
+  -> NeedsReview(total=1350)
+  -> Ship()
+  -> End(data='shipped to Bob, $1,350 (approved by Dana)')
+     A-1002.json: ValidateOrder (success), PriceOrder (success), NeedsReview (success), Ship (success), end
+
+Dana turns down A-1004 (over the customer's credit limit). Resuming its run from A-1004.json:
+  -> NeedsReview(total=1200)
+  -> Reject(reason="turned down by Dana: over the customer's credit limit")
+  -> End(data="rejected: turned down by Dana: over the customer's credit limit")
+     A-1004.json: ValidateOrder (success), PriceOrder (success), NeedsReview (success), Reject (success), end
+
+Summary:
+  A-1001: shipped to Ada, $32
+  A-1002: shipped to Bob, $1,350 (approved by Dana)
+  A-1003: rejected: unknown item 'flux capacitor'
+  A-1004: rejected: turned down by Dana: over the customer's credit limit
+"""
+
+
+@covers("order_review.py")
+def test_order_review() -> None:
+    out = run_example("order_review.py").stdout
+    assert out == ORDER_REVIEW_OUTPUT
+    summary = out.split("Summary:\n")[1].splitlines()
+    assert summary == [
+        "  A-1001: shipped to Ada, $32",
+        "  A-1002: shipped to Bob, $1,350 (approved by Dana)",
+        "  A-1003: rejected: unknown item 'flux capacitor'",
+        "  A-1004: rejected: turned down by Dana: over the customer's credit limit",
+    ]
+    # The big orders paused with their review node waiting in the file, and ran it on resuming.
+    for order_id in ("A-1002", "A-1004"):
+        assert f"{order_id}.json: ValidateOrder (success), PriceOrder (success), NeedsReview (created)" in out
+    assert (
+        "A-1002.json: ValidateOrder (success), PriceOrder (success), NeedsReview (success), Ship (success), end" in out
+    )
+
+
+def test_dev_demo_runs_order_review() -> None:
+    # The README's first command is `./dev demo`: it must run the flagship example.
+    assert "examples/order_review.py" in (ROOT / "dev").read_text()
+
+
+@covers("question_graph.py")
+def test_question_graph(tmp_path: Path) -> None:
+    state_file = tmp_path / "quiz.json"
+
+    def quiz(*answer: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_example("question_graph.py", state_file, *answer, ok=ok)
+
+    def statuses() -> list[tuple[str, str]]:
+        return [
+            (snapshot["node"]["node_id"], snapshot["status"]) if snapshot["kind"] == "node" else ("end", "-")
+            for snapshot in json.loads(state_file.read_text())
+        ]
+
+    # An answer before any question is an error, and leaves no file behind.
+    early = quiz("42", ok=False)
+    assert (early.returncode, early.stdout) == (1, "")
+    assert "no question is waiting" in early.stderr
+    assert not state_file.exists()
+
+    # Start: the run stops at `Answer`, which waits in the file.
+    assert quiz().stdout == "Question: What is 7 * 6?\n"
+    assert statuses() == [("Ask", "success"), ("Answer", "created")]
+    # Without an answer, the same question is shown again and nothing runs.
+    assert quiz().stdout == "Question (still waiting for an answer): What is 7 * 6?\n"
+    assert statuses() == [("Ask", "success"), ("Answer", "created")]
+
+    # A wrong answer: reprimand, then the next question, waiting again.
+    assert quiz("41").stdout == "Wrong: 7 * 6 is 42, not 41. Try another one.\nQuestion: What is 2 ** 10?\n"
+    assert statuses()[-1] == ("Answer", "created")
+
+    # The right answer ends the run.
+    assert quiz(" 1024 ").stdout == "Correct: 2 ** 10 = 1024. Wrong answers before this one: 1.\nThe quiz is over.\n"
+    assert statuses() == [
+        ("Ask", "success"),
+        ("Answer", "pending"),  # the unanswered `Answer`, claimed by `load_next` and replaced by the answered one
+        ("Answer", "success"),
+        ("Evaluate", "success"),
+        ("Reprimand", "success"),
+        ("Ask", "success"),
+        ("Answer", "pending"),
+        ("Answer", "success"),
+        ("Evaluate", "success"),
+        ("end", "-"),
+    ]
+    end = json.loads(state_file.read_text())[-1]
+    assert end["state"] == {"asked": 2, "wrong": 1}
+
+    # After the end: a clear error and a non-zero exit, with or without an answer.
+    for answer in (("13",), ()):
+        late = quiz(*answer, ok=False)
+        assert (late.returncode, late.stdout) == (1, "")
+        assert late.stderr == (
+            f"error: the quiz in {state_file} is already over "
+            "(Correct: 2 ** 10 = 1024. Wrong answers before this one: 1.); use a new state file\n"
+        )
+    usage = run_example("question_graph.py", ok=False)
+    assert usage.returncode == 2
+    assert usage.stderr.startswith("usage: ")
+
+
+def test_question_graph_snapshots_keep_the_state_before_each_node(tmp_path: Path) -> None:
+    # A node snapshot holds the state the node ran on (pydantic-graph 1.x): `Ask` ran on a
+    # fresh `QuizState()`, the answered `Answer` on the state the waiting one had.
+    state_file = tmp_path / "quiz.json"
+    run_example("question_graph.py", state_file)
+    run_example("question_graph.py", state_file, "41")
+    snapshots = json.loads(state_file.read_text())
+    assert [s["state"] for s in snapshots[:3]] == [
+        {"asked": 0, "wrong": 0},
+        {"asked": 1, "wrong": 0},
+        {"asked": 1, "wrong": 0},
+    ]
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.py")), ids=lambda path: path.name)
+def test_every_example_has_a_test(example: Path) -> None:
+    assert example.name in TESTED, f"examples/{example.name} has no test: add one to tests/test_examples.py"
