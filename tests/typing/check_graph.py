@@ -57,3 +57,7 @@ def typed_sync() -> int:
 
 end: End[str] = End("x")
 assert_type(end.data, str)
+
+
+inferred = Graph(nodes=(Up, Done))
+assert_type(inferred, Graph[State, Deps, int])
