@@ -33,6 +33,27 @@ def covers(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return mark
 
 
+def stored_snapshots(state_file: Path) -> list[dict[str, Any]]:
+    """The quiz run's snapshots, read from its file through the public API, as JSON."""
+    import asyncio
+    import importlib.util
+
+    from railyard import FileStatePersistence
+
+    spec = importlib.util.spec_from_file_location("question_graph_example", EXAMPLES / "question_graph.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        persistence: FileStatePersistence[Any, Any] = FileStatePersistence(state_file)
+        persistence.set_graph_types(module.question_graph)
+        asyncio.run(persistence.load_all())
+        return json.loads(persistence.dump_json())
+    finally:
+        del sys.modules[spec.name]
+
+
 def run_example(name: str, *args: str | Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
     """Run `examples/<name>` as a script; with `ok`, check it succeeded without a word on stderr."""
     proc = subprocess.run(
@@ -279,7 +300,7 @@ def test_question_graph(tmp_path: Path) -> None:
     def statuses() -> list[tuple[str, str]]:
         return [
             (snapshot["node"]["node_id"], snapshot["status"]) if snapshot["kind"] == "node" else ("end", "-")
-            for snapshot in json.loads(state_file.read_text())
+            for snapshot in stored_snapshots(state_file)
         ]
 
     # An answer before any question is an error, and leaves no file behind.
@@ -313,7 +334,7 @@ def test_question_graph(tmp_path: Path) -> None:
         ("Evaluate", "success"),
         ("end", "-"),
     ]
-    end = json.loads(state_file.read_text())[-1]
+    end = stored_snapshots(state_file)[-1]
     assert end["state"] == {"asked": 2, "wrong": 1}
 
     # After the end: a clear error and a non-zero exit, with or without an answer.
@@ -335,7 +356,7 @@ def test_question_graph_snapshots_keep_the_state_before_each_node(tmp_path: Path
     state_file = tmp_path / "quiz.json"
     run_example("question_graph.py", state_file)
     run_example("question_graph.py", state_file, "41")
-    snapshots = json.loads(state_file.read_text())
+    snapshots = stored_snapshots(state_file)
     assert [s["state"] for s in snapshots[:3]] == [
         {"asked": 0, "wrong": 0},
         {"asked": 1, "wrong": 0},

@@ -246,21 +246,49 @@ async def test_file_persistence_pause_and_resume_across_instances(tmp_path: Path
         assert run.state == MyState(42, ["inc 42"])
         nodes = [node async for node in run]
     assert nodes[-1] == End(43)
-    saved = json.loads(path.read_text())
-    assert [item.get("status", "end") for item in saved] == ["success", "success", "success", "success", "end"]
-    assert not path.read_text().endswith("\n")
+
+    reader = FileStatePersistence(path)
+    reader.set_graph_types(never_42_graph)
+    assert _statuses(await reader.load_all()) == [
+        ("Increment", "success"),
+        ("Check42", "success"),
+        ("Increment", "success"),
+        ("Check42", "success"),
+        ("End", "end"),
+    ]
+    lines = path.read_text().splitlines()
+    assert all(json.loads(line)["kind"] for line in lines)  # an append-only JSON Lines run log
 
 
-async def test_file_persistence_with_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
-    from railyard.exceptions import PersistenceError
+async def test_file_persistence_reads_pydantic_graph_files(tmp_path: Path) -> None:
+    # pydantic-graph 1.x writes a JSON list of snapshots; such a file resumes, and is
+    # rewritten as a run log (the original kept beside it).
+    legacy = FullStatePersistence()
+    await never_42_graph.initialize(Increment(), legacy, state=MyState(41))
+    path = tmp_path / "old.json"
+    path.write_bytes(legacy.dump_json(indent=2))
+    result = await never_42_graph.resume(FileStatePersistence(path))
+    assert result.output == 43
+    assert (tmp_path / "old.json.pydantic-graph").read_bytes() == legacy.dump_json(indent=2)
+    assert json.loads(path.read_text().splitlines()[0])["kind"] == "tasks_scheduled"
+
+
+async def test_file_persistence_with_a_damaged_line_is_a_clear_error(tmp_path: Path) -> None:
+    from railyard.exceptions import CorruptRunError
 
     path = tmp_path / "run.json"
-    path.write_text("garbage")
+    await never_42_graph.run(Increment(), state=MyState(1), persistence=FileStatePersistence(path))
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = "garbage\n"
+    path.write_text("".join(lines))
+    before = path.read_bytes()
     persistence = FileStatePersistence(path)
     persistence.set_graph_types(never_42_graph)
-    with pytest.raises(PersistenceError, match=r"Cannot load the snapshots in .*run\.json"):
+    with pytest.raises(
+        CorruptRunError, match=r"Run 'run' in .*run\.json line 3: record 3 cannot be read: not a run record"
+    ):
         await persistence.load_all()
-    assert path.read_text() == "garbage"
+    assert path.read_bytes() == before
 
 
 class RecordingPersistence(BaseStatePersistence[Any, Any]):

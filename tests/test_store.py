@@ -13,7 +13,6 @@ from railyard import End, FullStatePersistence
 from railyard.runtime.tasks import ForkFrame, Task
 from railyard.store import RunStatus, summarize
 from railyard.store.codec import RecordCodec, RecordDecodeError
-from railyard.store.memory import MemoryStore
 from railyard.store.records import ErrorInfo, StepFailed, StepFinished, StepStarted, TaskClaimed, TasksScheduled
 from tests.graphs import Check42, Greet, Increment, MyState, never_42_graph
 
@@ -22,28 +21,6 @@ pytestmark = pytest.mark.anyio
 
 def _task(node: Increment | Check42) -> Task:
     return Task(node.get_node_id(), node, node.get_snapshot_id())
-
-
-async def test_memory_store_appends_reads_and_summarizes() -> None:
-    store = MemoryStore()
-    first = _task(Increment())
-    second = _task(Check42())
-    assert await store.read("r1") == []
-    await store.append("r1", [TasksScheduled((first,), MyState(1), 1000.0)])
-    (info,) = await store.runs()
-    assert (info.run_id, info.status, info.steps, info.last_node) == ("r1", RunStatus.CREATED, 0, "Increment")
-    assert info.started_at == datetime.fromtimestamp(1000.0).astimezone(info.started_at.tzinfo)  # type: ignore[union-attr]
-
-    await store.append("r1", [StepStarted(first.task_id, 1001.0)])
-    assert (await store.runs())[0].status is RunStatus.RUNNING
-    await store.append("r1", [StepFinished(first.task_id, 0.5, MyState(2), (second,), None, 1002.0)])
-    assert (await store.runs())[0].status is RunStatus.WAITING
-    await store.append("r1", [StepStarted(second.task_id, 1003.0)])
-    await store.append("r1", [StepFinished(second.task_id, 0.1, MyState(2), (), End(2), 1004.0)])
-    (info,) = await store.runs(status=RunStatus.ENDED)
-    assert (info.steps, info.last_node) == (2, "Check42")
-    assert len(await store.read("r1")) == 5
-    assert await store.runs(status=RunStatus.FAILED) == []
 
 
 def test_failed_run_summary() -> None:

@@ -8,6 +8,11 @@ The tree, split by who must act::
     │   └── GraphStepLimitError  a run went past its `max_steps`
     ├── GraphNodeStatusError     a snapshot is not in a state that allows the operation
     ├── PersistenceError         stored data is missing, locked or corrupt
+    │   ├── RunNotFound          no run with that id in the store
+    │   ├── RunExists            a new run was given the id of a stored one
+    │   ├── RunLocked            another driver holds the run
+    │   ├── RunEnded             the run has ended and cannot go on
+    │   └── CorruptRunError      a stored record cannot be read back
     └── MermaidServiceError      the mermaid rendering service could not render a diagram
 
 `GraphSetupError` and `GraphRuntimeError` keep the names pydantic-graph uses, so
@@ -25,6 +30,11 @@ __all__ = (
     "GraphStepLimitError",
     "GraphNodeStatusError",
     "PersistenceError",
+    "RunNotFound",
+    "RunExists",
+    "RunLocked",
+    "RunEnded",
+    "CorruptRunError",
     "MermaidServiceError",
 )
 
@@ -91,6 +101,64 @@ class PersistenceError(RailyardError):
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
         self.details = details
+
+
+class RunNotFound(PersistenceError, LookupError):
+    """The store has no run with this id."""
+
+    def __init__(self, run_id: str, where: str) -> None:
+        super().__init__(f"No run {run_id!r} in {where}.", run_id=run_id)
+        self.run_id = run_id
+
+
+class RunExists(PersistenceError):
+    """A new run was given the id of a run the store already holds."""
+
+    def __init__(self, run_id: str, where: str) -> None:
+        super().__init__(
+            f"Run {run_id!r} already exists in {where}. Resume it with "
+            f"`graph.iter_from_persistence(...)`, or start the new run under another id.",
+            run_id=run_id,
+        )
+        self.run_id = run_id
+
+
+class RunLocked(PersistenceError):
+    """Another driver (a process, or a task in this one) is running this run."""
+
+    def __init__(self, run_id: str, where: str) -> None:
+        super().__init__(
+            f"Run {run_id!r} in {where} is being driven by another process or task; only one "
+            f"driver may advance a run at a time. Wait for it to stop, then resume.",
+            run_id=run_id,
+        )
+        self.run_id = run_id
+
+
+class RunEnded(PersistenceError, GraphRuntimeError):
+    """The run has ended; there is nothing left to resume (also a `GraphRuntimeError`)."""
+
+    def __init__(self, run_id: str, where: str) -> None:
+        super().__init__(
+            f"Run {run_id!r} in {where} has ended and cannot be resumed. Use "
+            f"`graph.fork(...)` to start a new run from one of its steps.",
+            run_id=run_id,
+        )
+        self.run_id = run_id
+
+
+class CorruptRunError(PersistenceError):
+    """A stored record of a run cannot be read back: damaged, or written for other types."""
+
+    def __init__(self, run_id: str, where: str, record: int, problem: str) -> None:
+        super().__init__(
+            f"Run {run_id!r} in {where}: record {record} cannot be read: {problem}. "
+            f"Nothing was changed; fix the data or the types, then resume.",
+            run_id=run_id,
+            record=record,
+        )
+        self.run_id = run_id
+        self.record = record
 
 
 class MermaidServiceError(RailyardError):

@@ -38,6 +38,8 @@ from railyard.tracing import active_tracer
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
+    from railyard.store import RunStore
+
 __all__ = ("Graph", "GraphRun", "GraphRunResult")
 
 AnyNode = BaseNode[Any, Any, Any]
@@ -258,6 +260,48 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             self._infer_name(inspect.currentframe())
         return _ResumeContext(self, persistence, deps=deps, span=span, max_steps=max_steps)
 
+    async def resume(
+        self,
+        persistence: BaseStatePersistence[StateT, RunEndT],
+        *,
+        deps: DepsT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
+        infer_name: bool = True,
+        max_steps: int | None = None,
+    ) -> GraphRunResult[StateT, RunEndT]:
+        """Carry a stored run on to its end (`iter_from_persistence`, driven to the end).
+
+        Raises:
+            RunEnded: the run has already ended (durable persistences).
+            RunLocked: another driver is advancing the run.
+            GraphRuntimeError: the persistence holds no node waiting to run.
+        """
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
+        async with self.iter_from_persistence(persistence, deps=deps, infer_name=False, max_steps=max_steps) as run:
+            async for _ in run:
+                pass
+        result = run.result
+        assert result is not None, "a run that stops iterating has ended"
+        return result
+
+    async def fork(self, store: RunStore, run_id: str, at_step: int, *, new_run_id: str | None = None) -> str:
+        """Start a new run from step `at_step` of a stored run (0 = its start); return its id.
+
+        The new run starts with the state and the next node recorded after that step, under
+        its own id; the old run is not changed. Carry it on with
+        `graph.resume(DurablePersistence(store, new_id))`.
+
+        Raises:
+            ValueError: the run has no such step, or that step ended it.
+            RunExists: `new_run_id` is taken.
+        """
+        from railyard.durable import fork_run
+        from railyard.store.codec import RecordCodec
+
+        state_type, run_end_type = self.inferred_types
+        codec = RecordCodec(self.get_nodes(), state_type, run_end_type)
+        return await fork_run(store, run_id, at_step, codec, new_run_id=new_run_id)
+
     async def initialize(
         self,
         node: BaseNode[StateT, DepsT, RunEndT],
@@ -270,7 +314,11 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         persistence.set_graph_types(self)
-        await persistence.snapshot_node(state, node)
+        await persistence._open_run(new=False)  # pyright: ignore[reportPrivateUsage]
+        try:
+            await persistence.snapshot_node(state, node)
+        finally:
+            await persistence._close_run()  # pyright: ignore[reportPrivateUsage]
 
     async def next(
         self,
@@ -681,6 +729,7 @@ class _RunContext(Generic[StateT, DepsT, RunEndT]):
         self.snapshot_id = snapshot_id
         self.record_start = record_start
         self._stack = ExitStack()
+        self._opened: BaseStatePersistence[StateT, RunEndT] | None = None
 
     async def __aenter__(self) -> GraphRun[StateT, DepsT, RunEndT]:
         graph = self.graph
@@ -689,6 +738,17 @@ class _RunContext(Generic[StateT, DepsT, RunEndT]):
         if persistence is None:
             persistence = _default_persistence(graph, keep_history=self.history is not None)
         persistence.set_graph_types(graph)
+        if self.record_start:
+            await persistence._open_run(new=True)  # pyright: ignore[reportPrivateUsage]
+        self._opened = persistence
+        try:
+            return await self._start(persistence)
+        except BaseException:
+            await persistence._close_run()  # pyright: ignore[reportPrivateUsage]
+            raise
+
+    async def _start(self, persistence: BaseStatePersistence[StateT, RunEndT]) -> GraphRun[StateT, DepsT, RunEndT]:
+        graph = self.graph
         tracer = active_tracer(graph.auto_instrument)
         run_span: AbstractContextManager[Any] | None = self.span
         if run_span is None and tracer is not None:
@@ -714,7 +774,11 @@ class _RunContext(Generic[StateT, DepsT, RunEndT]):
         return graph_run
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        self._stack.__exit__(*exc_info)
+        try:
+            self._stack.__exit__(*exc_info)
+        finally:
+            if self._opened is not None:
+                await self._opened._close_run()  # pyright: ignore[reportPrivateUsage]
 
 
 class _ResumeContext(Generic[StateT, DepsT, RunEndT]):
@@ -737,7 +801,16 @@ class _ResumeContext(Generic[StateT, DepsT, RunEndT]):
         self._inner: _RunContext[StateT, DepsT, RunEndT] | None = None
 
     async def __aenter__(self) -> GraphRun[StateT, DepsT, RunEndT]:
-        self.persistence.set_graph_types(self.graph)
+        persistence = self.persistence
+        persistence.set_graph_types(self.graph)
+        await persistence._open_run(new=False)  # pyright: ignore[reportPrivateUsage]
+        try:
+            return await self._resume()
+        except BaseException:
+            await persistence._close_run()  # pyright: ignore[reportPrivateUsage]
+            raise
+
+    async def _resume(self) -> GraphRun[StateT, DepsT, RunEndT]:
         snapshot = await self.persistence.load_next()
         if snapshot is None:
             raise GraphRuntimeError("Unable to restore snapshot from state persistence.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import inspect
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Never
 
 from typing_extensions import TypeVar
@@ -51,6 +51,13 @@ class GraphRunContext(Generic[StateT, DepsT]):
     """The state of the run; nodes may mutate it."""
     deps: DepsT
     """The dependencies of the run, passed to `Graph.run` as `deps=`."""
+    step_id: str = field(default="", repr=False, compare=False)
+    """The id of the step running now (its snapshot id).
+
+    It is the same every time this step is attempted: a step that was running when its
+    process died runs again on resume with the same id, so use it as an idempotency key
+    for side effects. Read it during the step; the context is reused for the next one.
+    """
 
 
 class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):

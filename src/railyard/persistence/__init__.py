@@ -163,6 +163,12 @@ class BaseStatePersistence(ABC, Generic[StateT, RunEndT]):
     def set_types(self, state_type: type[StateT], run_end_type: type[RunEndT]) -> None:
         """Tell the persistence the state and result types; the default does nothing."""
 
+    async def _open_run(self, *, new: bool) -> None:
+        """Called before a run starts (`new`) or resumes; durable persistences lock the run here."""
+
+    async def _close_run(self) -> None:
+        """Called when the run's context exits, however it exits."""
+
     def _recorder(self, graph: Graph[Any, Any, Any]) -> Recorder:
         """The recorder a run uses to write into this persistence.
 

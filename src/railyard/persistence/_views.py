@@ -34,13 +34,17 @@ class SnapshotView:
         self._by_id: dict[str, Snapshot[Any, Any]] = {}
         self._seen = 0
 
+    def reset(self) -> None:
+        """Forget what was read, after the log was replaced."""
+        self._snapshots = []
+        self._by_id = {}
+        self._seen = 0
+
     def snapshots(self) -> list[Snapshot[Any, Any]]:
         """Every snapshot of the run, in the order they were recorded."""
         records = self.log.records
-        if not self.log.keep_all:
-            self._snapshots = []
-            self._by_id = {}
-            self._seen = 0
+        if not self.log.keep_all or self._seen > len(records):
+            self.reset()
         for record in records[self._seen :]:
             self._apply(record)
         self._seen = len(records)

@@ -77,9 +77,14 @@ class LogPersistence(BaseStatePersistence[StateT, RunEndT]):
         """Remember the state and result types, for (de)serializing snapshots."""
         self._types = (state_type, run_end_type)
 
+    async def _write(self, record: RunRecord, node_id: str | None) -> None:
+        """Add one record to the run log; durable subclasses store it first."""
+        self._log.append(record)
+
     async def snapshot_node(self, state: StateT, next_node: BaseNode[StateT, Any, RunEndT]) -> None:
         """Record a node that will run next."""
-        self._log.append(TasksScheduled((node_task(next_node),), self._copy(state), time()))
+        task = node_task(next_node)
+        await self._write(TasksScheduled((task,), self._copy(state), time()), task.node_id)
 
     async def snapshot_node_if_new(
         self, snapshot_id: str, state: StateT, next_node: BaseNode[StateT, Any, RunEndT]
@@ -90,7 +95,7 @@ class LogPersistence(BaseStatePersistence[StateT, RunEndT]):
 
     async def snapshot_end(self, state: StateT, end: End[RunEndT]) -> None:
         """Record the end of the run."""
-        self._log.append(StepFinished("", 0.0, self._copy(state), (), end, time()))
+        await self._write(StepFinished("", 0.0, self._copy(state), (), end, time()), None)
 
     @asynccontextmanager
     async def record_run(self, snapshot_id: str) -> AsyncIterator[None]:
@@ -99,20 +104,22 @@ class LogPersistence(BaseStatePersistence[StateT, RunEndT]):
         if status is None:
             raise LookupError(f"No snapshot found with id={snapshot_id!r}")
         GraphNodeStatusError.check(status)
-        self._log.append(StepStarted(snapshot_id, time()))
+        node_id = snapshot_id.partition(":")[0]
+        await self._write(StepStarted(snapshot_id, time()), node_id)
         start = perf_counter()
         try:
             yield
         except Exception as error:
-            self._log.append(StepFailed(snapshot_id, perf_counter() - start, ErrorInfo.from_exception(error), time()))
+            failed = StepFailed(snapshot_id, perf_counter() - start, ErrorInfo.from_exception(error), time())
+            await self._write(failed, node_id)
             raise
-        self._log.append(StepFinished(snapshot_id, perf_counter() - start, None, (), None, time()))
+        await self._write(StepFinished(snapshot_id, perf_counter() - start, None, (), None, time()), node_id)
 
     async def load_next(self) -> NodeSnapshot[StateT, RunEndT] | None:
         """Claim the first node that has not run yet, marking it `pending`."""
         for snapshot in self._view.snapshots():
             if isinstance(snapshot, NodeSnapshot) and snapshot.status == "created":
-                self._log.append(TaskClaimed(snapshot.id, time()))
+                await self._write(TaskClaimed(snapshot.id, time()), snapshot.node.get_node_id())
                 snapshot.status = "pending"
                 return self._copy_snapshot(snapshot)
         return None
@@ -126,8 +133,13 @@ class LogPersistence(BaseStatePersistence[StateT, RunEndT]):
 
     def _replace(self, snapshots: Sequence[Snapshot[StateT, RunEndT]]) -> None:
         """Replace the whole log by records equivalent to `snapshots`."""
-        self._log.reset(_records_of(snapshots))
+        self._log.reset(snapshot_records(snapshots))
         self._view = SnapshotView(self._log)
+
+    def dump_json(self, *, indent: int | None = None) -> bytes:
+        """The snapshots as JSON (pydantic-graph's format: a list of snapshots)."""
+        with node_types(self._nodes):
+            return self._adapter().dump_json(self._view.snapshots(), indent=indent)
 
     def _adapter(self) -> pydantic.TypeAdapter[list[Snapshot[StateT, RunEndT]]]:
         if self._types is None:
@@ -138,8 +150,8 @@ class LogPersistence(BaseStatePersistence[StateT, RunEndT]):
         return build_snapshot_list_type_adapter(*self._types)
 
 
-def _records_of(snapshots: Sequence[Snapshot[Any, Any]]) -> list[RunRecord]:
-    """Records that reproduce `snapshots` when viewed."""
+def snapshot_records(snapshots: Sequence[Snapshot[Any, Any]]) -> list[RunRecord]:
+    """Run-log records that reproduce `snapshots` when viewed."""
     records: list[RunRecord] = []
     for snapshot in snapshots:
         if isinstance(snapshot, EndSnapshot):
@@ -214,11 +226,6 @@ class FullStatePersistence(LogPersistence[StateT, RunEndT]):
 
     def _copy_snapshot(self, snapshot: NodeSnapshot[StateT, RunEndT]) -> NodeSnapshot[StateT, RunEndT]:
         return deep_copy_value(snapshot) if self.deep_copy else snapshot
-
-    def dump_json(self, *, indent: int | None = None) -> bytes:
-        """The history as JSON."""
-        with node_types(self._nodes):
-            return self._adapter().dump_json(self.history, indent=indent)
 
     def load_json(self, json_data: str | bytes | bytearray) -> None:
         """Replace the history with snapshots read from JSON."""

@@ -78,20 +78,22 @@ class Scheduler:
                 self.max_steps,
             )
         recorder = self.recorder
-        state = self.ctx.state
+        ctx = self.ctx
+        ctx.step_id = task.task_id
+        state = ctx.state
         pending = recorder.step_started(task, state)
         if pending is not None:
             await pending
         start = perf_counter()
         try:
             if self.tracer is None:
-                result = await self.program.execute(task, self.ctx)
+                result = await self.program.execute(task, ctx)
             else:
                 with self.tracer.start_as_current_span(
                     f"run node {task.node_id}",
                     attributes={"node_id": task.node_id, "node_snapshot_id": task.task_id},
                 ):
-                    result = await self.program.execute(task, self.ctx)
+                    result = await self.program.execute(task, ctx)
             outcome = self.program.route(task, result)
         except BaseException as error:
             pending = recorder.step_failed(task, error, perf_counter() - start)

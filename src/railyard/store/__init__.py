@@ -1,13 +1,25 @@
-"""The run log: one append-only Protocol, and the records every backend stores.
+"""The run log: one append-only Protocol that every backend implements.
 
-Backends (memory here; files, SQLite and PostgreSQL alongside) implement `RunStore`.
+A run is a sequence of records (`railyard.store.records`). Backends keep them as JSON
+(`StoredRecord.body`, written by `railyard.store.codec.RecordCodec`) with a little
+metadata, so that a backend never needs the graph's Python types:
+
+- `railyard.store.memory.MemoryStore`: in this process.
+- `railyard.store.file.FileStore`: one JSON Lines file per run.
+- `railyard.store.sqlite.SqliteStore`: one SQLite database for many runs (the embedded default).
+- `railyard.store.postgres.PostgresStore`: PostgreSQL, for many workers on many machines.
+
 pydantic-graph's persistence classes and the seeds' history are views over a run's
-records, not separate storage.
+records (`railyard.durable.DurablePersistence` for the durable stores), not storage of
+their own. `railyard.testing.check_store` is the conformance suite every backend passes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 from railyard.store.records import (
@@ -31,23 +43,90 @@ __all__ = (
     "StepFailed",
     "StepFinished",
     "StepStarted",
+    "StoredRecord",
     "TaskClaimed",
     "TasksScheduled",
+    "info_from_stored",
     "summarize",
 )
 
 
-class RunStore(Protocol):
-    """An append-only log of graph runs."""
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """One record as a backend keeps it: its JSON, and what it says about the run."""
 
-    async def append(self, run_id: str, records: Sequence[RunRecord]) -> None:
-        """Append records to a run, all or none; a record is never changed once written."""
+    kind: str
+    """The record's kind: `tasks_scheduled`, `task_claimed`, `step_started`, `step_finished`
+    or `step_failed`."""
+    body: str
+    """The record as JSON (see `RecordCodec`)."""
+    status: RunStatus
+    """The run's status once this record is written."""
+    node_id: str | None
+    """The node the record is about, if any."""
+    finishes_step: bool
+    """Whether the record finishes a step (counted in `RunInfo.steps`)."""
+    ts: float
+    """When the record was made, as a POSIX timestamp."""
+
+
+def info_from_stored(run_id: str, records: Sequence[StoredRecord]) -> RunInfo:
+    """Summarize a run from its stored records."""
+    last_node = next((r.node_id for r in reversed(records) if r.node_id is not None), None)
+    return RunInfo(
+        run_id=run_id,
+        status=records[-1].status if records else RunStatus.CREATED,
+        started_at=datetime.fromtimestamp(records[0].ts, UTC) if records else None,
+        steps=sum(1 for r in records if r.finishes_step),
+        last_node=last_node,
+    )
+
+
+class RunStore(Protocol):
+    """An append-only log of graph runs.
+
+    Records are appended, never changed; a run's status, step count and last node follow
+    from its records. Every method may be called from any task; `lock` is what keeps two
+    drivers from advancing one run.
+    """
+
+    async def create(self, run_id: str, records: Sequence[StoredRecord]) -> None:
+        """Create a run holding `records`, atomically: afterwards the run exists with all of them.
+
+        Raises:
+            RunExists: the store already has a run with this id (it is left unchanged).
+        """
         ...
 
-    async def read(self, run_id: str) -> Sequence[RunRecord]:
-        """All records of a run, in the order they were appended (empty if none)."""
+    async def append(self, run_id: str, records: Sequence[StoredRecord]) -> None:
+        """Append records to a run, all or none.
+
+        Raises:
+            RunNotFound: the store has no run with this id.
+        """
+        ...
+
+    async def read(self, run_id: str) -> Sequence[StoredRecord]:
+        """All records of a run, in the order they were appended.
+
+        Raises:
+            RunNotFound: the store has no run with this id.
+            CorruptRunError: a stored record is damaged (the message names the run and record).
+        """
         ...
 
     async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
-        """Summaries of the stored runs, optionally only those with `status`."""
+        """Summaries of the stored runs (only those with `status`, if given), oldest first."""
+        ...
+
+    def lock(self, run_id: str) -> AbstractAsyncContextManager[None]:
+        """Hold the run exclusively while driving it; released on exit, or when the process dies.
+
+        Raises:
+            RunLocked: another driver holds the run (raised on entering, without waiting).
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release the store's connections and files."""
         ...

@@ -16,9 +16,11 @@ import pydantic_core
 from railyard.nodes import BaseNode, End
 from railyard.persistence._schema import nodes_schema
 from railyard.runtime.tasks import ForkFrame, Task
+from railyard.store import StoredRecord
 from railyard.store.records import (
     ErrorInfo,
     RunRecord,
+    RunStatus,
     StepFailed,
     StepFinished,
     StepStarted,
@@ -27,6 +29,14 @@ from railyard.store.records import (
 )
 
 __all__ = ("RecordCodec", "RecordDecodeError")
+
+_KINDS: dict[type, str] = {
+    TasksScheduled: "tasks_scheduled",
+    TaskClaimed: "task_claimed",
+    StepStarted: "step_started",
+    StepFinished: "step_finished",
+    StepFailed: "step_failed",
+}
 
 
 class RecordDecodeError(ValueError):
@@ -101,6 +111,32 @@ class RecordCodec:
             }
             for task in tasks
         ]
+
+    def stored(self, record: RunRecord, *, node_id: str | None, first: bool = False) -> StoredRecord:
+        """`record` as a backend keeps it: its JSON and the run's status after it.
+
+        `node_id` is the node the record is about; `first` marks the record that creates
+        the run.
+        """
+        match record:
+            case TasksScheduled():
+                status = RunStatus.CREATED if first else RunStatus.WAITING
+            case StepStarted():
+                status = RunStatus.RUNNING
+            case StepFinished(end=end):
+                status = RunStatus.ENDED if end is not None else RunStatus.WAITING
+            case StepFailed():
+                status = RunStatus.FAILED
+            case TaskClaimed():
+                status = RunStatus.WAITING
+        return StoredRecord(
+            kind=_KINDS[type(record)],
+            body=self.encode(record).decode(),
+            status=status,
+            node_id=node_id,
+            finishes_step=isinstance(record, StepFinished) and bool(record.task_id),
+            ts=record.ts,
+        )
 
     # -- decoding -------------------------------------------------------------------------
 

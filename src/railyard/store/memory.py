@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from time import time
 from typing import Any
 
-from railyard.exceptions import GraphNodeStatusError
+from railyard.exceptions import GraphNodeStatusError, RunExists, RunLocked, RunNotFound
 from railyard.nodes import End
 from railyard.runtime.recorder import Outcome
 from railyard.runtime.tasks import Task
+from railyard.store import RunInfo, StoredRecord, info_from_stored
 from railyard.store.records import (
     ErrorInfo,
     RunRecord,
@@ -20,7 +22,6 @@ from railyard.store.records import (
     TaskClaimed,
     TasksScheduled,
 )
-from railyard.store.summary import RunInfo, summarize
 
 __all__ = ("MemoryRecorder", "MemoryRunLog", "MemoryStore")
 
@@ -143,27 +144,47 @@ class MemoryStore:
     """A `RunStore` that keeps every run in this process; lost when it exits."""
 
     def __init__(self) -> None:
-        self._logs: dict[str, MemoryRunLog] = {}
+        self._runs: dict[str, list[StoredRecord]] = {}
+        self._locked: set[str] = set()
 
-    def log(self, run_id: str) -> MemoryRunLog:
-        """The log of `run_id`, created empty if new."""
-        log = self._logs.get(run_id)
+    def __repr__(self) -> str:
+        return "MemoryStore()"
+
+    async def create(self, run_id: str, records: Sequence[StoredRecord]) -> None:
+        """Create the run with `records`."""
+        if run_id in self._runs:
+            raise RunExists(run_id, repr(self))
+        self._runs[run_id] = list(records)
+
+    async def append(self, run_id: str, records: Sequence[StoredRecord]) -> None:
+        """Append records to the run."""
+        log = self._runs.get(run_id)
         if log is None:
-            log = self._logs[run_id] = MemoryRunLog()
-        return log
+            raise RunNotFound(run_id, repr(self))
+        log.extend(records)
 
-    async def append(self, run_id: str, records: Sequence[RunRecord]) -> None:
-        """Append records to a run."""
-        log = self.log(run_id)
-        for record in records:
-            log.append(record)
-
-    async def read(self, run_id: str) -> Sequence[RunRecord]:
-        """All records of a run, oldest first."""
-        log = self._logs.get(run_id)
-        return list(log.records) if log is not None else []
+    async def read(self, run_id: str) -> Sequence[StoredRecord]:
+        """All records of the run, oldest first."""
+        log = self._runs.get(run_id)
+        if log is None:
+            raise RunNotFound(run_id, repr(self))
+        return list(log)
 
     async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
-        """Summaries of the runs in this store."""
-        infos = [summarize(run_id, log.records) for run_id, log in self._logs.items()]
+        """Summaries of the runs in this store, oldest first."""
+        infos = [info_from_stored(run_id, records) for run_id, records in self._runs.items()]
         return [info for info in infos if status is None or info.status == status]
+
+    @asynccontextmanager
+    async def lock(self, run_id: str) -> AsyncIterator[None]:
+        """Hold the run exclusively within this process."""
+        if run_id in self._locked:
+            raise RunLocked(run_id, repr(self))
+        self._locked.add(run_id)
+        try:
+            yield
+        finally:
+            self._locked.discard(run_id)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,296 @@
+"""Durable runs: a run recorded in a `RunStore`, so that it survives its process.
+
+```python
+store = SqliteStore("runs.db")
+result = await graph.run(Start(), state=State(), persistence=DurablePersistence(store, "order-42"))
+# ... or, after a crash, a deploy or a human's answer, in any process:
+result = await graph.resume(DurablePersistence(store, "order-42"))
+```
+
+The guarantee: a step's outcome (the next node or the end, and the new state) is stored
+in one record before the next step starts, so a finished step never runs again. The
+step that was running when the process died runs again on resume (at least once for
+that one step), with the same `ctx.step_id`, to use as an idempotency key. A run is
+stored before its first node runs, a node's exception is stored and leaves the run
+`failed` (resumable after a fix), and only one driver advances a run at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from time import time
+from typing import TYPE_CHECKING, Any
+
+from railyard._copy import deep_copy
+from railyard._ids import new_hex_id, new_snapshot_id
+from railyard.exceptions import (
+    CorruptRunError,
+    GraphNodeStatusError,
+    RunEnded,
+    RunExists,
+    RunNotFound,
+)
+from railyard.nodes import BaseNode, End
+from railyard.persistence import NodeSnapshot, RunEndT, StateT
+from railyard.persistence.in_mem import LogPersistence
+from railyard.runtime.recorder import Outcome
+from railyard.runtime.tasks import Task
+from railyard.store import RunStore
+from railyard.store.codec import RecordCodec, RecordDecodeError
+from railyard.store.records import (
+    ErrorInfo,
+    RunRecord,
+    StepFailed,
+    StepFinished,
+    StepStarted,
+    TaskClaimed,
+    TasksScheduled,
+)
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from railyard.graph import Graph
+    from railyard.runtime.recorder import Recorder
+
+__all__ = ("DurablePersistence", "fork_run", "read_run", "record_node_id")
+
+# A task claimed but not started, cut off mid-step, or failed runs again on resume.
+_INTERRUPTED = ("pending", "running", "error")
+
+
+class DurablePersistence(LogPersistence[StateT, RunEndT]):
+    """A run kept in a durable `RunStore` (file, SQLite, PostgreSQL or memory).
+
+    Use it as the `persistence=` of `Graph.run` / `Graph.iter` to start run `run_id`
+    (a new id is made if none is given), and with `Graph.iter_from_persistence` or
+    `Graph.resume` to carry it on, in this process or another. Its snapshots
+    (`load_all`, `history`) are views over the run's records.
+
+    Raises:
+        RunExists: starting a new run under the id of a stored one.
+        RunLocked: another driver is advancing the run.
+        RunEnded: resuming a run that has ended.
+        CorruptRunError: a stored record cannot be read back with the graph's types.
+    """
+
+    def __init__(self, store: RunStore, run_id: str | None = None) -> None:
+        super().__init__(keep_all=True, copy_state=deep_copy)
+        self.store = store
+        """Where the run is kept."""
+        self.run_id = run_id if run_id is not None else new_hex_id()
+        """The run's id in the store."""
+        self._codec: RecordCodec | None = None
+        self._exists: bool | None = None
+        self._lock: AbstractAsyncContextManager[None] | None = None
+        self._strict_new = True
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(store={self.store!r}, run_id={self.run_id!r})"
+
+    @property
+    def history(self) -> list[Any]:
+        """The run's snapshots read so far (call `load_all()` to read them from the store)."""
+        return self._view.snapshots()
+
+    # -- types ------------------------------------------------------------------------------
+
+    def set_types(self, state_type: type[StateT], run_end_type: type[RunEndT]) -> None:
+        """Remember the graph's types, and build the codec its records are stored with."""
+        super().set_types(state_type, run_end_type)
+        self._codec = RecordCodec(self._nodes, state_type, run_end_type)
+
+    def _require_codec(self) -> RecordCodec:
+        if self._codec is None:
+            raise RuntimeError(
+                f"{self!r} does not know the graph's types yet: call `persistence.set_graph_types(graph)` "
+                f"first (Graph.run, Graph.iter and Graph.iter_from_persistence do)."
+            )
+        return self._codec
+
+    # -- writing: the store first, then the in-memory view ---------------------------------
+
+    async def _write(self, record: RunRecord, node_id: str | None) -> None:
+        codec = self._require_codec()
+        if self._exists is None:
+            self._exists = await self._stored()
+        if self._exists:
+            await self.store.append(self.run_id, [codec.stored(record, node_id=node_id)])
+        else:
+            await self.store.create(self.run_id, [codec.stored(record, node_id=node_id, first=True)])
+            self._exists = True
+        self._log.append(record)
+
+    async def _stored(self) -> bool:
+        try:
+            await self.store.read(self.run_id)
+        except RunNotFound:
+            return False
+        return True
+
+    def _recorder(self, graph: Graph[Any, Any, Any]) -> Recorder:
+        return _DurableRecorder(self)
+
+    # -- the run's lifecycle ----------------------------------------------------------------
+
+    async def _open_run(self, *, new: bool) -> None:
+        """Take the run's lock; for a new run, refuse an id the store already holds."""
+        lock = self.store.lock(self.run_id)
+        await lock.__aenter__()
+        self._lock = lock
+        try:
+            if new:
+                self._exists = await self._stored()
+                if self._exists and self._strict_new:
+                    raise RunExists(self.run_id, repr(self.store))
+                if self._exists:
+                    await self._reload()
+        except BaseException:
+            await self._close_run()
+            raise
+
+    async def _close_run(self) -> None:
+        """Release the run's lock."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            await lock.__aexit__(None, None, None)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def _reload(self) -> None:
+        """Read the run's records from the store into the in-memory view."""
+        self._log.reset(await read_run(self.store, self.run_id, self._require_codec()))
+        self._view.reset()
+        self._exists = True
+
+    async def load_next(self) -> NodeSnapshot[StateT, RunEndT] | None:
+        """Claim the node to run next: one not run yet, or one interrupted or failed.
+
+        Raises:
+            RunNotFound: the store has no such run.
+            RunEnded: the run has ended.
+        """
+        await self._reload()
+        snapshots = self._view.snapshots()
+        if any(snapshot.kind == "end" for snapshot in snapshots):
+            raise RunEnded(self.run_id, repr(self.store))
+        nodes = [snapshot for snapshot in snapshots if isinstance(snapshot, NodeSnapshot)]
+        # A node not run yet comes first (as in pydantic-graph); failing that, the node that
+        # was claimed, running or failed when its driver stopped.
+        waiting = next((node for node in nodes if node.status == "created"), None)
+        if waiting is None:
+            waiting = next((node for node in nodes if node.status in _INTERRUPTED), None)
+        if waiting is None:
+            return None
+        if waiting.status != "pending":
+            await self._write(TaskClaimed(waiting.id, time()), waiting.node.get_node_id())
+            waiting.status = "pending"
+        return deep_copy(waiting)
+
+    async def load_all(self) -> list[Any]:
+        """Every snapshot of the run, read from the store."""
+        await self._reload()
+        return list(self._view.snapshots())
+
+
+class _DurableRecorder:
+    """Records a run's events in its store (each awaited before the run goes on)."""
+
+    __slots__ = ("persistence",)
+
+    def __init__(self, persistence: DurablePersistence[Any, Any]) -> None:
+        self.persistence = persistence
+
+    async def tasks_created(self, tasks: Sequence[Task], state: Any) -> None:
+        known = self.persistence._log.task_status  # pyright: ignore[reportPrivateUsage]
+        new = tuple(task for task in tasks if task.task_id not in known)
+        if new:
+            await self.persistence._write(TasksScheduled(new, deep_copy(state), time()), new[0].node_id)  # pyright: ignore[reportPrivateUsage]
+
+    async def step_started(self, task: Task, state: Any) -> None:
+        status = self.persistence._log.task_status.get(task.task_id)  # pyright: ignore[reportPrivateUsage]
+        if status is not None:
+            GraphNodeStatusError.check(status)
+        await self.persistence._write(StepStarted(task.task_id, time()), task.node_id)  # pyright: ignore[reportPrivateUsage]
+
+    async def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> None:
+        if isinstance(outcome, End):
+            record = StepFinished(task.task_id, duration, deep_copy(state), (), outcome, time())
+        else:
+            record = StepFinished(task.task_id, duration, deep_copy(state), tuple(outcome), None, time())
+        await self.persistence._write(record, task.node_id)  # pyright: ignore[reportPrivateUsage]
+
+    async def step_failed(self, task: Task, error: BaseException, duration: float) -> None:
+        if isinstance(error, Exception):
+            failed = StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time())
+            await self.persistence._write(failed, task.node_id)  # pyright: ignore[reportPrivateUsage]
+
+
+async def read_run(store: RunStore, run_id: str, codec: RecordCodec) -> list[RunRecord]:
+    """Every record of a stored run, decoded with the graph's types.
+
+    Raises:
+        RunNotFound: the store has no such run.
+        CorruptRunError: a record cannot be decoded; the message names the run, the record
+            (1-based) and the field.
+    """
+    records: list[RunRecord] = []
+    for index, stored in enumerate(await store.read(run_id), start=1):
+        try:
+            records.append(codec.decode(stored.body))
+        except RecordDecodeError as err:
+            raise CorruptRunError(run_id, repr(store), index, str(err)) from None
+    return records
+
+
+async def fork_run(
+    store: RunStore, run_id: str, at_step: int, codec: RecordCodec, *, new_run_id: str | None = None
+) -> str:
+    """Start a new run from the state and next node after step `at_step` of run `run_id`.
+
+    Step 0 is the start of the run. The old run is not changed.
+
+    Returns:
+        The new run's id.
+
+    Raises:
+        ValueError: the run has no step `at_step`, or that step ended the run.
+    """
+    records = await read_run(store, run_id, codec)
+    finished = [r for r in records if isinstance(r, StepFinished) and r.task_id]
+    if at_step == 0:
+        first = next((r for r in records if isinstance(r, TasksScheduled)), None)
+        if first is None:
+            raise ValueError(f"Run {run_id!r} has no start to fork from.")
+        state, tasks = first.state, first.tasks
+    elif 0 < at_step <= len(finished):
+        step = finished[at_step - 1]
+        if step.end is not None:
+            raise ValueError(f"Step {at_step} of run {run_id!r} ended the run; fork from an earlier step.")
+        state, tasks = step.state, step.next_tasks
+    else:
+        raise ValueError(f"Run {run_id!r} has {len(finished)} finished steps; cannot fork at step {at_step}.")
+    new_tasks = tuple(_fresh(task) for task in tasks)
+    new_id = new_run_id if new_run_id is not None else new_hex_id()
+    record = TasksScheduled(new_tasks, state, time())
+    node_id = new_tasks[0].node_id if new_tasks else None
+    await store.create(new_id, [codec.stored(record, node_id=node_id, first=True)])
+    return new_id
+
+
+def record_node_id(record: RunRecord) -> str | None:
+    """The id of the node a record is about, as far as the record itself tells."""
+    if isinstance(record, TasksScheduled):
+        return record.tasks[0].node_id if record.tasks else None
+    return record.task_id.partition(":")[0] or None
+
+
+def _fresh(task: Task) -> Task:
+    """A copy of `task` under a new id (its node copied, with a new snapshot id)."""
+    node = task.inputs
+    if isinstance(node, BaseNode):
+        copied: BaseNode[Any, Any, Any] = node.deep_copy()
+        task_id = new_snapshot_id(task.node_id)
+        copied.set_snapshot_id(task_id)
+        return Task(task.node_id, copied, task_id, task.fork_stack)
+    return Task(task.node_id, deep_copy(node), new_hex_id(), task.fork_stack)

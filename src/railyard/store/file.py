@@ -1,0 +1,201 @@
+"""The file backend: one JSON Lines file per run, only ever appended to.
+
+Each line is one record. Appending costs the same at step 10 and at step 100,000. A
+line cut short by a crash mid-write (a torn last line) is ignored with a warning when the
+run is read, and cut off before the next append; it never takes earlier records with it.
+A damaged line before the last one is an error naming the file and line, and nothing is
+changed. A lock file next to the run lets only one driver advance it.
+
+Without `fsync=True`, a record is safe from the process dying as soon as it is appended;
+`fsync=True` also makes it safe from the machine losing power, at a cost per step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+from railyard.exceptions import CorruptRunError, RunExists, RunLocked, RunNotFound
+from railyard.store import RunInfo, RunStatus, StoredRecord, info_from_stored
+from railyard.store.locks import FileLock
+
+__all__ = ("FileStore", "TornRecordWarning")
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+class TornRecordWarning(UserWarning):
+    """The last line of a run file was cut short (its writer died mid-write); it was skipped."""
+
+
+class FileStore:
+    """A `RunStore` keeping each run in `<directory>/<run_id>.jsonl`."""
+
+    def __init__(self, directory: Path | str, *, fsync: bool = False) -> None:
+        self.directory = Path(directory)
+        self.fsync = fsync
+
+    def __repr__(self) -> str:
+        return f"FileStore({str(self.directory)!r})"
+
+    def path(self, run_id: str) -> Path:
+        """The file holding run `run_id`.
+
+        Raises:
+            ValueError: `run_id` cannot be a file name (letters, digits, `.`, `_` and `-` only).
+        """
+        if not _SAFE_ID.fullmatch(run_id):
+            raise ValueError(
+                f"Run id {run_id!r} cannot be used by {self!r}: use letters, digits, '.', '_' and '-' "
+                f"(starting with a letter or digit, at most 200 characters)."
+            )
+        return self.directory / f"{run_id}.jsonl"
+
+    def _lock_path(self, run_id: str) -> Path:
+        return self.path(run_id).with_suffix(".lock")
+
+    # -- the RunStore protocol ------------------------------------------------------------
+
+    async def create(self, run_id: str, records: Sequence[StoredRecord]) -> None:
+        """Create the run's file holding `records`; refuse an existing run."""
+        path = self.path(run_id)
+        data = b"".join(_line(record) for record in records)
+
+        def create() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+            with open(temporary, "wb") as file:
+                file.write(data)
+                if self.fsync:
+                    os.fsync(file.fileno())
+            try:
+                os.link(temporary, path)  # atomic, and fails if the run exists
+            except FileExistsError:
+                raise RunExists(run_id, str(path)) from None
+            finally:
+                temporary.unlink()
+
+        await anyio.to_thread.run_sync(create)
+
+    async def append(self, run_id: str, records: Sequence[StoredRecord]) -> None:
+        """Append records to the run's file in one write."""
+        path = self.path(run_id)
+        data = b"".join(_line(record) for record in records)
+
+        def append() -> None:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            except FileNotFoundError:
+                raise RunNotFound(run_id, str(self.directory)) from None
+            try:
+                os.write(fd, data)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        await anyio.to_thread.run_sync(append)
+
+    async def read(self, run_id: str) -> Sequence[StoredRecord]:
+        """Every complete record of the run; a torn last line is skipped with a warning."""
+        path = self.path(run_id)
+
+        def read() -> bytes:
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                raise RunNotFound(run_id, str(self.directory)) from None
+
+        return _parse(run_id, path, await anyio.to_thread.run_sync(read))
+
+    async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
+        """Summaries of the runs in the directory, oldest first."""
+        infos: list[RunInfo] = []
+        paths = sorted(self.directory.glob("*.jsonl")) if self.directory.exists() else []
+        for path in paths:
+            run_id = path.stem
+            info = info_from_stored(run_id, await self.read(run_id))
+            if status is None or info.status == status:
+                infos.append(info)
+        return sorted(infos, key=lambda info: info.started_at.timestamp() if info.started_at else 0.0)
+
+    @asynccontextmanager
+    async def lock(self, run_id: str) -> AsyncIterator[None]:
+        """Hold the run's lock file; cut off a torn last line before anything is appended."""
+        lock = FileLock(self._lock_path(run_id))
+        if not await anyio.to_thread.run_sync(lock.acquire):
+            raise RunLocked(run_id, str(self.path(run_id)))
+        try:
+            await anyio.to_thread.run_sync(self._repair, run_id)
+            yield
+        finally:
+            lock.release()
+
+    async def aclose(self) -> None:
+        """Nothing to release: files are opened per call."""
+
+    def _repair(self, run_id: str) -> None:
+        """Cut a torn last line off the run's file, keeping its bytes in `<file>.torn`."""
+        path = self.path(run_id)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return
+        if not data or data.endswith(b"\n") or not data.startswith(b"{"):
+            return  # complete, or not a run log at all (left for `read` to report)
+        keep = data.rfind(b"\n") + 1
+        with open(path.with_suffix(".jsonl.torn"), "ab") as torn:
+            torn.write(data[keep:] + b"\n")
+        with open(path, "r+b") as file:
+            file.truncate(keep)
+
+
+def _line(record: StoredRecord) -> bytes:
+    meta = json.dumps(
+        {
+            "kind": record.kind,
+            "status": record.status.value,
+            "node_id": record.node_id,
+            "finishes_step": record.finishes_step,
+            "ts": record.ts,
+        },
+        separators=(",", ":"),
+    )
+    return f'{meta[:-1]},"record":{record.body}}}\n'.encode()
+
+
+def _parse(run_id: str, path: Path, data: bytes) -> list[StoredRecord]:
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: empty, or a torn line
+    if tail:
+        warnings.warn(
+            TornRecordWarning(
+                f"{path}: the last line is incomplete (its writer died mid-write) and was skipped: {tail[:80]!r}"
+            ),
+            stacklevel=3,
+        )
+    records: list[StoredRecord] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            item: dict[str, Any] = json.loads(line)
+            records.append(
+                StoredRecord(
+                    kind=item["kind"],
+                    body=json.dumps(item["record"], separators=(",", ":")),
+                    status=RunStatus(item["status"]),
+                    node_id=item["node_id"],
+                    finishes_step=item["finishes_step"],
+                    ts=item["ts"],
+                )
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise CorruptRunError(run_id, f"{path} line {number}", number, f"not a run record ({err})") from None
+    return records

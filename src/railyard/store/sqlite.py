@@ -1,0 +1,269 @@
+"""The SQLite backend: many runs in one database file, the embedded default for durable runs.
+
+The standard library's `sqlite3` runs in a worker thread, off the event loop, one call
+at a time per store. The database is in WAL mode; with `synchronous="NORMAL"` (the
+default) a committed record survives the process dying, and with `"FULL"` it also
+survives the machine losing power. Records are rows of JSON text, readable with the
+`sqlite3` shell. Only one driver advances a run at a time: a lock file per run, in a
+directory next to the database, held while the run is driven.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import anyio.to_thread
+
+from railyard.exceptions import CorruptRunError, PersistenceError, RunExists, RunLocked, RunNotFound
+from railyard.store import RunInfo, RunStatus, StoredRecord
+from railyard.store.locks import FileLock
+
+__all__ = ("SCHEMA_VERSION", "SqliteStore")
+
+SCHEMA_VERSION = 1
+"""The version of the database layout this railyard writes and reads."""
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS railyard_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS railyard_runs (
+    run_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    steps INTEGER NOT NULL,
+    last_node TEXT,
+    next_seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS railyard_runs_status ON railyard_runs (status, started_at);
+CREATE TABLE IF NOT EXISTS railyard_records (
+    run_id TEXT NOT NULL REFERENCES railyard_runs (run_id),
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    node_id TEXT,
+    finishes_step INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"""
+
+_RUN_COLUMNS = ("run_id", "status", "started_at", "updated_at", "steps", "last_node", "next_seq")
+_RECORD_COLUMNS = ("run_id", "seq", "kind", "status", "node_id", "finishes_step", "ts", "body")
+
+
+class SqliteStore:
+    """A `RunStore` in one SQLite database file."""
+
+    def __init__(self, path: Path | str, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self._connection: sqlite3.Connection | None = None
+        self._guard = threading.Lock()
+        self._limiter = anyio.CapacityLimiter(1)
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"
+
+    # -- connection and schema ------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is not None:
+            return self._connection
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(f"PRAGMA synchronous={self.synchronous}")
+            self._check_schema(connection)
+        except sqlite3.DatabaseError as err:
+            connection.close()
+            raise PersistenceError(f"{self.path} is not a usable railyard SQLite database: {err}") from None
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+        return connection
+
+    def _check_schema(self, connection: sqlite3.Connection) -> None:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        ours = {"railyard_meta", "railyard_runs", "railyard_records"}
+        if not tables & ours:
+            connection.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            connection.execute(
+                "INSERT OR IGNORE INTO railyard_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            tables |= ours
+        if "railyard_meta" not in tables:
+            raise PersistenceError(
+                f"{self.path} has railyard tables but no railyard_meta table: it was not written by railyard, "
+                f"or was damaged. Use another database file."
+            )
+        row = connection.execute("SELECT value FROM railyard_meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row is not None and str(row[0]).isdigit() else None
+        if version is None:
+            raise PersistenceError(f"{self.path} has no valid railyard schema version; it was not written by railyard.")
+        if version > SCHEMA_VERSION:
+            raise PersistenceError(
+                f"{self.path} was written by a newer railyard (schema version {version}; this railyard reads "
+                f"up to {SCHEMA_VERSION}). Upgrade railyard to use it."
+            )
+        for table, expected in (("railyard_runs", _RUN_COLUMNS), ("railyard_records", _RECORD_COLUMNS)):
+            columns = tuple(row[1] for row in connection.execute(f"PRAGMA table_info({table})"))
+            if columns != expected:
+                raise PersistenceError(
+                    f"{self.path}: table {table} has columns {list(columns)}, expected {list(expected)}; "
+                    f"the database does not have railyard's schema version {version}."
+                )
+
+    async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._guard:
+                return work(self._connect())
+
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+
+    # -- the RunStore protocol ------------------------------------------------------------
+
+    async def create(self, run_id: str, records: Sequence[StoredRecord]) -> None:
+        """Create the run with its first records in one transaction."""
+
+        def create(connection: sqlite3.Connection) -> None:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                exists = connection.execute("SELECT 1 FROM railyard_runs WHERE run_id = ?", (run_id,)).fetchone()
+                if exists:
+                    raise RunExists(run_id, str(self.path))
+                first_ts = records[0].ts if records else 0.0
+                connection.execute(
+                    "INSERT INTO railyard_runs VALUES (?, ?, ?, ?, 0, NULL, 0)",
+                    (run_id, RunStatus.CREATED.value, first_ts, first_ts),
+                )
+                _insert(connection, run_id, records)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+        await self._call(create)
+
+    async def append(self, run_id: str, records: Sequence[StoredRecord]) -> None:
+        """Append records to the run in one transaction."""
+
+        def append(connection: sqlite3.Connection) -> None:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                _insert(connection, run_id, records)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+        await self._call(append)
+
+    async def read(self, run_id: str) -> Sequence[StoredRecord]:
+        """Every record of the run, in order."""
+
+        def read(connection: sqlite3.Connection) -> list[StoredRecord]:
+            if connection.execute("SELECT 1 FROM railyard_runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise RunNotFound(run_id, str(self.path))
+            rows = connection.execute(
+                "SELECT seq, kind, status, node_id, finishes_step, ts, body FROM railyard_records "
+                "WHERE run_id = ? ORDER BY seq",
+                (run_id,),
+            ).fetchall()
+            records: list[StoredRecord] = []
+            for index, (seq, kind, status, node_id, finishes_step, ts, body) in enumerate(rows):
+                if seq != index:
+                    raise CorruptRunError(run_id, str(self.path), index + 1, f"records jump from {index - 1} to {seq}")
+                try:
+                    records.append(StoredRecord(kind, body, RunStatus(status), node_id, bool(finishes_step), ts))
+                except ValueError as err:
+                    raise CorruptRunError(run_id, str(self.path), index + 1, str(err)) from None
+            return records
+
+        return await self._call(read)
+
+    async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
+        """Summaries of the runs, oldest first."""
+
+        def runs(connection: sqlite3.Connection) -> list[RunInfo]:
+            query = "SELECT run_id, status, started_at, steps, last_node FROM railyard_runs"
+            rows = (
+                connection.execute(f"{query} WHERE status = ? ORDER BY started_at", (status.value,))
+                if status is not None
+                else connection.execute(f"{query} ORDER BY started_at")
+            )
+            return [
+                RunInfo(run_id, RunStatus(state), datetime.fromtimestamp(started, UTC), steps, last_node)
+                for run_id, state, started, steps, last_node in rows
+            ]
+
+        return await self._call(runs)
+
+    @asynccontextmanager
+    async def lock(self, run_id: str) -> AsyncIterator[None]:
+        """Hold the run's lock file (in `<database>.locks/`) while it is driven."""
+        name = hashlib.sha256(run_id.encode()).hexdigest()[:32]
+        lock = FileLock(self.path.with_name(f"{self.path.name}.locks") / f"{name}.lock")
+        if not await anyio.to_thread.run_sync(lock.acquire):
+            raise RunLocked(run_id, str(self.path))
+        try:
+            yield
+        finally:
+            lock.release()
+
+    async def aclose(self) -> None:
+        """Close the database connection."""
+
+        def close() -> None:
+            with self._guard:
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
+
+        await anyio.to_thread.run_sync(close, limiter=self._limiter)
+
+
+def _insert(connection: sqlite3.Connection, run_id: str, records: Sequence[StoredRecord]) -> None:
+    row = connection.execute(
+        "SELECT next_seq, steps, last_node, status FROM railyard_runs WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    if row is None:
+        raise RunNotFound(run_id, "the database")
+    seq, steps, last_node, status = row
+    for record in records:
+        connection.execute(
+            "INSERT INTO railyard_records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                seq,
+                record.kind,
+                record.status.value,
+                record.node_id,
+                int(record.finishes_step),
+                record.ts,
+                record.body,
+            ),
+        )
+        seq += 1
+        steps += int(record.finishes_step)
+        last_node = record.node_id or last_node
+        status = record.status.value
+    updated = records[-1].ts if records else 0.0
+    connection.execute(
+        "UPDATE railyard_runs SET next_seq = ?, steps = ?, last_node = ?, status = ?, updated_at = ? WHERE run_id = ?",
+        (seq, steps, last_node, status, updated, run_id),
+    )
