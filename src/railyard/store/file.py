@@ -134,7 +134,15 @@ class FileStore:
         if not await anyio.to_thread.run_sync(lock.acquire):
             raise RunLocked(run_id, str(self.path(run_id)))
         try:
-            await anyio.to_thread.run_sync(self._repair, run_id)
+            torn = await anyio.to_thread.run_sync(self._repair, run_id)
+            if torn:
+                warnings.warn(
+                    TornRecordWarning(
+                        f"{self.path(run_id)}: cut off an incomplete last line (its writer died mid-write), "
+                        f"kept in {self.path(run_id).name}.torn: {torn[:80]!r}"
+                    ),
+                    stacklevel=3,
+                )
             yield
         finally:
             lock.release()
@@ -142,20 +150,21 @@ class FileStore:
     async def aclose(self) -> None:
         """Nothing to release: files are opened per call."""
 
-    def _repair(self, run_id: str) -> None:
-        """Cut a torn last line off the run's file, keeping its bytes in `<file>.torn`."""
+    def _repair(self, run_id: str) -> bytes:
+        """Cut a torn last line off the run's file, keeping its bytes in `<file>.torn`; return them."""
         path = self.path(run_id)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            return
+            return b""
         if not data or data.endswith(b"\n") or not data.startswith(b"{"):
-            return  # complete, or not a run log at all (left for `read` to report)
+            return b""  # complete, or not a run log at all (left for `read` to report)
         keep = data.rfind(b"\n") + 1
-        with open(path.with_suffix(".jsonl.torn"), "ab") as torn:
+        with open(path.with_name(f"{path.name}.torn"), "ab") as torn:
             torn.write(data[keep:] + b"\n")
         with open(path, "r+b") as file:
             file.truncate(keep)
+        return data[keep:]
 
 
 def _line(record: StoredRecord) -> bytes:

@@ -1,0 +1,151 @@
+"""Graphs the conformance suite and the crash test run: small, deterministic, typed richly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Literal
+
+import pydantic
+
+from railyard.graph import Graph
+from railyard.nodes import BaseNode, End, GraphRunContext
+
+__all__ = (
+    "Color",
+    "CountTo",
+    "CrashState",
+    "Effects",
+    "Fail",
+    "Mixed",
+    "Point",
+    "RichState",
+    "Tick",
+    "count_graph",
+    "crash_graph",
+    "rich_graph",
+)
+
+
+class Color(Enum):
+    """An enum, to check enums round-trip."""
+
+    RED = "red"
+    GREEN = "green"
+
+
+class Point(pydantic.BaseModel):
+    """A pydantic model, to check models round-trip."""
+
+    x: int
+    y: float
+    label: str | None = None
+
+
+@dataclass
+class CrashState:
+    """The state of the crash test's graph: a count and a checksum of every step."""
+
+    count: int = 0
+    checksum: int = 0
+
+
+@dataclass
+class RichState:
+    """A state with every kind of field a store must round-trip."""
+
+    count: int = 0
+    when: datetime = field(default_factory=lambda: datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC))
+    color: Color = Color.RED
+    points: list[Point] = field(default_factory=list[Point])
+    tags: dict[str, int | str] = field(default_factory=dict[str, int | str])
+    choice: Literal["a", "b"] | None = None
+    nested: CrashState | None = None
+
+
+@dataclass
+class Mixed(BaseNode[RichState, None, Point]):
+    """A node with fields of several kinds; adds a point per step, then ends with the last."""
+
+    steps: int
+    color: Color = Color.GREEN
+    when: datetime | None = None
+    fail_at: int | None = None
+
+    async def run(self, ctx: GraphRunContext[RichState, None]) -> Mixed | Fail | End[Point]:
+        state = ctx.state
+        if self.fail_at is not None and state.count == self.fail_at:
+            return Fail(reason=f"asked to fail at {self.fail_at}")
+        if state.count >= self.steps:
+            return End(state.points[-1] if state.points else Point(x=0, y=0.0))
+        state.count += 1
+        state.points.append(Point(x=state.count, y=state.count / 2, label=self.color.value))
+        state.tags[f"t{state.count}"] = state.count if state.count % 2 else str(state.count)
+        state.color = self.color
+        state.choice = "a" if state.count % 2 else "b"
+        return Mixed(self.steps, Color.RED if self.color is Color.GREEN else Color.GREEN, self.when, self.fail_at)
+
+
+@dataclass
+class Fail(BaseNode[RichState, None, Point]):
+    """Raises: to check a failed step is recorded."""
+
+    reason: str
+
+    async def run(self, ctx: GraphRunContext[RichState, None]) -> End[Point]:
+        raise RuntimeError(self.reason)
+
+
+rich_graph = Graph(nodes=(Mixed, Fail), name="rich_graph")
+
+
+@dataclass
+class CountTo(BaseNode[CrashState, None, int]):
+    """Counts up to `target`, one step at a time."""
+
+    target: int
+
+    async def run(self, ctx: GraphRunContext[CrashState, None]) -> CountTo | End[int]:
+        if ctx.state.count >= self.target:
+            return End(ctx.state.count)
+        ctx.state.count += 1
+        return CountTo(self.target)
+
+
+count_graph = Graph(nodes=(CountTo,), name="count_graph")
+
+
+@dataclass
+class Effects:
+    """Where `Tick` records its side effect: one line per attempt, keyed by the step id."""
+
+    path: str
+
+    def record(self, step_id: str) -> None:
+        """Append `step_id` to the effects file, durably (as a real side effect would be)."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{step_id}\n".encode())
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class Tick(BaseNode[CrashState, Effects, int]):
+    """One step of the crash test: a side effect keyed by the step id, then the next tick."""
+
+    target: int
+
+    async def run(self, ctx: GraphRunContext[CrashState, Effects]) -> Tick | End[int]:
+        state = ctx.state
+        if state.count >= self.target:
+            return End(state.checksum)
+        ctx.deps.record(ctx.step_id)
+        state.count += 1
+        state.checksum = (state.checksum * 31 + state.count) % 1_000_000_007
+        return Tick(self.target)
+
+
+crash_graph = Graph(nodes=(Tick,), name="crash_graph")

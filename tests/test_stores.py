@@ -1,0 +1,215 @@
+"""Every store passes the conformance suite; backend-specific failure modes are clear errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from railyard import FullStatePersistence
+from railyard.durable import DurablePersistence
+from railyard.exceptions import CorruptRunError, PersistenceError
+from railyard.store import RunStore
+from railyard.store.file import FileStore, TornRecordWarning
+from railyard.store.memory import MemoryStore
+from railyard.store.sqlite import SCHEMA_VERSION, SqliteStore
+from railyard.store.urls import open_store
+from railyard.testing import CHECKS, check_store
+from railyard.testing._sample import CountTo, CrashState, count_graph
+from tests import graphs
+from tests.graphs import Increment, MyState, never_42_graph
+
+pytestmark = pytest.mark.anyio
+
+StoreMaker = Callable[[], RunStore]
+
+
+@pytest.fixture(params=["memory", "file", "sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
+    counter = iter(range(1000))
+
+    def make() -> RunStore:
+        n = next(counter)
+        if request.param == "memory":
+            return MemoryStore()
+        if request.param == "file":
+            return FileStore(tmp_path / f"runs{n}")
+        return SqliteStore(tmp_path / f"runs{n}.db")
+
+    return make
+
+
+async def test_conformance(make_store: StoreMaker) -> None:
+    await check_store(make_store)
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+async def test_each_check_passes_on_sqlite(check: Callable[[RunStore], object], tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "one.db")
+    try:
+        await check(store)  # type: ignore[misc]
+    finally:
+        await store.aclose()
+
+
+def test_open_store_by_url(tmp_path: Path) -> None:
+    assert isinstance(open_store(f"sqlite:///{tmp_path}/a.db"), SqliteStore)
+    assert isinstance(open_store(f"file://{tmp_path}/runs"), FileStore)
+    assert isinstance(open_store("memory:"), MemoryStore)
+    with pytest.raises(ValueError, match=r"Cannot open a run store from 'redis://x'"):
+        open_store("redis://x")
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+async def _count_run(store: RunStore, run_id: str, steps: int = 3) -> None:
+    await count_graph.run(CountTo(steps), state=CrashState(), persistence=DurablePersistence(store, run_id))
+
+
+async def test_file_store_torn_last_line_is_skipped_then_cut_off(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    persistence: DurablePersistence[CrashState, int] = DurablePersistence(store, "torn")
+    async with count_graph.iter(CountTo(3), state=CrashState(), persistence=persistence) as run:
+        await run.next()
+    path = store.path("torn")
+    complete = path.read_bytes()
+    path.write_bytes(complete + b'{"kind":"step_sta')  # the writer died mid-line
+    with pytest.warns(TornRecordWarning, match=r"torn\.jsonl: the last line is incomplete"):
+        records = await store.read("torn")
+    assert len(records) == complete.count(b"\n")
+    with pytest.warns(TornRecordWarning):
+        result = await count_graph.resume(DurablePersistence(store, "torn"))
+    assert result.output == 3
+    assert path.read_bytes().startswith(complete)
+    assert b"step_sta\n" not in path.read_bytes()
+    assert (tmp_path / "torn.jsonl.torn").read_bytes() == b'{"kind":"step_sta\n'
+
+
+async def test_file_store_garbage_in_the_middle_is_an_error_and_changes_nothing(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    await _count_run(store, "bad")
+    path = store.path("bad")
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[1] = b"\x00\x01 not json\n"
+    path.write_bytes(b"".join(lines))
+    before = path.read_bytes()
+    with pytest.raises(CorruptRunError, match=r"Run 'bad' in .*bad\.jsonl line 2: record 2 cannot be read") as info:
+        await store.read("bad")
+    assert info.value.record == 2
+    with pytest.raises(CorruptRunError):
+        await count_graph.resume(DurablePersistence(store, "bad"))
+    assert path.read_bytes() == before
+
+
+async def test_file_store_truncated_file_keeps_every_complete_record(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    await _count_run(store, "cut", steps=5)
+    path = store.path("cut")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 10])  # cut in the middle of the last record
+    with pytest.warns(TornRecordWarning):
+        records = await store.read("cut")
+    assert len(records) == data.count(b"\n") - 1
+
+
+def test_file_store_rejects_unsafe_run_ids(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"Run id '\.\./x' cannot be used by FileStore"):
+        FileStore(tmp_path).path("../x")
+
+
+# -- SQLite -------------------------------------------------------------------------------
+
+
+async def test_sqlite_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    store = SqliteStore(path)
+    with pytest.raises(PersistenceError, match=r"junk\.db is not a usable railyard SQLite database"):
+        await store.runs()
+    assert path.read_bytes() == b"this is not sqlite" * 100
+
+
+async def test_sqlite_newer_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    store = SqliteStore(path)
+    await _count_run(store, "r")
+    await store.aclose()
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "UPDATE railyard_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
+        )
+    newer = SqliteStore(path)
+    with pytest.raises(PersistenceError, match=rf"written by a newer railyard \(schema version {SCHEMA_VERSION + 1}"):
+        await newer.read("r")
+
+
+async def test_sqlite_wrong_schema(tmp_path: Path) -> None:
+    path = tmp_path / "wrong.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE railyard_meta (key TEXT PRIMARY KEY, value TEXT)")
+        connection.execute("INSERT INTO railyard_meta VALUES ('schema_version', '1')")
+        connection.execute("CREATE TABLE railyard_runs (run_id TEXT PRIMARY KEY, status TEXT)")
+        connection.execute("CREATE TABLE railyard_records (run_id TEXT)")
+    store = SqliteStore(path)
+    with pytest.raises(PersistenceError, match=r"table railyard_runs has columns \['run_id', 'status'\]"):
+        await store.runs()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT count(*) FROM railyard_runs").fetchone() == (0,)
+
+
+async def test_sqlite_shares_a_database_with_other_tables(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE app_users (id INTEGER PRIMARY KEY)")
+    store = SqliteStore(path)
+    await _count_run(store, "r")
+    assert [info.run_id for info in await store.runs()] == ["r"]
+
+
+# -- schema drift: a stored state that no longer validates ------------------------------
+
+
+@pytest.mark.parametrize("kind", ["file", "sqlite"])
+async def test_a_state_that_no_longer_validates_names_run_record_and_field(kind: str, tmp_path: Path) -> None:
+    store: RunStore = FileStore(tmp_path) if kind == "file" else SqliteStore(tmp_path / "drift.db")
+    persistence: DurablePersistence[MyState, int] = DurablePersistence(store, "drift")
+    async with never_42_graph.iter(graphs.Increment(), state=MyState(1), persistence=persistence) as run:
+        await run.next()
+    before = [record.body for record in await store.read("drift")]
+
+    from dataclasses import dataclass
+
+    from railyard import BaseNode, End, Graph, GraphRunContext
+
+    @dataclass
+    class NewState:  # the state's `number` became a `str` since the run was stored
+        number: str
+        log: list[int]
+
+    @dataclass
+    class Increment(BaseNode[NewState, None, int]):
+        async def run(self, ctx: GraphRunContext[NewState]) -> Check42:
+            return Check42()
+
+    @dataclass
+    class Check42(BaseNode[NewState, None, int]):
+        async def run(self, ctx: GraphRunContext[NewState]) -> End[int]:
+            return End(0)
+
+    drifted = Graph(nodes=(Increment, Check42))
+    with pytest.raises(
+        CorruptRunError, match=r"Run 'drift' in .*: record 1 cannot be read: field `state\.number`"
+    ) as info:
+        await drifted.resume(DurablePersistence(store, "drift"))
+    assert info.value.run_id == "drift" and info.value.record == 1
+    assert [record.body for record in await store.read("drift")] == before
+
+
+async def test_full_persistence_has_nothing_to_do_with_stores() -> None:
+    # the in-memory classes stay in memory: no store is involved
+    persistence = FullStatePersistence()
+    await never_42_graph.run(Increment(), state=MyState(1), persistence=persistence)
+    assert len(persistence.history) == 3
