@@ -6,12 +6,14 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
+from pathlib import Path
 from typing import Literal
 
 import pydantic
 
 from railyard.graph import Graph
 from railyard.nodes import BaseNode, End, GraphRunContext
+from railyard.testing.crash import CrashSubject
 
 __all__ = (
     "Color",
@@ -25,6 +27,7 @@ __all__ = (
     "Tick",
     "count_graph",
     "crash_graph",
+    "crash_subject",
     "rich_graph",
 )
 
@@ -149,3 +152,8 @@ class Tick(BaseNode[CrashState, Effects, int]):
 
 
 crash_graph = Graph(nodes=(Tick,), name="crash_graph")
+
+
+def crash_subject(workdir: Path) -> CrashSubject:
+    """The crash test's subject: 300 ticks, each writing its step id to `workdir/effects.log`."""
+    return CrashSubject(crash_graph, Tick(300), CrashState(), Effects(str(workdir / "effects.log")))

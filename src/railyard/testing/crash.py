@@ -1,0 +1,274 @@
+"""Crash-test a durable graph: kill its process at random moments, resume, compare.
+
+```python
+report = await crash_test("my_app.crash:subject", "sqlite:///tmp/runs.db", trials=20)
+```
+
+`target` names a function `subject(workdir: Path) -> CrashSubject` in an importable
+module: the graph, the node to start from, the initial state and the dependencies
+(which may write side effects under `workdir`). For each trial the harness starts the
+run in a new process, kills it with SIGKILL at a random moment, resumes it in another
+new process, and checks the guarantee against an uninterrupted reference run:
+
+- the final state and the list of finished steps (each step's node and the state after
+  it) are exactly the reference's;
+- no step finished twice, and the only steps started again are those that were running
+  when the process died (at least once for the step in flight, never for a finished one).
+
+A failed check raises `AssertionError` naming the trial. The worker is this module run
+as a program: `python -m railyard.testing.crash worker TARGET STORE_URL RUN_ID WORKDIR`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from railyard.durable import DurablePersistence, read_run
+from railyard.exceptions import RunNotFound
+from railyard.graph import Graph
+from railyard.nodes import BaseNode
+from railyard.store import RunStore
+from railyard.store.codec import RecordCodec
+from railyard.store.records import RunRecord, StepFinished, StepStarted
+from railyard.store.urls import open_store
+
+__all__ = ("CrashReport", "CrashSubject", "CrashTrial", "crash_test")
+
+
+@dataclass
+class CrashSubject:
+    """What a crash test runs: a graph, where it starts, and what it starts with."""
+
+    graph: Graph[Any, Any, Any]
+    """The graph to run."""
+    start: BaseNode[Any, Any, Any]
+    """The node the run starts from."""
+    state: Any = None
+    """The initial state."""
+    deps: Any = None
+    """The dependencies, the same in every process."""
+
+
+@dataclass
+class CrashTrial:
+    """One kill and resume."""
+
+    run_id: str
+    """The run's id in the store."""
+    killed: bool
+    """Whether the first process was still running when it was killed."""
+    kill_after: float
+    """Seconds after the run started that the kill was sent."""
+    finished_before_kill: int
+    """Steps finished when the process died."""
+    restarted_steps: list[str] = field(default_factory=list[str])
+    """Ids of steps started again after the kill (the step in flight, if any)."""
+    torn_records: int = 0
+    """Records cut short by the kill (skipped, as they must be)."""
+
+
+@dataclass
+class CrashReport:
+    """The outcome of `crash_test`: every trial passed its checks."""
+
+    store_url: str
+    """The store the runs were kept in."""
+    steps: int
+    """Steps in the uninterrupted reference run."""
+    reference_seconds: float
+    """How long the reference run took, from its first record to its end."""
+    trials: list[CrashTrial]
+    """The trials, in order."""
+
+    @property
+    def kills_mid_run(self) -> int:
+        """Trials whose process was killed while the run was going on."""
+        return sum(1 for trial in self.trials if trial.killed and trial.finished_before_kill < self.steps)
+
+
+def load_subject(target: str, workdir: Path) -> CrashSubject:
+    """Import `module:function` and call it with `workdir`."""
+    module_name, _, function = target.partition(":")
+    factory: Callable[[Path], CrashSubject] = getattr(importlib.import_module(module_name), function)
+    return factory(workdir)
+
+
+def _codec(subject: CrashSubject) -> RecordCodec:
+    state_type, run_end_type = subject.graph.inferred_types
+    return RecordCodec(subject.graph.get_nodes(), state_type, run_end_type)
+
+
+async def _drive(subject: CrashSubject, store_url: str, run_id: str) -> None:
+    """The worker: start the run (or resume it if it exists) and drive it to its end."""
+    store = open_store(store_url)
+    graph = subject.graph
+    try:
+        exists = True
+        try:
+            await store.read(run_id)
+        except RunNotFound:
+            exists = False
+        persistence: DurablePersistence[Any, Any] = DurablePersistence(store, run_id)
+        if exists:
+            context = graph.iter_from_persistence(persistence, deps=subject.deps, infer_name=False)
+        else:
+            context = graph.iter(
+                subject.start, state=subject.state, deps=subject.deps, persistence=persistence, infer_name=False
+            )
+        async with context as run:
+            print("started", flush=True)
+            async for _ in run:
+                pass
+        print("ended", flush=True)
+    finally:
+        await store.aclose()
+
+
+def _worker(target: str, store_url: str, run_id: str, workdir: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "railyard.testing.crash", "worker", target, store_url, run_id, workdir]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_started(process: subprocess.Popen[str], timeout: float) -> float:
+    """Wait for the worker's `started` line; return when it came."""
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if line.strip() != "started":
+        process.kill()
+        _, err = process.communicate(timeout=timeout)
+        raise AssertionError(f"the crash-test worker failed to start its run: {line!r}\n{err}")
+    return time.perf_counter()
+
+
+def _finish(process: subprocess.Popen[str], timeout: float, what: str) -> None:
+    out, err = process.communicate(timeout=timeout)
+    if process.returncode != 0:
+        raise AssertionError(f"the crash-test worker ({what}) exited with {process.returncode}:\n{out}\n{err}")
+
+
+async def _records(store: RunStore, run_id: str, codec: RecordCodec) -> tuple[list[RunRecord], int]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = await read_run(store, run_id, codec)
+    return records, len(caught)
+
+
+def _finished_steps(records: Sequence[RunRecord], codec: RecordCodec) -> list[tuple[str, Any]]:
+    """Each finished step's node id and the state after it (as JSON), in order."""
+    nodes: dict[str, str] = {}
+    steps: list[tuple[str, Any]] = []
+    for record in records:
+        for task in getattr(record, "tasks", ()) + getattr(record, "next_tasks", ()):
+            nodes[task.task_id] = task.node_id
+        if isinstance(record, StepFinished) and record.task_id:
+            steps.append((nodes.get(record.task_id, "?"), codec.dump(record)["state"]))
+    return steps
+
+
+async def crash_test(
+    target: str,
+    store_url: str,
+    *,
+    trials: int = 20,
+    workdir: Path | None = None,
+    seed: int | None = None,
+    timeout: float = 120.0,
+) -> CrashReport:
+    """Kill and resume a durable run `trials` times and check that nothing is lost or repeated.
+
+    Raises:
+        AssertionError: a trial broke the guarantee (or a worker failed); the message says how.
+    """
+    rng = random.Random(seed)
+    base = Path(workdir) if workdir is not None else Path.cwd() / ".railyard-crash"
+    base.mkdir(parents=True, exist_ok=True)
+    subject = load_subject(target, base / "reference")
+    codec = _codec(subject)
+    store = open_store(store_url)
+    try:
+        stamp = f"{os.getpid()}-{rng.randrange(1 << 30):x}"
+        reference_id = f"crash-reference-{stamp}"
+        process = _worker(target, store_url, reference_id, str(base / "reference"))
+        started = _wait_started(process, timeout)
+        _finish(process, timeout, "reference run")
+        reference_seconds = time.perf_counter() - started
+        reference, _ = await _records(store, reference_id, codec)
+        expected = _finished_steps(reference, codec)
+
+        report = CrashReport(store_url, len(expected), reference_seconds, [])
+        for index in range(trials):
+            run_id = f"crash-{stamp}-{index}"
+            trial_dir = str(base / f"trial-{index}")
+            first = _worker(target, store_url, run_id, trial_dir)
+            began = _wait_started(first, timeout)
+            delay = rng.uniform(0.0, reference_seconds)
+            time.sleep(max(0.0, began + delay - time.perf_counter()))
+            killed = first.poll() is None
+            if killed:
+                first.send_signal(signal.SIGKILL)
+            first.communicate(timeout=timeout)
+            before, torn = await _records(store, run_id, codec)
+            finished_before = {r.task_id for r in before if isinstance(r, StepFinished) and r.task_id}
+            started_before = [r.task_id for r in before if isinstance(r, StepStarted)]
+
+            if not any(isinstance(r, StepFinished) and r.end is not None for r in before):
+                second = _worker(target, store_url, run_id, trial_dir)
+                _wait_started(second, timeout)
+                _finish(second, timeout, f"resume of trial {index}")
+            after, _ = await _records(store, run_id, codec)
+            trial = CrashTrial(run_id, killed, delay, len(finished_before), torn_records=torn)
+            _check_trial(index, expected, after, finished_before, started_before, codec, trial)
+            report.trials.append(trial)
+        return report
+    finally:
+        await store.aclose()
+
+
+def _check_trial(
+    index: int,
+    expected: list[tuple[str, Any]],
+    after: Sequence[RunRecord],
+    finished_before: set[str],
+    started_before: list[str],
+    codec: RecordCodec,
+    trial: CrashTrial,
+) -> None:
+    got = _finished_steps(after, codec)
+    where = f"trial {index} (run {trial.run_id}, killed after {trial.kill_after:.4f}s)"
+    assert len(got) == len(expected), f"{where}: {len(got)} finished steps, the reference has {len(expected)}"
+    for number, (step, reference) in enumerate(zip(got, expected, strict=True), start=1):
+        assert step == reference, f"{where}: step {number} is {step}, the reference's is {reference}"
+    finished = [r.task_id for r in after if isinstance(r, StepFinished) and r.task_id]
+    assert len(finished) == len(set(finished)), f"{where}: a step finished twice"
+    restarted = [task_id for task_id in [r.task_id for r in after if isinstance(r, StepStarted)][len(started_before) :]]
+    again = [task_id for task_id in restarted if task_id in started_before]
+    assert not set(again) & finished_before, f"{where}: a finished step ran again: {set(again) & finished_before}"
+    assert len(set(again)) <= 1, f"{where}: more than the one step in flight ran again: {again}"
+    trial.restarted_steps = sorted(set(again))
+
+
+def main(argv: Sequence[str]) -> int:
+    """`python -m railyard.testing.crash worker TARGET STORE_URL RUN_ID WORKDIR`."""
+    if len(argv) != 5 or argv[0] != "worker":
+        print("usage: python -m railyard.testing.crash worker TARGET STORE_URL RUN_ID WORKDIR", file=sys.stderr)
+        return 2
+    _, target, store_url, run_id, workdir = argv
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    asyncio.run(_drive(load_subject(target, Path(workdir)), store_url, run_id))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
