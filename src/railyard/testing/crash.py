@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from railyard.durable import DurablePersistence, read_run
 from railyard.exceptions import RunNotFound
 from railyard.graph import Graph
@@ -152,6 +155,10 @@ def _wait_started(process: subprocess.Popen[str], timeout: float) -> float:
     return time.perf_counter()
 
 
+def _reap(process: subprocess.Popen[str], timeout: float) -> None:
+    process.communicate(timeout=timeout)
+
+
 def _finish(process: subprocess.Popen[str], timeout: float, what: str) -> None:
     out, err = process.communicate(timeout=timeout)
     if process.returncode != 0:
@@ -184,7 +191,7 @@ async def crash_test(
     trials: int = 20,
     workdir: Path | None = None,
     seed: int | None = None,
-    timeout: float = 120.0,
+    worker_timeout: float = 120.0,
 ) -> CrashReport:
     """Kill and resume a durable run `trials` times and check that nothing is lost or repeated.
 
@@ -200,9 +207,10 @@ async def crash_test(
     try:
         stamp = f"{os.getpid()}-{rng.randrange(1 << 30):x}"
         reference_id = f"crash-reference-{stamp}"
+        timeout = worker_timeout
         process = _worker(target, store_url, reference_id, str(base / "reference"))
-        started = _wait_started(process, timeout)
-        _finish(process, timeout, "reference run")
+        started = await anyio.to_thread.run_sync(_wait_started, process, timeout)
+        await anyio.to_thread.run_sync(_finish, process, timeout, "reference run")
         reference_seconds = time.perf_counter() - started
         reference, _ = await _records(store, reference_id, codec)
         expected = _finished_steps(reference, codec)
@@ -212,24 +220,32 @@ async def crash_test(
             run_id = f"crash-{stamp}-{index}"
             trial_dir = str(base / f"trial-{index}")
             first = _worker(target, store_url, run_id, trial_dir)
-            began = _wait_started(first, timeout)
+            began = await anyio.to_thread.run_sync(_wait_started, first, timeout)
             delay = rng.uniform(0.0, reference_seconds)
-            time.sleep(max(0.0, began + delay - time.perf_counter()))
+            await anyio.sleep(max(0.0, began + delay - time.perf_counter()))
             killed = first.poll() is None
             if killed:
                 first.send_signal(signal.SIGKILL)
-            first.communicate(timeout=timeout)
+            await anyio.to_thread.run_sync(_reap, first, timeout)
             before, torn = await _records(store, run_id, codec)
             finished_before = {r.task_id for r in before if isinstance(r, StepFinished) and r.task_id}
             started_before = [r.task_id for r in before if isinstance(r, StepStarted)]
 
             if not any(isinstance(r, StepFinished) and r.end is not None for r in before):
                 second = _worker(target, store_url, run_id, trial_dir)
-                _wait_started(second, timeout)
-                _finish(second, timeout, f"resume of trial {index}")
+                await anyio.to_thread.run_sync(_wait_started, second, timeout)
+                await anyio.to_thread.run_sync(_finish, second, timeout, f"resume of trial {index}")
             after, _ = await _records(store, run_id, codec)
             trial = CrashTrial(run_id, killed, delay, len(finished_before), torn_records=torn)
-            _check_trial(index, expected, after, finished_before, started_before, codec, trial)
+            _check_trial(
+                trial,
+                index=index,
+                expected=expected,
+                after=after,
+                finished_before=finished_before,
+                started_before=started_before,
+                codec=codec,
+            )
             report.trials.append(trial)
         return report
     finally:
@@ -237,13 +253,14 @@ async def crash_test(
 
 
 def _check_trial(
+    trial: CrashTrial,
+    *,
     index: int,
     expected: list[tuple[str, Any]],
     after: Sequence[RunRecord],
     finished_before: set[str],
     started_before: list[str],
     codec: RecordCodec,
-    trial: CrashTrial,
 ) -> None:
     got = _finished_steps(after, codec)
     where = f"trial {index} (run {trial.run_id}, killed after {trial.kill_after:.4f}s)"
