@@ -364,6 +364,44 @@ def test_question_graph_snapshots_keep_the_state_before_each_node(tmp_path: Path
     ]
 
 
+@covers("approval.py")
+def test_approval_waits_for_a_person_across_processes(tmp_path: Path) -> None:
+    db = tmp_path / "orders.db"
+
+    def approval(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_example("approval.py", db, *args, ok=ok)
+
+    assert approval("submit", "A-1", "300").stdout == (
+        "A-1 fulfilled: $300\n  validated $300; approved automatically (at most $1000); fulfilled\n"
+    )
+    assert approval("submit", "A-7", "2500").stdout == "A-7 waits for approval ($2500 is over $1000)\n"
+    assert approval("list").stdout == (
+        "A-1: ended, 3 steps, last node Fulfil\nA-7: waiting, 1 steps, last node AwaitApproval\n"
+    )
+    # the decision arrives in another process, later
+    assert approval("decide", "A-7", "approve", "looks fine").stdout == (
+        "A-7 fulfilled: $2500\n  validated $2500; approved by a person: looks fine; fulfilled\n"
+    )
+    again = approval("decide", "A-7", "reject", ok=False)
+    assert again.returncode == 1
+    assert again.stderr == (
+        f"error: Run 'A-7' in SqliteStore({str(db)!r}) has ended and cannot be resumed. "
+        "Use `graph.fork(...)` to start a new run from one of its steps.\n"
+    )
+    # time travel: a new run from the step before the decision; the old run is untouched
+    assert approval("reopen", "A-7").stdout == "A-7 reopened as A-7-reopened; it waits for a decision again\n"
+    assert approval("decide", "A-7-reopened", "reject", "changed my mind").stdout == (
+        "A-7 rejected\n  validated $2500; rejected by a person: changed my mind\n"
+    )
+    assert approval("list").stdout == (
+        "A-1: ended, 3 steps, last node Fulfil\n"
+        "A-7: ended, 3 steps, last node Fulfil\n"
+        "A-7-reopened: ended, 1 steps, last node AwaitApproval\n"
+    )
+    early = approval("decide", "B-9", "approve", ok=False)
+    assert early.returncode == 1 and "No run 'B-9'" in early.stderr
+
+
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.py")), ids=lambda path: path.name)
 def test_every_example_has_a_test(example: Path) -> None:
     assert example.name in TESTED, f"examples/{example.name} has no test: add one to tests/test_examples.py"

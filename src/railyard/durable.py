@@ -175,11 +175,12 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         if any(snapshot.kind == "end" for snapshot in snapshots):
             raise RunEnded(self.run_id, repr(self.store))
         nodes = [snapshot for snapshot in snapshots if isinstance(snapshot, NodeSnapshot)]
-        # A node not run yet comes first (as in pydantic-graph); failing that, the node that
-        # was claimed, running or failed when its driver stopped.
+        # A node not run yet comes first (as in pydantic-graph); failing that, the latest node
+        # that was claimed, running or failed when its driver stopped (an older claimed node
+        # was replaced by a node given to `run.next(node)`).
         waiting = next((node for node in nodes if node.status == "created"), None)
         if waiting is None:
-            waiting = next((node for node in nodes if node.status in _INTERRUPTED), None)
+            waiting = next((node for node in reversed(nodes) if node.status in _INTERRUPTED), None)
         if waiting is None:
             return None
         if waiting.status != "pending":
@@ -216,9 +217,11 @@ class _DurableRecorder:
     async def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> None:
         if isinstance(outcome, End):
             record = StepFinished(task.task_id, duration, deep_copy(state), (), outcome, time())
+            node_id = task.node_id
         else:
             record = StepFinished(task.task_id, duration, deep_copy(state), tuple(outcome), None, time())
-        await self.persistence._write(record, task.node_id)  # pyright: ignore[reportPrivateUsage]
+            node_id = outcome[0].node_id if outcome else task.node_id  # where the run goes next
+        await self.persistence._write(record, node_id)  # pyright: ignore[reportPrivateUsage]
 
     async def step_failed(self, task: Task, error: BaseException, duration: float) -> None:
         if isinstance(error, Exception):

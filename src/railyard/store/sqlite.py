@@ -145,13 +145,13 @@ class SqliteStore:
             try:
                 exists = connection.execute("SELECT 1 FROM railyard_runs WHERE run_id = ?", (run_id,)).fetchone()
                 if exists:
-                    raise RunExists(run_id, str(self.path))
+                    raise RunExists(run_id, repr(self))
                 first_ts = records[0].ts if records else 0.0
                 connection.execute(
                     "INSERT INTO railyard_runs VALUES (?, ?, ?, ?, 0, NULL, 0)",
                     (run_id, RunStatus.CREATED.value, first_ts, first_ts),
                 )
-                _insert(connection, run_id, records)
+                _insert(connection, run_id, records, repr(self))
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -165,7 +165,7 @@ class SqliteStore:
         def append(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                _insert(connection, run_id, records)
+                _insert(connection, run_id, records, repr(self))
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -178,7 +178,7 @@ class SqliteStore:
 
         def read(connection: sqlite3.Connection) -> list[StoredRecord]:
             if connection.execute("SELECT 1 FROM railyard_runs WHERE run_id = ?", (run_id,)).fetchone() is None:
-                raise RunNotFound(run_id, str(self.path))
+                raise RunNotFound(run_id, repr(self))
             rows = connection.execute(
                 "SELECT seq, kind, status, node_id, finishes_step, ts, body FROM railyard_records "
                 "WHERE run_id = ? ORDER BY seq",
@@ -187,11 +187,11 @@ class SqliteStore:
             records: list[StoredRecord] = []
             for index, (seq, kind, status, node_id, finishes_step, ts, body) in enumerate(rows):
                 if seq != index:
-                    raise CorruptRunError(run_id, str(self.path), index + 1, f"records jump from {index - 1} to {seq}")
+                    raise CorruptRunError(run_id, repr(self), index + 1, f"records jump from {index - 1} to {seq}")
                 try:
                     records.append(StoredRecord(kind, body, RunStatus(status), node_id, bool(finishes_step), ts))
                 except ValueError as err:
-                    raise CorruptRunError(run_id, str(self.path), index + 1, str(err)) from None
+                    raise CorruptRunError(run_id, repr(self), index + 1, str(err)) from None
             return records
 
         return await self._call(read)
@@ -219,7 +219,7 @@ class SqliteStore:
         name = hashlib.sha256(run_id.encode()).hexdigest()[:32]
         lock = FileLock(self.path.with_name(f"{self.path.name}.locks") / f"{name}.lock")
         if not await anyio.to_thread.run_sync(lock.acquire):
-            raise RunLocked(run_id, str(self.path))
+            raise RunLocked(run_id, repr(self))
         try:
             yield
         finally:
@@ -237,12 +237,12 @@ class SqliteStore:
         await anyio.to_thread.run_sync(close, limiter=self._limiter)
 
 
-def _insert(connection: sqlite3.Connection, run_id: str, records: Sequence[StoredRecord]) -> None:
+def _insert(connection: sqlite3.Connection, run_id: str, records: Sequence[StoredRecord], where: str) -> None:
     row = connection.execute(
         "SELECT next_seq, steps, last_node, status FROM railyard_runs WHERE run_id = ?", (run_id,)
     ).fetchone()
     if row is None:
-        raise RunNotFound(run_id, "the database")
+        raise RunNotFound(run_id, where)
     seq, steps, last_node, status = row
     for record in records:
         connection.execute(

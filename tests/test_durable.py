@@ -1,0 +1,210 @@
+"""Durable runs: the guarantee, the step id, one driver per run, resume after a fix, fork."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from railyard import BaseNode, End, Graph, GraphRunContext
+from railyard.durable import DurablePersistence
+from railyard.exceptions import RunEnded, RunLocked, RunNotFound
+from railyard.store import RunStatus
+from railyard.store.sqlite import SqliteStore
+from railyard.testing._sample import CountTo, CrashState, count_graph
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Steps:
+    seen: list[str] = field(default_factory=list[str])
+
+
+@dataclass
+class Flaky:
+    crash_at: int | None = None
+    fail_at: int | None = None
+    calls: list[tuple[int, str]] = field(default_factory=list[tuple[int, str]])
+
+
+@dataclass
+class Work(BaseNode[Steps, Flaky, int]):
+    n: int = 0
+
+    async def run(self, ctx: GraphRunContext[Steps, Flaky]) -> Work | End[int]:
+        ctx.deps.calls.append((self.n, ctx.step_id))
+        if self.n == ctx.deps.crash_at:
+            raise KeyboardInterrupt  # the process "dies" mid-step: nothing is recorded for it
+        if self.n == ctx.deps.fail_at:
+            raise ValueError(f"step {self.n} failed")
+        ctx.state.seen.append(f"work {self.n}")
+        return Work(self.n + 1) if self.n < 4 else End(self.n)
+
+
+work_graph = Graph(nodes=[Work])
+
+
+async def test_a_step_in_flight_runs_again_with_the_same_step_id(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    deps = Flaky(crash_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        await work_graph.run(Work(), state=Steps(), deps=deps, persistence=DurablePersistence(store, "r"))
+    (info,) = await store.runs()
+    assert (info.status, info.steps, info.last_node) == (RunStatus.RUNNING, 2, "Work")
+
+    fixed = Flaky()
+    result = await work_graph.resume(DurablePersistence(store, "r"), deps=fixed)
+    assert result.output == 4
+    assert result.state.seen == ["work 0", "work 1", "work 2", "work 3", "work 4"]
+    # the interrupted step ran again, with the id it had: an idempotency key for its effects
+    crashed_id = deps.calls[-1][1]
+    assert fixed.calls[0] == (2, crashed_id)
+    assert [n for n, _ in deps.calls + fixed.calls] == [0, 1, 2, 2, 3, 4]  # finished steps never again
+    assert len({step_id for _, step_id in deps.calls + fixed.calls}) == 5
+
+
+async def test_a_failed_run_resumes_after_a_fix(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    with pytest.raises(ValueError, match="step 3 failed"):
+        await work_graph.run(Work(), state=Steps(), deps=Flaky(fail_at=3), persistence=DurablePersistence(store, "r"))
+    (info,) = await store.runs(status=RunStatus.FAILED)
+    assert info.steps == 3
+    reader: DurablePersistence[Steps, int] = DurablePersistence(store, "r")
+    reader.set_graph_types(work_graph)
+    (failed,) = [s for s in await reader.load_all() if getattr(s, "status", None) == "error"]
+    assert failed.node == Work(3)
+    result = await work_graph.resume(DurablePersistence(store, "r"), deps=Flaky())
+    assert result.output == 4 and result.state.seen[-2:] == ["work 3", "work 4"]
+    assert [i.status for i in await store.runs()] == [RunStatus.ENDED]
+
+
+async def test_the_run_is_stored_before_its_first_node_runs(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    seen: list[object] = []
+
+    @dataclass
+    class Look(BaseNode[None, None, int]):
+        async def run(self, ctx: GraphRunContext) -> End[int]:
+            seen.extend((info.run_id, info.status) for info in await store.runs())
+            return End(1)
+
+    await Graph(nodes=[Look]).run(Look(), persistence=DurablePersistence(store, "early"))
+    assert seen == [("early", RunStatus.RUNNING)]
+
+
+async def test_resume_errors(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    with pytest.raises(RunNotFound, match=r"No run 'nope' in SqliteStore"):
+        await count_graph.resume(DurablePersistence(store, "nope"))
+    await count_graph.run(CountTo(1), state=CrashState(), persistence=DurablePersistence(store, "done"))
+    with pytest.raises(RunEnded, match=r"Run 'done' in SqliteStore\(.*\) has ended and cannot be resumed"):
+        await count_graph.resume(DurablePersistence(store, "done"))
+
+
+async def test_generated_run_ids_and_repr(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    first: DurablePersistence[CrashState, int] = DurablePersistence(store)
+    second: DurablePersistence[CrashState, int] = DurablePersistence(store)
+    assert first.run_id != second.run_id and len(first.run_id) == 32
+    assert (
+        repr(first) == f"DurablePersistence(store=SqliteStore({str(tmp_path / 'runs.db')!r}), run_id={first.run_id!r})"
+    )
+
+
+async def test_fork_starts_a_new_run_from_any_step(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    await count_graph.run(CountTo(5), state=CrashState(), persistence=DurablePersistence(store, "old"))
+    before = [record.body for record in await store.read("old")]
+
+    new_id = await count_graph.fork(store, "old", at_step=2, new_run_id="branch")
+    assert new_id == "branch"
+    async with count_graph.iter_from_persistence(DurablePersistence(store, "branch")) as run:
+        assert run.state == CrashState(count=2)
+        assert run.next_node == CountTo(5)
+        async for _ in run:
+            pass
+    assert run.result is not None and run.result.output == 5
+    assert [record.body for record in await store.read("old")] == before  # untouched
+
+    from_start = await count_graph.fork(store, "old", at_step=0)
+    result = await count_graph.resume(DurablePersistence(store, from_start))
+    assert result.output == 5 and len(from_start) == 32
+    with pytest.raises(ValueError, match=r"Run 'old' has 6 finished steps; cannot fork at step 9"):
+        await count_graph.fork(store, "old", at_step=9)
+    with pytest.raises(ValueError, match=r"Step 6 of run 'old' ended the run"):
+        await count_graph.fork(store, "old", at_step=6)
+
+
+DRIVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from dataclasses import dataclass
+    from railyard import BaseNode, End, Graph, GraphRunContext
+    from railyard.durable import DurablePersistence
+    from railyard.exceptions import RunLocked
+    from railyard.store.sqlite import SqliteStore
+
+    @dataclass
+    class Slow(BaseNode[None, None, int]):
+        n: int = 0
+        async def run(self, ctx: GraphRunContext) -> "Slow | End[int]":
+            await asyncio.sleep(0.05)
+            return Slow(self.n + 1) if self.n < 19 else End(self.n)
+
+    graph = Graph(nodes=[Slow])
+
+    async def main(db, mode):
+        store = SqliteStore(db)
+        if mode == "start":
+            await graph.initialize(Slow(), DurablePersistence(store, "shared"))
+        try:
+            async with graph.iter_from_persistence(DurablePersistence(store, "shared")) as run:
+                print("driving", flush=True)
+                async for _ in run:
+                    pass
+            print("finished", run.result.output, flush=True)
+        except RunLocked as error:
+            print("refused:", error, flush=True)
+            sys.exit(3)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+def test_two_processes_one_run_one_proceeds(tmp_path: Path) -> None:
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    db = tmp_path / "runs.db"
+    first = subprocess.Popen([sys.executable, str(script), str(db), "start"], stdout=subprocess.PIPE, text=True)
+    assert first.stdout is not None and first.stdout.readline() == "driving\n"
+    second = subprocess.run([sys.executable, str(script), str(db), "resume"], capture_output=True, text=True)
+    assert second.returncode == 3
+    assert second.stdout.startswith("refused: Run 'shared' in SqliteStore(") and "another process" in second.stdout
+    out, _ = first.communicate(timeout=30)
+    assert first.returncode == 0 and out == "finished 19\n"
+
+    import asyncio
+
+    async def check() -> None:
+        store = SqliteStore(db)
+        (info,) = await store.runs()
+        assert (info.status, info.steps) == (RunStatus.ENDED, 20)
+        kinds = [record.kind for record in await store.read("shared")]
+        assert kinds.count("step_started") == 20 and kinds.count("step_finished") == 20
+        await store.aclose()
+
+    asyncio.run(check())
+
+
+async def test_two_drivers_in_one_process(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    await count_graph.initialize(CountTo(2), DurablePersistence(store, "x"), state=CrashState())
+    async with count_graph.iter_from_persistence(DurablePersistence(store, "x")):
+        with pytest.raises(RunLocked):
+            await count_graph.resume(DurablePersistence(store, "x"))
