@@ -183,7 +183,9 @@ def test_two_processes_one_run_one_proceeds(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     first = subprocess.Popen([sys.executable, str(script), str(db), "start"], stdout=subprocess.PIPE, text=True)
     assert first.stdout is not None and first.stdout.readline() == "driving\n"
-    second = subprocess.run([sys.executable, str(script), str(db), "resume"], capture_output=True, text=True)
+    second = subprocess.run(
+        [sys.executable, str(script), str(db), "resume"], check=False, capture_output=True, text=True
+    )
     assert second.returncode == 3
     assert second.stdout.startswith("refused: Run 'shared' in SqliteStore(") and "another process" in second.stdout
     out, _ = first.communicate(timeout=30)
