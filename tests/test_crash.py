@@ -19,9 +19,12 @@ pytestmark = pytest.mark.anyio
 TRIALS = 20
 
 
-@pytest.mark.parametrize("kind", ["file", "sqlite"])
-async def test_kill_and_resume(kind: str, tmp_path: Path) -> None:
-    url = f"file://{tmp_path}/runs" if kind == "file" else f"sqlite:///{tmp_path}/runs.db"
+@pytest.mark.parametrize("kind", ["file", "sqlite", "postgres"])
+async def test_kill_and_resume(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if kind == "postgres":
+        url = request.getfixturevalue("new_postgres_database")()
+    else:
+        url = f"file://{tmp_path}/runs" if kind == "file" else f"sqlite:///{tmp_path}/runs.db"
     report = await crash_test("railyard.testing._sample:crash_subject", url, trials=TRIALS, workdir=tmp_path, seed=7)
     assert report.steps == 301  # 300 ticks and the step that ends the run
     assert len(report.trials) == TRIALS

@@ -14,6 +14,7 @@ from railyard.exceptions import CorruptRunError, PersistenceError
 from railyard.store import RunStore
 from railyard.store.file import FileStore, TornRecordWarning
 from railyard.store.memory import MemoryStore
+from railyard.store.postgres import PostgresStore
 from railyard.store.sqlite import SCHEMA_VERSION, SqliteStore
 from railyard.store.urls import open_store
 from railyard.testing import CHECKS, check_store
@@ -26,9 +27,12 @@ pytestmark = pytest.mark.anyio
 StoreMaker = Callable[[], RunStore]
 
 
-@pytest.fixture(params=["memory", "file", "sqlite"])
+@pytest.fixture(params=["memory", "file", "sqlite", "postgres"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
     counter = iter(range(1000))
+    new_database: Callable[[], str] | None = (
+        request.getfixturevalue("new_postgres_database") if request.param == "postgres" else None
+    )
 
     def make() -> RunStore:
         n = next(counter)
@@ -36,6 +40,8 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
             return MemoryStore()
         if request.param == "file":
             return FileStore(tmp_path / f"runs{n}")
+        if new_database is not None:
+            return PostgresStore(new_database())
         return SqliteStore(tmp_path / f"runs{n}.db")
 
     return make
@@ -213,3 +219,77 @@ async def test_full_persistence_has_nothing_to_do_with_stores() -> None:
     persistence = FullStatePersistence()
     await never_42_graph.run(Increment(), state=MyState(1), persistence=persistence)
     assert len(persistence.history) == 3
+
+
+# -- PostgreSQL -------------------------------------------------------------------------
+
+
+async def test_postgres_refuses_a_newer_schema_and_a_wrong_one(new_postgres_database: Callable[[], str]) -> None:
+    import psycopg
+
+    url = new_postgres_database()
+    store = PostgresStore(url)
+    await _count_run(store, "r")
+    await store.aclose()
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("UPDATE railyard_meta SET value = %s", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(PersistenceError, match=r"written by a newer railyard \(schema version 2"):
+        await PostgresStore(url).runs()
+
+    wrong = new_postgres_database()
+    with psycopg.connect(wrong, autocommit=True) as connection:
+        connection.execute("CREATE TABLE railyard_meta (key text PRIMARY KEY, value text)")
+        connection.execute("INSERT INTO railyard_meta VALUES ('schema_version', '1')")
+        connection.execute("CREATE TABLE railyard_runs (run_id text PRIMARY KEY)")
+    with pytest.raises(PersistenceError, match=r"table railyard_runs has columns \['run_id'\], expected"):
+        await PostgresStore(wrong).runs()
+
+
+async def test_postgres_unreachable_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = PostgresStore(f"postgresql://someone:secret@127.0.0.1:{port}/nothing")
+    with pytest.raises(
+        PersistenceError,
+        match=rf"Cannot connect to PostgresStore\('postgresql://someone:\*\*\*@127\.0\.0\.1:{port}/nothing'\)",
+    ) as info:
+        await store.runs()
+    assert "secret" not in str(info.value)
+
+
+async def test_postgres_records_are_json_readable_in_sql(new_postgres_database: Callable[[], str]) -> None:
+    import psycopg
+
+    url = new_postgres_database()
+    store = PostgresStore(url)
+    await _count_run(store, "visible", steps=2)
+    await store.aclose()
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(
+            "SELECT kind, body->'state'->>'count' FROM railyard_records WHERE run_id = 'visible' AND kind = 'step_finished' ORDER BY seq"
+        ).fetchall()
+    assert rows == [("step_finished", "1"), ("step_finished", "2"), ("step_finished", "2")]
+
+
+async def test_postgres_driver_that_lost_its_lock_cannot_write(new_postgres_database: Callable[[], str]) -> None:
+    import psycopg
+
+    url = new_postgres_database()
+    store = PostgresStore(url)
+    persistence: DurablePersistence[CrashState, int] = DurablePersistence(store, "fenced")
+    async with count_graph.iter(CountTo(5), state=CrashState(), persistence=persistence) as run:
+        await run.next()
+        # the server ends the session holding the run's lock (as if the network dropped)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(PersistenceError, match=r"Lost the connection holding run 'fenced''s lock"):
+            await run.next()
+    # another driver takes over from the last recorded step
+    result = await count_graph.resume(DurablePersistence(store, "fenced"))
+    assert result.output == 5
+    await store.aclose()

@@ -16,7 +16,7 @@ their own. `railyard.testing.check_store` is the conformance suite every backend
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -125,6 +125,19 @@ class RunStore(Protocol):
         Raises:
             RunLocked: another driver holds the run (raised on entering, without waiting).
         """
+        ...
+
+    async def claim(self, *, statuses: Collection[RunStatus] = ...) -> str | None:
+        """Lock a run that is ready to go on and return its id (`None` if there is none).
+
+        By default a run is ready when it is created, waiting, or was cut off mid-step;
+        runs whose driver is alive are skipped. `lock(run_id)` on this store takes the
+        claim over.
+        """
+        ...
+
+    async def release_claim(self, run_id: str) -> None:
+        """Give up a claim without driving the run."""
         ...
 
     async def aclose(self) -> None:

@@ -16,15 +16,15 @@ import json
 import os
 import re
 import warnings
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 
-from railyard.exceptions import CorruptRunError, RunExists, RunLocked, RunNotFound
+from railyard.exceptions import CorruptRunError, RunExists, RunNotFound
 from railyard.store import RunInfo, RunStatus, StoredRecord, info_from_stored
+from railyard.store.base import LockingStore, Release
 from railyard.store.locks import FileLock
 
 __all__ = ("FileStore", "TornRecordWarning")
@@ -36,10 +36,11 @@ class TornRecordWarning(UserWarning):
     """The last line of a run file was cut short (its writer died mid-write); it was skipped."""
 
 
-class FileStore:
+class FileStore(LockingStore):
     """A `RunStore` keeping each run in `<directory>/<run_id>.jsonl`."""
 
     def __init__(self, directory: Path | str, *, fsync: bool = False) -> None:
+        super().__init__()
         self.directory = Path(directory)
         self.fsync = fsync
 
@@ -127,25 +128,29 @@ class FileStore:
                 infos.append(info)
         return sorted(infos, key=lambda info: info.started_at.timestamp() if info.started_at else 0.0)
 
-    @asynccontextmanager
-    async def lock(self, run_id: str) -> AsyncIterator[None]:
-        """Hold the run's lock file; cut off a torn last line before anything is appended."""
+    async def _try_lock(self, run_id: str) -> Release | None:
+        """Take the run's lock file; cut off a torn last line before anything is appended."""
         lock = FileLock(self._lock_path(run_id))
         if not await anyio.to_thread.run_sync(lock.acquire):
-            raise RunLocked(run_id, str(self.path(run_id)))
+            return None
+
+        async def release() -> None:
+            lock.release()
+
         try:
             torn = await anyio.to_thread.run_sync(self._repair, run_id)
-            if torn:
-                warnings.warn(
-                    TornRecordWarning(
-                        f"{self.path(run_id)}: cut off an incomplete last line (its writer died mid-write), "
-                        f"kept in {self.path(run_id).name}.torn: {torn[:80]!r}"
-                    ),
-                    stacklevel=3,
-                )
-            yield
-        finally:
+        except BaseException:
             lock.release()
+            raise
+        if torn:
+            warnings.warn(
+                TornRecordWarning(
+                    f"{self.path(run_id)}: cut off an incomplete last line (its writer died mid-write), "
+                    f"kept in {self.path(run_id).name}.torn: {torn[:80]!r}"
+                ),
+                stacklevel=3,
+            )
+        return release
 
     async def aclose(self) -> None:
         """Nothing to release: files are opened per call."""

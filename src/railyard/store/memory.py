@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from time import time
 from typing import Any
 
-from railyard.exceptions import GraphNodeStatusError, RunExists, RunLocked, RunNotFound
+from railyard.exceptions import GraphNodeStatusError, RunExists, RunNotFound
 from railyard.nodes import End
 from railyard.runtime.recorder import Outcome
 from railyard.runtime.tasks import Task
 from railyard.store import RunInfo, StoredRecord, info_from_stored
+from railyard.store.base import LockingStore, Release
 from railyard.store.records import (
     ErrorInfo,
     RunRecord,
@@ -140,10 +140,11 @@ class MemoryRecorder:
             self.log.append(StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time()))
 
 
-class MemoryStore:
+class MemoryStore(LockingStore):
     """A `RunStore` that keeps every run in this process; lost when it exits."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._runs: dict[str, list[StoredRecord]] = {}
         self._locked: set[str] = set()
 
@@ -175,16 +176,15 @@ class MemoryStore:
         infos = [info_from_stored(run_id, records) for run_id, records in self._runs.items()]
         return [info for info in infos if status is None or info.status == status]
 
-    @asynccontextmanager
-    async def lock(self, run_id: str) -> AsyncIterator[None]:
-        """Hold the run exclusively within this process."""
+    async def _try_lock(self, run_id: str) -> Release | None:
         if run_id in self._locked:
-            raise RunLocked(run_id, repr(self))
+            return None
         self._locked.add(run_id)
-        try:
-            yield
-        finally:
+
+        async def release() -> None:
             self._locked.discard(run_id)
+
+        return release
 
     async def aclose(self) -> None:
         """Nothing to release."""

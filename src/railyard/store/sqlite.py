@@ -13,16 +13,16 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import anyio.to_thread
 
-from railyard.exceptions import CorruptRunError, PersistenceError, RunExists, RunLocked, RunNotFound
+from railyard.exceptions import CorruptRunError, PersistenceError, RunExists, RunNotFound
 from railyard.store import RunInfo, RunStatus, StoredRecord
+from railyard.store.base import LockingStore, Release
 from railyard.store.locks import FileLock
 
 __all__ = ("SCHEMA_VERSION", "SqliteStore")
@@ -64,10 +64,11 @@ _RUN_COLUMNS = ("run_id", "status", "started_at", "updated_at", "steps", "last_n
 _RECORD_COLUMNS = ("run_id", "seq", "kind", "status", "node_id", "finishes_step", "ts", "body")
 
 
-class SqliteStore:
+class SqliteStore(LockingStore):
     """A `RunStore` in one SQLite database file."""
 
     def __init__(self, path: Path | str, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> None:
+        super().__init__()
         self.path = Path(path)
         self.synchronous = synchronous
         self._connection: sqlite3.Connection | None = None
@@ -213,17 +214,17 @@ class SqliteStore:
 
         return await self._call(runs)
 
-    @asynccontextmanager
-    async def lock(self, run_id: str) -> AsyncIterator[None]:
-        """Hold the run's lock file (in `<database>.locks/`) while it is driven."""
+    async def _try_lock(self, run_id: str) -> Release | None:
+        """Take the run's lock file (in `<database>.locks/`)."""
         name = hashlib.sha256(run_id.encode()).hexdigest()[:32]
         lock = FileLock(self.path.with_name(f"{self.path.name}.locks") / f"{name}.lock")
         if not await anyio.to_thread.run_sync(lock.acquire):
-            raise RunLocked(run_id, repr(self))
-        try:
-            yield
-        finally:
+            return None
+
+        async def release() -> None:
             lock.release()
+
+        return release
 
     async def aclose(self) -> None:
         """Close the database connection."""

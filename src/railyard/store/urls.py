@@ -14,6 +14,7 @@ def open_store(url: str) -> RunStore:
 
     - `sqlite:///path/to/runs.db` (or `sqlite:relative/runs.db`): a `SqliteStore`.
     - `file:///path/to/directory` (or `file:relative/dir`): a `FileStore`.
+    - `postgresql://user:password@host:port/database`: a `PostgresStore` (`railyard[postgres]`).
     - `memory:`: a new, empty `MemoryStore`.
 
     Raises:
@@ -29,8 +30,15 @@ def open_store(url: str) -> RunStore:
         from railyard.store.file import FileStore
 
         return FileStore(path)
+    if parts.scheme in ("postgresql", "postgres"):
+        from railyard.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     if parts.scheme == "memory":
         from railyard.store.memory import MemoryStore
 
         return MemoryStore()
-    raise ValueError(f"Cannot open a run store from {url!r}: use sqlite:///path.db, file:///directory or memory:")
+    raise ValueError(
+        f"Cannot open a run store from {url!r}: use sqlite:///path.db, file:///directory, "
+        f"postgresql://user@host/database or memory:"
+    )

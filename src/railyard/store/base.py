@@ -1,0 +1,79 @@
+"""Code the backends share: the driver lock and claiming a run that is ready to go on."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
+
+from railyard.exceptions import RunLocked
+from railyard.store import RunStatus
+from railyard.store.summary import RunInfo
+
+__all__ = ("READY", "LockingStore", "Release")
+
+Release = Callable[[], Awaitable[None]]
+"""Releases a run's lock."""
+
+READY: frozenset[RunStatus] = frozenset({RunStatus.CREATED, RunStatus.WAITING, RunStatus.RUNNING})
+"""Statuses of runs a worker may pick up: not started, between steps, or cut off mid-step
+(a run whose driver is alive holds its lock, so claiming skips it)."""
+
+
+class LockingStore(ABC):
+    """Base of the backends: `lock` and `claim` on top of a backend's `_try_lock`.
+
+    A backend implements `_try_lock(run_id)`, which takes the run's lock without waiting
+    and returns the function that releases it (or `None` when another holder has it).
+    """
+
+    def __init__(self) -> None:
+        self._claimed: dict[str, Release] = {}
+
+    @abstractmethod
+    async def _try_lock(self, run_id: str) -> Release | None:
+        """Take the run's lock without waiting; return its release, or `None` if it is held."""
+
+    @abstractmethod
+    async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
+        """Summaries of the stored runs."""
+
+    @asynccontextmanager
+    async def lock(self, run_id: str) -> AsyncIterator[None]:
+        """Hold the run exclusively while driving it (taking over a claim this store made).
+
+        Raises:
+            RunLocked: another driver holds the run.
+        """
+        release = self._claimed.pop(run_id, None) or await self._try_lock(run_id)
+        if release is None:
+            raise RunLocked(run_id, repr(self))
+        try:
+            yield
+        finally:
+            await release()
+
+    async def claim(self, *, statuses: Collection[RunStatus] = READY) -> str | None:
+        """Lock a run that is ready to go on and return its id (`None` if there is none).
+
+        The claim is taken over by the next `lock(run_id)` on this store (for instance by
+        `graph.resume(DurablePersistence(store, run_id))`); `release_claim` gives it up.
+        """
+        for info in await self.runs():
+            if info.status not in statuses or info.run_id in self._claimed:
+                continue
+            release = await self._try_lock(info.run_id)
+            if release is None:
+                continue
+            current = [i for i in await self.runs() if i.run_id == info.run_id]
+            if current and current[0].status in statuses:  # still ready, now that it is ours
+                self._claimed[info.run_id] = release
+                return info.run_id
+            await release()
+        return None
+
+    async def release_claim(self, run_id: str) -> None:
+        """Give up a claim without driving the run."""
+        release = self._claimed.pop(run_id, None)
+        if release is not None:
+            await release()
