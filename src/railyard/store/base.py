@@ -72,6 +72,11 @@ class LockingStore(ABC):
             await release()
         return None
 
+    async def release_claims(self) -> None:
+        """Give up every claim this store holds (when it closes)."""
+        for run_id in list(self._claimed):
+            await self.release_claim(run_id)
+
     async def release_claim(self, run_id: str) -> None:
         """Give up a claim without driving the run."""
         release = self._claimed.pop(run_id, None)

@@ -153,7 +153,8 @@ class FileStore(LockingStore):
         return release
 
     async def aclose(self) -> None:
-        """Nothing to release: files are opened per call."""
+        """Give up this store's claims (files and memory need no closing)."""
+        await self.release_claims()
 
     def _repair(self, run_id: str) -> bytes:
         """Cut a torn last line off the run's file, keeping its bytes in `<file>.torn`; return them."""

@@ -187,4 +187,5 @@ class MemoryStore(LockingStore):
         return release
 
     async def aclose(self) -> None:
-        """Nothing to release."""
+        """Give up this store's claims (files and memory need no closing)."""
+        await self.release_claims()

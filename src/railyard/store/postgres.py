@@ -341,8 +341,7 @@ class PostgresStore(LockingStore):
 
     async def aclose(self) -> None:
         """Release held locks and close the pool."""
-        for run_id in list(self._claimed):
-            await self.release_claim(run_id)
+        await self.release_claims()
         for connection, _ in list(self._held.values()):
             await connection.close()
         self._held.clear()

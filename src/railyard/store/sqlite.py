@@ -227,7 +227,8 @@ class SqliteStore(LockingStore):
         return release
 
     async def aclose(self) -> None:
-        """Close the database connection."""
+        """Give up this store's claims and close the database connection."""
+        await self.release_claims()
 
         def close() -> None:
             with self._guard:

@@ -204,6 +204,25 @@ async def check_one_driver(store: RunStore) -> None:
         raise AssertionError("starting a new run under a stored run's id must raise RunExists")
 
 
+async def check_claim(store: RunStore) -> None:
+    """`claim` hands a ready run to one claimer at a time and skips held and ended runs."""
+    ready, busy, done = (f"{name}-{new_hex_id()}" for name in ("ready", "busy", "done"))
+    await store.create(ready, [_record("tasks_scheduled", RunStatus.CREATED, "A")])
+    await store.create(busy, [_record("tasks_scheduled", RunStatus.CREATED, "A")])
+    await store.create(done, [_record("tasks_scheduled", RunStatus.CREATED, "A")])
+    await store.append(done, [_record("step_finished", RunStatus.ENDED, "A", step=True)])
+    async with store.lock(busy):
+        claimed = await store.claim()
+        assert claimed == ready, f"claim must pick the ready, unheld run, got {claimed!r}"
+        assert await store.claim() is None, "a claimed run must not be handed out again"
+        async with store.lock(ready):  # takes the claim over
+            pass
+    await store.release_claim(ready)  # nothing left to release: a no-op
+    again = await store.claim()
+    assert again in (ready, busy), "a released run can be claimed again"
+    await store.release_claim(again)
+
+
 CHECKS: tuple[Callable[[RunStore], Awaitable[None]], ...] = (
     check_records_in_order,
     check_missing_and_duplicate_runs,
@@ -213,6 +232,7 @@ CHECKS: tuple[Callable[[RunStore], Awaitable[None]], ...] = (
     check_failure_recorded_and_resumable,
     check_resume_finishes_each_step_once,
     check_one_driver,
+    check_claim,
 )
 """Every check of the suite; each takes a fresh store."""
 
