@@ -32,11 +32,14 @@ from railyard.exceptions import (
 )
 from railyard.nodes import BaseNode, End
 from railyard.persistence import NodeSnapshot, RunEndT, StateT
+from railyard.persistence._schema import node_types
+from railyard.persistence._views import SnapshotView
 from railyard.persistence.in_mem import LogPersistence
 from railyard.runtime.recorder import Outcome
 from railyard.runtime.tasks import Task
 from railyard.store import RunStore
 from railyard.store.codec import RecordCodec, RecordDecodeError
+from railyard.store.memory import MemoryRunLog
 from railyard.store.records import (
     ErrorInfo,
     RunRecord,
@@ -75,7 +78,9 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
     """
 
     def __init__(self, store: RunStore, run_id: str | None = None) -> None:
-        super().__init__(keep_all=True, copy_state=deep_copy)
+        # The run is in the store; in memory only its current step is kept (memory stays flat
+        # however long the run), and snapshots are read from the store when asked for.
+        super().__init__(keep_all=False, copy_state=None)
         self.store = store
         """Where the run is kept."""
         self.run_id = run_id if run_id is not None else new_hex_id()
@@ -84,14 +89,20 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         self._exists: bool | None = None
         self._lock: AbstractAsyncContextManager[None] | None = None
         self._strict_new = True
+        self._full = SnapshotView(MemoryRunLog())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(store={self.store!r}, run_id={self.run_id!r})"
 
     @property
     def history(self) -> list[Any]:
-        """The run's snapshots read so far (call `load_all()` to read them from the store)."""
-        return self._view.snapshots()
+        """The run's snapshots as of the last `load_all()` / `load_next()` (which read the store)."""
+        return self._full.snapshots()
+
+    def dump_json(self, *, indent: int | None = None) -> bytes:
+        """The snapshots of the last `load_all()` as JSON (pydantic-graph's format)."""
+        with node_types(self._nodes):
+            return self._adapter().dump_json(self._full.snapshots(), indent=indent)
 
     # -- types ------------------------------------------------------------------------------
 
@@ -158,8 +169,12 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
     # -- reading ----------------------------------------------------------------------------
 
     async def _reload(self) -> None:
-        """Read the run's records from the store into the in-memory view."""
-        self._log.reset(await read_run(self.store, self.run_id, self._require_codec()))
+        """Read the run's records from the store: all of them into `history`, the tail into the log."""
+        records = await read_run(self.store, self.run_id, self._require_codec())
+        full = MemoryRunLog()
+        full.reset(records)
+        self._full = SnapshotView(full)
+        self._log.reset(records)
         self._view.reset()
         self._exists = True
 
@@ -171,7 +186,7 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
             RunEnded: the run has ended.
         """
         await self._reload()
-        snapshots = self._view.snapshots()
+        snapshots = self._full.snapshots()
         if any(snapshot.kind == "end" for snapshot in snapshots):
             raise RunEnded(self.run_id, repr(self.store))
         nodes = [snapshot for snapshot in snapshots if isinstance(snapshot, NodeSnapshot)]
@@ -191,7 +206,7 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
     async def load_all(self) -> list[Any]:
         """Every snapshot of the run, read from the store."""
         await self._reload()
-        return list(self._view.snapshots())
+        return list(self._full.snapshots())
 
 
 class _DurableRecorder:
@@ -206,7 +221,7 @@ class _DurableRecorder:
         known = self.persistence._log.task_status  # pyright: ignore[reportPrivateUsage]
         new = tuple(task for task in tasks if task.task_id not in known)
         if new:
-            await self.persistence._write(TasksScheduled(new, deep_copy(state), time()), new[0].node_id)  # pyright: ignore[reportPrivateUsage]
+            await self.persistence._write(TasksScheduled(new, state, time()), new[0].node_id)  # pyright: ignore[reportPrivateUsage]
 
     async def step_started(self, task: Task, state: Any) -> None:
         status = self.persistence._log.task_status.get(task.task_id)  # pyright: ignore[reportPrivateUsage]
@@ -216,10 +231,10 @@ class _DurableRecorder:
 
     async def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> None:
         if isinstance(outcome, End):
-            record = StepFinished(task.task_id, duration, deep_copy(state), (), outcome, time())
+            record = StepFinished(task.task_id, duration, state, (), outcome, time())
             node_id = task.node_id
         else:
-            record = StepFinished(task.task_id, duration, deep_copy(state), tuple(outcome), None, time())
+            record = StepFinished(task.task_id, duration, state, tuple(outcome), None, time())
             node_id = outcome[0].node_id if outcome else task.node_id  # where the run goes next
         await self.persistence._write(record, node_id)  # pyright: ignore[reportPrivateUsage]
 
