@@ -210,3 +210,26 @@ async def test_two_drivers_in_one_process(tmp_path: Path) -> None:
     async with count_graph.iter_from_persistence(DurablePersistence(store, "x")):
         with pytest.raises(RunLocked):
             await count_graph.resume(DurablePersistence(store, "x"))
+
+
+async def test_a_cancelled_run_lets_go_of_its_lock_and_resumes(tmp_path: Path) -> None:
+    import anyio
+
+    store = SqliteStore(tmp_path / "runs.db")
+
+    @dataclass
+    class Sleepy(BaseNode[None, None, int]):
+        n: int = 0
+
+        async def run(self, ctx: GraphRunContext) -> Sleepy | End[int]:
+            if self.n == 2 and not ctx.deps:
+                await anyio.sleep(10)
+            return Sleepy(self.n + 1) if self.n < 3 else End(self.n)
+
+    graph = Graph(nodes=[Sleepy])
+    with anyio.move_on_after(0.2):
+        await graph.run(Sleepy(), persistence=DurablePersistence(store, "c"))
+    (info,) = await store.runs()
+    assert (info.status, info.steps) == (RunStatus.RUNNING, 2)  # cut off in step 3
+    result = await graph.resume(DurablePersistence(store, "c"), deps=True)
+    assert result.output == 3

@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 
+import anyio
+
 from railyard.exceptions import RunLocked
 from railyard.store import RunStatus
 from railyard.store.summary import RunInfo
@@ -51,7 +53,8 @@ class LockingStore(ABC):
         try:
             yield
         finally:
-            await release()
+            with anyio.CancelScope(shield=True):  # a cancelled driver still lets go of its run
+                await release()
 
     async def claim(self, *, statuses: Collection[RunStatus] = READY) -> str | None:
         """Lock a run that is ready to go on and return its id (`None` if there is none).
