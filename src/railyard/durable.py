@@ -18,6 +18,7 @@ stored before its first node runs, a node's exception is stored and leaves the r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from time import time
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +32,13 @@ from railyard.exceptions import (
     RunNotFound,
 )
 from railyard.nodes import BaseNode, End
-from railyard.persistence import NodeSnapshot, RunEndT, StateT
+from railyard.persistence import EndSnapshot, NodeSnapshot, RunEndT, StateT
 from railyard.persistence._schema import node_types
 from railyard.persistence._views import SnapshotView
 from railyard.persistence.in_mem import LogPersistence
 from railyard.runtime.recorder import Outcome
 from railyard.runtime.tasks import Task
-from railyard.store import RunStore
+from railyard.store import RunStatus, RunStore, StoredRecord
 from railyard.store.codec import RecordCodec, RecordDecodeError
 from railyard.store.memory import MemoryRunLog
 from railyard.store.records import (
@@ -56,10 +57,10 @@ if TYPE_CHECKING:
     from railyard.graph import Graph
     from railyard.runtime.recorder import Recorder
 
-__all__ = ("DurablePersistence", "fork_run", "read_run", "record_node_id")
+__all__ = ("DurablePersistence", "decode_run", "fork_run", "read_run", "record_node_id")
 
-# A task claimed but not started, cut off mid-step, or failed runs again on resume.
-_INTERRUPTED = ("pending", "running", "error")
+# A task not run yet, claimed but not started, cut off mid-step, or failed runs on resume.
+_UNFINISHED = ("created", "pending", "running", "error")
 
 
 class DurablePersistence(LogPersistence[StateT, RunEndT]):
@@ -81,6 +82,8 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         # The run is in the store; in memory only its current step is kept (memory stays flat
         # however long the run), and snapshots are read from the store when asked for.
         super().__init__(keep_all=False, copy_state=None)
+        self._log = MemoryRunLog(keep_all=False, keep_status=True)  # every task's status, to refuse re-runs
+        self._view = SnapshotView(self._log)
         self.store = store
         """Where the run is kept."""
         self.run_id = run_id if run_id is not None else new_hex_id()
@@ -90,6 +93,7 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         self._lock: AbstractAsyncContextManager[None] | None = None
         self._strict_new = True
         self._full = SnapshotView(MemoryRunLog())
+        self._status: RunStatus | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(store={self.store!r}, run_id={self.run_id!r})"
@@ -122,14 +126,31 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
     # -- writing: the store first, then the in-memory view ---------------------------------
 
     async def _write(self, record: RunRecord, node_id: str | None) -> None:
+        """Store one record, then add it to the in-memory view; only the lock holder writes.
+
+        Called outside a run (a direct `snapshot_node` or `load_next`, say), it takes the
+        run's lock for the one write, so it is refused while another driver holds the run.
+        """
+        if self._lock is None:
+            async with self.store.lock(self.run_id):
+                await self._write_locked(record, node_id)
+        else:
+            await self._write_locked(record, node_id)
+
+    async def _write_locked(self, record: RunRecord, node_id: str | None) -> None:
         codec = self._require_codec()
         if self._exists is None:
             self._exists = await self._stored()
+        stored = codec.stored(record, node_id=node_id, first=not self._exists)
+        if isinstance(record, TaskClaimed) and self._status is not None:
+            # claiming a step changes nothing about the run's state: a failed run stays failed
+            stored = replace(stored, status=self._status)
         if self._exists:
-            await self.store.append(self.run_id, [codec.stored(record, node_id=node_id)])
+            await self.store.append(self.run_id, [stored])
         else:
-            await self.store.create(self.run_id, [codec.stored(record, node_id=node_id, first=True)])
+            await self.store.create(self.run_id, [stored])
             self._exists = True
+        self._status = stored.status
         self._log.append(record)
 
     async def _stored(self) -> bool:
@@ -170,13 +191,15 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
 
     async def _reload(self) -> None:
         """Read the run's records from the store: all of them into `history`, the tail into the log."""
-        records = await read_run(self.store, self.run_id, self._require_codec())
+        stored = await self.store.read(self.run_id)
+        records = decode_run(self.run_id, self.store, stored, self._require_codec())
         full = MemoryRunLog()
         full.reset(records)
         self._full = SnapshotView(full)
         self._log.reset(records)
         self._view.reset()
         self._exists = True
+        self._status = stored[-1].status if stored else None
 
     async def load_next(self) -> NodeSnapshot[StateT, RunEndT] | None:
         """Claim the node to run next: one not run yet, or one interrupted or failed.
@@ -187,17 +210,15 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         """
         await self._reload()
         snapshots = self._full.snapshots()
-        if any(snapshot.kind == "end" for snapshot in snapshots):
+        # Snapshots come in the order their nodes were scheduled, so the last one is where the
+        # run stands: the end, or the node to run next (not run yet, claimed, cut off mid-step,
+        # or failed). A node scheduled earlier and never run was replaced (`run.next(node)`).
+        last = snapshots[-1] if snapshots else None
+        if isinstance(last, EndSnapshot):
             raise RunEnded(self.run_id, repr(self.store))
-        nodes = [snapshot for snapshot in snapshots if isinstance(snapshot, NodeSnapshot)]
-        # A node not run yet comes first (as in pydantic-graph); failing that, the latest node
-        # that was claimed, running or failed when its driver stopped (an older claimed node
-        # was replaced by a node given to `run.next(node)`).
-        waiting = next((node for node in nodes if node.status == "created"), None)
-        if waiting is None:
-            waiting = next((node for node in reversed(nodes) if node.status in _INTERRUPTED), None)
-        if waiting is None:
+        if not isinstance(last, NodeSnapshot) or last.status not in _UNFINISHED:
             return None
+        waiting = last
         if waiting.status != "pending":
             await self._write(TaskClaimed(waiting.id, time()), waiting.node.get_node_id())
             waiting.status = "pending"
@@ -252,10 +273,15 @@ async def read_run(store: RunStore, run_id: str, codec: RecordCodec) -> list[Run
         CorruptRunError: a record cannot be decoded; the message names the run, the record
             (1-based) and the field.
     """
+    return decode_run(run_id, store, await store.read(run_id), codec)
+
+
+def decode_run(run_id: str, store: RunStore, stored: Sequence[StoredRecord], codec: RecordCodec) -> list[RunRecord]:
+    """Decode a run's stored records; a record that does not decode is a `CorruptRunError`."""
     records: list[RunRecord] = []
-    for index, stored in enumerate(await store.read(run_id), start=1):
+    for index, item in enumerate(stored, start=1):
         try:
-            records.append(codec.decode(stored.body))
+            records.append(codec.decode(item.body))
         except RecordDecodeError as err:
             raise CorruptRunError(run_id, repr(store), index, str(err)) from None
     return records

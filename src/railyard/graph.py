@@ -314,7 +314,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         persistence.set_graph_types(self)
-        await persistence._open_run(new=False)  # pyright: ignore[reportPrivateUsage]
+        await persistence._open_run(new=True)  # pyright: ignore[reportPrivateUsage]
         try:
             await persistence.snapshot_node(state, node)
         finally:
@@ -496,10 +496,8 @@ class _Route:
             if isinstance(result, End):
                 return result
             node_id = self._check(result)
-        attrs = result.__dict__
-        snapshot_id = attrs.get(_SNAPSHOT_KEY)
-        if snapshot_id is None:
-            snapshot_id = attrs[_SNAPSHOT_KEY] = new_snapshot_id(node_id)
+        # every step gets a new id, even when a node returns itself or an earlier node
+        snapshot_id = result.__dict__[_SNAPSHOT_KEY] = new_snapshot_id(node_id)
         return (Task(node_id, result, snapshot_id),)
 
     def _check(self, result: Any) -> str:
@@ -606,6 +604,9 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         self._traceparent = traceparent
         if snapshot_id is not None:
             start_node.set_snapshot_id(snapshot_id)
+        elif isinstance(start_node, BaseNode):
+            # a new run's first step gets a new id, even if this node object started a run before
+            start_node.set_snapshot_id(new_snapshot_id(start_node.get_node_id()))
         self._next_node: BaseNode[StateT, DepsT, RunEndT] | End[RunEndT] = start_node
         self._next_task: Task | None = None if isinstance(start_node, End) else node_task(start_node)
         self._recorder = persistence._recorder(graph)  # pyright: ignore[reportPrivateUsage]
@@ -623,6 +624,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         if isinstance(start_node, End):
             self._result = GraphRunResult(start_node.data, state, persistence, traceparent)
         self._yielded_start = False
+        self._closed = False
 
     @property
     def next_node(self) -> BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]:
@@ -653,6 +655,11 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             TypeError: called with an `End`, or after the run has ended.
             GraphRuntimeError: the node is not in the graph, or returned something invalid.
         """
+        if self._closed:
+            raise GraphRuntimeError(
+                f"This run of graph `{self.graph.name}` can no longer go on: its `async with` block has "
+                f"exited (and let go of the run). Resume it with `graph.iter_from_persistence(...)`."
+            )
         if node is None or node is self._next_node:
             task = self._next_task
             if task is None:
@@ -730,6 +737,7 @@ class _RunContext(Generic[StateT, DepsT, RunEndT]):
         self.record_start = record_start
         self._stack = ExitStack()
         self._opened: BaseStatePersistence[StateT, RunEndT] | None = None
+        self._run: GraphRun[StateT, DepsT, RunEndT] | None = None
 
     async def __aenter__(self) -> GraphRun[StateT, DepsT, RunEndT]:
         graph = self.graph
@@ -767,6 +775,7 @@ class _RunContext(Generic[StateT, DepsT, RunEndT]):
             history=self.history,
             tracer=tracer,
         )
+        self._run = graph_run
         if self.record_start and graph_run._next_task is not None:  # pyright: ignore[reportPrivateUsage]
             pending = graph_run._recorder.tasks_created((graph_run._next_task,), self.state)  # pyright: ignore[reportPrivateUsage]
             if pending is not None:
@@ -774,6 +783,8 @@ class _RunContext(Generic[StateT, DepsT, RunEndT]):
         return graph_run
 
     async def __aexit__(self, *exc_info: Any) -> None:
+        if self._run is not None:
+            self._run._closed = True  # pyright: ignore[reportPrivateUsage]
         try:
             self._stack.__exit__(*exc_info)
         finally:

@@ -49,22 +49,35 @@ async def run_worker(
         The ids of the runs this worker drove, in order.
     """
     driven: list[str] = []
+    unusable: set[str] = set()  # runs this worker could not start: not retried by it
     idle_since = anyio.current_time()
     while max_runs is None or len(driven) < max_runs:
-        run_id = await store.claim(statuses=statuses)
+        run_id = await store.claim(statuses=statuses, exclude=unusable)
         if run_id is None:
             if idle_timeout is not None and anyio.current_time() - idle_since >= idle_timeout:
                 break
             await anyio.sleep(poll_interval)
             continue
+        started = locked_elsewhere = False
         try:
-            await graph.resume(DurablePersistence(store, run_id), deps=deps, infer_name=False)
+            async with graph.iter_from_persistence(
+                DurablePersistence(store, run_id), deps=deps, infer_name=False
+            ) as run:
+                started = True
+                async for _ in run:
+                    pass
         except RunLocked:
-            continue  # taken over by another driver between the claim and the start
+            locked_elsewhere = True  # taken over by another driver between the claim and the start
         except Exception:
-            logger.exception("run %s failed; it is recorded as failed and can be resumed after a fix", run_id)
+            if started:
+                logger.exception("run %s failed; its error is recorded, and it can be resumed after a fix", run_id)
+            else:
+                logger.exception("run %s cannot be started by this worker; it is skipped from now on", run_id)
         finally:
             await store.release_claim(run_id)
-        driven.append(run_id)
+        if started:
+            driven.append(run_id)
+        elif not locked_elsewhere:
+            unusable.add(run_id)
         idle_since = anyio.current_time()
     return driven

@@ -9,7 +9,7 @@ run log the first time the run is recorded to.
 
 from __future__ import annotations
 
-import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +106,9 @@ class FileStatePersistence(DurablePersistence[StateT, RunEndT]):
             for index, record in enumerate(records)
         ]
         legacy = path.with_name(f"{path.name}.pydantic-graph")
-
-        def replace() -> None:
-            os.replace(path, legacy)  # the original is kept beside the new run log
-
-        await anyio.to_thread.run_sync(replace)
-        await self.store.create(self.run_id, lines)
+        # the original is copied aside first, then the run log replaces it in one rename:
+        # a crash at any moment leaves the run readable
+        await anyio.to_thread.run_sync(shutil.copy2, path, legacy)
+        store = self.store
+        assert isinstance(store, FileStore)
+        await store.replace(self.run_id, lines)

@@ -127,12 +127,12 @@ class RunStore(Protocol):
         """
         ...
 
-    async def claim(self, *, statuses: Collection[RunStatus] = ...) -> str | None:
+    async def claim(self, *, statuses: Collection[RunStatus] = ..., exclude: Collection[str] = ()) -> str | None:
         """Lock a run that is ready to go on and return its id (`None` if there is none).
 
         By default a run is ready when it is created, waiting, or was cut off mid-step;
-        runs whose driver is alive are skipped. `lock(run_id)` on this store takes the
-        claim over.
+        runs whose driver is alive, and runs in `exclude`, are skipped. `lock(run_id)` on
+        this store takes the claim over.
         """
         ...
 

@@ -56,19 +56,25 @@ class LockingStore(ABC):
             with anyio.CancelScope(shield=True):  # a cancelled driver still lets go of its run
                 await release()
 
-    async def claim(self, *, statuses: Collection[RunStatus] = READY) -> str | None:
+    async def claim(self, *, statuses: Collection[RunStatus] = READY, exclude: Collection[str] = ()) -> str | None:
         """Lock a run that is ready to go on and return its id (`None` if there is none).
 
-        The claim is taken over by the next `lock(run_id)` on this store (for instance by
+        Runs in `exclude` are passed over. The claim is taken over by the next
+        `lock(run_id)` on this store (for instance by
         `graph.resume(DurablePersistence(store, run_id))`); `release_claim` gives it up.
         """
         for info in await self.runs():
-            if info.status not in statuses or info.run_id in self._claimed:
+            if info.status not in statuses or info.run_id in self._claimed or info.run_id in exclude:
                 continue
             release = await self._try_lock(info.run_id)
             if release is None:
                 continue
-            current = [i for i in await self.runs() if i.run_id == info.run_id]
+            try:
+                current = [i for i in await self.runs() if i.run_id == info.run_id]
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await release()
+                raise
             if current and current[0].status in statuses:  # still ready, now that it is ours
                 self._claimed[info.run_id] = release
                 return info.run_id

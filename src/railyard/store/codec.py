@@ -165,6 +165,9 @@ class RecordCodec:
 
     def _load(self, data: dict[str, Any]) -> RunRecord:
         kind = data["kind"]
+        for field in ("ts", "duration"):
+            if field in data and (isinstance(data[field], bool) or not isinstance(data[field], int | float)):
+                raise RecordDecodeError(f"field `{field}`: must be a number (stored value: {data[field]!r})")
         if kind == "tasks_scheduled":
             return TasksScheduled(self._load_tasks(data["tasks"], "tasks"), self._load_state(data["state"]), data["ts"])
         if kind == "task_claimed":
@@ -204,7 +207,13 @@ class RecordCodec:
             node = _validate(self._node, item["inputs"], f"{field}.{index}.inputs")
             if isinstance(node, BaseNode):
                 node.set_snapshot_id(item["task_id"])
-            stack = tuple(ForkFrame(fork_id, run_id, index) for fork_id, run_id, index in item["fork_stack"])
+            try:
+                stack = tuple(ForkFrame(fork_id, run_id, index) for fork_id, run_id, index in item["fork_stack"])
+            except (TypeError, ValueError):
+                raise RecordDecodeError(
+                    f"field `{field}.{index}.fork_stack`: must be a list of [fork id, run id, index] "
+                    f"(stored value: {item['fork_stack']!r})"
+                ) from None
             tasks.append(Task(item["node_id"], node, item["task_id"], stack))
         return tuple(tasks)
 

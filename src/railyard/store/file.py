@@ -27,9 +27,13 @@ from railyard.store import RunInfo, RunStatus, StoredRecord, info_from_stored
 from railyard.store.base import LockingStore, Release
 from railyard.store.locks import FileLock
 
-__all__ = ("FileStore", "TornRecordWarning")
+__all__ = ("FileStore", "TornRecordWarning", "UnreadableRunWarning")
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+class UnreadableRunWarning(UserWarning):
+    """A file in the store's directory is not a readable run; it is left out of `runs()`."""
 
 
 class TornRecordWarning(UserWarning):
@@ -86,6 +90,22 @@ class FileStore(LockingStore):
 
         await anyio.to_thread.run_sync(create)
 
+    async def replace(self, run_id: str, records: Sequence[StoredRecord]) -> None:
+        """Write the run's file anew with `records`, atomically (a temporary file renamed over it)."""
+        path = self.path(run_id)
+        data = b"".join(_line(record) for record in records)
+
+        def replace() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+            with open(temporary, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+
+        await anyio.to_thread.run_sync(replace)
+
     async def append(self, run_id: str, records: Sequence[StoredRecord]) -> None:
         """Append records to the run's file in one write."""
         path = self.path(run_id)
@@ -97,9 +117,16 @@ class FileStore(LockingStore):
             except FileNotFoundError:
                 raise RunNotFound(run_id, str(self.directory)) from None
             try:
-                os.write(fd, data)
-                if self.fsync:
-                    os.fsync(fd)
+                size = os.fstat(fd).st_size
+                try:
+                    view = memoryview(data)
+                    while view:  # a write may take only part of the data (disk full, a size limit)
+                        view = view[os.write(fd, view) :]
+                    if self.fsync:
+                        os.fsync(fd)
+                except BaseException:
+                    os.ftruncate(fd, size)  # leave no partial record behind
+                    raise
             finally:
                 os.close(fd)
 
@@ -123,7 +150,11 @@ class FileStore(LockingStore):
         paths = sorted(self.directory.glob("*.jsonl")) if self.directory.exists() else []
         for path in paths:
             run_id = path.stem
-            info = info_from_stored(run_id, await self.read(run_id))
+            try:
+                info = info_from_stored(run_id, await self.read(run_id))
+            except (CorruptRunError, ValueError) as err:  # one bad file must not hide the others
+                warnings.warn(UnreadableRunWarning(f"{path} is left out of the run list: {err}"), stacklevel=2)
+                continue
             if status is None or info.status == status:
                 infos.append(info)
         return sorted(infos, key=lambda info: info.started_at.timestamp() if info.started_at else 0.0)

@@ -35,15 +35,17 @@ class MemoryRunLog:
     to know the run's current step, for runs too long to keep whole.
     """
 
-    __slots__ = ("keep_all", "records", "task_status")
+    __slots__ = ("keep_all", "keep_status", "records", "task_status")
 
-    def __init__(self, *, keep_all: bool = True) -> None:
+    def __init__(self, *, keep_all: bool = True, keep_status: bool = False) -> None:
         self.records: list[RunRecord] = []
         """The records, oldest first."""
         self.task_status: dict[str, str] = {}
         """Snapshot status of each task: created, pending, running, success or error."""
         self.keep_all = keep_all
         """Whether every record is kept, or only those of the current step."""
+        self.keep_status = keep_all or keep_status
+        """Whether the status of every task is kept (also when only the current step's records are)."""
 
     def reset(self, records: Sequence[RunRecord]) -> None:
         """Replace every record by `records` (used when a view is assigned whole)."""
@@ -61,6 +63,7 @@ class MemoryRunLog:
             case StepFinished(task_id=task_id, next_tasks=next_tasks):
                 if not self.keep_all:
                     self.records.clear()
+                if not self.keep_status:
                     status.clear()
                 else:
                     status[task_id] = "success"
@@ -69,6 +72,7 @@ class MemoryRunLog:
             case TasksScheduled(tasks=tasks):
                 if not self.keep_all:
                     self.records.clear()
+                if not self.keep_status:
                     status.clear()
                 for task in tasks:
                     status.setdefault(task.task_id, "created")

@@ -309,32 +309,38 @@ class PostgresStore(LockingStore):
 
         return release
 
-    async def claim(self, *, statuses: Collection[RunStatus] = READY) -> str | None:
+    async def claim(self, *, statuses: Collection[RunStatus] = READY, exclude: Collection[str] = ()) -> str | None:
         """Lock a run that is ready to go on, skipping rows other workers are looking at.
 
         Returns the run's id (`None` if no run is ready); drive it with
         `graph.resume(DurablePersistence(store, run_id))`, which takes the claim over.
+        Runs in `exclude`, and runs whose driver is alive, are passed over.
         """
         connection = await self._lock_connection()
+        passed = set(exclude) | set(self._claimed) | set(self._held)
         try:
-            async with connection.transaction():
-                cursor = await connection.execute(
-                    "SELECT run_id FROM railyard_runs WHERE status = ANY(%s) ORDER BY updated_at "
-                    "FOR UPDATE SKIP LOCKED LIMIT 32",
-                    ([status.value for status in statuses],),
-                )
-                for (run_id,) in await cursor.fetchall():
-                    if run_id in self._claimed or run_id in self._held:
-                        continue
-                    locked = await connection.execute(
-                        "SELECT pg_try_advisory_lock(hashtextextended(%s, %s))", (run_id, _LOCK_SALT)
+            while True:  # a page at a time, past the runs other drivers hold
+                async with connection.transaction():
+                    cursor = await connection.execute(
+                        "SELECT run_id FROM railyard_runs WHERE status = ANY(%s) AND NOT (run_id = ANY(%s)) "
+                        "ORDER BY updated_at FOR UPDATE SKIP LOCKED LIMIT 32",
+                        ([status.value for status in statuses], list(passed)),
                     )
-                    row = await locked.fetchone()
-                    if row is not None and row[0]:
-                        self._claimed[run_id] = self._hold(run_id, connection)
-                        return str(run_id)
+                    page = [run_id for (run_id,) in await cursor.fetchall()]
+                    for run_id in page:
+                        locked = await connection.execute(
+                            "SELECT pg_try_advisory_lock(hashtextextended(%s, %s))", (run_id, _LOCK_SALT)
+                        )
+                        row = await locked.fetchone()
+                        if row is not None and row[0]:
+                            self._claimed[run_id] = self._hold(run_id, connection)
+                            return str(run_id)
+                        passed.add(run_id)
+                if not page:
+                    break
         except BaseException:
-            await connection.close()
+            with anyio.CancelScope(shield=True):
+                await connection.close()
             raise
         await connection.close()
         return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,7 +87,7 @@ class SqliteStore(LockingStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
+            _retry_busy(lambda: connection.execute("PRAGMA journal_mode=WAL"))
             connection.execute(f"PRAGMA synchronous={self.synchronous}")
             self._check_schema(connection)
         except sqlite3.DatabaseError as err:
@@ -102,10 +103,12 @@ class SqliteStore(LockingStore):
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         ours = {"railyard_meta", "railyard_runs", "railyard_records"}
         if not tables & ours:
-            connection.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-            connection.execute(
-                "INSERT OR IGNORE INTO railyard_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            # the tables and the version row in one transaction: no reader sees one without the other
+            script = (
+                f"BEGIN IMMEDIATE; {_SCHEMA} INSERT OR IGNORE INTO railyard_meta (key, value) "
+                f"VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
             )
+            _retry_busy(lambda: connection.executescript(script))
             tables |= ours
         if "railyard_meta" not in tables:
             raise PersistenceError(
@@ -237,6 +240,18 @@ class SqliteStore(LockingStore):
                     self._connection = None
 
         await anyio.to_thread.run_sync(close, limiter=self._limiter)
+
+
+def _retry_busy(work: Callable[[], object], attempts: int = 50) -> None:
+    """Run `work`, retrying while another process holds the database (as at a racing first open)."""
+    for attempt in range(attempts):
+        try:
+            work()
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
 
 
 def _insert(connection: sqlite3.Connection, run_id: str, records: Sequence[StoredRecord], where: str) -> None:
