@@ -233,3 +233,98 @@ async def test_a_cancelled_run_lets_go_of_its_lock_and_resumes(tmp_path: Path) -
     assert (info.status, info.steps) == (RunStatus.RUNNING, 2)  # cut off in step 3
     result = await graph.resume(DurablePersistence(store, "c"), deps=True)
     assert result.output == 3
+
+
+@dataclass
+class Loop(BaseNode[CrashState, None, int]):
+    async def run(self, ctx: GraphRunContext[CrashState]) -> Loop | End[int]:
+        ctx.state.count += 1
+        return self if ctx.state.count < 4 else End(ctx.state.count)  # the same node object each step
+
+
+loop_graph = Graph(nodes=[Loop])
+
+
+async def test_a_node_returning_itself_gets_a_new_step_id_each_step(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    persistence: DurablePersistence[CrashState, int] = DurablePersistence(store, "loop")
+    start = Loop()
+    async with loop_graph.iter(start, state=CrashState(), persistence=persistence) as run:
+        await run.next()
+        await run.next()
+    result = await loop_graph.resume(DurablePersistence(store, "loop"))
+    assert result.output == 4
+    kinds = [record.kind for record in await store.read("loop")]
+    assert kinds.count("step_finished") == 4
+    # a second run from the same node object gets its own step ids
+    other: DurablePersistence[CrashState, int] = DurablePersistence(store, "loop-2")
+    first_id = start.get_snapshot_id()
+    await loop_graph.run(start, state=CrashState(), persistence=other)
+    assert start.get_snapshot_id() != first_id
+
+
+async def test_a_finished_step_is_refused_when_given_again(tmp_path: Path) -> None:
+    from railyard import GraphNodeStatusError
+
+    store = SqliteStore(tmp_path / "runs.db")
+    persistence: DurablePersistence[CrashState, int] = DurablePersistence(store, "again")
+    async with count_graph.iter(CountTo(5), state=CrashState(), persistence=persistence) as run:
+        first = run.next_node
+        await run.next()
+        await run.next()
+        with pytest.raises(GraphNodeStatusError, match="Incorrect snapshot status 'success'"):
+            await run.next(first)  # type: ignore[arg-type]
+
+
+async def test_resume_after_an_override_goes_on_from_the_override(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    persistence: DurablePersistence[Steps, int] = DurablePersistence(store, "override")
+    async with work_graph.iter(Work(0), state=Steps(), deps=Flaky(), persistence=persistence) as run:
+        assert await run.next() == Work(1)
+        assert await run.next(Work(3)) == Work(4)  # skip ahead, then stop
+    result = await work_graph.resume(DurablePersistence(store, "override"), deps=Flaky())
+    assert result.state.seen == ["work 0", "work 3", "work 4"]
+
+
+async def test_a_run_whose_block_has_exited_refuses_to_go_on(tmp_path: Path) -> None:
+    from railyard import GraphRuntimeError
+
+    store = SqliteStore(tmp_path / "runs.db")
+    persistence: DurablePersistence[CrashState, int] = DurablePersistence(store, "stale")
+    async with count_graph.iter(CountTo(5), state=CrashState(), persistence=persistence) as run:
+        await run.next()
+    with pytest.raises(GraphRuntimeError, match=r"its `async with` block has exited"):
+        await run.next()
+
+
+async def test_claiming_a_failed_run_keeps_it_failed(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    with pytest.raises(ValueError):
+        await work_graph.run(Work(), state=Steps(), deps=Flaky(fail_at=1), persistence=DurablePersistence(store, "f"))
+    async with work_graph.iter_from_persistence(DurablePersistence(store, "f"), deps=Flaky()):
+        pass  # opened, claimed, not run
+    assert [info.status for info in await store.runs()] == [RunStatus.FAILED]
+
+
+async def test_a_second_run_in_one_file_resumes(tmp_path: Path) -> None:
+    from railyard import FileStatePersistence
+
+    path = tmp_path / "two.json"
+    await count_graph.run(CountTo(1), state=CrashState(), persistence=FileStatePersistence(path))
+    async with count_graph.iter(CountTo(3), state=CrashState(), persistence=FileStatePersistence(path)) as run:
+        await run.next()  # the second run in the file stops after a step
+    result = await count_graph.resume(FileStatePersistence(path))
+    assert result.output == 3
+
+
+async def test_a_worker_skips_a_run_it_cannot_start_and_drives_the_rest(tmp_path: Path) -> None:
+    from railyard.worker import run_worker
+
+    store = SqliteStore(tmp_path / "runs.db")
+    await work_graph.initialize(Work(), DurablePersistence(store, "a-other-graph"), state=Steps())
+    await count_graph.initialize(CountTo(2), DurablePersistence(store, "b-ours"), state=CrashState())
+    await count_graph.initialize(CountTo(2), DurablePersistence(store, "c-ours"), state=CrashState())
+    driven = await run_worker(count_graph, store)  # "a-…" holds another graph's nodes: it cannot start
+    assert driven == ["b-ours", "c-ours"]
+    statuses = {info.run_id: info.status for info in await store.runs()}
+    assert statuses == {"a-other-graph": RunStatus.CREATED, "b-ours": RunStatus.ENDED, "c-ours": RunStatus.ENDED}

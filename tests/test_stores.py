@@ -293,3 +293,27 @@ async def test_postgres_driver_that_lost_its_lock_cannot_write(new_postgres_data
     result = await count_graph.resume(DurablePersistence(store, "fenced"))
     assert result.output == 5
     await store.aclose()
+
+
+async def test_file_store_lists_the_runs_it_can_read(tmp_path: Path) -> None:
+    from railyard.store.file import UnreadableRunWarning
+
+    store = FileStore(tmp_path)
+    await _count_run(store, "good")
+    (tmp_path / "bad.jsonl").write_text("not a record\n")
+    with pytest.warns(UnreadableRunWarning, match=r"bad\.jsonl is left out of the run list"):
+        infos = await store.runs()
+    assert [info.run_id for info in infos] == ["good"]
+
+
+def test_codec_checks_numbers_and_fork_stacks() -> None:
+    from railyard.store.codec import RecordCodec, RecordDecodeError
+
+    codec = RecordCodec([CountTo], CrashState, int)
+    with pytest.raises(RecordDecodeError, match=r"field `ts`: must be a number \(stored value: 'soon'\)"):
+        codec.decode(b'{"kind":"step_started","task_id":"t","ts":"soon"}')
+    bad_stack = b'{"kind":"tasks_scheduled","tasks":[{"node_id":"CountTo","task_id":"t","inputs":{"target":1,"node_id":"CountTo"},"fork_stack":[[1]]}],"state":{"count":0,"checksum":0},"ts":1}'
+    with pytest.raises(
+        RecordDecodeError, match=r"field `tasks\.0\.fork_stack`: must be a list of \[fork id, run id, index\]"
+    ):
+        codec.decode(bad_stack)
