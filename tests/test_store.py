@@ -10,7 +10,7 @@ from enum import Enum
 import pytest
 
 from railyard import End, FullStatePersistence
-from railyard.runtime.tasks import ForkFrame, Task
+from railyard.runtime.tasks import ForkStackItem, Task
 from railyard.store import RunStatus, summarize
 from railyard.store.codec import RecordCodec, RecordDecodeError
 from railyard.store.records import ErrorInfo, StepFailed, StepFinished, StepStarted, TaskClaimed, TasksScheduled
@@ -58,7 +58,7 @@ class Rich:
 async def test_records_round_trip_through_json() -> None:
     codec = RecordCodec([Increment, Check42], MyState, int)
     first = _task(Increment())
-    second = Task("Check42", Check42(), "Check42:abc", (ForkFrame("fork", "f1", 2),))
+    second = Task("Check42", Check42(), "Check42:abc", (ForkStackItem("fork", "f1", 2),))
     end = End(43)
     end.set_snapshot_id("end:xyz")
     records = [

@@ -536,6 +536,7 @@ class _NodeProgram:
         return self.graph.name
 
     def execute(self, task: Task, ctx: Any) -> Any:
+        ctx.step_id = task.task_id  # one task at a time: the run's one context can carry it
         return task.inputs.run(ctx)
 
     def route(self, task: Task, result: Any) -> Outcome:

@@ -79,7 +79,6 @@ class Scheduler:
             )
         recorder = self.recorder
         ctx = self.ctx
-        ctx.step_id = task.task_id
         state = ctx.state
         pending = recorder.step_started(task, state)
         if pending is not None:

@@ -10,19 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ("ForkFrame", "Task")
+__all__ = ("ForkStack", "ForkStackItem", "Task")
 
 
 @dataclass(frozen=True, slots=True)
-class ForkFrame:
-    """One level of the fork stack: which fork started the branch, and which branch it is."""
+class ForkStackItem:
+    """One level of a task's fork stack: which fork started the branch, and which branch it is."""
 
     fork_id: str
-    """The node id of the fork (a broadcast or a map)."""
-    fork_run_id: str
+    """The node id of the fork (a broadcast, a map, or the start of the run)."""
+    node_run_id: str
     """Identifies this execution of the fork, so nested and repeated forks stay apart."""
-    index: int
+    thread_index: int
     """The branch's position among the fork's branches."""
+
+
+ForkStack = tuple[ForkStackItem, ...]
+"""The forks a task runs inside, outermost first."""
 
 
 @dataclass(slots=True)
@@ -35,5 +39,5 @@ class Task:
     """What the node runs on; for the node API, the node instance itself."""
     task_id: str
     """Unique id of this task; for the node API, the node's snapshot id."""
-    fork_stack: tuple[ForkFrame, ...] = ()
+    fork_stack: ForkStack = ()
     """The forks this task runs inside, outermost first."""

@@ -15,7 +15,7 @@ import pydantic_core
 
 from railyard.nodes import BaseNode, End
 from railyard.persistence._schema import nodes_schema
-from railyard.runtime.tasks import ForkFrame, Task
+from railyard.runtime.tasks import ForkStackItem, Task
 from railyard.store import StoredRecord
 from railyard.store.records import (
     ErrorInfo,
@@ -107,7 +107,7 @@ class RecordCodec:
                 "node_id": task.node_id,
                 "task_id": task.task_id,
                 "inputs": self._node.dump_python(task.inputs, mode="json"),
-                "fork_stack": [[f.fork_id, f.fork_run_id, f.index] for f in task.fork_stack],
+                "fork_stack": [[f.fork_id, f.node_run_id, f.thread_index] for f in task.fork_stack],
             }
             for task in tasks
         ]
@@ -208,7 +208,7 @@ class RecordCodec:
             if isinstance(node, BaseNode):
                 node.set_snapshot_id(item["task_id"])
             try:
-                stack = tuple(ForkFrame(fork_id, run_id, index) for fork_id, run_id, index in item["fork_stack"])
+                stack = tuple(ForkStackItem(fork_id, run_id, index) for fork_id, run_id, index in item["fork_stack"])
             except (TypeError, ValueError):
                 raise RecordDecodeError(
                     f"field `{field}.{index}.fork_stack`: must be a list of [fork id, run id, index] "
