@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 
 
 def _task(node: Increment | Check42) -> Task:
-    return Task(node.get_node_id(), node, node.get_snapshot_id())
+    return Task(node.get_node_id(), node, (), node.get_snapshot_id())
 
 
 def test_failed_run_summary() -> None:
@@ -58,7 +58,7 @@ class Rich:
 async def test_records_round_trip_through_json() -> None:
     codec = RecordCodec([Increment, Check42], MyState, int)
     first = _task(Increment())
-    second = Task("Check42", Check42(), "Check42:abc", (ForkStackItem("fork", "f1", 2),))
+    second = Task("Check42", Check42(), (ForkStackItem("fork", "f1", 2),), "Check42:abc")
     end = End(43)
     end.set_snapshot_id("end:xyz")
     records = [
@@ -86,7 +86,7 @@ async def test_records_round_trip_through_json() -> None:
 async def test_rich_states_round_trip() -> None:
     codec = RecordCodec([Greet], Rich, str)
     state = Rich(datetime(2026, 1, 2, 3, 4, 5), Color.RED, ["x"], MyState(1))
-    record = TasksScheduled((Task("Greet", Greet("Ada"), "Greet:1"),), state, 1.0)
+    record = TasksScheduled((Task("Greet", Greet("Ada"), (), "Greet:1"),), state, 1.0)
     data = json.loads(codec.encode(record))
     assert data["tasks"][0]["inputs"] == {"name": "Ada", "node_id": "Greet"}
     assert data["state"]["color"] == "red"

@@ -336,5 +336,5 @@ def _fresh(task: Task) -> Task:
         copied: BaseNode[Any, Any, Any] = node.deep_copy()
         task_id = new_snapshot_id(task.node_id)
         copied.set_snapshot_id(task_id)
-        return Task(task.node_id, copied, task_id, task.fork_stack)
-    return Task(task.node_id, deep_copy(node), new_hex_id(), task.fork_stack)
+        return Task(task.node_id, copied, task.fork_stack, task_id)
+    return Task(task.node_id, deep_copy(node), task.fork_stack, new_hex_id())

@@ -4,6 +4,8 @@ The tree, split by who must act::
 
     RailyardError
     ├── GraphSetupError          the graph definition is wrong; raised at construction
+    │   ├── GraphBuildingError   a builder graph cannot be built (also a ValueError)
+    │   └── GraphValidationError a builder graph's structure is wrong (also a ValueError)
     ├── GraphRuntimeError        a run went wrong (a node returned something invalid, ...)
     │   └── GraphStepLimitError  a run went past its `max_steps`
     ├── GraphNodeStatusError     a snapshot is not in a state that allows the operation
@@ -26,6 +28,8 @@ from typing import Any
 __all__ = (
     "RailyardError",
     "GraphSetupError",
+    "GraphBuildingError",
+    "GraphValidationError",
     "GraphRuntimeError",
     "GraphStepLimitError",
     "GraphNodeStatusError",
@@ -58,6 +62,14 @@ class GraphSetupError(TypeError, RailyardError):
 
     def __init__(self, message: str) -> None:
         RailyardError.__init__(self, message)
+
+
+class GraphBuildingError(GraphSetupError, ValueError):
+    """A builder graph cannot be built: two nodes share an id, an edge is malformed."""
+
+
+class GraphValidationError(GraphSetupError, ValueError):
+    """A builder graph's structure is wrong: unreachable nodes, dead ends, no way to the end."""
 
 
 class GraphRuntimeError(RuntimeError, RailyardError):

@@ -498,7 +498,7 @@ class _Route:
             node_id = self._check(result)
         # every step gets a new id, even when a node returns itself or an earlier node
         snapshot_id = result.__dict__[_SNAPSHOT_KEY] = new_snapshot_id(node_id)
-        return (Task(node_id, result, snapshot_id),)
+        return (Task(node_id, result, (), snapshot_id),)
 
     def _check(self, result: Any) -> str:
         if not isinstance(result, BaseNode):

@@ -163,4 +163,4 @@ class Edge:
 
 def node_task(node: BaseNode[Any, Any, Any]) -> Task:
     """The runtime task that runs `node` (its id is the node's snapshot id)."""
-    return Task(node.get_node_id(), node, node.get_snapshot_id())
+    return Task(node.get_node_id(), node, (), node.get_snapshot_id())

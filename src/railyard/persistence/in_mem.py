@@ -161,7 +161,7 @@ def snapshot_records(snapshots: Sequence[Snapshot[Any, Any]]) -> list[RunRecord]
         node: AnyNode = snapshot.node
         node.set_snapshot_id(snapshot.id)
         started = snapshot.start_ts.timestamp() if snapshot.start_ts is not None else time()
-        records.append(TasksScheduled((Task(node.get_node_id(), node, snapshot.id),), snapshot.state, started))
+        records.append(TasksScheduled((Task(node.get_node_id(), node, (), snapshot.id),), snapshot.state, started))
         duration = snapshot.duration or 0.0
         if snapshot.status == "pending":
             records.append(TaskClaimed(snapshot.id, started))

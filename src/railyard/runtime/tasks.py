@@ -7,7 +7,7 @@ fills both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ("ForkStack", "ForkStackItem", "Task")
@@ -37,7 +37,7 @@ class Task:
     """The id of the node to run."""
     inputs: Any
     """What the node runs on; for the node API, the node instance itself."""
-    task_id: str
-    """Unique id of this task; for the node API, the node's snapshot id."""
-    fork_stack: ForkStack = ()
-    """The forks this task runs inside, outermost first."""
+    fork_stack: ForkStack = field(repr=False)
+    """The forks this task runs inside, outermost first (empty for the node API)."""
+    task_id: str = field(repr=False)
+    """Unique id of this task (within its run and beyond); for the node API, the node's snapshot id."""

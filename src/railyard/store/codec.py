@@ -214,7 +214,7 @@ class RecordCodec:
                     f"field `{field}.{index}.fork_stack`: must be a list of [fork id, run id, index] "
                     f"(stored value: {item['fork_stack']!r})"
                 ) from None
-            tasks.append(Task(item["node_id"], node, item["task_id"], stack))
+            tasks.append(Task(item["node_id"], node, stack, item["task_id"]))
         return tuple(tasks)
 
 
