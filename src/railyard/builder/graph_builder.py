@@ -1,0 +1,503 @@
+"""`GraphBuilder`: declare steps, decisions, forks and joins, then `build()` a `Graph`."""
+
+from __future__ import annotations
+
+import inspect
+from collections import defaultdict
+from collections.abc import AsyncIterable, Callable, Sequence
+from typing import Any, Generic, Literal, overload
+
+from typing_extensions import TypeVar
+
+from railyard._introspect import node_def
+from railyard.builder.decision import Decision, DecisionBranch, DecisionBranchBuilder
+from railyard.builder.graph import Graph
+from railyard.builder.join import Join, default_join_id
+from railyard.builder.node import END_ID, START_ID, EndNode, Fork, StartNode
+from railyard.builder.parent_forks import find_parent_forks
+from railyard.builder.paths import (
+    PLACEHOLDER,
+    BroadcastMarker,
+    DestinationMarker,
+    EdgePath,
+    EdgePathBuilder,
+    LabelMarker,
+    MapMarker,
+    Path,
+    PathBuilder,
+    PathItem,
+    TransformMarker,
+    node_id_of,
+    placeholder_id,
+)
+from railyard.builder.step import NodeStep, Step, StepContext
+from railyard.exceptions import GraphBuildingError, GraphValidationError
+from railyard.nodes import BaseNode, End
+
+__all__ = ("GraphBuilder",)
+
+StateT = TypeVar("StateT", default=None)
+DepsT = TypeVar("DepsT", default=None)
+InputT = TypeVar("InputT", default=None)
+OutputT = TypeVar("OutputT", default=None)
+
+_SUPPRESS = (
+    " If this is intentional, you can suppress this error by passing `validate_graph_structure=False` "
+    "to the call to `GraphBuilder.build`."
+)
+_NONE_TYPE: Any = type(None)
+
+
+class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
+    """Declares a graph of steps, then builds it.
+
+    ```python
+    g = GraphBuilder(state_type=State, output_type=list[int])
+
+    @g.step
+    async def double(ctx: StepContext[State, None, int]) -> int:
+        return ctx.inputs * 2
+
+    collect = g.join(reduce_list_append, initial_factory=list[int])
+    g.add(
+        g.edge_from(g.start_node).map().to(double),
+        g.edge_from(double).to(collect),
+        g.edge_from(collect).to(g.end_node),
+    )
+    graph = g.build()
+    ```
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        state_type: Any = _NONE_TYPE,
+        deps_type: Any = _NONE_TYPE,
+        input_type: Any = _NONE_TYPE,
+        output_type: Any = _NONE_TYPE,
+        auto_instrument: bool = True,
+        max_concurrency: int | None = None,
+    ) -> None:
+        from railyard.builder.paths import _check_concurrency  # pyright: ignore[reportPrivateUsage]
+
+        self.name = name
+        self.state_type = state_type
+        self.deps_type = deps_type
+        self.input_type = input_type
+        self.output_type = output_type
+        self.auto_instrument = auto_instrument
+        self.max_concurrency = _check_concurrency(max_concurrency, "GraphBuilder")
+        self._start: StartNode[InputT] = StartNode()
+        self._end: EndNode[OutputT] = EndNode()
+        self._edges: list[EdgePath[Any]] = []
+        self._node_classes: dict[type[BaseNode[Any, Any, Any]], NodeStep] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"GraphBuilder(name={self.name!r}, state_type={self.state_type!r}, deps_type={self.deps_type!r}, "
+            f"input_type={self.input_type!r}, output_type={self.output_type!r}, "
+            f"auto_instrument={self.auto_instrument!r})"
+        )
+
+    @property
+    def start_node(self) -> StartNode[InputT]:
+        """The start of the graph: the run's `inputs` flow out of it."""
+        return self._start
+
+    @property
+    def end_node(self) -> EndNode[OutputT]:
+        """The end of the graph: the value that reaches it is the run's output."""
+        return self._end
+
+    # -- steps ----------------------------------------------------------------------------
+
+    @overload
+    def step(self, call: Callable[..., Any], /) -> Step[StateT, DepsT, Any, Any]: ...
+    @overload
+    def step(
+        self, *, node_id: str | None = None, label: str | None = None
+    ) -> Callable[[Callable[..., Any]], Step[StateT, DepsT, Any, Any]]: ...
+    def step(
+        self, call: Callable[..., Any] | None = None, *, node_id: str | None = None, label: str | None = None
+    ) -> Step[StateT, DepsT, Any, Any] | Callable[[Callable[..., Any]], Step[StateT, DepsT, Any, Any]]:
+        """Make an async function a step: `@g.step` or `@g.step(node_id=..., label=...)`.
+
+        Raises:
+            GraphBuildingError: the function is not `async def`.
+        """
+
+        def make(function: Callable[..., Any]) -> Step[StateT, DepsT, Any, Any]:
+            if not inspect.iscoroutinefunction(function):
+                raise GraphBuildingError(
+                    f"Step `{getattr(function, '__name__', function)}` must be an `async def` function; "
+                    f"use @g.stream for an async generator."
+                )
+            return Step(id=node_id or function.__name__, call=function, label=label)
+
+        return make(call) if call is not None else make
+
+    @overload
+    def stream(self, call: Callable[..., AsyncIterable[Any]], /) -> Step[StateT, DepsT, Any, Any]: ...
+    @overload
+    def stream(
+        self, *, node_id: str | None = None, label: str | None = None
+    ) -> Callable[[Callable[..., AsyncIterable[Any]]], Step[StateT, DepsT, Any, Any]]: ...
+    def stream(
+        self,
+        call: Callable[..., AsyncIterable[Any]] | None = None,
+        *,
+        node_id: str | None = None,
+        label: str | None = None,
+    ) -> Step[StateT, DepsT, Any, Any] | Callable[[Callable[..., AsyncIterable[Any]]], Step[StateT, DepsT, Any, Any]]:
+        """Make an async generator function a step; `.map()` after it handles items as they are yielded."""
+
+        def make(function: Callable[..., AsyncIterable[Any]]) -> Step[StateT, DepsT, Any, Any]:
+            if not inspect.isasyncgenfunction(function):
+                raise GraphBuildingError(
+                    f"Stream step `{getattr(function, '__name__', function)}` must be an async generator."
+                )
+            return Step(id=node_id or function.__name__, call=function, label=label, stream=True)
+
+        return make(call) if call is not None else make
+
+    def node(self, node_type: type[BaseNode[Any, Any, Any]]) -> EdgePath[Any]:
+        """Add a node-API class: it runs as a step, and its `run` return annotation gives its edges."""
+        step = self._node_step(node_type)
+        definition = node_def(node_type, None)
+        targets: list[Any] = [self._node_step(cls) for cls in definition.next_node_classes.values()]
+        has_end = definition.end_edge is not None
+        if len(targets) + has_end == 1 and not definition.returns_base_node:
+            if has_end:
+                return EdgePath((step,), Path([TransformMarker(_end_data), DestinationMarker(END_ID)]), [self._end])
+            return EdgePath((step,), Path([DestinationMarker(targets[0].id)]), targets)
+        decision = self.decision()
+        for cls, target in zip(definition.next_node_classes.values(), targets, strict=True):
+            decision.branch(DecisionBranch(cls, None, Path([DestinationMarker(target.id)]), [target]))
+        if has_end:
+            decision.branch(
+                DecisionBranch(End, None, Path([TransformMarker(_end_data), DestinationMarker(END_ID)]), [self._end])
+            )
+        return EdgePath((step,), Path([DestinationMarker(decision.id)]), [decision])
+
+    def _node_step(self, node_type: type[BaseNode[Any, Any, Any]]) -> NodeStep:
+        step = self._node_classes.get(node_type)
+        if step is None:
+            step = self._node_classes[node_type] = NodeStep(node_type)
+        return step
+
+    # -- edges ----------------------------------------------------------------------------
+
+    def add(self, *edges: EdgePath[Any]) -> None:
+        """Add edges to the graph (a node is in the graph once an edge names it)."""
+        self._edges.extend(edges)
+
+    def add_edge(self, source: Any, destination: Any, *, label: str | None = None) -> None:
+        """Add a plain edge from `source` to `destination`."""
+        builder = self.edge_from(source)
+        if label is not None:
+            builder = builder.label(label)
+        self.add(builder.to(destination))
+
+    def add_mapping_edge(
+        self,
+        source: Any,
+        map_to: Any,
+        *,
+        pre_map_label: str | None = None,
+        post_map_label: str | None = None,
+        fork_id: str | None = None,
+        downstream_join_id: str | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        """Add an edge that maps over `source`'s output, sending each item to `map_to`."""
+        builder = self.edge_from(source)
+        if pre_map_label is not None:
+            builder = builder.label(pre_map_label)
+        builder = builder.map(fork_id=fork_id, downstream_join_id=downstream_join_id, max_concurrency=max_concurrency)
+        if post_map_label is not None:
+            builder = builder.label(post_map_label)
+        self.add(builder.to(map_to))
+
+    def edge_from(self, *sources: Any) -> EdgePathBuilder[Any]:
+        """Start an edge from one or more sources: chain `.transform`, `.label`, `.map`, then `.to`."""
+        return EdgePathBuilder(tuple(self._node_step(s) if _is_node_class(s) else s for s in sources), PathBuilder())
+
+    # -- decisions and joins ----------------------------------------------------------------
+
+    def decision(self, *, note: str | None = None, node_id: str | None = None) -> Decision:
+        """A decision node; add branches with `.branch(g.match(...).to(...))`."""
+        return Decision(id=node_id or placeholder_id("decision"), note=note)
+
+    def match(self, source: Any, *, matches: Callable[[Any], bool] | None = None) -> DecisionBranchBuilder[Any]:
+        """A decision branch for values of type `source`, or for which `matches(value)` is true."""
+        return DecisionBranchBuilder(decision=None, source=source, matches=matches, path_builder=PathBuilder())
+
+    def match_node(
+        self, source: type[BaseNode[Any, Any, Any]], *, matches: Callable[[Any], bool] | None = None
+    ) -> DecisionBranch[Any]:
+        """A decision branch sending node-API instances of `source` to that node."""
+        step = self._node_step(source)
+        return DecisionBranch(source, matches, Path([DestinationMarker(step.id)]), [step])
+
+    def join(
+        self,
+        reducer: Callable[..., Any],
+        *,
+        initial: Any = None,
+        initial_factory: Callable[[], Any] | None = None,
+        node_id: str | None = None,
+        parent_fork_id: str | None = None,
+        preferred_parent_fork: Literal["farthest", "closest"] = "farthest",
+    ) -> Join[Any]:
+        """A join: waits for the branches of its parent fork and reduces their values with `reducer`.
+
+        `initial` (copied for each run) or `initial_factory` gives the value reduction starts from.
+        """
+        if initial_factory is not None:
+            factory = initial_factory
+        else:
+            import copy
+
+            def factory() -> Any:
+                return copy.deepcopy(initial)
+
+        return Join(
+            id=node_id or placeholder_id(default_join_id(reducer)),
+            reducer=reducer,
+            initial_factory=factory,
+            parent_fork_id=parent_fork_id,
+            preferred_parent_fork=preferred_parent_fork,
+        )
+
+    # -- build ----------------------------------------------------------------------------
+
+    def build(self, validate_graph_structure: bool = True) -> Graph[StateT, DepsT, InputT, OutputT]:
+        """Build the graph: resolve ids, turn maps and broadcasts into fork nodes, validate.
+
+        Raises:
+            GraphBuildingError: two nodes share an id.
+            GraphValidationError: the structure is wrong (the message names the nodes);
+                pass `validate_graph_structure=False` to build it anyway.
+        """
+        nodes: dict[str, Any] = {START_ID: self._start}
+        objects: list[Any] = []
+        edges = list(self._edges)
+        self._add_automatic_node_edges(edges)
+
+        def register(node: Any) -> None:
+            if any(node is seen for seen in objects):
+                return
+            objects.append(node)
+            if isinstance(node, Decision):
+                for branch in node.branches:
+                    for destination in branch.destinations:
+                        register(destination)
+
+        for edge in edges:
+            for source in edge.sources:
+                register(source)
+            for destination in edge.destinations:
+                register(destination)
+        _resolve_placeholders(objects, edges)
+        for candidate in objects:
+            if candidate is self._start:
+                continue
+            node = self._end if isinstance(candidate, EndNode) else candidate
+            node_id = node_id_of(node)
+            existing = nodes.get(node_id)
+            if existing is not None and existing is not node:
+                raise GraphBuildingError(
+                    f"All nodes must have unique node IDs. {node_id!r} was the ID for {existing!r} and {node!r}"
+                )
+            nodes[node_id] = node
+        edges_by_source: dict[str, list[Path]] = defaultdict(list)
+        branch_paths: dict[str, list[list[Path]]] = {}
+        forks: dict[str, Fork] = {}
+        for edge in edges:
+            for source in edge.sources:
+                source_id = START_ID if isinstance(source, StartNode) else node_id_of(source)
+                _normalize(source_id, edge.path.items, edges_by_source, forks)
+        for node in list(nodes.values()):
+            if isinstance(node, Decision):
+                paths: list[list[Path]] = []
+                for branch in node.branches:
+                    collected: dict[str, list[Path]] = defaultdict(list)
+                    _normalize(node.id, branch.path.items, collected, forks)
+                    paths.append(collected.pop(node.id, []))
+                    for fork_id, fork_paths in collected.items():
+                        edges_by_source[fork_id].extend(fork_paths)
+                    edges_by_source[node.id].extend(paths[-1])
+                branch_paths[node.id] = paths
+        for fork_id, fork in forks.items():
+            if fork_id in nodes and not isinstance(nodes[fork_id], Fork):
+                raise GraphBuildingError(
+                    f"All nodes must have unique node IDs. {fork_id!r} was the ID for {nodes[fork_id]!r} and {fork!r}"
+                )
+            nodes[fork_id] = fork
+        nodes.pop(END_ID, None)
+        nodes[END_ID] = self._end
+        ordered = _order_nodes(nodes, edges_by_source)
+        if validate_graph_structure:
+            _validate(ordered, edges_by_source)
+        parent_forks = find_parent_forks(ordered, edges_by_source)
+        return Graph(
+            name=self.name,
+            state_type=self.state_type,
+            deps_type=self.deps_type,
+            input_type=self.input_type,
+            output_type=self.output_type,
+            auto_instrument=self.auto_instrument,
+            nodes=ordered,
+            edges_by_source=dict(edges_by_source),
+            branch_paths=branch_paths,
+            parent_forks=parent_forks,
+            max_concurrency=self.max_concurrency,
+        )
+
+    def _add_automatic_node_edges(self, edges: list[EdgePath[Any]]) -> None:
+        """Node-API classes used as destinations get their own edges, as `g.node(...)` gives."""
+        sourced = {id(source) for edge in edges for source in edge.sources}
+        for edge in list(edges):
+            for destination in edge.destinations:
+                if _is_node_class(destination):
+                    step = self._node_step(destination)
+                    if id(step) not in sourced:
+                        sourced.add(id(step))
+                        edges.append(self.node(destination))
+        for edge in edges:
+            edge.destinations[:] = [self._node_step(d) if _is_node_class(d) else d for d in edge.destinations]
+
+
+def _is_node_class(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseNode)
+
+
+def _end_data(ctx: StepContext[Any, Any, Any]) -> Any:
+    end: End[Any] = ctx.inputs
+    return end.data
+
+
+def _resolve_placeholders(objects: list[Any], edges: list[EdgePath[Any]]) -> None:
+    """Give forks, decisions and joins without an explicit id `kind`, `kind_2`, ... in order."""
+    taken = {node_id_of(o) for o in objects if not node_id_of(o).startswith(PLACEHOLDER)}
+    mapping: dict[str, str] = {}
+
+    def resolve(placeholder: str) -> str:
+        if not placeholder.startswith(PLACEHOLDER):
+            return placeholder
+        if placeholder not in mapping:
+            kind = placeholder.split(":")[1]
+            candidate, n = kind, 1
+            while candidate in taken:
+                n += 1
+                candidate = f"{kind}_{n}"
+            taken.add(candidate)
+            mapping[placeholder] = candidate
+        return mapping[placeholder]
+
+    def walk(items: list[PathItem]) -> None:
+        for item in items:
+            if isinstance(item, MapMarker):
+                item.fork_id = resolve(item.fork_id)
+                if item.downstream_join_id is not None:
+                    item.downstream_join_id = resolve(item.downstream_join_id)
+            elif isinstance(item, BroadcastMarker):
+                item.fork_id = resolve(item.fork_id)
+                for path in item.paths:
+                    walk(path.items)
+            elif isinstance(item, DestinationMarker):
+                item.destination_id = resolve(item.destination_id)
+
+    # ids in the order the graph mentions them: sources and destinations, then path markers
+    for edge in edges:
+        for source in edge.sources:
+            if isinstance(source, Join | Decision):
+                source.id = resolve(source.id)
+        walk(edge.path.items)
+    for node in objects:
+        if isinstance(node, Join | Decision):
+            node.id = resolve(node.id)
+        if isinstance(node, Decision):
+            for branch in node.branches:
+                walk(branch.path.items)
+
+
+def _normalize(source_id: str, items: Sequence[PathItem], edges: dict[str, list[Path]], forks: dict[str, Fork]) -> None:
+    """Add the path `items` from `source_id`, turning map and broadcast markers into fork nodes."""
+    prefix: list[PathItem] = []
+    for index, item in enumerate(items):
+        if isinstance(item, TransformMarker | LabelMarker):
+            prefix.append(item)
+        elif isinstance(item, DestinationMarker):
+            edges[source_id].append(Path([*prefix, item]))
+            return
+        elif isinstance(item, MapMarker):
+            edges[source_id].append(Path([*prefix, DestinationMarker(item.fork_id)]))
+            forks[item.fork_id] = Fork(item.fork_id, True, item.downstream_join_id, item.max_concurrency)
+            _normalize(item.fork_id, items[index + 1 :], edges, forks)
+            return
+        else:  # a broadcast
+            edges[source_id].append(Path([*prefix, DestinationMarker(item.fork_id)]))
+            forks.setdefault(item.fork_id, Fork(item.fork_id, False))
+            for path in item.paths:
+                _normalize(item.fork_id, path.items, edges, forks)
+            return
+
+
+def destinations(paths: Sequence[Path]) -> list[str]:
+    """The node ids a list of paths leads to."""
+    return [item.destination_id for path in paths for item in path.items if isinstance(item, DestinationMarker)]
+
+
+def _order_nodes(nodes: dict[str, Any], edges: dict[str, list[Path]]) -> dict[str, Any]:
+    """Start first, end last, the rest in the order edges first mention them."""
+    order: list[str] = [START_ID]
+    for source, paths in edges.items():
+        for node_id in [source, *destinations(paths)]:
+            if node_id not in order and node_id in nodes and node_id != END_ID:
+                order.append(node_id)
+    order += [node_id for node_id in nodes if node_id not in order and node_id != END_ID]
+    return {node_id: nodes[node_id] for node_id in [*order, END_ID] if node_id in nodes}
+
+
+def _validate(nodes: dict[str, Any], edges: dict[str, list[Path]]) -> None:
+    for node_id, node in nodes.items():
+        if isinstance(node, Decision) and not node.branches:
+            raise GraphValidationError(
+                f"Decision node `{node_id}` has no branches: add one with `.branch(g.match(...).to(...))`.{_SUPPRESS}"
+            )
+    if not edges.get(START_ID):
+        raise GraphValidationError(f"The graph has no edges from the start node.{_SUPPRESS}")
+    dead_ends = [n for n in nodes if n != END_ID and not edges.get(n)]
+    if dead_ends:
+        classes = [n for n in dead_ends if isinstance(nodes[n], NodeStep)]
+        hint = f" Node-API classes need `g.node(...)` to get their edges: {classes}." if classes else ""
+        raise GraphValidationError(f"The following nodes have no outgoing edges: {dead_ends}.{hint}{_SUPPRESS}")
+    reachable = _reach(START_ID, {s: destinations(p) for s, p in edges.items()})
+    unreachable = [n for n in nodes if n not in reachable and n not in (START_ID, END_ID)]
+    if unreachable:
+        raise GraphValidationError(
+            f"The following nodes are not reachable from the start node: {unreachable}.{_SUPPRESS}"
+        )
+    if END_ID not in reachable:
+        raise GraphValidationError(f"The graph has no edges to the end node.{_SUPPRESS}")
+    backwards: dict[str, list[str]] = defaultdict(list)
+    for source, paths in edges.items():
+        for destination in destinations(paths):
+            backwards[destination].append(source)
+    reaches_end = _reach(END_ID, backwards)
+    stuck = [n for n in nodes if n not in reaches_end and n != END_ID]
+    if stuck:
+        raise GraphValidationError(f"The following nodes have no path to the end node: {stuck}.{_SUPPRESS}")
+
+
+def _reach(start: str, edges: dict[str, list[str]]) -> set[str]:
+    seen = {start}
+    todo = [start]
+    while todo:
+        for following in edges.get(todo.pop(), []):
+            if following not in seen:
+                seen.add(following)
+                todo.append(following)
+    return seen

@@ -1,0 +1,184 @@
+"""Joins and reducers: how the values of a fork's branches are combined into one."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from railyard.builder.util import get_callable_name
+
+__all__ = (
+    "Join",
+    "JoinState",
+    "ReduceFirstValue",
+    "ReducerContext",
+    "ReducerFunction",
+    "reduce_dict_update",
+    "reduce_list_append",
+    "reduce_list_extend",
+    "reduce_null",
+    "reduce_sum",
+)
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass
+class JoinState:
+    """The state of one join while its branches arrive."""
+
+    current: Any
+    """The value reduced so far."""
+    downstream_fork_stack: tuple[Any, ...]
+    """The fork stack the joined value continues with."""
+    cancelled_sibling_tasks: bool = False
+    """Whether a reducer has cancelled the branches still running."""
+
+
+class ReducerContext(Generic[T]):
+    """What a three-argument reducer gets: the run's state and deps, and a way to stop the fork."""
+
+    __slots__ = ("_cancel", "_deps", "_join_state", "_state")
+
+    def __init__(self, *, state: Any, deps: Any, join_state: JoinState, cancel: Callable[[], None]) -> None:
+        self._state = state
+        self._deps = deps
+        self._join_state = join_state
+        self._cancel = cancel
+
+    @property
+    def state(self) -> Any:
+        """The run's state."""
+        return self._state
+
+    @property
+    def deps(self) -> Any:
+        """The run's dependencies."""
+        return self._deps
+
+    @property
+    def join_state(self) -> JoinState:
+        """The join's progress."""
+        return self._join_state
+
+    def cancel_sibling_tasks(self) -> None:
+        """Cancel the branches of this join's fork that are still running or waiting to run."""
+        if not self._join_state.cancelled_sibling_tasks:
+            self._join_state.cancelled_sibling_tasks = True
+            self._cancel()
+
+    def __repr__(self) -> str:
+        return f"ReducerContext(_state={self._state!r}, _deps={self._deps!r}, _join_state={self._join_state!r})"
+
+
+class ReducerFunction(Protocol):
+    """`(current, inputs) -> new` or `(ctx, current, inputs) -> new`."""
+
+    def __call__(self, *args: Any) -> Any:
+        """Fold one value into the current one and return the result."""
+        ...
+
+
+def reduce_null(current: None, inputs: Any) -> None:
+    """Ignore the values: the join only waits for its branches."""
+    return None
+
+
+def reduce_list_append(current: list[T], inputs: T) -> list[T]:
+    """Append each value to a list (in the order the branches finish)."""
+    current.append(inputs)
+    return current
+
+
+def reduce_list_extend(current: list[T], inputs: Iterable[T]) -> list[T]:
+    """Extend a list with each value's items."""
+    current.extend(inputs)
+    return current
+
+
+def reduce_dict_update(current: dict[K, V], inputs: Mapping[K, V]) -> dict[K, V]:
+    """Update a dict with each value."""
+    current.update(inputs)
+    return current
+
+
+def reduce_sum(current: Any, inputs: Any) -> Any:
+    """Add each value to a running total."""
+    return current + inputs
+
+
+@dataclass
+class ReduceFirstValue(Generic[T]):
+    """Keep the first value to arrive and cancel the fork's other branches."""
+
+    def __call__(self, ctx: ReducerContext[Any], current: T, inputs: T) -> T:
+        """Keep the first value; cancel the other branches when it arrives."""
+        if ctx.join_state.cancelled_sibling_tasks:
+            return current
+        ctx.cancel_sibling_tasks()
+        return inputs
+
+
+def _takes_context(reducer: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(reducer).parameters
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p for p in parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in positional)
+
+
+class Join(Generic[T]):
+    """Waits for every branch of its parent fork and reduces their values into one."""
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        reducer: Callable[..., Any],
+        initial_factory: Callable[[], Any],
+        parent_fork_id: str | None = None,
+        preferred_parent_fork: str = "farthest",
+    ) -> None:
+        self.id = id
+        """The join's node id."""
+        self._reducer = reducer
+        self._initial_factory = initial_factory
+        self.parent_fork_id = parent_fork_id
+        """The fork whose branches this join waits for (computed at build when not given)."""
+        self.preferred_parent_fork = preferred_parent_fork
+        """Which dominating fork to pick when several qualify: `farthest` or `closest`."""
+        self._with_context = _takes_context(reducer)
+
+    @property
+    def reducer(self) -> Callable[..., Any]:
+        """The reducer."""
+        return self._reducer
+
+    @property
+    def initial_factory(self) -> Callable[[], Any]:
+        """Makes the value reduction starts from."""
+        return self._initial_factory
+
+    def reduce(self, ctx: ReducerContext[Any], current: Any, inputs: Any) -> Any:
+        """Fold one branch's value into `current`."""
+        if self._with_context:
+            return self._reducer(ctx, current, inputs)
+        return self._reducer(current, inputs)
+
+    def __repr__(self) -> str:
+        return (
+            f"Join(id={self.id!r}, _reducer={self._reducer!r}, _initial_factory={self._initial_factory!r}, "
+            f"parent_fork_id={self.parent_fork_id!r}, preferred_parent_fork={self.preferred_parent_fork!r})"
+        )
+
+
+def default_join_id(reducer: Callable[..., Any]) -> str:
+    """The id a join gets unless given one: the reducer's name."""
+    return get_callable_name(reducer)

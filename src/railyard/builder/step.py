@@ -1,0 +1,93 @@
+"""Steps: async functions that take a `StepContext` and return the value that flows on."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import Any, Generic
+
+from typing_extensions import TypeVar
+
+from railyard.nodes import BaseNode
+
+__all__ = ("NodeStep", "Step", "StepContext", "StepFunction", "StreamFunction")
+
+StateT = TypeVar("StateT", default=None)
+DepsT = TypeVar("DepsT", default=None)
+InputT = TypeVar("InputT", default=Any)
+OutputT = TypeVar("OutputT", default=Any)
+
+
+class StepContext(Generic[StateT, DepsT, InputT]):
+    """What a step gets: the run's state and dependencies, and the value flowing into it."""
+
+    __slots__ = ("_deps", "_inputs", "_state", "step_id")
+
+    def __init__(self, *, state: StateT, deps: DepsT, inputs: InputT, step_id: str = "") -> None:
+        self._state = state
+        self._deps = deps
+        self._inputs = inputs
+        self.step_id = step_id
+        """The id of this step's task: the same on every attempt of it (an idempotency key)."""
+
+    @property
+    def state(self) -> StateT:
+        """The run's state; steps may change it."""
+        return self._state
+
+    @property
+    def deps(self) -> DepsT:
+        """The run's dependencies."""
+        return self._deps
+
+    @property
+    def inputs(self) -> InputT:
+        """The value flowing into this step."""
+        return self._inputs
+
+    def __repr__(self) -> str:
+        return f"StepContext(_state={self._state!r}, _deps={self._deps!r}, _inputs={self._inputs!r})"
+
+
+StepFunction = Callable[[StepContext[Any, Any, Any]], Awaitable[Any]]
+"""An async function taking a `StepContext`: the body of a step."""
+StreamFunction = Callable[[StepContext[Any, Any, Any]], AsyncIterable[Any]]
+"""An async generator function taking a `StepContext`: a step whose items flow on as yielded."""
+
+
+class Step(Generic[StateT, DepsT, InputT, OutputT]):
+    """A step of a builder graph: an id, an optional label, and the function it runs."""
+
+    __slots__ = ("_call", "id", "label", "stream")
+
+    def __init__(self, *, id: str, call: Callable[..., Any], label: str | None = None, stream: bool = False) -> None:
+        self.id = id
+        """The step's node id."""
+        self._call = call
+        self.label = label
+        """The label shown on diagrams."""
+        self.stream = stream
+        """Whether the step is an async generator whose items flow on as they are yielded."""
+
+    @property
+    def call(self) -> Callable[..., Any]:
+        """The function the step runs."""
+        return self._call
+
+    def __repr__(self) -> str:
+        return f"Step(id={self.id!r}, _call={self._call!r}, label={self.label!r})"
+
+
+class NodeStep(Step[Any, Any, Any, Any]):
+    """A node-API class (`BaseNode` subclass) inside a builder graph."""
+
+    __slots__ = ("node_type",)
+
+    def __init__(
+        self, node_type: type[BaseNode[Any, Any, Any]], *, id: str | None = None, label: str | None = None
+    ) -> None:
+        super().__init__(id=id or node_type.get_node_id(), call=node_type.run, label=label)
+        self.node_type = node_type
+        """The node class."""
+
+    def __repr__(self) -> str:
+        return f"NodeStep(id={self.id!r}, node_type={self.node_type.__qualname__}, label={self.label!r})"
