@@ -482,6 +482,9 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             if kind == "item":
                 source, item = payload
                 outcome = self._map_item(source, item)
+                if outcome:
+                    self._pulled = True  # started as they are made: an event of their own
+                    return outcome
             elif kind == "source_done":
                 outcome = self._source_done(payload)
             else:
