@@ -9,10 +9,11 @@ left inside the fork it waits for.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import itertools
 from collections import Counter, deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Generator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -313,7 +314,13 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         self._pulled = False
         self._output: OutputT | None = None
         self._live: Counter[str] = Counter()
-        self._running: dict[str, tuple[GraphTask, anyio.CancelScope]] = {}
+        self._running: dict[str, tuple[GraphTask, Callable[[], Any]]] = {}
+        self._completed: deque[tuple[str, Any]] = deque()
+        self._continuations: set[asyncio.Task[None]] = set()
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): every task runs in the task group
+            self._loop = None
         self._queued: deque[GraphTask] = deque()
         self._joins: dict[tuple[str, str], JoinState] = {}
         self._sources: list[_MapSource] = []
@@ -409,6 +416,9 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         self._stop()
         group, self._task_group = self._task_group, None
         try:
+            if self._continuations:  # nothing keeps running after the run's block exits
+                with anyio.CancelScope(shield=True):
+                    await asyncio.gather(*self._continuations, return_exceptions=True)
             if group is not None:
                 await group.__aexit__(None, None, None)
         finally:
@@ -441,21 +451,45 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         if self._limit is not None and len(self._running) >= self._limit:
             self._queued.append(task)
             return
-        scope = anyio.CancelScope()
-        self._running[task.task_id] = (task, scope)
-        assert self._task_group is not None, "the run's `async with` block is open"
-        self._task_group.start_soon(self._run_task, task, scope, name=f"railyard task {task.node_id}")
+        if self._loop is None:
+            scope = anyio.CancelScope()
+            self._running[task.task_id] = (task, scope.cancel)
+            assert self._task_group is not None, "the run's `async with` block is open"
+            self._task_group.start_soon(self._run_task, task, scope, name=f"railyard task {task.node_id}")
+            return
+        # On asyncio a task runs at once, up to its first real wait: a step that never waits
+        # (most structural nodes, many steps) finishes without a task of its own.
+        step = self._scheduler.step(task)
+        context = contextvars.copy_context()
+        self._running[task.task_id] = (task, _nothing)
+        try:
+            waiting = context.run(step.send, None)
+        except StopIteration as done:
+            self._completed.append(("done", (task, done.value)))
+            return
+        except Exception as error:
+            self._completed.append(("error", (task, error)))
+            return
+        resumed = _Continuation(step, waiting, lambda kind, value: self._send.send_nowait((kind, (task, value))))
+        continuation = self._loop.create_task(resumed, context=context)
+        self._continuations.add(continuation)
+        continuation.add_done_callback(self._continuations.discard)
+        self._running[task.task_id] = (task, continuation.cancel)
+
+    def _noted(self, task: GraphTask, error: Exception) -> Exception:
+        """Add a note naming the node that raised `error`."""
+        node = self.graph.nodes.get(task.node_id)
+        error.add_note(f"raised by node `{task.node_id}` ({type(node).__name__}) in task {task.task_id}")
+        return error
 
     async def _run_task(self, task: GraphTask, scope: anyio.CancelScope) -> None:
         with scope:
             try:
                 outcome = await self._scheduler.step(task)
             except Exception as error:
-                node = self.graph.nodes.get(task.node_id)
-                error.add_note(f"raised by node `{task.node_id}` ({type(node).__name__}) in task {task.task_id}")
-                await self._send.send(("error", (task, error)))
+                self._send.send_nowait(("error", (task, error)))
                 return
-            await self._send.send(("done", (task, outcome)))
+            self._send.send_nowait(("done", (task, outcome)))
 
     async def _advance(self) -> EndMarker[OutputT] | list[GraphTask]:
         """Wait for tasks to finish until one leads somewhere: new tasks, or the end."""
@@ -464,7 +498,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             if produced:
                 self._pulled = True  # map items start as they are pulled
                 return produced
-            if not self._running and not self._queued and not self._async_sources_busy():
+            if not self._running and not self._queued and not self._completed and not self._async_sources_busy():
                 produced = self._finish_joins()
                 if produced:
                     return produced
@@ -474,11 +508,14 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
                     "Graph run completed, but no result was produced. This is either a bug in the graph or a bug "
                     "in the graph runner."
                 )
-            kind, payload = await self._receive.receive()
+            if self._completed:
+                kind, payload = self._completed.popleft()
+            else:
+                kind, payload = await self._receive.receive()
             outcome: EndMarker[OutputT] | list[GraphTask]
             if kind == "error":
-                _, error = payload
-                raise error
+                failed, error = payload
+                raise self._noted(failed, error)
             if kind == "item":
                 source, item = payload
                 outcome = self._map_item(source, item)
@@ -651,9 +688,9 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
 
     def _cancel_fork(self, fork_run_id: str, *, keep: str) -> None:
         """Cancel every task and unfinished map inside fork run `fork_run_id` (but `keep`)."""
-        for task_id, (running, scope) in list(self._running.items()):
+        for task_id, (running, cancel) in list(self._running.items()):
             if task_id != keep and any(item.node_run_id == fork_run_id for item in running.fork_stack):
-                scope.cancel()
+                cancel()
                 del self._running[task_id]
                 self._uncount([running])
         for queued in list(self._queued):
@@ -733,6 +770,61 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
     def _stop(self) -> None:
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()
+        for continuation in self._continuations:
+            continuation.cancel()
+
+
+def _nothing() -> None:
+    """Cancels a task that has already finished: nothing to do."""
+
+
+class _Continuation(Coroutine[Any, Any, None]):
+    """The rest of a step that was started eagerly, as a coroutine an asyncio task can run.
+
+    The step is already waiting on something: the task's first `send` hands that on; a
+    cancellation thrown in, even before the task first runs, reaches the step as it would
+    through `await`. The step's outcome, or its exception, goes to `deliver`.
+    """
+
+    __slots__ = ("deliver", "started", "step", "waiting")
+
+    def __init__(self, step: Coroutine[Any, Any, Any], waiting: Any, deliver: Callable[[str, Any], None]) -> None:
+        self.step = step
+        self.waiting = waiting
+        self.deliver = deliver
+        self.started = False
+
+    def _outcome(self, advance: Callable[[], Any]) -> Any:
+        try:
+            return advance()
+        except StopIteration as done:
+            self.deliver("done", done.value)
+        except Exception as error:
+            self.deliver("error", error)
+        raise StopIteration
+
+    def send(self, value: Any) -> Any:
+        if not self.started:
+            self.started = True
+            return self.waiting
+        return self._outcome(lambda: self.step.send(value))
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self.started = True
+        error = (
+            typ
+            if isinstance(typ, BaseException)
+            else typ(val)
+            if val is None or not isinstance(val, BaseException)
+            else val
+        )
+        return self._outcome(lambda: self.step.throw(error))
+
+    def close(self) -> None:
+        self.step.close()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        raise TypeError("a _Continuation is run as a task, not awaited")
 
 
 def _stack_item(source: _MapSource) -> ForkStackItem:
