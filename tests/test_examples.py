@@ -402,6 +402,14 @@ def test_approval_waits_for_a_person_across_processes(tmp_path: Path) -> None:
     assert early.returncode == 1 and "No run 'B-9'" in early.stderr
 
 
+@covers("fan_out.py")
+def test_fan_out_builder_example() -> None:
+    out = run_example("fan_out.py").stdout
+    assert out.endswith("\nbig pages: docs\nfetched ['about', 'blog', 'docs', 'home'], at most 3 at a time\n")
+    assert out.startswith("---\ntitle: crawl\n---\nstateDiagram-v2\n  state map <<fork>>\n  fetch\n")
+    assert "  decision --> report_big: yes\n  decision --> report_small: no\n" in out
+
+
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.py")), ids=lambda path: path.name)
 def test_every_example_has_a_test(example: Path) -> None:
     assert example.name in TESTED, f"examples/{example.name} has no test: add one to tests/test_examples.py"
