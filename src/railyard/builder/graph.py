@@ -646,19 +646,29 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
     # joins
 
     def _join_key(self, join: Join[Any], fork_stack: ForkStack) -> tuple[tuple[str, str], ForkStack]:
+        """The join instance a branch's value belongs to, and the fork stack it continues with.
+
+        The joined value leaves its parent fork: it continues with the stack outside that
+        fork (the start of the run, the outermost fork, is never left).
+        """
         fork_id = self.graph.get_parent_fork(join.id).fork_id
         for index in range(len(fork_stack) - 1, -1, -1):
             if fork_stack[index].fork_id == fork_id:
-                return (join.id, fork_stack[index].node_run_id), fork_stack[: index + 1]
+                return (join.id, fork_stack[index].node_run_id), fork_stack[: max(index, 1)]
         return (join.id, fork_stack[0].node_run_id), fork_stack[:1]
 
     def _open_join(self, join: Join[Any], key: tuple[str, str], downstream: ForkStack) -> JoinState:
         state = self._joins.get(key)
         if state is None:
             state = self._joins[key] = JoinState(join.initial_factory(), downstream)
-            for item in downstream[:-1]:  # an open join holds the forks around its own fork open
+            for item in self._join_holds(key, downstream):  # an open join holds the forks around it open
                 self._live[item.node_run_id] += 1
         return state
+
+    @staticmethod
+    def _join_holds(key: tuple[str, str], downstream: ForkStack) -> ForkStack:
+        """The forks around a join's own fork, which an open join keeps from finishing."""
+        return tuple(item for item in downstream if item.node_run_id != key[1])
 
     def _reduce(self, join: Join[Any], task: GraphTask) -> None:
         key, downstream = self._join_key(join, task.fork_stack)
@@ -679,7 +689,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             if self._live[fork_run_id] > 0:
                 continue
             del self._joins[key]
-            for item in state.downstream_fork_stack[:-1]:
+            for item in self._join_holds(key, state.downstream_fork_stack):
                 self._live[item.node_run_id] -= 1
             tasks = self._follow(join_id, state.current, state.downstream_fork_stack)
             self._count(tasks)

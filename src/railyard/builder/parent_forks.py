@@ -45,9 +45,10 @@ def find_parent_forks(nodes: Mapping[str, Any], edges: Mapping[str, list[Path]])
             predecessors[target].append(source)
     dominators = _dominators(list(nodes), predecessors)
     result: dict[str, ParentFork] = {}
-    for join_id, join in nodes.items():
-        if not isinstance(join, Join):
-            continue
+    joins = [join_id for join_id, node in nodes.items() if isinstance(node, Join)]
+    # inner joins first: a fork an inner join closes is not open any more for the joins after it
+    for join_id in sorted(joins, key=lambda j: len(dominators[j])):
+        join: Join[Any] = nodes[join_id]
         order = _dominator_chain(join_id, dominators)
         candidates = [n for n in order if n == START_ID or isinstance(nodes.get(n), Fork)]
         if join.parent_fork_id is not None:
@@ -58,11 +59,22 @@ def find_parent_forks(nodes: Mapping[str, Any], edges: Mapping[str, list[Path]])
                 )
             fork_id = join.parent_fork_id
         elif join.preferred_parent_fork == "closest":
-            fork_id = candidates[-1]
+            fork_id = next(
+                (
+                    fork
+                    for fork in reversed(candidates)
+                    if not any(
+                        result[inner].fork_id == fork
+                        for inner in _between(fork, join_id, successors, predecessors)
+                        if inner in result
+                    )
+                ),
+                START_ID,
+            )
         else:
             fork_id = candidates[0]
         result[join_id] = ParentFork(fork_id, _between(fork_id, join_id, successors, predecessors))
-    return result
+    return {join_id: result[join_id] for join_id in joins}
 
 
 def _dominators(node_ids: list[str], predecessors: Mapping[str, list[str]]) -> dict[str, set[str]]:
