@@ -113,7 +113,8 @@ def langgraph_map(root: str) -> Runner:
     from langgraph.graph import END, START, StateGraph
     from langgraph.types import Send
 
-    def fan_out(state: MapState) -> list[Send]:
+    # Annotated `list[Any]`, not `list[Send]`: LangGraph resolves these hints in the module's namespace.
+    def fan_out(state: MapState) -> list[Any]:
         return [Send("double", {"x": i}) for i in state["items"]]
 
     async def double(state: DoubleInput) -> dict[str, list[int]]:

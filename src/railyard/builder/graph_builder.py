@@ -329,12 +329,12 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
                         edges_by_source[fork_id].extend(fork_paths)
                     edges_by_source[node.id].extend(paths[-1])
                 branch_paths[node.id] = paths
-        for source_id, paths in list(edges_by_source.items()):
+        for source_id, outgoing in list(edges_by_source.items()):
             # several edges from one node send the value down each: an implicit broadcast fork
-            if len(paths) > 1 and not isinstance(nodes.get(source_id), Fork | Decision) and source_id not in forks:
+            if len(outgoing) > 1 and not isinstance(nodes.get(source_id), Fork | Decision) and source_id not in forks:
                 fork_id = f"{source_id}_broadcast_fork"
                 forks[fork_id] = Fork(fork_id, False)
-                edges_by_source[fork_id] = paths
+                edges_by_source[fork_id] = outgoing
                 edges_by_source[source_id] = [Path([DestinationMarker(fork_id)])]
         for fork_id, fork in forks.items():
             if fork_id in nodes and not isinstance(nodes[fork_id], Fork):
