@@ -128,8 +128,8 @@ class RunExists(PersistenceError):
 
     def __init__(self, run_id: str, where: str) -> None:
         super().__init__(
-            f"Run {run_id!r} already exists in {where}. Resume it with "
-            f"`graph.iter_from_persistence(...)`, or start the new run under another id.",
+            f"Run {run_id!r} already exists in {where}. Resume it (`graph.resume(...)`, "
+            f"`graph.iter_from_persistence(...)`), or start the new run under another id.",
             run_id=run_id,
         )
         self.run_id = run_id

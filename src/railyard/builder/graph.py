@@ -25,6 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from typing_extensions import TypeVar
 
 from railyard.builder.decision import Decision
+from railyard.builder.durable import ResumePoint, StoreRecorder, closing_id
 from railyard.builder.join import Join, JoinState, ReducerContext
 from railyard.builder.node import START_ID, EndNode, Fork, StartNode
 from railyard.builder.parent_forks import ParentFork
@@ -34,6 +35,7 @@ from railyard.nodes import BaseNode, End, GraphRunContext
 from railyard.runtime.recorder import Outcome
 from railyard.runtime.scheduler import Scheduler
 from railyard.runtime.tasks import ForkStack, ForkStackItem, Task
+from railyard.store import RunStore
 from railyard.tracing import active_tracer
 
 __all__ = ("EndMarker", "ErrorMarker", "Graph", "GraphRun", "GraphTask", "GraphTaskRequest", "JoinItem")
@@ -160,8 +162,10 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         span: AbstractContextManager[Any] | None = None,
         infer_name: bool = True,
         max_concurrency: int | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
     ) -> OutputT:
-        """Run the graph to its end and return its output.
+        """Run the graph to its end and return its output (durably, in `store`, if given).
 
         Raises:
             Exception: a step's exception, as it was raised (its note names the step); the
@@ -171,7 +175,14 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         async with self.iter(
-            state=state, deps=deps, inputs=inputs, span=span, infer_name=False, max_concurrency=max_concurrency
+            state=state,
+            deps=deps,
+            inputs=inputs,
+            span=span,
+            infer_name=False,
+            max_concurrency=max_concurrency,
+            store=store,
+            run_id=run_id,
         ) as run:
             async for _ in run:
                 pass
@@ -214,8 +225,13 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         span: AbstractContextManager[Any] | None = None,
         infer_name: bool = True,
         max_concurrency: int | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
     ) -> AbstractAsyncContextManager[GraphRun[StateT, DepsT, OutputT]]:
         """A context manager giving a `GraphRun`: iterate it to see each batch of tasks as it starts.
+
+        With a `store`, the run is durable: recorded there under `run_id` (new if not given),
+        so that `iter_resume` / `resume` can take it up after a crash.
 
         Raises:
             ValueError: `max_concurrency` is not a whole number of at least 1.
@@ -223,7 +239,61 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         limit = _check_concurrency(max_concurrency, "Graph.iter()") or self.max_concurrency
-        return GraphRun(self, state=state, deps=deps, inputs=inputs, span=span, max_concurrency=limit)
+        recorder = self._store_recorder(store, run_id)
+        return GraphRun(
+            self, state=state, deps=deps, inputs=inputs, span=span, max_concurrency=limit, recorder=recorder
+        )
+
+    def iter_resume(
+        self,
+        store: RunStore,
+        run_id: str,
+        *,
+        deps: DepsT = None,  # type: ignore[assignment]
+        span: AbstractContextManager[Any] | None = None,
+        max_concurrency: int | None = None,
+    ) -> AbstractAsyncContextManager[GraphRun[StateT, DepsT, OutputT]]:
+        """Take up a stored run where it stopped: only the branches that had not finished run.
+
+        Raises:
+            RunNotFound: the store has no such run.
+            RunEnded: the run has ended.
+            RunLocked: another driver is running it.
+        """
+        limit = _check_concurrency(max_concurrency, "Graph.iter_resume()") or self.max_concurrency
+        recorder = self._store_recorder(store, run_id)
+        return GraphRun(
+            self,
+            state=None,  # type: ignore[arg-type]  # replaced by the stored state
+            deps=deps,
+            inputs=None,
+            span=span,
+            max_concurrency=limit,
+            recorder=recorder,
+            resume=True,
+        )
+
+    async def resume(
+        self,
+        store: RunStore,
+        run_id: str,
+        *,
+        deps: DepsT = None,  # type: ignore[assignment]
+        max_concurrency: int | None = None,
+    ) -> OutputT:
+        """Carry a stored run on to its end and return its output (see `iter_resume`)."""
+        async with self.iter_resume(store, run_id, deps=deps, max_concurrency=max_concurrency) as run:
+            async for _ in run:
+                pass
+        return run.output  # type: ignore[return-value]  # the run reached the end
+
+    def _store_recorder(self, store: RunStore | None, run_id: str | None) -> StoreRecorder | None:
+        if store is None:
+            return None
+        from railyard._ids import new_hex_id
+        from railyard.builder.durable import builder_codec
+
+        return StoreRecorder(store, run_id or new_hex_id(), builder_codec(self), exists=False)
 
     def _infer_name(self, frame: Any) -> None:
         from railyard._introspect import infer_name
@@ -297,6 +367,8 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         inputs: Any,
         span: AbstractContextManager[Any] | None = None,
         max_concurrency: int | None = None,
+        recorder: StoreRecorder | None = None,
+        resume: bool = False,
     ) -> None:
         self.graph = graph
         self.state = state
@@ -305,11 +377,14 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         self._span = span
         self._limit = max_concurrency
         self._task_ids = itertools.count()
-        self._run_ids = itertools.count()
-        start_item = ForkStackItem(START_ID, self._new_run_id(), 0)
-        self._next: EndMarker[OutputT] | ErrorMarker | Sequence[GraphTask] = [
-            self._task(START_ID, inputs, (start_item,))
-        ]
+        self._recorder = recorder
+        self._resuming = resume
+        self._closed: set[str] = set()
+        self._closes: list[tuple[str, str, list[GraphTask]]] = []
+        start_item = ForkStackItem(START_ID, "task:0", 0)
+        self._next: EndMarker[OutputT] | ErrorMarker | Sequence[GraphTask] = (
+            [] if resume else [self._task(START_ID, inputs, (start_item,))]
+        )
         self._started = False
         self._pulled = False
         self._output: OutputT | None = None
@@ -327,12 +402,31 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         self._task_group: TaskGroup | None = None
         self._send: MemoryObjectSendStream[tuple[str, Any]]
         self._receive: MemoryObjectReceiveStream[tuple[str, Any]]
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[str, Any]](float("inf"))
         self._scheduler = Scheduler(
-            _Program(self), _NullRecorder(), _RunContext(state, deps), tracer=active_tracer(graph.auto_instrument)
+            _Program(self),
+            recorder if recorder is not None else _NullRecorder(),
+            _RunContext(self.state, deps),
+            tracer=active_tracer(graph.auto_instrument),
         )
         self._span_context: AbstractContextManager[Any] | None = None
         self._count(self._next)
+
+    def _apply(self, point: ResumePoint) -> None:
+        """Take up a stored run where it stands: its state, pending tasks, open joins and maps."""
+        self.state = point.state
+        self._scheduler.ctx = _RunContext(point.state, self.deps)
+        self._task_ids = itertools.count(point.next_task_number - 1)
+        self._closed = set(point.closed)
+        self._next = [GraphTask(t.node_id, t.inputs, t.fork_stack, t.task_id) for t in point.pending]
+        self._count(self._next)
+        for key, join_state in point.joins.items():
+            self._joins[key] = join_state
+            for item in self._join_holds(key, join_state.downstream_fork_stack):
+                self._live[item.node_run_id] += 1
+        for fork, items, fork_stack, node_run_id, start in point.maps:
+            source = _MapSource(fork, iter(items), fork_stack, node_run_id, is_async=False, index=start)
+            self._hold_source(source)
+            self._sources.append(source)
 
     # -- the public API -----------------------------------------------------------------
 
@@ -406,6 +500,20 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         if span is not None:
             span.__enter__()
             self._span_context = span
+        if self._recorder is not None:
+            await self._recorder.open(new=not self._resuming)
+            try:
+                if self._resuming:
+                    from railyard.builder.durable import replay
+
+                    self._apply(await replay(self.graph, self._recorder.store, self._recorder.run_id, self.deps))
+                    self._recorder.exists = True
+                elif isinstance(self._next, list):
+                    await self._recorder.tasks_created(self._next, self.state)
+            except BaseException:
+                await self._recorder.close()
+                raise
+        self._send, self._receive = anyio.create_memory_object_stream[tuple[str, Any]](float("inf"))
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         return self
@@ -422,6 +530,9 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             if group is not None:
                 await group.__aexit__(None, None, None)
         finally:
+            if self._recorder is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._recorder.close()
             self._send.close()
             self._receive.close()
             if self._span_context is not None:
@@ -429,9 +540,6 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         return None
 
     # -- the engine -----------------------------------------------------------------------
-
-    def _new_run_id(self) -> str:
-        return f"task:{next(self._run_ids)}"
 
     def _task(self, node_id: str, inputs: Any, fork_stack: ForkStack) -> GraphTask:
         return GraphTask(node_id, inputs, fork_stack, f"task:{next(self._task_ids) + 1}")
@@ -476,7 +584,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         continuation.add_done_callback(self._continuations.discard)
         self._running[task.task_id] = (task, continuation.cancel)
 
-    def _noted(self, task: GraphTask, error: Exception) -> Exception:
+    def _noted(self, task: GraphTask, error: BaseException) -> BaseException:
         """Add a note naming the node that raised `error`."""
         node = self.graph.nodes.get(task.node_id)
         error.add_note(f"raised by node `{task.node_id}` ({type(node).__name__}) in task {task.task_id}")
@@ -496,10 +604,14 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         while True:
             produced = self._pull_sync_items()
             if produced:
+                await self._record_created(produced)
+                for task in produced:
+                    self._start(task)
                 self._pulled = True  # map items start as they are pulled
                 return produced
             if not self._running and not self._queued and not self._completed and not self._async_sources_busy():
                 produced = self._finish_joins()
+                await self._record_closes()
                 if produced:
                     return produced
                 if self._next:  # nothing more will ever happen
@@ -520,6 +632,9 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
                 source, item = payload
                 outcome = self._map_item(source, item)
                 if outcome:
+                    await self._record_created(outcome)
+                    for task in outcome:
+                        self._start(task)
                     self._pulled = True  # started as they are made: an event of their own
                     return outcome
             elif kind == "source_done":
@@ -530,8 +645,22 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             if isinstance(outcome, EndMarker):
                 return outcome
             produced = outcome + self._finish_joins()
+            await self._record_closes()
             if produced:
                 return produced
+
+    async def _record_created(self, tasks: list[GraphTask]) -> None:
+        """Record tasks made outside a step (a map's items) before they start."""
+        if self._recorder is not None:
+            await self._recorder.tasks_created(tasks, self.state)
+
+    async def _record_closes(self) -> None:
+        """Record each join that closed, with the tasks its value went on to."""
+        closes, self._closes = self._closes, []
+        for close_id, join_id, tasks in closes:
+            self._closed.add(close_id)
+            if self._recorder is not None:
+                await self._recorder.step_finished(Task(join_id, None, (), close_id), tasks, self.state, 0.0)
 
     def _finished(self, task: GraphTask, outcome: Outcome) -> EndMarker[OutputT] | list[GraphTask]:
         if self._running.pop(task.task_id, None) is None:
@@ -554,7 +683,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
     # maps
 
     def _map(self, fork: Fork, value: Any, task: GraphTask) -> list[GraphTask]:
-        node_run_id = self._new_run_id()
+        node_run_id = task.task_id  # the fork's task names its branches (so a resume can find them)
         if isinstance(value, AsyncIterable):
             items: Iterator[Any] | AsyncIterator[Any] = aiter(value)
             source = _MapSource(fork, items, task.fork_stack, node_run_id, is_async=True)
@@ -564,27 +693,31 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             except TypeError:
                 raise RuntimeError(f"Cannot map non-iterable value: {value!r}") from None
             source = _MapSource(fork, items, task.fork_stack, node_run_id, is_async=False)
-        for item in task.fork_stack:  # the map holds its enclosing forks open until it is exhausted
-            self._live[item.node_run_id] += 1
-        self._live[node_run_id] += 1
+        self._hold_source(source)
         self._sources.append(source)
         if source.is_async:
             assert self._task_group is not None
             self._task_group.start_soon(self._pump, source)
         return []
 
-    def _map_capacity(self, source: _MapSource) -> bool:
+    def _hold_source(self, source: _MapSource) -> None:
+        """A map holds its fork and the forks around it open until it is exhausted."""
+        for item in source.fork_stack:
+            self._live[item.node_run_id] += 1
+        self._live[source.node_run_id] += 1
+
+    def _map_capacity(self, source: _MapSource, pulled: int = 0) -> bool:
         limit = source.fork.max_concurrency
         if limit is not None and self._live[source.node_run_id] - 1 >= limit:  # less the map's own hold
             return False
-        return self._limit is None or len(self._running) + len(self._queued) < self._limit
+        return self._limit is None or len(self._running) + len(self._queued) + pulled < self._limit
 
     def _pull_sync_items(self) -> list[GraphTask]:
         produced: list[GraphTask] = []
         for source in list(self._sources):
             if source.is_async or source.done:
                 continue
-            while self._map_capacity(source):
+            while self._map_capacity(source, len(produced)):
                 items = source.items
                 assert isinstance(items, Iterator)
                 try:
@@ -592,7 +725,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
                 except StopIteration:
                     produced += self._source_done(source)
                     break
-                produced += self._map_item(source, item)  # started as they are made
+                produced += self._map_item(source, item)
         if produced:
             self._started = True  # these tasks are started as they are pulled
         return produced
@@ -623,8 +756,6 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             if source.done:
                 self._uncount(tasks)
                 return []
-        for task in tasks:
-            self._start(task)
         return tasks
 
     def _source_done(self, source: _MapSource) -> list[GraphTask]:
@@ -646,20 +777,13 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
     # joins
 
     def _join_key(self, join: Join[Any], fork_stack: ForkStack) -> tuple[tuple[str, str], ForkStack]:
-        """The join instance a branch's value belongs to, and the fork stack it continues with.
+        return join_key(self.graph, join, fork_stack)
 
-        The joined value leaves its parent fork: it continues with the stack outside that
-        fork (the start of the run, the outermost fork, is never left).
-        """
-        fork_id = self.graph.get_parent_fork(join.id).fork_id
-        for index in range(len(fork_stack) - 1, -1, -1):
-            if fork_stack[index].fork_id == fork_id:
-                return (join.id, fork_stack[index].node_run_id), fork_stack[: max(index, 1)]
-        return (join.id, fork_stack[0].node_run_id), fork_stack[:1]
-
-    def _open_join(self, join: Join[Any], key: tuple[str, str], downstream: ForkStack) -> JoinState:
+    def _open_join(self, join: Join[Any], key: tuple[str, str], downstream: ForkStack) -> JoinState | None:
         state = self._joins.get(key)
         if state is None:
+            if closing_id(*key) in self._closed:
+                return None  # closed before a resume: its value has gone on already
             state = self._joins[key] = JoinState(join.initial_factory(), downstream)
             for item in self._join_holds(key, downstream):  # an open join holds the forks around it open
                 self._live[item.node_run_id] += 1
@@ -673,6 +797,8 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
     def _reduce(self, join: Join[Any], task: GraphTask) -> None:
         key, downstream = self._join_key(join, task.fork_stack)
         state = self._open_join(join, key, downstream)
+        if state is None:
+            return
         fork_run_id = key[1]
 
         def cancel() -> None:
@@ -693,6 +819,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
                 self._live[item.node_run_id] -= 1
             tasks = self._follow(join_id, state.current, state.downstream_fork_stack)
             self._count(tasks)
+            self._closes.append((closing_id(join_id, fork_run_id), join_id, tasks))
             produced += tasks
         return produced
 
@@ -741,7 +868,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         if isinstance(node, Fork):
             if node.is_map:
                 return self._map(node, result, task)
-            node_run_id = self._new_run_id()
+            node_run_id = task.task_id
             tasks: list[GraphTask] = []
             for index, path in enumerate(self.graph.edges_by_source.get(node.id, [])):
                 stack = (*task.fork_stack, ForkStackItem(node.id, node_run_id, index))
@@ -784,6 +911,21 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             continuation.cancel()
 
 
+def join_key(
+    graph: Graph[Any, Any, Any, Any], join: Join[Any], fork_stack: ForkStack
+) -> tuple[tuple[str, str], ForkStack]:
+    """The join instance a branch's value belongs to, and the fork stack the joined value continues with.
+
+    The joined value leaves the join's parent fork: it continues with the stack outside
+    that fork (the start of the run, the outermost fork, is never left).
+    """
+    fork_id = graph.get_parent_fork(join.id).fork_id
+    for index in range(len(fork_stack) - 1, -1, -1):
+        if fork_stack[index].fork_id == fork_id:
+            return (join.id, fork_stack[index].node_run_id), fork_stack[: max(index, 1)]
+    return (join.id, fork_stack[0].node_run_id), fork_stack[:1]
+
+
 def _nothing() -> None:
     """Cancels a task that has already finished: nothing to do."""
 
@@ -809,7 +951,9 @@ class _Continuation(Coroutine[Any, Any, None]):
             return advance()
         except StopIteration as done:
             self.deliver("done", done.value)
-        except Exception as error:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:  # the run (the task that drives it) raises it, whatever it is
             self.deliver("error", error)
         raise StopIteration
 

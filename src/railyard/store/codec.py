@@ -7,7 +7,7 @@ the graph's own types. Never pickle.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import pydantic
@@ -55,10 +55,17 @@ class RecordCodec:
     """Turns records into JSON and back, for one graph's node, state and result types."""
 
     def __init__(
-        self, nodes: Sequence[type[BaseNode[Any, Any, Any]]], state_type: Any, run_end_type: Any = Any
+        self,
+        nodes: Sequence[type[BaseNode[Any, Any, Any]]],
+        state_type: Any,
+        run_end_type: Any = Any,
+        *,
+        inputs: Callable[[str], pydantic.TypeAdapter[Any]] | None = None,
     ) -> None:
         known = {node.get_node_id(): node for node in nodes}
-        self._node: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Annotated[Any, _AnyNodeSchema(known)])
+        node_adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Annotated[Any, _AnyNodeSchema(known)])
+        self._inputs: Callable[[str], pydantic.TypeAdapter[Any]] = inputs or (lambda node_id: node_adapter)
+        """The adapter of a task's inputs, by its node id (node-API graphs: the node itself)."""
         self._state: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(state_type)
         self._end: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(End[run_end_type])
 
@@ -106,7 +113,7 @@ class RecordCodec:
             {
                 "node_id": task.node_id,
                 "task_id": task.task_id,
-                "inputs": self._node.dump_python(task.inputs, mode="json"),
+                "inputs": self._inputs(task.node_id).dump_python(task.inputs, mode="json"),
                 "fork_stack": [[f.fork_id, f.node_run_id, f.thread_index] for f in task.fork_stack],
             }
             for task in tasks
@@ -204,7 +211,7 @@ class RecordCodec:
     def _load_tasks(self, items: list[dict[str, Any]], field: str) -> tuple[Task, ...]:
         tasks: list[Task] = []
         for index, item in enumerate(items):
-            node = _validate(self._node, item["inputs"], f"{field}.{index}.inputs")
+            node = _validate(self._inputs(item["node_id"]), item["inputs"], f"{field}.{index}.inputs")
             if isinstance(node, BaseNode):
                 node.set_snapshot_id(item["task_id"])
             try:
