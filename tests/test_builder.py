@@ -594,3 +594,43 @@ def test_map_over_a_non_iterable_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="Cannot map non-iterable value: 5"):
         g.build().run_sync(inputs=5)
     assert graph.run_sync() == [1, 4, 9, 16, 25]
+
+
+def test_a_step_that_cannot_take_what_flows_into_it_is_a_build_error() -> None:
+    g = GraphBuilder()
+
+    @g.step
+    async def make_text(ctx: StepContext[None, None, None]) -> str:
+        return "x"
+
+    @g.step
+    async def needs_int(ctx: StepContext[None, None, int]) -> int:
+        return ctx.inputs
+
+    g.add(
+        g.edge_from(g.start_node).to(make_text),
+        g.edge_from(make_text).to(needs_int),
+        g.edge_from(needs_int).to(g.end_node),
+    )
+    with pytest.raises(
+        GraphValidationError,
+        match=r"`needs_int` takes `int` \(its StepContext input type\), but `make_text` gives it `str`",
+    ):
+        g.build()
+    assert g.build(validate_graph_structure=False) is not None
+
+    mapped = GraphBuilder()
+
+    @mapped.step
+    async def make_texts(ctx: StepContext[None, None, None]) -> list[str]:
+        return ["x"]
+
+    join = mapped.join(reduce_list_append, initial_factory=list[int])
+    mapped.add(
+        mapped.edge_from(mapped.start_node).to(make_texts),
+        mapped.edge_from(make_texts).map().to(needs_int),
+        mapped.edge_from(needs_int).to(join),
+        mapped.edge_from(join).to(mapped.end_node),
+    )
+    with pytest.raises(GraphValidationError, match=r"`needs_int` takes `int`.*`make_texts` gives it `str`"):
+        mapped.build()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from collections import defaultdict
 from collections.abc import AsyncIterable, Callable, Sequence
 from typing import Any, Generic, Literal, overload
@@ -347,6 +348,7 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
         ordered = _order_nodes(nodes, edges_by_source)
         if validate_graph_structure:
             _validate(ordered, edges_by_source)
+            _check_types(ordered, edges_by_source)
         parent_forks = find_parent_forks(ordered, edges_by_source)
         return Graph(
             name=self.name,
@@ -497,6 +499,61 @@ def _validate(nodes: dict[str, Any], edges: dict[str, list[Path]]) -> None:
     stuck = [n for n in nodes if n not in reaches_end and n != END_ID]
     if stuck:
         raise GraphValidationError(f"The following nodes have no path to the end node: {stuck}.{_SUPPRESS}")
+
+
+def _step_types(step: Any) -> tuple[Any, Any]:
+    """A step's declared input type (from its `StepContext[...]`) and return type, where knowable."""
+    if not isinstance(step, Step) or isinstance(step, NodeStep) or step.stream:
+        return None, None
+    try:
+        hints = typing.get_type_hints(step.call)
+        first = next(iter(inspect.signature(step.call).parameters))
+    except Exception:  # unresolvable hints: nothing to check
+        return None, None
+    args = typing.get_args(hints.get(first))
+    return (args[2] if len(args) == 3 else None), hints.get("return")
+
+
+def _plain_class(hint: Any) -> type | None:
+    if hint is typing.Any or hint is object or not isinstance(hint, type) or typing.get_origin(hint) is not None:
+        return None
+    return hint
+
+
+def _check_types(nodes: dict[str, Any], edges: dict[str, list[Path]]) -> None:
+    """A step whose declared input type cannot take what the step before it returns is an error.
+
+    Checked where both hints are plain classes: on a direct edge, and on a map over a
+    `list[...]` (each item against the input type).
+    """
+    for source_id, paths in edges.items():
+        _, returned = _step_types(nodes.get(source_id))
+        if returned is None:
+            continue
+        for path in paths:
+            if any(isinstance(item, TransformMarker) for item in path.items):
+                continue
+            flowing, target = returned, path.items[-1]
+            if isinstance(target, DestinationMarker) and isinstance(nodes.get(target.destination_id), Fork):
+                fork: Fork = nodes[target.destination_id]
+                item_types = typing.get_args(returned) if typing.get_origin(returned) in (list, tuple, set) else ()
+                if not fork.is_map or len(item_types) != 1:
+                    continue
+                flowing = item_types[0]
+                following = edges.get(fork.id, [])
+                if len(following) != 1 or any(isinstance(i, TransformMarker) for i in following[0].items):
+                    continue
+                target = following[0].items[-1]
+            if not isinstance(target, DestinationMarker):
+                continue
+            accepted, _ = _step_types(nodes.get(target.destination_id))
+            given, wanted = _plain_class(flowing), _plain_class(accepted)
+            if given is not None and wanted is not None and not issubclass(given, wanted):
+                raise GraphValidationError(
+                    f"`{target.destination_id}` takes `{wanted.__name__}` (its StepContext input type), but "
+                    f"`{source_id}` gives it `{given.__name__}`. Change one of the two types, or add a "
+                    f"`.transform(...)` on the edge.{_SUPPRESS}"
+                )
 
 
 def _reach(start: str, edges: dict[str, list[str]]) -> set[str]:
