@@ -85,3 +85,25 @@ def test_no_tracer_without_an_sdk_or_when_disabled(monkeypatch: pytest.MonkeyPat
     assert active_tracer(True) is None
     monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
     assert active_tracer(True) is None
+
+
+async def test_builder_runs_have_a_run_span_and_a_span_per_task(spans: InMemorySpanExporter) -> None:
+    from railyard.builder import GraphBuilder, StepContext, reduce_sum
+
+    g = GraphBuilder(name="sums", output_type=int)
+
+    @g.step
+    async def double(ctx: StepContext[None, None, int]) -> int:
+        return ctx.inputs * 2
+
+    total = g.join(reduce_sum, initial=0)
+    g.add(g.edge_from(g.start_node).map().to(double), g.edge_from(double).to(total), g.edge_from(total).to(g.end_node))
+    assert await g.build().run(inputs=[1, 2]) == 6
+    names = [span.name for span in spans.get_finished_spans()]
+    assert names.count("run node double") == 2
+    assert names[-1] == "run graph sums"
+    run_span = spans.get_finished_spans()[-1]
+    assert all(
+        span.parent is not None and span.parent.span_id == run_span.context.span_id
+        for span in spans.get_finished_spans()[:-1]
+    )

@@ -1,0 +1,36 @@
+"""Typed usage of the builder API, checked by mypy (`./dev test`); not collected by pytest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import assert_type
+
+from railyard.builder import GraphBuilder, StepContext, reduce_list_append
+
+
+@dataclass
+class State:
+    seen: int = 0
+
+
+g: GraphBuilder[State, None, list[int], list[int]] = GraphBuilder(
+    state_type=State, input_type=list[int], output_type=list[int]
+)
+
+
+@g.step
+async def double(ctx: StepContext[State, None, int]) -> int:
+    assert_type(ctx.inputs, int)
+    assert_type(ctx.state, State)
+    ctx.state.seen += 1
+    return ctx.inputs * 2
+
+
+collect = g.join(reduce_list_append, initial_factory=list[int])
+g.add(g.edge_from(g.start_node).map().to(double), g.edge_from(double).to(collect), g.edge_from(collect).to(g.end_node))
+graph = g.build()
+
+
+async def typed() -> None:
+    result = await graph.run(state=State(), inputs=[1, 2])
+    assert_type(result, list[int])
