@@ -74,6 +74,18 @@ def expressions() -> st.SearchStrategy[Expr]:
 Connect = Callable[[Any], None]
 
 
+class Crash(BaseException):
+    """The process dies here."""
+
+
+@dataclass
+class CrashPlan:
+    """Crash at the `crash_at`-th step call (never, if `None`)."""
+
+    crash_at: int | None
+    calls: int = 0
+
+
 class Compiler:
     """Turns an expression into a builder graph, step by step."""
 
@@ -86,8 +98,13 @@ class Compiler:
         return f"{kind}_{self.count}"
 
     def step(self, kind: str, function: Callable[[int], Any]) -> Any:
-        async def run(ctx: StepContext[None, None, int]) -> Any:
+        async def run(ctx: StepContext[None, Any, int]) -> Any:
             await asyncio.sleep(0)  # let branches interleave
+            plan = ctx.deps
+            if isinstance(plan, CrashPlan):
+                plan.calls += 1
+                if plan.calls == plan.crash_at:
+                    raise Crash  # the process dies mid-run
             return function(ctx.inputs)
 
         return self.g.step(node_id=self.name(kind))(run)
@@ -138,3 +155,20 @@ def test_a_random_graph_computes_what_a_plain_loop_does(expr: Expr, x: int) -> N
 @given(expressions(), st.integers(-10, 10), st.integers(1, 4))
 def test_bounded_concurrency_changes_nothing_but_timing(expr: Expr, x: int, limit: int) -> None:
     assert build(expr).run_sync(inputs=x, max_concurrency=limit) == evaluate(expr, x)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expressions(), st.integers(-10, 10), st.integers(1, 12), st.integers(1, 3))
+def test_a_run_crashed_anywhere_and_resumed_computes_the_same(expr: Expr, x: int, crash_at: int, limit: int) -> None:
+    from railyard.store.memory import MemoryStore
+
+    graph = build(expr)
+    store = MemoryStore()
+
+    async def crash_then_resume() -> int:
+        try:
+            return await graph.run(inputs=x, deps=CrashPlan(crash_at), store=store, run_id="r", max_concurrency=limit)
+        except Crash:
+            return await graph.resume(store, "r", deps=CrashPlan(None), max_concurrency=limit)
+
+    assert asyncio.run(crash_then_resume()) == evaluate(expr, x)
