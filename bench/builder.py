@@ -38,8 +38,10 @@ import importlib
 import importlib.metadata
 import json
 import operator
+import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -214,18 +216,64 @@ def _max_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-async def measure(run: Runner, *, n: int, repeat: int, warmup_n: int) -> tuple[list[float], float, float]:
-    """Seconds of each of `repeat` timed runs; the baseline peak memory and the peak added by the runs (MiB)."""
+class Reporter:
+    """Prints the process's one JSON report: at the end of the timed runs, or when the time limit stops them.
+
+    The time limit is a timer thread, so that it fires even inside a long stretch of code that
+    never yields to the event loop; it prints what is known (the time limit as a lower bound
+    of the run's time, the peak memory so far as a lower bound of the run's) and ends the
+    process at once.
+    """
+
+    def __init__(self, report: dict[str, Any], time_limit: float | None) -> None:
+        self.report = report
+        self.time_limit = time_limit
+        self.lock = threading.Lock()
+        self.printed = False
+        self.baseline = 0.0
+        self.timer: threading.Timer | None = None
+
+    def start(self) -> None:
+        """Take the baseline of the peak memory, and start the clock of the time limit."""
+        self.baseline = _max_rss_mb()
+        if self.time_limit is not None:
+            self.timer = threading.Timer(self.time_limit, self._stop)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def finish(self, seconds: list[float]) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self._print(seconds=seconds, stopped=False)
+
+    def _stop(self) -> None:
+        self._print(seconds=[], stopped=True)
+        os._exit(0)
+
+    def _print(self, *, seconds: list[float], stopped: bool) -> None:
+        with self.lock:
+            if self.printed:
+                return
+            self.printed = True
+            peak = _max_rss_mb() - self.baseline
+            report = {**self.report, "seconds": seconds, "stopped_after": self.time_limit if stopped else None}
+            report |= {"baseline_mb": self.baseline, "peak_mb": peak}
+            sys.stdout.write(json.dumps(report) + "\n")
+            sys.stdout.flush()
+
+
+async def measure(run: Runner, reporter: Reporter, *, n: int, repeat: int, warmup_n: int) -> None:
+    """Time `repeat` runs on N, after an untimed one on `warmup_n`, and report."""
     await run(warmup_n)
     gc.collect()
-    baseline = _max_rss_mb()
+    reporter.start()
     seconds: list[float] = []
     for _ in range(repeat):
         gc.collect()
         start = time.perf_counter()
         await run(n)
         seconds.append(time.perf_counter() - start)
-    return seconds, baseline, _max_rss_mb() - baseline
+    reporter.finish(seconds)
 
 
 def _version(root: str) -> str:
@@ -242,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, required=True, help="items of the map, steps of the loop")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs (the peak memory is over all of them)")
     parser.add_argument("--warmup-n", type=int, default=100, help="size of the untimed warm-up run")
+    parser.add_argument(
+        "--time-limit", type=float, default=None, help="seconds: stop the timed runs then and report lower bounds"
+    )
     args = parser.parse_args(argv)
     if args.n < 1 or args.repeat < 1 or args.warmup_n < 1:
         parser.error("--n, --repeat and --warmup-n must be at least 1")
@@ -250,19 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.case == "map":
         for size in (args.n, args.warmup_n):
             _ITEMS[size] = list(range(size))
-    seconds, baseline, peak = asyncio.run(measure(run, n=args.n, repeat=args.repeat, warmup_n=args.warmup_n))
     report = {
         "root": args.root,
         "version": _version(args.root),
         "case": args.case,
         "n": args.n,
         "python": sys.version.split()[0],
-        "seconds": seconds,
-        "baseline_mb": baseline,
-        "peak_mb": peak,
     }
-    json.dump(report, sys.stdout)
-    sys.stdout.write("\n")
+    reporter = Reporter(report, args.time_limit)
+    asyncio.run(measure(run, reporter, n=args.n, repeat=args.repeat, warmup_n=args.warmup_n))
     return 0
 
 
