@@ -127,6 +127,9 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         self.max_concurrency = max_concurrency
         """At most this many tasks run at once in a run (`None`: no limit)."""
         self._branch_paths = branch_paths
+        self._routes: dict[str, list[_Route]] = {
+            source: [_compile(path) for path in paths] for source, paths in edges_by_source.items()
+        }
 
     def get_parent_fork(self, join_id: str) -> ParentFork:
         """The fork `join_id` waits for.
@@ -409,6 +412,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             tracer=active_tracer(graph.auto_instrument),
         )
         self._span_context: AbstractContextManager[Any] | None = None
+        self._plain = recorder is None and self._scheduler.tracer is None
         self._count(self._next)
 
     def _apply(self, point: ResumePoint) -> None:
@@ -545,10 +549,11 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         return GraphTask(node_id, inputs, fork_stack, f"task:{next(self._task_ids) + 1}")
 
     def _count(self, tasks: Sequence[Task] | Any) -> None:
-        if isinstance(tasks, Sequence):
+        if type(tasks) is list or isinstance(tasks, Sequence):
+            live = self._live
             for task in tasks:
                 for item in task.fork_stack:  # pyright: ignore[reportAttributeAccessIssue]
-                    self._live[item.node_run_id] += 1
+                    live[item.node_run_id] += 1
 
     def _uncount(self, tasks: Sequence[Task]) -> None:
         for task in tasks:
@@ -565,8 +570,19 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             assert self._task_group is not None, "the run's `async with` block is open"
             self._task_group.start_soon(self._run_task, task, scope, name=f"railyard task {task.node_id}")
             return
+        if self._plain and type(self.graph.nodes[task.node_id]) in _STRUCTURAL:
+            # forks, decisions, joins, start and end never wait: with nothing to record or
+            # trace, they run here and now
+            self._running[task.task_id] = (task, _nothing)
+            try:
+                outcome = self._route(task, self._execute_structural(task))
+            except Exception as error:
+                self._completed.append(("error", (task, error)))
+                return
+            self._completed.append(("done", (task, outcome)))
+            return
         # On asyncio a task runs at once, up to its first real wait: a step that never waits
-        # (most structural nodes, many steps) finishes without a task of its own.
+        # finishes without a task of its own.
         step = self._scheduler.step(task)
         context = contextvars.copy_context()
         self._running[task.task_id] = (task, _nothing)
@@ -847,18 +863,24 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
     # routing
 
     def _follow(self, source_id: str, value: Any, fork_stack: ForkStack) -> list[GraphTask]:
-        paths = self.graph.edges_by_source.get(source_id, [])
-        return self._follow_paths(paths, value, fork_stack)
+        routes = self.graph._routes.get(source_id)  # pyright: ignore[reportPrivateUsage]
+        if routes is None:
+            return []
+        if len(routes) == 1 and not routes[0][0] and routes[0][1] is not None:  # straight to one node
+            return [self._task(routes[0][1], value, fork_stack)]
+        return self._along(routes, value, fork_stack)
 
     def _follow_paths(self, paths: Sequence[Path], value: Any, fork_stack: ForkStack) -> list[GraphTask]:
+        return self._along([_compile(path) for path in paths], value, fork_stack)
+
+    def _along(self, routes: Sequence[_Route], value: Any, fork_stack: ForkStack) -> list[GraphTask]:
         tasks: list[GraphTask] = []
-        for path in paths:
+        for transforms, destination in routes:
             current = value
-            for item in path.items:
-                if isinstance(item, TransformMarker):
-                    current = item.transform(StepContext(state=self.state, deps=self.deps, inputs=current))
-                elif isinstance(item, DestinationMarker):
-                    tasks.append(self._task(item.destination_id, current, fork_stack))
+            for transform in transforms:
+                current = transform(StepContext(state=self.state, deps=self.deps, inputs=current))
+            if destination is not None:
+                tasks.append(self._task(destination, current, fork_stack))
         return tasks
 
     def _route(self, task: GraphTask, result: Any) -> Outcome:
@@ -892,6 +914,10 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             if node.stream:
                 return node.call(context)  # its items flow on through a map as they are yielded
             return await node.call(context)
+        return self._execute_structural(task)
+
+    def _execute_structural(self, task: GraphTask) -> Any:
+        node = self.graph.nodes[task.node_id]
         if isinstance(node, Join):
             self._reduce(node, task)
             return None
@@ -924,6 +950,18 @@ def join_key(
         if fork_stack[index].fork_id == fork_id:
             return (join.id, fork_stack[index].node_run_id), fork_stack[: max(index, 1)]
     return (join.id, fork_stack[0].node_run_id), fork_stack[:1]
+
+
+_STRUCTURAL = frozenset({StartNode, EndNode, Fork, Decision, Join})
+
+_Route = tuple[tuple[Callable[[StepContext[Any, Any, Any]], Any], ...], str | None]
+"""A path, compiled: the transforms to apply, then the destination."""
+
+
+def _compile(path: Path) -> _Route:
+    transforms = tuple(item.transform for item in path.items if isinstance(item, TransformMarker))
+    destination = next((item.destination_id for item in path.items if isinstance(item, DestinationMarker)), None)
+    return transforms, destination
 
 
 def _nothing() -> None:
