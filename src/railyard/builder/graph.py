@@ -583,18 +583,32 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             return
         # On asyncio a task runs at once, up to its first real wait: a step that never waits
         # finishes without a task of its own.
-        step = self._scheduler.step(task)
+        node = self.graph.nodes[task.node_id]
+        if self._plain and type(node) is Step and not node.stream:
+            # nothing to record or trace: the step's own coroutine is the task; its value is
+            # routed when it arrives
+            kind = "value"
+            step: Coroutine[Any, Any, Any] = node.call(
+                StepContext(state=self.state, deps=self.deps, inputs=task.inputs, step_id=task.task_id)
+            )
+        else:
+            kind = "done"
+            step = self._scheduler.step(task)
         context = contextvars.copy_context()
         self._running[task.task_id] = (task, _nothing)
         try:
             waiting = context.run(step.send, None)
         except StopIteration as done:
-            self._completed.append(("done", (task, done.value)))
+            self._completed.append((kind, (task, done.value)))
             return
         except Exception as error:
             self._completed.append(("error", (task, error)))
             return
-        resumed = _Continuation(step, waiting, lambda kind, value: self._send.send_nowait((kind, (task, value))))
+        resumed = _Continuation(
+            step,
+            waiting,
+            lambda outcome, value: self._send.send_nowait((kind if outcome == "done" else outcome, (task, value))),
+        )
         continuation = self._loop.create_task(resumed, context=context)
         self._continuations.add(continuation)
         continuation.add_done_callback(self._continuations.discard)
@@ -655,6 +669,13 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
                     return outcome
             elif kind == "source_done":
                 outcome = self._source_done(payload)
+            elif kind == "value":  # a step's return value, still to be routed
+                task, value = payload
+                try:
+                    routed = self._route(task, value)
+                except Exception as error:
+                    raise self._noted(task, error) from None
+                outcome = self._finished(task, routed)
             else:
                 task, result = payload
                 outcome = self._finished(task, result)
