@@ -1,0 +1,141 @@
+"""Tools an agent's model may call: their schema, read from the function, and argument checks.
+
+A tool is a plain function. Its parameters (after the run context, when it takes one)
+become a JSON schema the model sees, with each parameter's description taken from the
+docstring; the arguments the model sends back are validated against the same
+parameters, and a failure becomes a `RetryPromptPart` that tells the model what to fix.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+import pydantic
+from pydantic_core import ErrorDetails
+
+from railyard.agent._docstrings import parse_docstring
+from railyard.agent.exceptions import UserError
+from railyard.agent.messages import RetryPromptPart, ToolCallPart
+
+__all__ = ("Tool", "ToolDefinition", "function_schema")
+
+
+@dataclass
+class ToolDefinition:
+    """What the model is told about one tool."""
+
+    name: str
+    """The name the model calls it by."""
+    description: str
+    """What it does: the function's docstring without its parameter section."""
+    parameters_json_schema: dict[str, Any]
+    """The JSON schema of its arguments."""
+    outer_typed_dict_key: str | None = None
+    """For a result wrapped in an object, the key it is wrapped under."""
+
+
+@dataclass(frozen=True)
+class _Schema:
+    description: str
+    json_schema: dict[str, Any]
+    validator: pydantic.TypeAdapter[Any]
+    single_model_param: str | None
+
+
+def function_schema(func: Callable[..., Any], *, takes_ctx: bool) -> tuple[str, dict[str, Any]]:
+    """Return the description and the parameters' JSON schema of `func` as a tool.
+
+    With `takes_ctx`, the first parameter is the run context and is left out.
+    """
+    schema = _build_schema(func, takes_ctx)
+    return schema.description, schema.json_schema
+
+
+def _build_schema(func: Callable[..., Any], takes_ctx: bool) -> _Schema:
+    name = getattr(func, "__qualname__", repr(func))
+    signature = inspect.signature(func)
+    try:
+        hints = get_type_hints(func, include_extras=True)
+    except NameError as exc:
+        raise UserError(f"Tool {name!r}: cannot resolve a type hint: {exc}") from exc
+    params = list(signature.parameters.values())
+    if takes_ctx:
+        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+            raise UserError(f"Tool {name!r} takes a run context, so its first parameter must be that context")
+        params = params[1:]
+    description, param_docs = parse_docstring(func)
+    fields: dict[str, Any] = {}
+    for param in params:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise UserError(f"Tool {name!r}: parameter {param.name!r} is *args or **kwargs, which a model cannot fill")
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, pydantic.Field(default, description=param_docs.get(param.name)))
+
+    if len(params) == 1 and _is_model_like(hints.get(params[0].name)):
+        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(hints[params[0].name])
+        return _Schema(description, adapter.json_schema(), adapter, params[0].name)
+
+    model = pydantic.create_model(f"{name}_args", __config__=pydantic.ConfigDict(extra="forbid"), **fields)
+    json_schema: dict[str, Any] = model.model_json_schema()
+    json_schema.pop("title", None)
+    for prop in json_schema.get("properties", {}).values():
+        prop.pop("default", None)
+    json_schema.setdefault("properties", {})
+    return _Schema(description, dict(sorted(json_schema.items())), pydantic.TypeAdapter(model), None)
+
+
+def _is_model_like(annotation: Any) -> bool:
+    if not isinstance(annotation, type):
+        return False
+    return issubclass(annotation, pydantic.BaseModel) or (
+        hasattr(annotation, "__dataclass_fields__") or hasattr(annotation, "__total__")
+    )
+
+
+@dataclass
+class Tool:
+    """A function the model may call, with its schema and how often it may be retried."""
+
+    function: Callable[..., Any]
+    """The function itself."""
+    takes_ctx: bool
+    """Whether its first parameter is the run context."""
+    name: str = ""
+    """The name the model calls it by; the function's name when empty."""
+    description: str | None = None
+    """What the model is told it does; read from the docstring when None."""
+    max_retries: int = 1
+    """How many times the model may retry a failed call before the run fails."""
+    _schema: _Schema = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = self.function.__name__
+        if self.max_retries < 0:
+            raise UserError(f"Tool {self.name!r}: max_retries must be 0 or more, got {self.max_retries}")
+        self._schema = _build_schema(self.function, self.takes_ctx)
+        if self.description is None:
+            self.description = self._schema.description
+
+    @property
+    def definition(self) -> ToolDefinition:
+        """What the model is told about this tool."""
+        return ToolDefinition(self.name, self.description or "", self._schema.json_schema)
+
+    def validate_args(self, call: ToolCallPart) -> dict[str, Any] | RetryPromptPart:
+        """The keyword arguments to call the function with, or what to tell the model to fix."""
+        try:
+            if isinstance(call.args, str):
+                value = self._schema.validator.validate_json(call.args or "{}")
+            else:
+                value = self._schema.validator.validate_python(call.args)
+        except pydantic.ValidationError as exc:
+            errors: list[ErrorDetails] = exc.errors(include_url=False)
+            return RetryPromptPart(errors, tool_name=call.tool_name, tool_call_id=call.tool_call_id)
+        if self._schema.single_model_param is not None:
+            return {self._schema.single_model_param: value}
+        return {key: getattr(value, key) for key in type(value).model_fields}

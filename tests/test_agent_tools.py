@@ -1,0 +1,197 @@
+"""Agent tools: the schema the model sees, read from signatures and docstrings; argument checks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pydantic
+import pytest
+
+from railyard.agent.exceptions import UserError
+from railyard.agent.messages import RetryPromptPart, ToolCallPart
+from railyard.agent.tools import Tool, ToolDefinition, function_schema
+
+
+def get_capital(ctx: Any, country: str, max_len: int = 10) -> str:
+    """Get the capital of a country.
+
+    Args:
+        country: The country name, e.g. France.
+        max_len: Maximum length of the answer.
+    """
+    return country[:max_len]
+
+
+def test_google_docstring_schema_leaves_out_the_context_and_defaults() -> None:
+    tool = Tool(get_capital, takes_ctx=True)
+    assert tool.definition == ToolDefinition(
+        name="get_capital",
+        description="Get the capital of a country.",
+        parameters_json_schema={
+            "additionalProperties": False,
+            "properties": {
+                "country": {"description": "The country name, e.g. France.", "title": "Country", "type": "string"},
+                "max_len": {"description": "Maximum length of the answer.", "title": "Max Len", "type": "integer"},
+            },
+            "required": ["country"],
+            "type": "object",
+        },
+    )
+    assert list(tool.definition.parameters_json_schema) == ["additionalProperties", "properties", "required", "type"]
+
+
+def sphinx(note: str | None = None, kind: Literal["x", "y"] = "x", xs: list[str] | None = None, r: float = 1.0) -> None:
+    """Add two numbers.
+
+    Longer description line.
+
+    :param note: a note
+    :param kind: the kind,
+        on two lines
+    :returns: nothing
+    """
+
+
+def numpy_style(q: str, limit: int = 3) -> None:
+    """Search.
+
+    Parameters
+    ----------
+    q : str
+        the query
+    limit : int
+        how many
+
+    Returns
+    -------
+    None
+    """
+
+
+def test_sphinx_docstring_keeps_the_rest_of_the_text() -> None:
+    description, schema = function_schema(sphinx, takes_ctx=False)
+    assert description == "Add two numbers.\n\nLonger description line."
+    assert schema["properties"] == {
+        "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": "a note", "title": "Note"},
+        "kind": {"description": "the kind, on two lines", "enum": ["x", "y"], "title": "Kind", "type": "string"},
+        "xs": {"anyOf": [{"items": {"type": "string"}, "type": "array"}, {"type": "null"}], "title": "Xs"},
+        "r": {"title": "R", "type": "number"},
+    }
+    assert "required" not in schema
+
+
+def test_numpy_docstring() -> None:
+    description, schema = function_schema(numpy_style, takes_ctx=False)
+    assert description == "Search.\n\nReturns\n-------\nNone"
+    assert schema["properties"]["q"]["description"] == "the query"
+    assert schema["properties"]["limit"]["description"] == "how many"
+    assert schema["required"] == ["q"]
+
+
+def test_no_docstring_and_no_parameters() -> None:
+    def ping() -> str:
+        return "pong"
+
+    assert Tool(ping, takes_ctx=False).definition == ToolDefinition(
+        "ping", "", {"additionalProperties": False, "properties": {}, "type": "object"}
+    )
+
+
+class Point(pydantic.BaseModel):
+    x: int
+    y: int = 0
+
+
+@dataclass
+class Box:
+    w: int
+
+
+def test_a_single_model_parameter_is_the_schema() -> None:
+    def plot(point: Point) -> str:
+        return f"{point.x},{point.y}"
+
+    tool = Tool(plot, takes_ctx=False, name="renamed", description="Plot it.")
+    assert tool.definition == ToolDefinition(
+        "renamed",
+        "Plot it.",
+        {
+            "properties": {
+                "x": {"title": "X", "type": "integer"},
+                "y": {"default": 0, "title": "Y", "type": "integer"},
+            },
+            "required": ["x"],
+            "title": "Point",
+            "type": "object",
+        },
+    )
+    assert tool.validate_args(ToolCallPart("renamed", '{"x": 3}')) == {"point": Point(x=3, y=0)}
+
+    def pack(box: Box) -> int:
+        return box.w
+
+    assert Tool(pack, takes_ctx=False).validate_args(ToolCallPart("pack", {"w": 2})) == {"box": Box(w=2)}
+
+
+def test_valid_arguments_come_back_as_keywords_with_defaults() -> None:
+    tool = Tool(get_capital, takes_ctx=True)
+    assert tool.validate_args(ToolCallPart("get_capital", {"country": "France"})) == {
+        "country": "France",
+        "max_len": 10,
+    }
+    assert tool.validate_args(ToolCallPart("get_capital", '{"country": "Peru", "max_len": "4"}')) == {
+        "country": "Peru",
+        "max_len": 4,
+    }
+
+
+def test_invalid_arguments_become_a_retry_prompt() -> None:
+    tool = Tool(get_capital, takes_ctx=True)
+    retry = tool.validate_args(ToolCallPart("get_capital", {"country": 123, "extra": 1}, "c1"))
+    assert isinstance(retry, RetryPromptPart)
+    assert (retry.tool_name, retry.tool_call_id) == ("get_capital", "c1")
+    assert retry.content == [
+        {"type": "string_type", "loc": ("country",), "msg": "Input should be a valid string", "input": 123},
+        {"type": "extra_forbidden", "loc": ("extra",), "msg": "Extra inputs are not permitted", "input": 1},
+    ]
+    assert retry.model_response().startswith('2 validation errors: [\n  {\n    "type": "string_type"')
+
+    broken = tool.validate_args(ToolCallPart("get_capital", '{"country": "Fra', "c2"))
+    assert isinstance(broken, RetryPromptPart)
+    assert broken.content == [
+        {
+            "type": "json_invalid",
+            "loc": (),
+            "msg": "Invalid JSON: EOF while parsing a string at line 1 column 16",
+            "input": '{"country": "Fra',
+            "ctx": {"error": "EOF while parsing a string at line 1 column 16"},
+        }
+    ]
+    text = broken.model_response()
+    assert json.loads(text[len("1 validation errors: ") : -len("\n\nFix the errors and try again.")]) == [
+        {"type": "json_invalid", "loc": [], "msg": broken.content[0]["msg"], "input": '{"country": "Fra'}
+    ]
+
+    missing = tool.validate_args(ToolCallPart("get_capital", {}))
+    assert isinstance(missing, RetryPromptPart)
+    assert missing.content == [{"type": "missing", "loc": ("country",), "msg": "Field required", "input": {}}]
+
+
+def test_bad_tool_definitions_are_named() -> None:
+    def spread(*args: int) -> int:
+        return sum(args)
+
+    with pytest.raises(
+        UserError, match=r"Tool 'test_bad_tool_definitions_are_named.<locals>.spread': parameter 'args'"
+    ):
+        Tool(spread, takes_ctx=False)
+
+    def no_ctx() -> None:
+        return None
+
+    with pytest.raises(UserError, match="takes a run context"):
+        Tool(no_ctx, takes_ctx=True)
+    with pytest.raises(UserError, match="max_retries must be 0 or more, got -1"):
+        Tool(get_capital, takes_ctx=True, max_retries=-1)
