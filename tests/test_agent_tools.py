@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import pydantic
 import pytest
 
-from railyard.agent.exceptions import UserError
-from railyard.agent.messages import RetryPromptPart, ToolCallPart
+from railyard.agent.context import RunContext
+from railyard.agent.exceptions import ModelRetry, UnexpectedModelBehavior, UserError
+from railyard.agent.messages import RetryPromptPart, ToolCallPart, ToolReturnPart
 from railyard.agent.tools import Tool, ToolDefinition, function_schema
+from railyard.agent.usage import Usage
 
 
 def get_capital(ctx: Any, country: str, max_len: int = 10) -> str:
@@ -195,3 +198,76 @@ def test_bad_tool_definitions_are_named() -> None:
         Tool(no_ctx, takes_ctx=True)
     with pytest.raises(UserError, match="max_retries must be 0 or more, got -1"):
         Tool(get_capital, takes_ctx=True, max_retries=-1)
+
+
+def run_context(retry: int = 0) -> RunContext[str]:
+    return RunContext(deps="DEPS", model=None, usage=Usage(), prompt="q", retry=retry)
+
+
+@pytest.mark.anyio
+async def test_a_tool_with_context_gets_its_name_call_id_and_deps() -> None:
+    seen: list[RunContext[str]] = []
+
+    async def lookup(ctx: RunContext[str], key: str) -> dict[str, str]:
+        seen.append(ctx)
+        return {key: ctx.deps}
+
+    tool = Tool(lookup, takes_ctx=True)
+    ctx = run_context()
+    part = await tool.call(ToolCallPart("lookup", {"key": "k"}, "c9"), ctx)
+    assert isinstance(part, ToolReturnPart)
+    assert (part.tool_name, part.content, part.tool_call_id) == ("lookup", {"k": "DEPS"}, "c9")
+    assert (seen[0].tool_name, seen[0].tool_call_id, seen[0].usage) == ("lookup", "c9", ctx.usage)
+    assert seen[0].usage is ctx.usage
+    assert ctx.tool_name is None
+
+
+@pytest.mark.anyio
+async def test_a_sync_tool_runs_off_the_event_loop_thread() -> None:
+    threads: list[int] = []
+
+    def where() -> str:
+        threads.append(threading.get_ident())
+        return "here"
+
+    part = await Tool(where, takes_ctx=False).call(ToolCallPart("where", "{}"), run_context())
+    assert isinstance(part, ToolReturnPart) and part.content == "here"
+    assert threads != [threading.get_ident()]
+
+
+def grumpy(country: str) -> str:
+    raise ModelRetry(f"Unknown country {country}, try again")
+
+
+@pytest.mark.anyio
+async def test_model_retry_becomes_a_retry_prompt_until_the_limit() -> None:
+    tool = Tool(grumpy, takes_ctx=False, max_retries=2)
+    call = ToolCallPart("grumpy", {"country": "Narnia"}, "c5")
+    for retry in (0, 1):
+        part = await tool.call(call, run_context(retry))
+        assert isinstance(part, RetryPromptPart)
+        assert (part.content, part.tool_name, part.tool_call_id) == (
+            "Unknown country Narnia, try again",
+            "grumpy",
+            "c5",
+        )
+    with pytest.raises(UnexpectedModelBehavior, match=r"^Tool exceeded max retries count of 2$") as raised:
+        await tool.call(call, run_context(2))
+    assert isinstance(raised.value.__cause__, ModelRetry)
+
+
+@pytest.mark.anyio
+async def test_invalid_arguments_count_against_the_retries_too() -> None:
+    tool = Tool(grumpy, takes_ctx=False)
+    assert isinstance(await tool.call(ToolCallPart("grumpy", {}), run_context(0)), RetryPromptPart)
+    with pytest.raises(UnexpectedModelBehavior, match="max retries count of 1"):
+        await tool.call(ToolCallPart("grumpy", {}), run_context(1))
+
+
+@pytest.mark.anyio
+async def test_other_exceptions_propagate_unchanged() -> None:
+    def broken() -> None:
+        raise ValueError("kaboom")
+
+    with pytest.raises(ValueError, match="kaboom"):
+        await Tool(broken, takes_ctx=False).call(ToolCallPart("broken", {}), run_context())

@@ -8,17 +8,21 @@ parameters, and a failure becomes a `RetryPromptPart` that tells the model what 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
+import anyio.to_thread
 import pydantic
 from pydantic_core import ErrorDetails
 
 from railyard.agent._docstrings import parse_docstring
-from railyard.agent.exceptions import UserError
-from railyard.agent.messages import RetryPromptPart, ToolCallPart
+from railyard.agent.context import RunContext
+from railyard.agent.exceptions import ModelRetry, UnexpectedModelBehavior, UserError
+from railyard.agent.messages import RetryPromptPart, ToolCallPart, ToolReturnPart
 
 __all__ = ("Tool", "ToolDefinition", "function_schema")
 
@@ -111,6 +115,7 @@ class Tool:
     max_retries: int = 1
     """How many times the model may retry a failed call before the run fails."""
     _schema: _Schema = field(init=False, repr=False)
+    _is_async: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -118,6 +123,7 @@ class Tool:
         if self.max_retries < 0:
             raise UserError(f"Tool {self.name!r}: max_retries must be 0 or more, got {self.max_retries}")
         self._schema = _build_schema(self.function, self.takes_ctx)
+        self._is_async = inspect.iscoroutinefunction(self.function)
         if self.description is None:
             self.description = self._schema.description
 
@@ -139,3 +145,31 @@ class Tool:
         if self._schema.single_model_param is not None:
             return {self._schema.single_model_param: value}
         return {key: getattr(value, key) for key in type(value).model_fields}
+
+    async def call(self, call: ToolCallPart, ctx: RunContext[Any]) -> ToolReturnPart | RetryPromptPart:
+        """Run the tool for the model's `call`: its return, or what the model must fix.
+
+        `ctx.retry` is how many times this tool has failed in the run so far; a failure
+        beyond `max_retries` raises `UnexpectedModelBehavior` instead. A sync function runs
+        in a worker thread so it cannot stall the event loop; any exception other than
+        `ModelRetry` propagates unchanged.
+        """
+        args = self.validate_args(call)
+        if isinstance(args, RetryPromptPart):
+            self._check_retries(ctx.retry, None)
+            return args
+        if self.takes_ctx:
+            ctx = dataclasses.replace(ctx, tool_name=self.name, tool_call_id=call.tool_call_id)
+            func = functools.partial(self.function, ctx, **args)
+        else:
+            func = functools.partial(self.function, **args)
+        try:
+            result = await func() if self._is_async else await anyio.to_thread.run_sync(func)
+        except ModelRetry as exc:
+            self._check_retries(ctx.retry, exc)
+            return RetryPromptPart(exc.message, tool_name=call.tool_name, tool_call_id=call.tool_call_id)
+        return ToolReturnPart(call.tool_name, result, tool_call_id=call.tool_call_id)
+
+    def _check_retries(self, retry: int, cause: BaseException | None) -> None:
+        if retry >= self.max_retries:
+            raise UnexpectedModelBehavior(f"Tool exceeded max retries count of {self.max_retries}") from cause

@@ -1,0 +1,37 @@
+"""What a tool or system prompt function sees of the run it is called in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from railyard.agent.messages import ModelMessage
+from railyard.agent.usage import Usage
+
+__all__ = ("RunContext",)
+
+AgentDepsT = TypeVar("AgentDepsT")
+
+
+@dataclass
+class RunContext(Generic[AgentDepsT]):
+    """The run a tool is called in: its dependencies, model, usage and conversation so far."""
+
+    deps: AgentDepsT
+    """The dependencies the run was given."""
+    model: Any
+    """The model the run talks to."""
+    usage: Usage
+    """The run's usage so far (the live object, updated as the run goes on)."""
+    prompt: str
+    """The user prompt the run started with."""
+    messages: list[ModelMessage] = field(default_factory=list)
+    """The conversation so far."""
+    tool_call_id: str | None = None
+    """The id of the tool call being answered, if the model gave one."""
+    tool_name: str | None = None
+    """The name of the tool being called, if any."""
+    retry: int = 0
+    """How many times this tool has failed in this run so far."""
+    run_step: int = 0
+    """How many model requests the run has made."""
