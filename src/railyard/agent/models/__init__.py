@@ -1,0 +1,50 @@
+"""What an agent talks to: the `Model` interface, and what a model is told about a run.
+
+A model answers one request at a time: given the whole conversation so far and an
+`AgentInfo` (the tools it may call and whether plain text may end the run), it returns
+a `ModelResponse` and the `Usage` of that request.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any
+
+from railyard.agent.messages import ModelMessage, ModelResponse
+from railyard.agent.tools import ToolDefinition
+from railyard.agent.usage import Usage
+
+__all__ = ("AgentInfo", "Model")
+
+
+@dataclass
+class AgentInfo:
+    """What a model is told about the run for one request."""
+
+    function_tools: list[ToolDefinition]
+    """The tools it may call."""
+    allow_text_result: bool
+    """Whether a plain text answer may end the run."""
+    result_tools: list[ToolDefinition]
+    """The tools that carry a structured result."""
+    model_settings: dict[str, Any] | None
+    """Settings for this request (temperature, max tokens, ...), if any."""
+
+
+class Model(abc.ABC):
+    """A language model an agent can send requests to."""
+
+    @abc.abstractmethod
+    async def request(self, messages: list[ModelMessage], info: AgentInfo) -> tuple[ModelResponse, Usage]:
+        """Answer the conversation `messages` (ending with the new request)."""
+
+    @property
+    @abc.abstractmethod
+    def model_name(self) -> str:
+        """The model's name, as recorded on its responses."""
+
+    @property
+    @abc.abstractmethod
+    def system(self) -> str:
+        """Who provides the model (`'openai'`, `'function'`, ...)."""
