@@ -1,15 +1,24 @@
-"""The agent loop as a graph (in progress): messages, usage and limits, the run context and tools so far.
+"""The agent loop as a graph: an `Agent` whose runs are railyard node-graph runs.
 
-The agent's nodes, models and tools will run on railyard's node graph runtime; this
-package holds the parts that are done.
+`agent.iter(prompt)` gives an `AgentRun` to iterate node by node: `ModelRequestNode`,
+`CallToolsNode`, ... and finally `End(FinalResult(...))`. Still to come: structured
+results, more models, and durable agent runs.
 """
 
+from railyard.agent._graph import CallToolsNode, FinalResult, ModelRequestNode
+from railyard.agent.agent import Agent, AgentRun, AgentRunResult
 from railyard.agent.context import RunContext
 from railyard.agent.exceptions import AgentRunError, ModelRetry, UnexpectedModelBehavior, UsageLimitExceeded, UserError
 from railyard.agent.tools import Tool, ToolDefinition
 
 __all__ = (
+    "Agent",
+    "AgentRun",
     "AgentRunError",
+    "AgentRunResult",
+    "CallToolsNode",
+    "FinalResult",
+    "ModelRequestNode",
     "ModelRetry",
     "RunContext",
     "Tool",
