@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,24 +24,32 @@ def installed_version(python: Path, distribution: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def ensure_venv(distribution: str, version: str, *extra: str) -> Path:
-    """The python of `.bench-venvs/<distribution>-<version>`, holding that release; made if missing.
+def ensure_venv(
+    name: str, requirements: Sequence[str], distribution: str, accepts: Callable[[str], bool] = lambda _: True
+) -> Path:
+    """The python of `.bench-venvs/<name>`, made with `requirements` if missing or unfit.
 
-    `extra` are further requirements installed with it, such as pins an old release needs.
+    The environment is fit when the installed version of `distribution` `accepts`.
     """
-    venv = VENVS / f"{distribution}-{version}"
+    venv = VENVS / name
     python = venv_python(venv)
-    if python.exists() and installed_version(python, distribution) == version:
+    version = installed_version(python, distribution) if python.exists() else None
+    if version is not None and accepts(version):
         return python
-    print(f"setting up {venv.relative_to(REPO)} ({distribution}=={version}) ...", file=sys.stderr, flush=True)
-    # The same interpreter as the project's environment, so both sides run the same Python.
+    print(f"setting up {venv.relative_to(REPO)} ({' '.join(requirements)}) ...", file=sys.stderr, flush=True)
+    # The same interpreter as the project's environment, so every side runs the same Python.
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    steps = [[sys.executable, "-m", "venv", "--clear", str(venv)], [*pip, f"{distribution}=={version}", *extra]]
-    for step in steps:
+    for step in ([sys.executable, "-m", "venv", "--clear", str(venv)], [*pip, *requirements]):
         done = subprocess.run(step, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.stderr.write(done.stdout + done.stderr)
             raise SystemExit(f"bench: `{' '.join(step)}` failed (exit {done.returncode})")
-    if installed_version(python, distribution) != version:
-        raise SystemExit(f"bench: {distribution} {version} is not importable in {venv}")
+    version = installed_version(python, distribution)
+    if version is None or not accepts(version):
+        raise SystemExit(f"bench: {' '.join(requirements)} is not importable in {venv}")
     return python
+
+
+def pinned(version: str) -> Callable[[str], bool]:
+    """Accepts exactly `version`."""
+    return lambda installed: installed == version

@@ -18,10 +18,11 @@ import statistics
 import subprocess
 import sys
 
-from _venvs import REPO, ensure_venv
+from _venvs import REPO, ensure_venv, pinned
 
 WORKLOAD = REPO / "bench" / "agent_workload.py"
-PEER = ("pydantic-ai-slim", "0.0.40", "opentelemetry-api==1.31.1")
+PEER_VERSION = "0.0.40"
+PEER_REQUIREMENTS = (f"pydantic-ai-slim=={PEER_VERSION}", "opentelemetry-api==1.31.1")
 """The peer, and a pin it needs: 0.0.40 imports an OpenTelemetry module later releases dropped."""
 TARGET = 0.5
 """railyard's per-run overhead is at most this share of pydantic-ai's."""
@@ -43,7 +44,8 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the target is missed")
     args = parser.parse_args()
     runs, warmup, rounds = (100, 10, 1) if args.quick else (1000, 50, 6)
-    sides = [(sys.executable, "railyard"), (str(ensure_venv(*PEER)), "pydantic-ai")]
+    peer = ensure_venv(f"pydantic-ai-slim-{PEER_VERSION}", PEER_REQUIREMENTS, "pydantic-ai-slim", pinned(PEER_VERSION))
+    sides = [(sys.executable, "railyard"), (str(peer), "pydantic-ai")]
     times: dict[str, list[float]] = {library: [] for _, library in sides}
     for round_ in range(rounds):
         for python, library in sides if round_ % 2 == 0 else sides[::-1]:
@@ -52,7 +54,7 @@ def main() -> int:
     ratio = ours / theirs
     print(f"agent run, one tool round trip ({runs} runs x {rounds} rounds, median of rounds)")
     print(f"  railyard               {ours:8.0f} µs/run")
-    print(f"  pydantic-ai {PEER[1]:<10} {theirs:8.0f} µs/run")
+    print(f"  pydantic-ai {PEER_VERSION:<10} {theirs:8.0f} µs/run")
     verdict = "PASS" if ratio <= TARGET else "FAIL"
     print(f"  ratio {ratio:.2f} (target <= {TARGET}) {verdict}")
     return 1 if args.check and ratio > TARGET else 0

@@ -30,9 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _venvs import ensure_venv, installed_version
+
 REPO = Path(__file__).resolve().parent.parent
 WORKLOAD = REPO / "bench" / "builder.py"
-VENVS = REPO / ".bench-venvs"
 
 TARGET_MAP_PEER = 1 / 20
 """railyard's map takes at most this share of the fastest peer's time."""
@@ -53,16 +54,6 @@ NOISY_SPREAD = 0.10
 
 
 # -- the environments -------------------------------------------------------------------
-
-
-def _venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def _installed_version(python: Path, distribution: str) -> str | None:
-    probe = f"import importlib.metadata as m; print(m.version({distribution!r}))"
-    done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=False)
-    return done.stdout.strip() if done.returncode == 0 else None
 
 
 @dataclass(frozen=True)
@@ -92,26 +83,7 @@ class Library:
         """The interpreter of its environment, the side environment made if missing."""
         if self.venv is None:
             return Path(sys.executable)
-        venv = VENVS / self.venv
-        python = _venv_python(venv)
-        version = _installed_version(python, self.distribution) if python.exists() else None
-        if version is not None and self.accepts(version):
-            return python
-        print(f"setting up {venv.relative_to(REPO)} ({self.requirement}) ...", file=sys.stderr, flush=True)
-        # The same interpreter as the project's environment, so every side runs the same Python.
-        steps = [
-            [sys.executable, "-m", "venv", "--clear", str(venv)],
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", self.requirement],
-        ]
-        for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                sys.stderr.write(done.stdout + done.stderr)
-                raise SystemExit(f"bench: `{' '.join(step)}` failed (exit {done.returncode})")
-        version = _installed_version(python, self.distribution)
-        if version is None or not self.accepts(version):
-            raise SystemExit(f"bench: {self.requirement} is not importable in {venv}")
-        return python
+        return ensure_venv(self.venv, [self.requirement], self.distribution, self.accepts)
 
 
 RAILYARD = Library("railyard", "railyard.builder", "railyard.builder", peer=False)
@@ -582,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     for lib in MAP_LIBRARIES:
         python = pythons[lib.key]
         where = python.relative_to(REPO) if python.is_relative_to(REPO) else python
-        version = _installed_version(python, lib.distribution) or "" if lib.peer else ""
+        version = installed_version(python, lib.distribution) or "" if lib.peer else ""
         print(f"  {lib.label(version) + ':':<28} {interpreters[lib.key]} ({where})")
     print(f"  machine: {platform.machine()}, {os.cpu_count()} cpus, load average at start {_load()}")
     print(

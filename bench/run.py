@@ -27,10 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _venvs import ensure_venv, pinned
+
 REPO = Path(__file__).resolve().parent.parent
 WORKLOAD = REPO / "bench" / "countdown.py"
 PG_VERSION = "1.96.1"
-PG_VENV = REPO / ".bench-venvs" / f"pydantic-graph-{PG_VERSION}"
 
 TARGET_DEFAULT = 0.25
 """railyard's default run costs at most this share of pydantic-graph's, per step."""
@@ -45,43 +46,11 @@ NOISY_SPREAD = 0.10
 # -- the side environment ---------------------------------------------------------------
 
 
-def _venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def _installed_version(python: Path) -> str | None:
-    probe = "import importlib.metadata as m; print(m.version('pydantic-graph'))"
-    done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=False)
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 def ensure_pydantic_graph_venv() -> Path:
     """The python of the side environment holding pydantic-graph, made if missing."""
-    python = _venv_python(PG_VENV)
-    if python.exists() and _installed_version(python) == PG_VERSION:
-        return python
-    print(f"setting up {PG_VENV.relative_to(REPO)} (pydantic-graph=={PG_VERSION}) ...", file=sys.stderr, flush=True)
-    # The same interpreter as the project's environment, so both sides run the same Python.
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(PG_VENV)],
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            f"pydantic-graph=={PG_VERSION}",
-        ],
-    ]
-    for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            sys.stderr.write(done.stdout + done.stderr)
-            raise SystemExit(f"bench: `{' '.join(step)}` failed (exit {done.returncode})")
-    if _installed_version(python) != PG_VERSION:
-        raise SystemExit(f"bench: pydantic-graph {PG_VERSION} is not importable in {PG_VENV}")
-    return python
+    return ensure_venv(
+        f"pydantic-graph-{PG_VERSION}", [f"pydantic-graph=={PG_VERSION}"], "pydantic-graph", pinned(PG_VERSION)
+    )
 
 
 # -- measurements -----------------------------------------------------------------------
