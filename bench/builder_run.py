@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _report import interpreter, load_average, table, us
 from _venvs import ensure_venv, installed_version
 
 REPO = Path(__file__).resolve().parent.parent
@@ -257,29 +258,12 @@ def measure(plan: Plan, pythons: dict[str, Path]) -> Results:
 # -- the report -------------------------------------------------------------------------
 
 
-def _table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(row: list[str]) -> str:
-        cells = [
-            cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        return "  ".join(cells).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(row) for row in rows)])
-
-
 def _seconds(value: float) -> str:
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
 def _mb(value: float) -> str:
     return f"{value:.1f}"
-
-
-def _us(value: float) -> str:
-    return f"{value:.2f}" if value < 100 else f"{value:.1f}"
 
 
 @dataclass
@@ -394,8 +378,8 @@ def checks(results: Results, plan: Plan) -> list[Check]:
     loop = Check(
         "loop us/step vs faster pydantic-graph",
         plan.loop_n,
-        _us(ry.median / plan.loop_n * 1e6) + " us",
-        f"{_us(faster.median / plan.loop_n * 1e6)} us: {faster.label}",
+        us(ry.median / plan.loop_n * 1e6) + " us",
+        f"{us(faster.median / plan.loop_n * 1e6)} us: {faster.label}",
         Value(ry.median / faster.median),
         ry.best / faster.best,
         TARGET_LOOP,
@@ -413,7 +397,7 @@ def _time_cell(m: Measurement, per_step: bool) -> str:
         return m.skipped
     if m.stopped:
         return f"> {m.median:.0f} (stopped)"
-    return _us(m.median / m.n * 1e6) if per_step else _seconds(m.median)
+    return us(m.median / m.n * 1e6) if per_step else _seconds(m.median)
 
 
 def _peak_cell(m: Measurement) -> str:
@@ -448,7 +432,7 @@ def figures(results: Results, plan: Plan) -> str:
             *(_peak_cell(loop[lib.key]) if lib.key in loop else absent for lib in libs),
         ]
     )
-    return _table(header, rows, right=set(range(3, 3 + len(libs))))
+    return table(header, rows, right=set(range(3, 3 + len(libs))))
 
 
 def every_measurement(results: Results) -> str:
@@ -458,7 +442,7 @@ def every_measurement(results: Results) -> str:
             rows.append([m.label, m.case, f"{m.n:,}", m.skipped, "", "", "", "", "", ""])
             continue
         unit = 1e6 / m.n if m.case == "loop" else 1.0
-        fmt = _us if m.case == "loop" else _seconds
+        fmt = us if m.case == "loop" else _seconds
         stopped = " (stopped)" if m.stopped else ""
         rows.append(
             [
@@ -475,7 +459,7 @@ def every_measurement(results: Results) -> str:
             ]
         )
     header = ["library", "case", "N", "median", "best", "worst", "spread", "peak MB", "max peak", "runs (procs x runs)"]
-    return _table(header, rows, right={2, 3, 4, 5, 6, 7, 8})
+    return table(header, rows, right={2, 3, 4, 5, 6, 7, 8})
 
 
 def report(results: Results, plan: Plan, quick: bool) -> bool:
@@ -488,7 +472,7 @@ def report(results: Results, plan: Plan, quick: bool) -> bool:
     print()
     cs = checks(results, plan)
     header = ["target", "N", "railyard", "reference", "ratio", "ratio(best)", "target", "result"]
-    print(_table(header, [c.row() for c in cs], right={1, 2, 3, 4, 5}))
+    print(table(header, [c.row() for c in cs], right={1, 2, 3, 4, 5}))
     print()
     print("ratio: railyard's figure / the reference's, on the medians (ratio(best): on the best runs or processes).")
     print("peers: pydantic-graph 1.96.1 and 2.x, LangGraph; asyncio.gather is the floor, not a peer.")
@@ -517,19 +501,6 @@ def _rounds(n: int) -> str:
     return f"{n} round" if n == 1 else f"{n} rounds"
 
 
-def _interpreter(python: Path) -> str:
-    probe = "import platform, sys; print(platform.python_implementation(), sys.version.split()[0])"
-    done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True)
-    return done.stdout.strip()
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:  # pragma: no cover - not on every platform
-        return "n/a"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="railyard.builder vs pydantic-graph, LangGraph and asyncio.gather.")
     parser.add_argument("--quick", action="store_true", help="smoke test: small N, one round")
@@ -549,14 +520,14 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     pythons = {lib.key: lib.python() for lib in MAP_LIBRARIES}
-    interpreters = {key: _interpreter(python) for key, python in pythons.items()}
+    interpreters = {key: interpreter(python) for key, python in pythons.items()}
     print("builder benchmark: railyard.builder vs pydantic-graph 1.96.1 and 2.x, LangGraph, asyncio.gather")
     for lib in MAP_LIBRARIES:
         python = pythons[lib.key]
         where = python.relative_to(REPO) if python.is_relative_to(REPO) else python
         version = installed_version(python, lib.distribution) or "" if lib.peer else ""
         print(f"  {lib.label(version) + ':':<28} {interpreters[lib.key]} ({where})")
-    print(f"  machine: {platform.machine()}, {os.cpu_count()} cpus, load average at start {_load()}")
+    print(f"  machine: {platform.machine()}, {os.cpu_count()} cpus, load average at start {load_average()}")
     print(
         f"  map N = {plan.small_n:,} ({_rounds(plan.rounds)}) and {plan.big_n:,} (1 run; a peer is skipped if over "
         f"{SKIP_AFTER_S:.0f} s at {plan.small_n:,}, stopped once the time target is decided, at most "
@@ -569,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(plan, pythons)
     ok = report(results, plan, args.quick)
     print()
-    print(f"load average at end {_load()}; total {time.perf_counter() - started:.0f}s")
+    print(f"load average at end {load_average()}; total {time.perf_counter() - started:.0f}s")
     return 1 if args.check and not ok else 0
 
 

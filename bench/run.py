@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _report import interpreter, load_average, table, us
 from _venvs import ensure_venv, pinned
 
 REPO = Path(__file__).resolve().parent.parent
@@ -154,23 +155,6 @@ def run_rounds(ms: dict[str, Measurement], rounds: int) -> None:
 # -- the report -------------------------------------------------------------------------
 
 
-def _us(value: float) -> str:
-    return f"{value:.2f}" if value < 100 else f"{value:.1f}"
-
-
-def _table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(row: list[str]) -> str:
-        cells = [
-            cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        return "  ".join(cells).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(row) for row in rows)])
-
-
 @dataclass
 class Check:
     case: str
@@ -206,11 +190,11 @@ class Check:
 
 def checks(ms: dict[str, Measurement], plan: Plan) -> list[Check]:
     big, small = f"{plan.big_n:,}", f"{plan.small_n:,}"
-    plain = _us(ms["ry_plain"].median)
+    plain = us(ms["ry_plain"].median)
 
     def versus(case: str, ry: str, pg: str, *, n: str, target: float | None, plain: str = "") -> Check:
         a, b = ms[ry], ms[pg]
-        return Check(case, n, _us(a.median), _us(b.median), plain, a.median / b.median, a.best / b.best, target)
+        return Check(case, n, us(a.median), us(b.median), plain, a.median / b.median, a.best / b.best, target)
 
     def growth(m: Measurement, small: Measurement) -> str:
         return f"{m.median / small.median:.2f}x"
@@ -251,7 +235,7 @@ def report(ms: dict[str, Measurement], plan: Plan, quick: bool) -> bool:
         "result",
     ]
     print()
-    print(_table(header, [c.row() for c in cs], right={2, 3, 4, 5, 6}))
+    print(table(header, [c.row() for c in cs], right={2, 3, 4, 5, 6}))
     print()
     print("us/step: median over all timed runs; ratio = railyard / pydantic-graph on the medians,")
     print("ratio(best) on the best runs; growth = us/step at the big N / us/step at the small N (same library).")
@@ -274,35 +258,22 @@ def report(ms: dict[str, Measurement], plan: Plan, quick: bool) -> bool:
         [
             m.label,
             f"{m.n:,}",
-            _us(m.median),
-            _us(m.best),
-            _us(max(m.samples)),
+            us(m.median),
+            us(m.best),
+            us(max(m.samples)),
             f"{m.spread * 100:.0f}%",
             f"{len(m.samples)} ({len(m.process_medians)}x{m.repeat})",
         ]
         for m in ms.values()
     ]
     header = ["measurement", "N", "median us/step", "best", "worst", "spread", "runs (procs x runs)"]
-    print(_table(header, rows, right={1, 2, 3, 4, 5}))
+    print(table(header, rows, right={1, 2, 3, 4, 5}))
     print("spread: how far the subprocesses disagree (their largest median / their smallest, less 1).")
     noisy = [m for m in ms.values() if m.spread > NOISY_SPREAD]
     if noisy:
         names = "; ".join(f"{m.label} N={m.n:,} ({m.spread * 100:.0f}%)" for m in noisy)
         print(f"NOTE: noisy (spread > {NOISY_SPREAD:.0%}): {names}; rerun, or raise --rounds.")
     return all(c.passed is not False for c in cs)
-
-
-def _interpreter(python: Path) -> str:
-    probe = "import platform, sys; print(platform.python_implementation(), sys.version.split()[0])"
-    done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True)
-    return done.stdout.strip()
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:  # pragma: no cover - not on every platform
-        return "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,11 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     ry = Path(sys.executable)
     pg = ensure_pydantic_graph_venv()
-    ry_python, pg_python = _interpreter(ry), _interpreter(pg)
+    ry_python, pg_python = interpreter(ry), interpreter(pg)
     print("countdown benchmark: railyard vs pydantic-graph", PG_VERSION, "vs a plain loop")
     print(f"  railyard:       {ry_python} ({ry})")
     print(f"  pydantic-graph: {pg_python} ({pg.relative_to(REPO)})")
-    print(f"  machine: {platform.machine()}, {os.cpu_count()} cpus, load average at start {_load()}")
+    print(f"  machine: {platform.machine()}, {os.cpu_count()} cpus, load average at start {load_average()}")
     print(f"  N = {plan.big_n:,} (and {plan.small_n:,}), {plan.rounds} rounds, a fresh process per measurement")
     if ry_python != pg_python:
         print("  WARNING: the two environments run different interpreters; the ratios mix in that difference.")
@@ -334,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     run_rounds(ms, plan.rounds)
     ok = report(ms, plan, args.quick)
     print()
-    print(f"load average at end {_load()}; total {time.perf_counter() - started:.0f}s")
+    print(f"load average at end {load_average()}; total {time.perf_counter() - started:.0f}s")
     return 1 if args.check and not ok else 0
 
 
