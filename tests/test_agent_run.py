@@ -151,8 +151,14 @@ async def test_empty_response_and_bad_setup_are_named() -> None:
         await agent.run("q")
     with pytest.raises(UserError, match="Tool name conflicts with existing tool: 'paris_tool'"):
         Agent(FunctionModel(paris), tools=[paris_tool, paris_tool])
-    with pytest.raises(UserError, match="Agent needs a Model instance, got 'openai:gpt-4o'"):
-        Agent("openai:gpt-4o")  # type: ignore[arg-type]
+    with pytest.raises(
+        UserError, match=r"^Unknown model: 'nope:x'; use 'test', 'openai:<model name>' or a Model instance$"
+    ):
+        Agent("nope:x")
+    with pytest.raises(UserError, match=r"^`model` must be set either when creating the agent or when calling it\.$"):
+        await Agent().run("q")
+    with pytest.raises(UserError, match=r"^`result_type` and `output_type` cannot be set at the same time\.$"):
+        Agent(FunctionModel(paris), result_type=int, output_type=int)
 
 
 def test_run_sync() -> None:

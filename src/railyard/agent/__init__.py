@@ -1,14 +1,23 @@
 """The agent loop as a graph: an `Agent` whose runs are railyard node-graph runs.
 
 `agent.iter(prompt)` gives an `AgentRun` to iterate node by node: `ModelRequestNode`,
-`CallToolsNode`, ... and finally `End(FinalResult(...))`. Still to come: structured
-results, more models, and durable agent runs.
+`CallToolsNode`, ... and finally `End(FinalResult(...))`. The nodes are `BaseNode`s
+of `agent_graph`, so stores, resume, tracing and diagrams work on agent runs as on any
+other railyard run.
 """
 
-from railyard.agent._graph import CallToolsNode, FinalResult, ModelRequestNode
+from railyard.agent._graph import CallToolsNode, EndStrategy, FinalResult, ModelRequestNode, UserPromptNode
 from railyard.agent.agent import Agent, AgentRun, AgentRunResult
 from railyard.agent.context import RunContext
-from railyard.agent.exceptions import AgentRunError, ModelRetry, UnexpectedModelBehavior, UsageLimitExceeded, UserError
+from railyard.agent.exceptions import (
+    AgentRunError,
+    ModelConnectionError,
+    ModelHTTPError,
+    ModelRetry,
+    UnexpectedModelBehavior,
+    UsageLimitExceeded,
+    UserError,
+)
 from railyard.agent.tools import Tool, ToolDefinition
 
 __all__ = (
@@ -17,7 +26,10 @@ __all__ = (
     "AgentRunError",
     "AgentRunResult",
     "CallToolsNode",
+    "EndStrategy",
     "FinalResult",
+    "ModelConnectionError",
+    "ModelHTTPError",
     "ModelRequestNode",
     "ModelRetry",
     "RunContext",
@@ -26,4 +38,5 @@ __all__ = (
     "UnexpectedModelBehavior",
     "UsageLimitExceeded",
     "UserError",
+    "UserPromptNode",
 )

@@ -1,17 +1,28 @@
 """The agent loop as a railyard node graph: ask the model, call its tools, repeat.
 
+`UserPromptNode` builds the first request (system prompts and the user's prompt);
 `ModelRequestNode` sends a request and leads to `CallToolsNode` with the response;
-that node either ends the run with a `FinalResult` or runs the tools the model called
-and leads to the next `ModelRequestNode` with their returns.
+that node either ends the run with a `FinalResult` (the model's text, or a result
+tool's validated arguments) or runs the tools the model called and leads to the next
+`ModelRequestNode` with their returns and any retry prompts.
+
+Everything a run accumulates lives in `AgentState`, which a durable store records
+after every step; everything it is given (model, tools, result schema, limits) lives
+in `AgentDeps`, which the agent rebuilds when a stored run is resumed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
+import anyio
+
+from railyard.agent._prompts import PromptFunction, refresh_dynamic_prompts, render_instructions, system_prompt_parts
+from railyard.agent._result import ResultSchema, ResultTool, ResultValidator, run_validators
 from railyard.agent.context import RunContext
-from railyard.agent.exceptions import UnexpectedModelBehavior
+from railyard.agent.exceptions import ModelRetry, UnexpectedModelBehavior
 from railyard.agent.messages import (
     ModelMessage,
     ModelRequest,
@@ -20,16 +31,35 @@ from railyard.agent.messages import (
     RetryPromptPart,
     TextPart,
     ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
 )
 from railyard.agent.models import AgentInfo, Model
-from railyard.agent.tools import Tool
+from railyard.agent.tools import Tool, ToolDefinition
 from railyard.agent.usage import Usage, UsageLimits
 from railyard.graph import Graph
 from railyard.nodes import BaseNode, End, GraphRunContext
 
-__all__ = ("AgentDeps", "AgentState", "CallToolsNode", "FinalResult", "ModelRequestNode", "agent_graph")
+__all__ = (
+    "AgentDeps",
+    "AgentState",
+    "CallToolsNode",
+    "EndStrategy",
+    "FinalResult",
+    "ModelRequestNode",
+    "UserPromptNode",
+    "agent_graph",
+)
 
 ResultDataT = TypeVar("ResultDataT")
+EndStrategy = Literal["early", "exhaustive"]
+"""What to do with the other tool calls of a response that carries the final result:
+`'early'` skips them, `'exhaustive'` runs the function tools anyway."""
+
+PLAIN_TEXT_NOT_ALLOWED = "Plain text responses are not permitted, please call one of the functions instead."
+FINAL_RESULT_PROCESSED = "Final result processed."
+TOOL_NOT_EXECUTED = "Tool not executed - a final result was already processed."
+RESULT_TOOL_NOT_USED = "Result tool not used - a final result was already processed."
 
 
 @dataclass
@@ -38,40 +68,92 @@ class FinalResult(Generic[ResultDataT]):
 
     data: ResultDataT
     """The result."""
-    tool_name: str | None
+    tool_name: str | None = None
     """The result tool the model called, or None for a text answer."""
-    tool_call_id: str | None
+    tool_call_id: str | None = None
     """The id of that call, if the model gave one."""
+
+    @property
+    def output(self) -> ResultDataT:
+        """The result (the later name for `data`)."""
+        return self.data
 
 
 @dataclass
 class AgentState:
-    """What an agent run accumulates: the conversation, usage, and retries per tool."""
+    """What an agent run accumulates; stored after every step of a durable run."""
 
     message_history: list[ModelMessage]
     """The whole conversation, including any history the run started from."""
-    usage: Usage
+    usage: Usage = field(default_factory=Usage)
     """Requests and tokens used so far."""
     retries: dict[str, int] = field(default_factory=dict)
     """How many times each tool has failed in this run."""
     run_step: int = 0
     """How many model requests have been made."""
+    prompt: str = ""
+    """The user prompt the run started with."""
+    new_message_index: int = 0
+    """Where this run's messages start in `message_history`."""
+    result_retries: int = 0
+    """How many times a result has been rejected in this run."""
 
 
 @dataclass
 class AgentDeps:
-    """What an agent run is given: the model, tools, limits and the user's dependencies."""
+    """What an agent run is given: model, tools, result schema, limits and the user's deps."""
 
     user_deps: Any
-    prompt: str
     model: Model
     tools: dict[str, Tool]
-    usage_limits: UsageLimits
-    model_settings: dict[str, Any] | None
-    new_message_index: int
+    result_schema: ResultSchema
+    result_validators: Sequence[ResultValidator] = ()
+    max_result_retries: int = 1
+    end_strategy: EndStrategy = "early"
+    system_prompts: Sequence[str] = ()
+    system_prompt_functions: Sequence[PromptFunction] = ()
+    instructions: str | None = None
+    instruction_functions: Sequence[PromptFunction] = ()
+    usage_limits: UsageLimits = field(default_factory=UsageLimits)
+    model_settings: dict[str, Any] | None = None
+    function_tool_defs: list[ToolDefinition] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.function_tool_defs = [tool.definition for tool in self.tools.values()]
+
+    def run_context(self, state: AgentState, *, retry: int = 0) -> RunContext[Any]:
+        """What a tool, prompt function or validator sees of the run now."""
+        return RunContext(
+            self.user_deps,
+            self.model,
+            state.usage,
+            state.prompt,
+            list(state.message_history),
+            retry=retry,
+            run_step=state.run_step,
+        )
 
 
 AgentContext = GraphRunContext[AgentState, AgentDeps]
+
+
+@dataclass
+class UserPromptNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
+    """Start a run: the system prompts (for a new conversation) and the user's prompt."""
+
+    user_prompt: str
+
+    async def run(self, ctx: AgentContext) -> ModelRequestNode:
+        state, deps = ctx.state, ctx.deps
+        run_ctx = deps.run_context(state)
+        parts: list[ModelRequestPart]
+        if state.message_history:
+            await refresh_dynamic_prompts(state.message_history, deps.system_prompt_functions, run_ctx)
+            parts = []
+        else:
+            parts = await system_prompt_parts(deps.system_prompts, deps.system_prompt_functions, run_ctx)
+        parts.append(UserPromptPart(self.user_prompt))
+        return ModelRequestNode(ModelRequest(parts))
 
 
 @dataclass
@@ -84,11 +166,15 @@ class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
         state, deps = ctx.state, ctx.deps
         deps.usage_limits.check_before_request(state.usage)
         state.message_history.append(self.request)
+        instructions = deps.instructions
+        if deps.instruction_functions:
+            instructions = await render_instructions(instructions, deps.instruction_functions, deps.run_context(state))
         info = AgentInfo(
-            function_tools=[tool.definition for tool in deps.tools.values()],
-            allow_text_result=True,
-            result_tools=[],
+            function_tools=deps.function_tool_defs,
+            allow_text_result=deps.result_schema.allow_text_result,
+            result_tools=deps.result_schema.definitions,
             model_settings=deps.model_settings,
+            instructions=instructions,
         )
         response, request_usage = await deps.model.request(list(state.message_history), info)
         state.run_step += 1
@@ -99,7 +185,7 @@ class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
 
 @dataclass
 class CallToolsNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
-    """Act on the model's response: end with its text, or call the tools it asked for."""
+    """Act on the model's response: end with a result, or call the tools it asked for."""
 
     model_response: ModelResponse
 
@@ -109,33 +195,113 @@ class CallToolsNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
         if not self.model_response.parts:
             raise UnexpectedModelBehavior("Received empty model response")
         calls = [part for part in self.model_response.parts if isinstance(part, ToolCallPart)]
-        if not calls:
-            text = "\n\n".join(part.content for part in self.model_response.parts if isinstance(part, TextPart))
-            return End(FinalResult(text, None, None))
-        parts: list[ModelRequestPart] = []
-        for call in calls:
-            tool = deps.tools.get(call.tool_name)
-            if tool is None:
-                names = ", ".join(deps.tools)
-                parts.append(RetryPromptPart(f"Unknown tool name: {call.tool_name!r}. Available tools: {names}"))
-                continue
-            run_ctx = RunContext(
-                deps.user_deps,
-                deps.model,
-                state.usage,
-                deps.prompt,
-                list(state.message_history),
-                retry=state.retries.get(tool.name, 0),
-                run_step=state.run_step,
+        if calls:
+            return await _handle_calls(calls, state, deps)
+        text = "\n\n".join(part.content for part in self.model_response.parts if isinstance(part, TextPart))
+        if not deps.result_schema.allow_text_result:
+            _count_result_retry(state, deps, None)
+            return ModelRequestNode(ModelRequest([RetryPromptPart(PLAIN_TEXT_NOT_ALLOWED)]))
+        try:
+            data = await run_validators(
+                deps.result_validators, text, deps.run_context(state, retry=state.result_retries)
             )
-            part = await tool.call(call, run_ctx)
-            if isinstance(part, RetryPromptPart):
-                state.retries[tool.name] = state.retries.get(tool.name, 0) + 1
-            parts.append(part)
-        return ModelRequestNode(ModelRequest(parts))
+        except ModelRetry as exc:
+            _count_result_retry(state, deps, exc)
+            return ModelRequestNode(ModelRequest([RetryPromptPart(exc.message)]))
+        return End(FinalResult(data, None, None))
+
+
+async def _handle_calls(calls: list[ToolCallPart], state: AgentState, deps: AgentDeps) -> ModelRequestNode | End[Any]:
+    result_tools = deps.result_schema.tools
+    parts: dict[int, ModelRequestPart] = {}
+    final: tuple[int, Any] | None = None
+    for index, call in enumerate(calls):
+        result_tool = result_tools.get(call.tool_name)
+        if result_tool is None or final is not None:
+            continue
+        outcome = await _validate_result(result_tool, call, state, deps)
+        if isinstance(outcome, RetryPromptPart):
+            parts[index] = outcome
+        else:
+            final = (index, outcome)
+
+    if final is not None:
+        final_index, data = final
+        final_call = calls[final_index]
+        parts = {final_index: ToolReturnPart(final_call.tool_name, FINAL_RESULT_PROCESSED, final_call.tool_call_id)}
+        for index, call in enumerate(calls):
+            if index == final_index:
+                continue
+            if call.tool_name in result_tools:
+                parts[index] = ToolReturnPart(call.tool_name, RESULT_TOOL_NOT_USED, call.tool_call_id)
+            elif deps.end_strategy == "early" or call.tool_name not in deps.tools:
+                parts[index] = ToolReturnPart(call.tool_name, TOOL_NOT_EXECUTED, call.tool_call_id)
+        if deps.end_strategy == "exhaustive":
+            await _run_tools(calls, parts, state, deps)
+        order = [final_index, *sorted(i for i in parts if i != final_index)]
+        if deps.end_strategy == "early":
+            order = sorted(parts)
+        state.message_history.append(ModelRequest([parts[i] for i in order]))
+        return End(FinalResult(data, final_call.tool_name, final_call.tool_call_id))
+
+    for index, call in enumerate(calls):
+        if call.tool_name not in deps.tools and call.tool_name not in result_tools:
+            _count_result_retry(state, deps, None)
+            names = ", ".join([*deps.tools, *result_tools])
+            parts[index] = RetryPromptPart(f"Unknown tool name: {call.tool_name!r}. Available tools: {names}")
+    await _run_tools(calls, parts, state, deps)
+    return ModelRequestNode(ModelRequest([parts[i] for i in sorted(parts)]))
+
+
+async def _validate_result(
+    tool: ResultTool, call: ToolCallPart, state: AgentState, deps: AgentDeps
+) -> Any | RetryPromptPart:
+    outcome = tool.validate(call)
+    if isinstance(outcome, RetryPromptPart):
+        _count_result_retry(state, deps, None)
+        return outcome
+    try:
+        return await run_validators(
+            deps.result_validators, outcome, deps.run_context(state, retry=state.result_retries)
+        )
+    except ModelRetry as exc:
+        _count_result_retry(state, deps, exc)
+        return RetryPromptPart(exc.message, tool_name=call.tool_name, tool_call_id=call.tool_call_id)
+
+
+async def _run_tools(
+    calls: list[ToolCallPart], parts: dict[int, ModelRequestPart], state: AgentState, deps: AgentDeps
+) -> None:
+    """Run the function tools among `calls` that have no part yet, concurrently when several."""
+    todo = [
+        (index, call, deps.tools[call.tool_name])
+        for index, call in enumerate(calls)
+        if index not in parts and call.tool_name in deps.tools
+    ]
+
+    async def run_one(index: int, call: ToolCallPart, tool: Tool) -> None:
+        part = await tool.call(call, deps.run_context(state, retry=state.retries.get(tool.name, 0)))
+        if isinstance(part, RetryPromptPart):
+            state.retries[tool.name] = state.retries.get(tool.name, 0) + 1
+        parts[index] = part
+
+    if len(todo) == 1:
+        await run_one(*todo[0])
+    elif todo:
+        async with anyio.create_task_group() as group:
+            for item in todo:
+                group.start_soon(run_one, *item)
+
+
+def _count_result_retry(state: AgentState, deps: AgentDeps, cause: BaseException | None) -> None:
+    state.result_retries += 1
+    if state.result_retries > deps.max_result_retries:
+        raise UnexpectedModelBehavior(
+            f"Exceeded maximum retries ({deps.max_result_retries}) for result validation"
+        ) from cause
 
 
 agent_graph: Graph[AgentState, AgentDeps, FinalResult[Any]] = Graph(
-    nodes=(ModelRequestNode, CallToolsNode), name="agent", state_type=AgentState
+    nodes=(UserPromptNode, ModelRequestNode, CallToolsNode), name="agent", state_type=AgentState
 )
 """The graph every agent run runs on."""

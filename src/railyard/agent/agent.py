@@ -1,4 +1,4 @@
-"""`Agent`: a model, a system prompt and tools; each run is a railyard graph run.
+"""`Agent`: a model, prompts, tools and a result type; each run is a railyard graph run.
 
 ```python
 agent = Agent(model, system_prompt="Be brief.")
@@ -17,56 +17,96 @@ print(run.result.data)
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, Generic, TypeVar, overload
+import types
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Generic, TypeGuard, overload
 
 import anyio
+from typing_extensions import TypeVar
 
 from railyard.agent._graph import (
     AgentDeps,
     AgentState,
+    CallToolsNode,
+    EndStrategy,
     FinalResult,
     ModelRequestNode,
+    UserPromptNode,
     agent_graph,
 )
+from railyard.agent._prompts import PromptFunction
+from railyard.agent._result import ResultSchema, ResultValidator, callable_takes_ctx
 from railyard.agent.exceptions import UserError
-from railyard.agent.messages import ModelMessage, ModelRequest, ModelRequestPart, SystemPromptPart, UserPromptPart
-from railyard.agent.models import Model
+from railyard.agent.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ToolReturnPart
+from railyard.agent.models import KnownModelName, Model, infer_model
 from railyard.agent.tools import Tool
 from railyard.agent.usage import Usage, UsageLimits
 from railyard.graph import GraphRun
 from railyard.nodes import BaseNode, End
+from railyard.persistence import BaseStatePersistence
 
-__all__ = ("Agent", "AgentRun", "AgentRunResult")
+__all__ = ("Agent", "AgentRun", "AgentRunResult", "EndStrategy")
 
-AgentDepsT = TypeVar("AgentDepsT")
+AgentDepsT = TypeVar("AgentDepsT", default=None)
+ResultDataT = TypeVar("ResultDataT", default=str)
 F = TypeVar("F", bound=Callable[..., Any])
-_NONE_TYPE = type(None)
+_NONE_TYPE: Any = type(None)
 AgentNode = BaseNode[AgentState, AgentDeps, FinalResult[Any]] | End[FinalResult[Any]]
 
 
-class AgentRunResult:
+class AgentRunResult(Generic[ResultDataT]):
     """What a finished agent run gives: its result `data`, conversation and usage."""
 
-    def __init__(self, data: str, state: AgentState, new_message_index: int) -> None:
+    def __init__(self, data: ResultDataT, state: AgentState, result_tool_name: str | None) -> None:
         self.data = data
         """The run's result."""
         self._state = state
-        self._new_message_index = new_message_index
+        self._result_tool_name = result_tool_name
 
     @property
-    def output(self) -> str:
+    def output(self) -> ResultDataT:
         """The run's result (the later name for `data`)."""
         return self.data
 
-    def all_messages(self) -> list[ModelMessage]:
-        """The whole conversation, including any history the run started from."""
-        return list(self._state.message_history)
+    def all_messages(self, *, result_tool_return_content: str | None = None) -> list[ModelMessage]:
+        """The whole conversation, including any history the run started from.
 
-    def new_messages(self) -> list[ModelMessage]:
+        `result_tool_return_content` replaces what the final result tool "returned" in
+        the last message, to continue the conversation with that text.
+        """
+        messages = list(self._state.message_history)
+        if result_tool_return_content is None:
+            return messages
+        if self._result_tool_name is None:
+            raise ValueError("Cannot set result tool return content when the result came as text")
+        last = messages[-1]
+        if isinstance(last, ModelRequest):
+            parts = [
+                ToolReturnPart(part.tool_name, result_tool_return_content, part.tool_call_id)
+                if isinstance(part, ToolReturnPart) and part.tool_name == self._result_tool_name
+                else part
+                for part in last.parts
+            ]
+            messages[-1] = ModelRequest(parts)
+        return messages
+
+    def new_messages(self, *, result_tool_return_content: str | None = None) -> list[ModelMessage]:
         """The messages this run added."""
-        return self._state.message_history[self._new_message_index :]
+        messages = self.all_messages(result_tool_return_content=result_tool_return_content)
+        return messages[self._state.new_message_index :]
+
+    def all_messages_json(self, *, result_tool_return_content: str | None = None) -> bytes:
+        """`all_messages()` as JSON."""
+        return ModelMessagesTypeAdapter.dump_json(
+            self.all_messages(result_tool_return_content=result_tool_return_content)
+        )
+
+    def new_messages_json(self, *, result_tool_return_content: str | None = None) -> bytes:
+        """`new_messages()` as JSON."""
+        return ModelMessagesTypeAdapter.dump_json(
+            self.new_messages(result_tool_return_content=result_tool_return_content)
+        )
 
     def usage(self) -> Usage:
         """Requests and tokens the run used."""
@@ -76,15 +116,20 @@ class AgentRunResult:
         return f"AgentRunResult(data={self.data!r})"
 
 
-class AgentRun:
-    """An agent run in progress: async-iterate over its nodes, or drive it with `next()`."""
+class AgentRun(Generic[AgentDepsT, ResultDataT]):
+    """An agent run in progress: async-iterate over its nodes, or drive it with `next()`.
+
+    Iterating yields each node as the run reaches it: `ModelRequestNode`,
+    `CallToolsNode`, ... and finally `End(FinalResult(...))`. Before the first step,
+    `next_node` is the `UserPromptNode` that builds the first request.
+    """
 
     def __init__(self, graph_run: GraphRun[AgentState, AgentDeps, FinalResult[Any]]) -> None:
         self._run = graph_run
 
     @property
     def ctx(self) -> Any:
-        """The run's state and dependencies."""
+        """The run's state and dependencies (a graph run context)."""
         return self._run._scheduler.ctx  # pyright: ignore[reportPrivateUsage]
 
     @property
@@ -93,12 +138,13 @@ class AgentRun:
         return self._run.next_node
 
     @property
-    def result(self) -> AgentRunResult | None:
+    def result(self) -> AgentRunResult[ResultDataT] | None:
         """The result once the run has ended, else None."""
         result = self._run.result
         if result is None:
             return None
-        return AgentRunResult(result.output.data, self._run.state, self._run.deps.new_message_index)
+        final = result.output
+        return AgentRunResult(final.data, self._run.state, final.tool_name)
 
     def usage(self) -> Usage:
         """Requests and tokens used so far."""
@@ -108,50 +154,97 @@ class AgentRun:
         """The conversation so far."""
         return list(self._run.state.message_history)
 
+    def new_messages(self) -> list[ModelMessage]:
+        """The messages this run has added so far."""
+        return self._run.state.message_history[self._run.state.new_message_index :]
+
     async def next(self, node: BaseNode[AgentState, AgentDeps, FinalResult[Any]] | None = None) -> AgentNode:
         """Run `node` (by default `next_node`) and return the node after it."""
         return await self._run.next(node)
 
     def __aiter__(self) -> AsyncIterator[AgentNode]:
-        return self._run.__aiter__()
+        return self
+
+    async def __anext__(self) -> AgentNode:
+        """Run the next node and return the one it leads to; stop after the `End`."""
+        if isinstance(self._run.next_node, End):
+            raise StopAsyncIteration
+        return await self._run.next()
 
     def __repr__(self) -> str:
-        return f"<AgentRun result={self.result!r} usage={self.usage()!r}>"
+        result = self._run.result
+        shown = "<run not finished>" if result is None else repr(result.output)
+        return f"<AgentRun result={shown} usage={self.usage()!r}>"
 
 
-class Agent(Generic[AgentDepsT]):
-    """A model with a system prompt and tools, ready to run on user prompts."""
+class Agent(Generic[AgentDepsT, ResultDataT]):
+    """A model with prompts, tools and a result type, ready to run on user prompts.
+
+    `result_type` (alias `output_type`) is `str` for a text answer; a pydantic model,
+    dataclass or other type makes the model answer through a result tool whose
+    arguments are validated into that type.
+    """
 
     def __init__(
         self,
-        model: Model,
+        model: Model | KnownModelName | None = None,
         *,
+        result_type: type[ResultDataT] | Any = str,
+        output_type: type[ResultDataT] | Any = None,
         system_prompt: str | Sequence[str] = (),
-        deps_type: type[AgentDepsT] = _NONE_TYPE,  # type: ignore[assignment]
+        instructions: str | None = None,
+        deps_type: type[AgentDepsT] | Any = _NONE_TYPE,
         name: str | None = None,
         model_settings: dict[str, Any] | None = None,
         retries: int = 1,
+        result_tool_name: str = "final_result",
+        result_tool_description: str | None = None,
+        result_retries: int | None = None,
+        output_retries: int | None = None,
         tools: Sequence[Tool | Callable[..., Any]] = (),
+        end_strategy: EndStrategy = "early",
+        defer_model_check: bool = False,
     ) -> None:
-        if not isinstance(model, Model):
-            raise UserError(f"Agent needs a Model instance, got {model!r}")
-        self.model = model
-        """The model runs talk to."""
+        self.model: Model | KnownModelName | None = model if defer_model_check or model is None else infer_model(model)
+        """The model runs talk to, unless a run names another."""
         self.name = name
-        """The agent's name."""
+        """The agent's name (inferred from the variable holding it on the first run, if unset)."""
         self.deps_type = deps_type
         """The type of the dependencies runs are given."""
         self.model_settings = model_settings
-        """Settings sent with every request."""
+        """Settings sent with every request; a run's own settings are merged over them."""
+        self.end_strategy: EndStrategy = end_strategy
+        """What happens to the other tool calls of the response that carries the final result."""
+        self.result_type: Any = _pick(result_type, output_type, "result_type", "output_type", str)
+        """The type of the runs' results."""
+        self._result_tool_name = result_tool_name
+        self._result_tool_description = result_tool_description
+        self._result_schemas: dict[Any, ResultSchema] = {}
+        self._result_schema(self.result_type)
+        self._max_result_retries = _pick(result_retries, output_retries, "result_retries", "output_retries", None)
+        if self._max_result_retries is None:
+            self._max_result_retries = retries
         self._system_prompts = (system_prompt,) if isinstance(system_prompt, str) else tuple(system_prompt)
+        self._system_prompt_functions: list[PromptFunction] = []
+        self._instructions = instructions
+        self._instruction_functions: list[PromptFunction] = []
+        self._result_validators: list[ResultValidator] = []
         self._default_retries = retries
         self._tools: dict[str, Tool] = {}
+        self._override_model: Model | None = None
+        self._override_deps: tuple[Any] | None = None
         for tool in tools:
-            self._add_tool(tool if isinstance(tool, Tool) else Tool(tool, _takes_ctx(tool), max_retries=retries))
+            self._add_tool(
+                tool if isinstance(tool, Tool) else Tool(tool, callable_takes_ctx(tool), max_retries=retries)
+            )
+
+    # -- registration ------------------------------------------------------------------
 
     def _add_tool(self, tool: Tool) -> None:
         if tool.name in self._tools:
             raise UserError(f"Tool name conflicts with existing tool: {tool.name!r}")
+        if tool.name in self._result_schema(self.result_type).tools:
+            raise UserError(f"Tool name conflicts with result tool name: {tool.name!r}")
         self._tools[tool.name] = tool
 
     @overload
@@ -178,81 +271,287 @@ class Agent(Generic[AgentDepsT]):
 
         return register if func is None else register(func)
 
+    @overload
+    def system_prompt(self, func: F, /) -> F: ...
+    @overload
+    def system_prompt(self, /, *, dynamic: bool = False) -> Callable[[F], F]: ...
+    def system_prompt(self, func: F | None = None, /, *, dynamic: bool = False) -> Any:
+        """Register a function (taking the `RunContext` or nothing) that returns a system prompt.
+
+        It runs when a run starts a new conversation; with `dynamic=True` it also runs again
+        when a run continues a conversation it wrote to, replacing its earlier text.
+        """
+
+        def register(f: F) -> F:
+            self._system_prompt_functions.append(PromptFunction.of(f, dynamic=dynamic))
+            return f
+
+        return register if func is None else register(func)
+
+    def instructions(self, func: F, /) -> F:
+        """Register a function (taking the `RunContext` or nothing) whose text is sent as instructions.
+
+        Instructions go with every request, after the agent's static `instructions`, and
+        are never stored in the conversation.
+        """
+        self._instruction_functions.append(PromptFunction.of(func))
+        return func
+
+    def result_validator(self, func: F, /) -> F:
+        """Register a check `(ctx, result)` or `(result)` that returns the result to keep.
+
+        Raising `ModelRetry` sends its message to the model, which tries again (counting
+        against the result retries).
+        """
+        self._result_validators.append(ResultValidator.of(func))
+        return func
+
+    output_validator = result_validator
+
+    # -- running -----------------------------------------------------------------------
+
     @asynccontextmanager
     async def iter(
         self,
         user_prompt: str,
         *,
+        result_type: Any = None,
+        output_type: Any = None,
         message_history: list[ModelMessage] | None = None,
+        model: Model | KnownModelName | None = None,
         deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: dict[str, Any] | None = None,
         usage_limits: UsageLimits | None = None,
         usage: Usage | None = None,
-    ) -> AsyncIterator[AgentRun]:
-        """Start a run and give its `AgentRun`; the first node is the first model request."""
+        infer_name: bool = True,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+    ) -> AsyncIterator[AgentRun[AgentDepsT, ResultDataT]]:
+        """Start a run and give its `AgentRun`, to iterate over or drive with `next()`.
+
+        With a durable `persistence`, every step is stored and the run can be carried on
+        in another process with `iter_from_persistence` (or `resume`).
+        """
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
         history = list(message_history or [])
-        parts: list[ModelRequestPart] = []
-        if not history:
-            parts.extend(SystemPromptPart(prompt) for prompt in self._system_prompts)
-        parts.append(UserPromptPart(user_prompt))
-        state = AgentState(message_history=history, usage=usage if usage is not None else Usage())
-        agent_deps = AgentDeps(
-            user_deps=deps,
+        state = AgentState(
+            message_history=history,
+            usage=usage if usage is not None else Usage(),
             prompt=user_prompt,
-            model=self.model,
-            tools=self._tools,
-            usage_limits=usage_limits or UsageLimits(),
-            model_settings=self.model_settings,
             new_message_index=len(history),
         )
-        start = ModelRequestNode(ModelRequest(parts))
-        async with agent_graph.iter(start, state=state, deps=agent_deps, infer_name=False) as graph_run:
+        result_type = _pick(result_type, output_type, "result_type", "output_type", None)
+        agent_deps = self._agent_deps(result_type, model, deps, model_settings, usage_limits)
+        async with agent_graph.iter(
+            UserPromptNode(user_prompt), state=state, deps=agent_deps, persistence=persistence, infer_name=False
+        ) as graph_run:
             yield AgentRun(graph_run)
+
+    @asynccontextmanager
+    async def iter_from_persistence(
+        self,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]],
+        *,
+        result_type: Any = None,
+        output_type: Any = None,
+        model: Model | KnownModelName | None = None,
+        deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: dict[str, Any] | None = None,
+        usage_limits: UsageLimits | None = None,
+    ) -> AsyncIterator[AgentRun[AgentDepsT, ResultDataT]]:
+        """Carry on a stored run from its next node, with this agent's model and tools.
+
+        The conversation, usage and retry counts come from the store; the model, tools
+        and result type from this agent (or the arguments), so pass the same result type
+        the run started with if it was not the agent's.
+        """
+        result_type = _pick(result_type, output_type, "result_type", "output_type", None)
+        agent_deps = self._agent_deps(result_type, model, deps, model_settings, usage_limits)
+        async with agent_graph.iter_from_persistence(persistence, deps=agent_deps, infer_name=False) as graph_run:
+            yield AgentRun(graph_run)
+
+    async def resume(
+        self,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]],
+        *,
+        model: Model | KnownModelName | None = None,
+        deps: AgentDepsT = None,  # type: ignore[assignment]
+        usage_limits: UsageLimits | None = None,
+    ) -> AgentRunResult[ResultDataT]:
+        """Carry a stored run on to its end and return its result."""
+        async with self.iter_from_persistence(persistence, model=model, deps=deps, usage_limits=usage_limits) as run:
+            return await _finish(run)
 
     async def run(
         self,
         user_prompt: str,
         *,
+        result_type: Any = None,
+        output_type: Any = None,
         message_history: list[ModelMessage] | None = None,
+        model: Model | KnownModelName | None = None,
         deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: dict[str, Any] | None = None,
         usage_limits: UsageLimits | None = None,
         usage: Usage | None = None,
-    ) -> AgentRunResult:
+        infer_name: bool = True,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+    ) -> AgentRunResult[ResultDataT]:
         """Run to the end and return the result."""
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
         async with self.iter(
-            user_prompt, message_history=message_history, deps=deps, usage_limits=usage_limits, usage=usage
+            user_prompt,
+            result_type=result_type,
+            output_type=output_type,
+            message_history=message_history,
+            model=model,
+            deps=deps,
+            model_settings=model_settings,
+            usage_limits=usage_limits,
+            usage=usage,
+            infer_name=False,
+            persistence=persistence,
         ) as run:
-            async for _ in run:
-                pass
-        result = run.result
-        assert result is not None
-        return result
+            return await _finish(run)
 
     def run_sync(
         self,
         user_prompt: str,
         *,
+        result_type: Any = None,
+        output_type: Any = None,
         message_history: list[ModelMessage] | None = None,
+        model: Model | KnownModelName | None = None,
         deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: dict[str, Any] | None = None,
         usage_limits: UsageLimits | None = None,
         usage: Usage | None = None,
-    ) -> AgentRunResult:
-        """`run`, from synchronous code."""
+        infer_name: bool = True,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+    ) -> AgentRunResult[ResultDataT]:
+        """`run`, from synchronous code (not from inside a running event loop)."""
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
 
-        async def main() -> AgentRunResult:
+        async def main() -> AgentRunResult[ResultDataT]:
             return await self.run(
-                user_prompt, message_history=message_history, deps=deps, usage_limits=usage_limits, usage=usage
+                user_prompt,
+                result_type=result_type,
+                output_type=output_type,
+                message_history=message_history,
+                model=model,
+                deps=deps,
+                model_settings=model_settings,
+                usage_limits=usage_limits,
+                usage=usage,
+                infer_name=False,
+                persistence=persistence,
             )
 
         return anyio.run(main)
 
+    @contextmanager
+    def override(self, *, model: Model | KnownModelName | None = None, deps: Any = ...) -> Iterator[None]:
+        """Use `model` and/or `deps` for every run inside the block (for tests)."""
+        saved = self._override_model, self._override_deps
+        if model is not None:
+            self._override_model = infer_model(model)
+        if deps is not ...:
+            self._override_deps = (deps,)
+        try:
+            yield
+        finally:
+            self._override_model, self._override_deps = saved
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _result_schema(self, result_type: Any) -> ResultSchema:
+        schema = self._result_schemas.get(result_type)
+        if schema is None:
+            schema = ResultSchema.build(
+                result_type, tool_name=self._result_tool_name, description=self._result_tool_description
+            )
+            self._result_schemas[result_type] = schema
+        return schema
+
+    def _agent_deps(
+        self,
+        result_type: Any,
+        model: Model | KnownModelName | None,
+        deps: Any,
+        model_settings: dict[str, Any] | None,
+        usage_limits: UsageLimits | None,
+    ) -> AgentDeps:
+        chosen = self._override_model or model or self.model
+        if chosen is None:
+            raise UserError("`model` must be set either when creating the agent or when calling it.")
+        settings = model_settings or self.model_settings
+        if self.model_settings and model_settings:
+            settings = {**self.model_settings, **model_settings}
+        return AgentDeps(
+            user_deps=self._override_deps[0] if self._override_deps is not None else deps,
+            model=infer_model(chosen),
+            tools=self._tools,
+            result_schema=self._result_schema(self.result_type if result_type is None else result_type),
+            result_validators=self._result_validators,
+            max_result_retries=self._max_result_retries,
+            end_strategy=self.end_strategy,
+            system_prompts=self._system_prompts,
+            system_prompt_functions=self._system_prompt_functions,
+            instructions=self._instructions,
+            instruction_functions=self._instruction_functions,
+            usage_limits=usage_limits or UsageLimits(),
+            model_settings=settings,
+        )
+
+    def _infer_name(self, frame: types.FrameType | None) -> None:
+        caller = frame.f_back if frame is not None else None
+        if caller is None:
+            return
+        for scope in (caller.f_locals, caller.f_globals):
+            for key, value in scope.items():
+                if value is self:
+                    self.name = key
+                    return
+
+    @staticmethod
+    def is_user_prompt_node(node: Any) -> TypeGuard[UserPromptNode]:
+        """Whether `node` is a `UserPromptNode`."""
+        return isinstance(node, UserPromptNode)
+
+    @staticmethod
+    def is_model_request_node(node: Any) -> TypeGuard[ModelRequestNode]:
+        """Whether `node` is a `ModelRequestNode`."""
+        return isinstance(node, ModelRequestNode)
+
+    @staticmethod
+    def is_call_tools_node(node: Any) -> TypeGuard[CallToolsNode]:
+        """Whether `node` is a `CallToolsNode`."""
+        return isinstance(node, CallToolsNode)
+
+    @staticmethod
+    def is_end_node(node: Any) -> TypeGuard[End[FinalResult[Any]]]:
+        """Whether `node` is the `End` of a run."""
+        return isinstance(node, End)
+
     def __repr__(self) -> str:
-        return f"Agent(model={self.model!r}, name={self.name!r}, model_settings={self.model_settings!r})"
+        return (
+            f"Agent(model={self.model!r}, name={self.name!r}, end_strategy={self.end_strategy!r}, "
+            f"model_settings={self.model_settings!r})"
+        )
 
 
-def _takes_ctx(func: Callable[..., Any]) -> bool:
-    params = list(inspect.signature(func).parameters.values())
-    if not params:
-        return False
-    annotation = params[0].annotation
-    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", repr(annotation))
-    return text.startswith("RunContext")
+async def _finish(run: AgentRun[Any, ResultDataT]) -> AgentRunResult[ResultDataT]:
+    async for _ in run:
+        pass
+    result = run.result
+    assert result is not None, "a run that stops iterating has ended"
+    return result
+
+
+def _pick(old: Any, new: Any, old_name: str, new_name: str, default: Any) -> Any:
+    """One of a pair of old/new parameter names (`result_type`/`output_type`, ...)."""
+    if new is not None and old is not None and old is not default:
+        raise UserError(f"`{old_name}` and `{new_name}` cannot be set at the same time.")
+    return new if new is not None else old

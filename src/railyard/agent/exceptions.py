@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ("AgentRunError", "ModelRetry", "UnexpectedModelBehavior", "UsageLimitExceeded", "UserError")
+__all__ = (
+    "AgentRunError",
+    "ModelConnectionError",
+    "ModelHTTPError",
+    "ModelRetry",
+    "UnexpectedModelBehavior",
+    "UsageLimitExceeded",
+    "UserError",
+)
 
 
 class AgentRunError(RuntimeError):
@@ -22,6 +30,23 @@ class UsageLimitExceeded(AgentRunError):
 
 class UnexpectedModelBehavior(AgentRunError):
     """The model answered in a way the agent cannot use (for instance, too many retries)."""
+
+
+class ModelHTTPError(AgentRunError):
+    """A model's HTTP API answered with an error status (after any retries)."""
+
+    def __init__(self, status_code: int, model_name: str, body: object | None = None) -> None:
+        self.status_code = status_code
+        """The HTTP status of the last answer."""
+        self.model_name = model_name
+        """The model the request was for."""
+        self.body = body
+        """The error the API sent back: its `error` object when it sent one, else the body."""
+        super().__init__(f"status_code: {status_code}, model_name: {model_name}, body: {body}")
+
+
+class ModelConnectionError(AgentRunError):
+    """A model's API could not be reached (after any retries)."""
 
 
 class UserError(RuntimeError):

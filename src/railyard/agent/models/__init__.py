@@ -11,11 +11,12 @@ import abc
 from dataclasses import dataclass
 from typing import Any
 
+from railyard.agent.exceptions import UserError
 from railyard.agent.messages import ModelMessage, ModelResponse
 from railyard.agent.tools import ToolDefinition
 from railyard.agent.usage import Usage
 
-__all__ = ("AgentInfo", "Model")
+__all__ = ("AgentInfo", "KnownModelName", "Model", "infer_model")
 
 
 @dataclass
@@ -30,6 +31,8 @@ class AgentInfo:
     """The tools that carry a structured result."""
     model_settings: dict[str, Any] | None
     """Settings for this request (temperature, max tokens, ...), if any."""
+    instructions: str | None = None
+    """Instructions to send ahead of the conversation (not part of the history), if any."""
 
 
 class Model(abc.ABC):
@@ -48,3 +51,29 @@ class Model(abc.ABC):
     @abc.abstractmethod
     def system(self) -> str:
         """Who provides the model (`'openai'`, `'function'`, ...)."""
+
+
+KnownModelName = str
+"""A model named by a string: `'test'`, or `'openai:<model>'` for the OpenAI Chat Completions API."""
+
+
+def infer_model(model: Model | KnownModelName) -> Model:
+    """The model `model` names, or `model` itself when it is already a `Model`.
+
+    Raises:
+        UserError: the name is not one railyard knows.
+    """
+    if isinstance(model, Model):
+        return model
+    if not isinstance(model, str):
+        raise UserError(f"A model must be a Model instance or a model name, got {model!r}")
+    if model == "test":
+        from railyard.agent.models.test import TestModel
+
+        return TestModel()
+    provider, sep, name = model.partition(":")
+    if sep and name and provider in ("openai", "openai-chat"):
+        from railyard.agent.models.openai import OpenAIModel
+
+        return OpenAIModel(name)
+    raise UserError(f"Unknown model: {model!r}; use 'test', 'openai:<model name>' or a Model instance")
