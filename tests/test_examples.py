@@ -8,6 +8,7 @@ should). Each example runs in its own process with this interpreter, from the re
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -408,6 +409,40 @@ def test_fan_out_builder_example() -> None:
     assert out.endswith("\nbig pages: docs\nfetched ['about', 'blog', 'docs', 'home'], at most 3 at a time\n")
     assert out.startswith("---\ntitle: crawl\n---\nstateDiagram-v2\n  state map <<fork>>\n  fetch\n")
     assert "  decision --> report_big: yes\n  decision --> report_small: no\n" in out
+
+
+@covers("agent_capital.py")
+def test_agent_capital_prints_the_seeds_node_list() -> None:
+    out = run_example("agent_capital.py").stdout
+    stamp = re.compile(r"datetime\.datetime\([0-9, ]+tzinfo=datetime\.timezone\.utc\)")
+    assert stamp.sub("<now>", out) == (
+        "[ModelRequestNode(request=ModelRequest(parts=[UserPromptPart(content='What is the capital of France?', "
+        "timestamp=<now>, part_kind='user-prompt')], kind='request')), "
+        "CallToolsNode(model_response=ModelResponse(parts=[TextPart(content='Paris', part_kind='text')], "
+        "model_name='function:answer:', timestamp=<now>, kind='response')), "
+        "End(data=FinalResult(data='Paris', tool_name=None, tool_call_id=None))]\n"
+        "Paris\n"
+        "Usage(requests=1, request_tokens=56, response_tokens=1, total_tokens=57, details=None)\n"
+    )
+
+
+@covers("agent_trip.py")
+@pytest.mark.parametrize("die_after", [1, 4, 5, 6])
+def test_agent_trip_resumes_in_a_new_process_without_repeating_a_step(tmp_path: Path, die_after: int) -> None:
+    db = tmp_path / "trips.db"
+    itinerary = "city='Lisbon' flight='TP-1351' booking_ref='REF-TP-1351'"
+    died = run_example("agent_trip.py", db, "start", "T-1", "--die-after", str(die_after), ok=False)
+    assert died.returncode == 1, died.stderr
+    assert died.stdout.endswith(
+        f"step {die_after}: {'ModelRequestNode' if die_after % 2 else 'CallToolsNode'}\nthe process dies here\n"
+    )
+    booked_before = (tmp_path / "trips.bookings").exists()
+    assert booked_before == (die_after >= 5)  # step 5 is reached after the booking tool ran
+    resumed = run_example("agent_trip.py", db, "resume", "T-1").stdout
+    assert resumed == f"{itinerary}\nrequests: 3\nbookings: ['booked TP-1351']\n"
+    # the same run, never interrupted, ends the same way
+    whole = run_example("agent_trip.py", tmp_path / "whole.db", "start", "T-2").stdout
+    assert whole.endswith(f"step 7: End\n{itinerary}\n")
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.py")), ids=lambda path: path.name)
