@@ -365,3 +365,39 @@ async def test_all_messages_can_replace_the_result_tool_return() -> None:
     text_result = await Agent(FunctionModel(Script(text("x")))).run("q")
     with pytest.raises(ValueError, match="result came as text"):
         text_result.all_messages(result_tool_return_content="x")
+
+
+class Town(BaseModel):
+    name: str
+    pop: int
+
+
+async def test_test_model_fills_a_structured_result_like_pydantic_ai() -> None:
+    agent = Agent("test", result_type=Town)
+    got: list[str] = []
+
+    @agent.tool_plain
+    def get(x: str) -> str:
+        got.append(x)
+        return "got " + x
+
+    result = await agent.run("q")
+    # the same figures pydantic-ai 0.0.40 gives for this agent
+    assert (result.data, got) == (Town(name="a", pop=0), ["a"])
+    assert (result.usage().requests, result.usage().request_tokens, result.usage().response_tokens) == (2, 104, 16)
+    last = result.all_messages()[-1]
+    assert isinstance(last, ModelRequest) and isinstance(last.parts[0], ToolReturnPart)
+    assert (last.parts[0].tool_name, last.parts[0].content) == ("final_result", "Final result processed.")
+
+
+def test_the_agent_graph_draws_like_any_graph() -> None:
+    from railyard.agent._graph import agent_graph
+
+    assert agent_graph.mermaid_code(start_node=UserPromptNode) == (
+        "---\ntitle: agent\n---\nstateDiagram-v2\n"
+        "  [*] --> UserPromptNode\n"
+        "  UserPromptNode --> ModelRequestNode\n"
+        "  ModelRequestNode --> CallToolsNode\n"
+        "  CallToolsNode --> ModelRequestNode\n"
+        "  CallToolsNode --> [*]"
+    )
