@@ -401,3 +401,9 @@ def test_the_agent_graph_draws_like_any_graph() -> None:
         "  CallToolsNode --> ModelRequestNode\n"
         "  CallToolsNode --> [*]"
     )
+
+
+async def test_run_sync_inside_a_running_loop_says_what_to_do() -> None:
+    agent = Agent(FunctionModel(Script(text("x"))))
+    with pytest.raises(RuntimeError, match=r"^Agent\.run_sync\(\) cannot be called from a running event loop"):
+        agent.run_sync("q")

@@ -16,6 +16,7 @@ print(run.result.data)
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import types
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -430,7 +431,21 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         infer_name: bool = True,
         persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
     ) -> AgentRunResult[ResultDataT]:
-        """`run`, from synchronous code (not from inside a running event loop)."""
+        """`run`, from synchronous code (it starts an event loop).
+
+        Raises:
+            RuntimeError: called while an event loop is running in this thread; use
+                `await agent.run(...)` there instead.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(
+                "Agent.run_sync() cannot be called from a running event loop (it would block "
+                "the loop). Use `await agent.run(...)` instead."
+            )
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
 
