@@ -107,3 +107,25 @@ async def test_builder_runs_have_a_run_span_and_a_span_per_task(spans: InMemoryS
         span.parent is not None and span.parent.span_id == run_span.context.span_id
         for span in spans.get_finished_spans()[:-1]
     )
+
+
+async def test_an_agent_run_is_traced_like_any_graph_run(spans: InMemorySpanExporter) -> None:
+    from railyard.agent import Agent
+    from railyard.agent.models.test import TestModel
+
+    agent = Agent(TestModel())
+
+    @agent.tool_plain
+    def echo(text: str) -> str:
+        return text
+
+    assert (await agent.run("q")).data == '{"echo":"a"}'
+    names = [span.name for span in spans.get_finished_spans()]
+    assert names == [
+        "run node UserPromptNode",
+        "run node ModelRequestNode",
+        "run node CallToolsNode",
+        "run node ModelRequestNode",
+        "run node CallToolsNode",
+        "run graph agent",
+    ]
