@@ -407,3 +407,19 @@ async def test_run_sync_inside_a_running_loop_says_what_to_do() -> None:
     agent = Agent(FunctionModel(Script(text("x"))))
     with pytest.raises(RuntimeError, match=r"^Agent\.run_sync\(\) cannot be called from a running event loop"):
         agent.run_sync("q")
+
+
+async def test_capture_run_messages_keeps_the_first_runs_conversation_when_it_fails() -> None:
+    from railyard.agent import capture_run_messages
+
+    agent = Agent(FunctionModel(lambda m, i: ModelResponse(parts=[])))
+    with capture_run_messages() as messages:
+        with pytest.raises(UnexpectedModelBehavior, match="Received empty model response"):
+            await agent.run("first")
+        with pytest.raises(UnexpectedModelBehavior):
+            await agent.run("second")
+    assert [type(m).__name__ for m in messages] == ["ModelRequest", "ModelResponse"]
+    first = messages[0]
+    assert isinstance(first, ModelRequest) and first.parts[0].content == "first"  # type: ignore[union-attr]
+    ok = await Agent(FunctionModel(Script(text("x")))).run("outside")
+    assert len(messages) == 2 and len(ok.all_messages()) == 2

@@ -7,7 +7,7 @@ other railyard run.
 """
 
 from railyard.agent._graph import CallToolsNode, EndStrategy, FinalResult, ModelRequestNode, UserPromptNode
-from railyard.agent.agent import Agent, AgentRun, AgentRunResult
+from railyard.agent.agent import Agent, AgentRun, AgentRunResult, capture_run_messages
 from railyard.agent.context import RunContext
 from railyard.agent.exceptions import (
     AgentRunError,
@@ -39,4 +39,5 @@ __all__ = (
     "UsageLimitExceeded",
     "UserError",
     "UserPromptNode",
+    "capture_run_messages",
 )

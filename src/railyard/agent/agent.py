@@ -21,6 +21,7 @@ import inspect
 import types
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Any, Generic, TypeGuard, overload
 
 import anyio
@@ -47,13 +48,46 @@ from railyard.graph import GraphRun
 from railyard.nodes import BaseNode, End
 from railyard.persistence import BaseStatePersistence
 
-__all__ = ("Agent", "AgentRun", "AgentRunResult", "EndStrategy")
+__all__ = ("Agent", "AgentRun", "AgentRunResult", "EndStrategy", "capture_run_messages")
 
 AgentDepsT = TypeVar("AgentDepsT", default=None)
 ResultDataT = TypeVar("ResultDataT", default=str)
 F = TypeVar("F", bound=Callable[..., Any])
 _NONE_TYPE: Any = type(None)
 AgentNode = BaseNode[AgentState, AgentDeps, FinalResult[Any]] | End[FinalResult[Any]]
+
+
+_captured: ContextVar[list[list[ModelMessage]] | None] = ContextVar("railyard_captured_messages", default=None)
+
+
+@contextmanager
+def capture_run_messages() -> Iterator[list[ModelMessage]]:
+    """Give a list that the first agent run inside the block fills with its messages.
+
+    Useful to see what was said when a run fails:
+
+    ```python
+    with capture_run_messages() as messages:
+        try:
+            agent.run_sync("q")
+        except UnexpectedModelBehavior:
+            print(messages)
+    ```
+    """
+    messages: list[ModelMessage] = []
+    token = _captured.set([messages])
+    try:
+        yield messages
+    finally:
+        _captured.reset(token)
+
+
+def _take_capture_list() -> list[ModelMessage] | None:
+    """The capture block's list, the first time a run asks for it; else None."""
+    pending = _captured.get()
+    if not pending:
+        return None
+    return pending.pop()
 
 
 class AgentRunResult(Generic[ResultDataT]):
@@ -334,7 +368,10 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
-        history = list(message_history or [])
+        history = _take_capture_list()
+        if history is None:
+            history = []
+        history.extend(message_history or [])
         state = AgentState(
             message_history=history,
             usage=usage if usage is not None else Usage(),
