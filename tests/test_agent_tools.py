@@ -271,3 +271,85 @@ async def test_other_exceptions_propagate_unchanged() -> None:
 
     with pytest.raises(ValueError, match="kaboom"):
         await Tool(broken, takes_ctx=False).call(ToolCallPart("broken", {}), run_context())
+
+
+def test_tool_reads_takes_ctx_from_the_annotation_and_retries_from_the_agent() -> None:
+    from railyard.agent import Agent
+    from railyard.agent.models.test import TestModel
+
+    def with_ctx(ctx: RunContext[None], x: int) -> int:
+        return x
+
+    def plain(x: int) -> int:
+        return x
+
+    assert (Tool(with_ctx).takes_ctx, Tool(plain).takes_ctx) == (True, False)
+    assert Tool(plain).max_retries is None
+    agent = Agent(TestModel(), retries=4, tools=[Tool(with_ctx), Tool(plain, name="p", max_retries=2)])
+    assert [(t.name, t.max_retries) for t in agent._tools.values()] == [("with_ctx", 4), ("p", 2)]
+
+
+def test_docstring_format_and_required_parameter_descriptions() -> None:
+    def numpy_doc(a: int) -> int:
+        """Numpy style.
+
+        Parameters
+        ----------
+        a : int
+            the a
+        """
+        return a
+
+    numpy_props = Tool(numpy_doc, docstring_format="numpy").definition.parameters_json_schema["properties"]
+    assert numpy_props == {"a": {"description": "the a", "title": "A", "type": "integer"}}
+    google_props = Tool(numpy_doc, docstring_format="google").definition.parameters_json_schema["properties"]
+    assert google_props == {"a": {"title": "A", "type": "integer"}}
+
+    def half_documented(x: int, y: str) -> int:
+        """Do it.
+
+        Args:
+            x: the x
+        """
+        return x
+
+    with pytest.raises(UserError, match=r"missing parameter descriptions for y$"):
+        Tool(half_documented, require_parameter_descriptions=True)
+    assert Tool(half_documented).definition.description == "Do it."
+
+
+@pytest.mark.anyio
+async def test_prepare_can_change_or_withhold_a_tool_per_request() -> None:
+    from railyard.agent import Agent
+    from railyard.agent.models.test import TestModel
+
+    seen: list[tuple[int, str | None]] = []
+
+    async def only_for_admins(ctx: RunContext[int], definition: ToolDefinition) -> ToolDefinition | None:
+        seen.append((ctx.deps, ctx.tool_name))
+        if ctx.deps < 2:
+            return None
+        definition.description = "changed"
+        definition.parameters_json_schema["properties"]["x"]["description"] = "mutated copy"
+        return definition
+
+    model = TestModel()
+    agent = Agent(model, deps_type=int)
+
+    @agent.tool(prepare=only_for_admins)
+    def admin(ctx: RunContext[int], x: int) -> int:
+        return x
+
+    def keep(ctx: RunContext[int], definition: ToolDefinition) -> ToolDefinition:
+        return definition
+
+    @agent.tool_plain(prepare=keep)
+    def always(y: str) -> str:
+        return y
+
+    assert (await agent.run("q", deps=1)).data == '{"always":"a"}'
+    assert (await agent.run("q", deps=2)).data == '{"admin":0,"always":"a"}'
+    assert seen == [(1, "admin"), (1, "admin"), (2, "admin"), (2, "admin")]
+    info = model.last_model_request_parameters
+    assert info is not None and [t.description for t in info.function_tools] == ["changed", ""]
+    assert "description" not in agent._tools["admin"].definition.parameters_json_schema["properties"]["x"]

@@ -10,9 +10,12 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ("parse_docstring",)
+__all__ = ("DocstringFormat", "parse_docstring")
+
+DocstringFormat = Literal["google", "numpy", "sphinx", "auto"]
+"""The docstring style a tool's parameter descriptions are read in; `'auto'` tries each."""
 
 _GOOGLE_HEADERS = ("Args:", "Arguments:", "Parameters:", "Params:")
 _SPHINX_PARAM = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
@@ -21,13 +24,14 @@ _GOOGLE_ENTRY = re.compile(r"^(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
 _NUMPY_ENTRY = re.compile(r"^(\w+)\s*(?::.*)?$")
 
 
-def parse_docstring(func: Callable[..., Any]) -> tuple[str, dict[str, str]]:
+def parse_docstring(func: Callable[..., Any], style: DocstringFormat = "auto") -> tuple[str, dict[str, str]]:
     """Return `(description, {parameter: description})` read from `func`'s docstring."""
     doc = inspect.getdoc(func)
     if not doc:
         return "", {}
     lines = doc.splitlines()
-    for parse in (_google, _numpy, _sphinx):
+    parsers = {"google": (_google,), "numpy": (_numpy,), "sphinx": (_sphinx,)}.get(style, (_google, _numpy, _sphinx))
+    for parse in parsers:
         found = parse(lines)
         if found is not None:
             return found

@@ -117,9 +117,24 @@ class AgentDeps:
     usage_limits: UsageLimits = field(default_factory=UsageLimits)
     model_settings: dict[str, Any] | None = None
     function_tool_defs: list[ToolDefinition] = field(init=False)
+    prepares_tools: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.function_tool_defs = [tool.definition for tool in self.tools.values()]
+        self.prepares_tools = any(tool.prepare is not None for tool in self.tools.values())
+
+    async def tool_definitions(self, state: AgentState) -> list[ToolDefinition]:
+        """The function tools to offer for the next request, after each tool's `prepare`."""
+        if not self.prepares_tools:
+            return self.function_tool_defs
+        definitions = []
+        for tool in self.tools.values():
+            ctx = self.run_context(state, retry=state.retries.get(tool.name, 0))
+            ctx.tool_name = tool.name
+            definition = await tool.prepared_definition(ctx)
+            if definition is not None:
+                definitions.append(definition)
+        return definitions
 
     def run_context(self, state: AgentState, *, retry: int = 0) -> RunContext[Any]:
         """What a tool, prompt function or validator sees of the run now."""
@@ -170,7 +185,7 @@ class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
         if deps.instruction_functions:
             instructions = await render_instructions(instructions, deps.instruction_functions, deps.run_context(state))
         info = AgentInfo(
-            function_tools=deps.function_tool_defs,
+            function_tools=await deps.tool_definitions(state),
             allow_text_result=deps.result_schema.allow_text_result,
             result_tools=deps.result_schema.definitions,
             model_settings=deps.model_settings,

@@ -15,8 +15,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from railyard.agent._result import callable_takes_ctx
-from railyard.agent.context import RunContext
+from railyard.agent.context import RunContext, callable_takes_ctx
 from railyard.agent.messages import ModelMessage, ModelRequest, ModelRequestPart, SystemPromptPart
 
 __all__ = ("PromptFunction", "render_instructions", "system_prompt_parts")

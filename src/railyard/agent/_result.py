@@ -9,13 +9,12 @@ structured, and may raise `ModelRetry` to send the model back to work.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin
 
 import anyio.to_thread
 import pydantic
@@ -31,7 +30,6 @@ __all__ = (
     "ResultSchema",
     "ResultTool",
     "ResultValidator",
-    "callable_takes_ctx",
     "run_validators",
 )
 
@@ -176,16 +174,3 @@ async def run_validators(validators: Sequence[ResultValidator], result: Any, ctx
     for validator in validators:
         result = await validator.validate(result, ctx)
     return result
-
-
-def callable_takes_ctx(function: Callable[..., Any]) -> bool:
-    """Whether `function`'s first parameter is annotated as a `RunContext`."""
-    params = list(inspect.signature(function).parameters.values())
-    if not params:
-        return False
-    annotation: Any = params[0].annotation
-    if isinstance(annotation, str):
-        return annotation.startswith("RunContext")
-    with contextlib.suppress(NameError):
-        annotation = get_type_hints(function).get(params[0].name, annotation)
-    return annotation is RunContext or get_origin(annotation) is RunContext

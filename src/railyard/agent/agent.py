@@ -22,6 +22,7 @@ import types
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Generic, TypeGuard, overload
 
 import anyio
@@ -38,11 +39,11 @@ from railyard.agent._graph import (
     agent_graph,
 )
 from railyard.agent._prompts import PromptFunction
-from railyard.agent._result import ResultSchema, ResultValidator, callable_takes_ctx
+from railyard.agent._result import ResultSchema, ResultValidator
 from railyard.agent.exceptions import UserError
 from railyard.agent.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ToolReturnPart
 from railyard.agent.models import KnownModelName, Model, infer_model
-from railyard.agent.tools import Tool
+from railyard.agent.tools import DocstringFormat, Tool, ToolPrepareFunc
 from railyard.agent.usage import Usage, UsageLimits
 from railyard.graph import GraphRun
 from railyard.nodes import BaseNode, End
@@ -269,13 +270,12 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         self._override_model: Model | None = None
         self._override_deps: tuple[Any] | None = None
         for tool in tools:
-            self._add_tool(
-                tool if isinstance(tool, Tool) else Tool(tool, callable_takes_ctx(tool), max_retries=retries)
-            )
+            self._add_tool(tool if isinstance(tool, Tool) else Tool(tool))
 
     # -- registration ------------------------------------------------------------------
 
     def _add_tool(self, tool: Tool) -> None:
+        tool = tool.with_retries(self._default_retries)
         if tool.name in self._tools:
             raise UserError(f"Tool name conflicts with existing tool: {tool.name!r}")
         if tool.name in self._result_schema(self.result_type).tools:
@@ -285,23 +285,76 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
     @overload
     def tool(self, func: F, /) -> F: ...
     @overload
-    def tool(self, /, *, name: str | None = None, retries: int | None = None) -> Callable[[F], F]: ...
-    def tool(self, func: F | None = None, /, *, name: str | None = None, retries: int | None = None) -> Any:
-        """Register a tool whose first parameter is the `RunContext`."""
-        return self._decorate(func, True, name, retries)
+    def tool(
+        self,
+        /,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        prepare: ToolPrepareFunc | None = None,
+        docstring_format: DocstringFormat = "auto",
+        require_parameter_descriptions: bool = False,
+    ) -> Callable[[F], F]: ...
+    def tool(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        prepare: ToolPrepareFunc | None = None,
+        docstring_format: DocstringFormat = "auto",
+        require_parameter_descriptions: bool = False,
+    ) -> Any:
+        """Register a tool whose first parameter is the `RunContext`.
+
+        `prepare(ctx, definition)` runs before each request and may change the definition
+        or return None to withhold the tool; `docstring_format` and
+        `require_parameter_descriptions` control how the docstring is read.
+        """
+        options = _ToolOptions(name, retries, prepare, docstring_format, require_parameter_descriptions)
+        return self._decorate(func, True, options)
 
     @overload
     def tool_plain(self, func: F, /) -> F: ...
     @overload
-    def tool_plain(self, /, *, name: str | None = None, retries: int | None = None) -> Callable[[F], F]: ...
-    def tool_plain(self, func: F | None = None, /, *, name: str | None = None, retries: int | None = None) -> Any:
-        """Register a tool that takes no run context."""
-        return self._decorate(func, False, name, retries)
+    def tool_plain(
+        self,
+        /,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        prepare: ToolPrepareFunc | None = None,
+        docstring_format: DocstringFormat = "auto",
+        require_parameter_descriptions: bool = False,
+    ) -> Callable[[F], F]: ...
+    def tool_plain(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        prepare: ToolPrepareFunc | None = None,
+        docstring_format: DocstringFormat = "auto",
+        require_parameter_descriptions: bool = False,
+    ) -> Any:
+        """Register a tool that takes no run context (options as for `tool`)."""
+        options = _ToolOptions(name, retries, prepare, docstring_format, require_parameter_descriptions)
+        return self._decorate(func, False, options)
 
-    def _decorate(self, func: F | None, takes_ctx: bool, name: str | None, retries: int | None) -> Any:
+    def _decorate(self, func: F | None, takes_ctx: bool, options: _ToolOptions) -> Any:
         def register(f: F) -> F:
-            max_retries = self._default_retries if retries is None else retries
-            self._add_tool(Tool(f, takes_ctx, name=name or "", max_retries=max_retries))
+            tool = Tool(
+                f,
+                takes_ctx=takes_ctx,
+                max_retries=options.retries,
+                name=options.name,
+                prepare=options.prepare,
+                docstring_format=options.docstring_format,
+                require_parameter_descriptions=options.require_parameter_descriptions,
+            )
+            self._add_tool(tool)
             return f
 
         return register if func is None else register(func)
@@ -600,6 +653,15 @@ async def _finish(run: AgentRun[Any, ResultDataT]) -> AgentRunResult[ResultDataT
     result = run.result
     assert result is not None, "a run that stops iterating has ended"
     return result
+
+
+@dataclass(frozen=True)
+class _ToolOptions:
+    name: str | None
+    retries: int | None
+    prepare: ToolPrepareFunc | None
+    docstring_format: DocstringFormat
+    require_parameter_descriptions: bool
 
 
 def _pick(old: Any, new: Any, old_name: str, new_name: str, default: Any) -> Any:

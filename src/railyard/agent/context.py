@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_origin, get_type_hints
 
 from railyard.agent.messages import ModelMessage
 from railyard.agent.usage import Usage
 
-__all__ = ("RunContext",)
+__all__ = ("RunContext", "callable_takes_ctx")
 
 AgentDepsT = TypeVar("AgentDepsT")
 
@@ -35,3 +38,16 @@ class RunContext(Generic[AgentDepsT]):
     """How many times this tool has failed in this run so far."""
     run_step: int = 0
     """How many model requests the run has made."""
+
+
+def callable_takes_ctx(function: Callable[..., Any]) -> bool:
+    """Whether `function`'s first parameter is annotated as a `RunContext`."""
+    params = list(inspect.signature(function).parameters.values())
+    if not params:
+        return False
+    annotation: Any = params[0].annotation
+    if isinstance(annotation, str):
+        return annotation.startswith("RunContext")
+    with contextlib.suppress(NameError):
+        annotation = get_type_hints(function).get(params[0].name, annotation)
+    return annotation is RunContext or get_origin(annotation) is RunContext

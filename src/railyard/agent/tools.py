@@ -8,23 +8,24 @@ parameters, and a failure becomes a `RetryPromptPart` that tells the model what 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 import anyio.to_thread
 import pydantic
 from pydantic_core import ErrorDetails
 
-from railyard.agent._docstrings import parse_docstring
-from railyard.agent.context import RunContext
+from railyard.agent._docstrings import DocstringFormat, parse_docstring
+from railyard.agent.context import RunContext, callable_takes_ctx
 from railyard.agent.exceptions import ModelRetry, UnexpectedModelBehavior, UserError
 from railyard.agent.messages import RetryPromptPart, ToolCallPart, ToolReturnPart
 
-__all__ = ("Tool", "ToolDefinition", "function_schema")
+__all__ = ("DocstringFormat", "Tool", "ToolDefinition", "ToolPrepareFunc", "function_schema")
 
 
 @dataclass
@@ -58,7 +59,9 @@ def function_schema(func: Callable[..., Any], *, takes_ctx: bool) -> tuple[str, 
     return schema.description, schema.json_schema
 
 
-def _build_schema(func: Callable[..., Any], takes_ctx: bool) -> _Schema:
+def _build_schema(
+    func: Callable[..., Any], takes_ctx: bool, style: DocstringFormat = "auto", require_descriptions: bool = False
+) -> _Schema:
     name = getattr(func, "__qualname__", repr(func))
     signature = inspect.signature(func)
     try:
@@ -70,7 +73,11 @@ def _build_schema(func: Callable[..., Any], takes_ctx: bool) -> _Schema:
         if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
             raise UserError(f"Tool {name!r} takes a run context, so its first parameter must be that context")
         params = params[1:]
-    description, param_docs = parse_docstring(func)
+    description, param_docs = parse_docstring(func, style)
+    if require_descriptions:
+        missing = [p.name for p in params if p.name not in param_docs]
+        if missing:
+            raise UserError(f"Tool {name!r}: missing parameter descriptions for {', '.join(missing)}")
     fields: dict[str, Any] = {}
     for param in params:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -100,32 +107,69 @@ def _is_model_like(annotation: Any) -> bool:
     )
 
 
-@dataclass
+ToolPrepareFunc = Callable[
+    [RunContext[Any], ToolDefinition], "Awaitable[ToolDefinition | None] | ToolDefinition | None"
+]
+"""Called before each model request with a copy of the tool's definition: return it
+(changed or not) to offer the tool, or None to leave it out of that request."""
+
+
 class Tool:
     """A function the model may call, with its schema and how often it may be retried."""
 
-    function: Callable[..., Any]
-    """The function itself."""
-    takes_ctx: bool
-    """Whether its first parameter is the run context."""
-    name: str = ""
-    """The name the model calls it by; the function's name when empty."""
-    description: str | None = None
-    """What the model is told it does; read from the docstring when None."""
-    max_retries: int = 1
-    """How many times the model may retry a failed call before the run fails."""
-    _schema: _Schema = field(init=False, repr=False)
-    _is_async: bool = field(init=False, repr=False)
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        *,
+        takes_ctx: bool | None = None,
+        max_retries: int | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        prepare: ToolPrepareFunc | None = None,
+        docstring_format: DocstringFormat = "auto",
+        require_parameter_descriptions: bool = False,
+    ) -> None:
+        self.function = function
+        """The function itself."""
+        self.takes_ctx = callable_takes_ctx(function) if takes_ctx is None else takes_ctx
+        """Whether its first parameter is the run context (by default: whether it is annotated so)."""
+        self.max_retries = max_retries
+        """How many times the model may retry a failed call; None takes the agent's `retries`."""
+        self.name = name or function.__name__
+        """The name the model calls it by."""
+        self.prepare = prepare
+        """Adjusts or withholds the tool's definition before each request, if given."""
+        self.docstring_format: DocstringFormat = docstring_format
+        """The docstring style its parameter descriptions are read in."""
+        self.require_parameter_descriptions = require_parameter_descriptions
+        """Whether a parameter without a description in the docstring is an error."""
+        if max_retries is not None and max_retries < 0:
+            raise UserError(f"Tool {self.name!r}: max_retries must be 0 or more, got {max_retries}")
+        self._schema = _build_schema(function, self.takes_ctx, docstring_format, require_parameter_descriptions)
+        self._is_async = inspect.iscoroutinefunction(function)
+        self.description = self._schema.description if description is None else description
+        """What the model is told it does; read from the docstring unless given."""
 
-    def __post_init__(self) -> None:
-        if not self.name:
-            self.name = self.function.__name__
-        if self.max_retries < 0:
-            raise UserError(f"Tool {self.name!r}: max_retries must be 0 or more, got {self.max_retries}")
-        self._schema = _build_schema(self.function, self.takes_ctx)
-        self._is_async = inspect.iscoroutinefunction(self.function)
-        if self.description is None:
-            self.description = self._schema.description
+    def __repr__(self) -> str:
+        return (
+            f"Tool(function={self.function!r}, takes_ctx={self.takes_ctx!r}, max_retries={self.max_retries!r}, "
+            f"name={self.name!r}, description={self.description!r}, prepare={self.prepare!r})"
+        )
+
+    def with_retries(self, max_retries: int) -> Tool:
+        """A copy with `max_retries` filled in, unless the tool has its own."""
+        if self.max_retries is not None:
+            return self
+        tool = copy.copy(self)
+        tool.max_retries = max_retries
+        return tool
+
+    async def prepared_definition(self, ctx: RunContext[Any]) -> ToolDefinition | None:
+        """The definition to offer for the next request, after `prepare` if there is one."""
+        if self.prepare is None:
+            return self.definition
+        prepared = self.prepare(ctx, copy.deepcopy(self.definition))
+        return await prepared if inspect.isawaitable(prepared) else prepared
 
     @property
     def definition(self) -> ToolDefinition:
@@ -171,5 +215,6 @@ class Tool:
         return ToolReturnPart(call.tool_name, result, tool_call_id=call.tool_call_id)
 
     def _check_retries(self, retry: int, cause: BaseException | None) -> None:
-        if retry >= self.max_retries:
-            raise UnexpectedModelBehavior(f"Tool exceeded max retries count of {self.max_retries}") from cause
+        limit = 1 if self.max_retries is None else self.max_retries
+        if retry >= limit:
+            raise UnexpectedModelBehavior(f"Tool exceeded max retries count of {limit}") from cause
