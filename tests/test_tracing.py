@@ -129,3 +129,11 @@ async def test_an_agent_run_is_traced_like_any_graph_run(spans: InMemorySpanExpo
         "run node CallToolsNode",
         "run graph agent",
     ]
+    requests = [span for span in spans.get_finished_spans() if span.name == "run node ModelRequestNode"]
+    genai = [{k: v for k, v in (span.attributes or {}).items() if k.startswith("gen_ai.")} for span in requests]
+    model = {"gen_ai.system": "test", "gen_ai.request.model": "test", "gen_ai.response.model": "test"}
+    # the tokens each request reported (TestModel's estimate over the conversation so far)
+    assert genai == [
+        model | {"gen_ai.usage.input_tokens": 51, "gen_ai.usage.output_tokens": 5},
+        model | {"gen_ai.usage.input_tokens": 52, "gen_ai.usage.output_tokens": 9},
+    ]

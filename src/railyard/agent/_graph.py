@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 import anyio
+from opentelemetry import trace
 
 from railyard.agent._prompts import PromptFunction, refresh_dynamic_prompts, render_instructions, system_prompt_parts
 from railyard.agent._result import ResultSchema, ResultTool, ResultValidator, run_validators
@@ -194,6 +195,7 @@ class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
         response, request_usage = await deps.model.request(list(state.message_history), info)
         state.run_step += 1
         state.usage.incr(request_usage)
+        _annotate_span(deps.model, response, request_usage)
         deps.usage_limits.check_tokens(state.usage)
         return CallToolsNode(response)
 
@@ -306,6 +308,21 @@ async def _run_tools(
         async with anyio.create_task_group() as group:
             for item in todo:
                 group.start_soon(run_one, *item)
+
+
+def _annotate_span(model: Model, response: ModelResponse, usage: Usage) -> None:
+    """Put the request's model and tokens on the step's span (OpenTelemetry GenAI conventions)."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    attributes: dict[str, str | int] = {"gen_ai.system": model.system, "gen_ai.request.model": model.model_name}
+    if response.model_name:
+        attributes["gen_ai.response.model"] = response.model_name
+    if usage.request_tokens is not None:
+        attributes["gen_ai.usage.input_tokens"] = usage.request_tokens
+    if usage.response_tokens is not None:
+        attributes["gen_ai.usage.output_tokens"] = usage.response_tokens
+    span.set_attributes(attributes)
 
 
 def _count_result_retry(state: AgentState, deps: AgentDeps, cause: BaseException | None) -> None:
