@@ -232,8 +232,8 @@ async def test_result_validators_can_change_or_reject_a_result() -> None:
     assert [(p.content, p.tool_name, p.tool_call_id) for p in retry.parts if isinstance(p, RetryPromptPart)] == [
         ("Not a city", "final_result", "c1")
     ]
-    with pytest.raises(UserError, match="must take \\(result\\) or \\(ctx, result\\), not 3 parameters"):
-        agent2.result_validator(lambda a, b, c: a)
+    with pytest.raises(UserError, match=r"must take \(result\) or \(ctx, result\)$"):
+        agent2.result_validator(lambda: None)
 
 
 def both_tools(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
@@ -315,8 +315,8 @@ async def test_instructions_go_with_every_request_but_not_into_history() -> None
 
     result = await agent.run("q")
     assert [info.instructions for info in script.infos] == [
-        "Answer in French.\n\nstep 0",
         "Answer in French.\n\nstep 1",
+        "Answer in French.\n\nstep 2",
     ]
     assert "French" not in result.all_messages_json().decode()
 
@@ -363,7 +363,7 @@ async def test_all_messages_can_replace_the_result_tool_return() -> None:
     assert last.parts[0].content == "thanks"
     assert ModelMessagesTypeAdapter.validate_json(result.new_messages_json()) == result.new_messages()
     text_result = await Agent(FunctionModel(Script(text("x")))).run("q")
-    with pytest.raises(ValueError, match="result came as text"):
+    with pytest.raises(ValueError, match="when the return type is `str`"):
         text_result.all_messages(result_tool_return_content="x")
 
 

@@ -13,6 +13,7 @@ in `AgentDeps`, which the agent rebuilds when a stored run is resumed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -61,6 +62,7 @@ PLAIN_TEXT_NOT_ALLOWED = "Plain text responses are not permitted, please call on
 FINAL_RESULT_PROCESSED = "Final result processed."
 TOOL_NOT_EXECUTED = "Tool not executed - a final result was already processed."
 RESULT_TOOL_NOT_USED = "Result tool not used - a final result was already processed."
+RESULT_TOOL_FAILED = "Result tool not used - result failed validation."
 
 
 @dataclass
@@ -180,8 +182,9 @@ class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
 
     async def run(self, ctx: AgentContext) -> CallToolsNode:
         state, deps = ctx.state, ctx.deps
-        deps.usage_limits.check_before_request(state.usage)
         state.message_history.append(self.request)
+        deps.usage_limits.check_before_request(state.usage)
+        state.run_step += 1
         instructions = deps.instructions
         if deps.instruction_functions:
             instructions = await render_instructions(instructions, deps.instruction_functions, deps.run_context(state))
@@ -193,10 +196,11 @@ class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
             instructions=instructions,
         )
         response, request_usage = await deps.model.request(list(state.message_history), info)
-        state.run_step += 1
-        state.usage.incr(request_usage)
+        # the agent counts the request itself, whatever the model put in `requests`
+        state.usage.incr(dataclasses.replace(request_usage, requests=0), requests=1)
         _annotate_span(deps.model, response, request_usage)
         deps.usage_limits.check_tokens(state.usage)
+        state.message_history.append(response)
         return CallToolsNode(response)
 
 
@@ -208,19 +212,18 @@ class CallToolsNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
 
     async def run(self, ctx: AgentContext) -> ModelRequestNode | End[FinalResult[Any]]:
         state, deps = ctx.state, ctx.deps
-        state.message_history.append(self.model_response)
-        if not self.model_response.parts:
-            raise UnexpectedModelBehavior("Received empty model response")
         calls = [part for part in self.model_response.parts if isinstance(part, ToolCallPart)]
         if calls:
             return await _handle_calls(calls, state, deps)
-        text = "\n\n".join(part.content for part in self.model_response.parts if isinstance(part, TextPart))
+        texts = [part.content for part in self.model_response.parts if isinstance(part, TextPart) and part.content]
+        if not texts:
+            raise UnexpectedModelBehavior("Received empty model response")
         if not deps.result_schema.allow_text_result:
             _count_result_retry(state, deps, None)
             return ModelRequestNode(ModelRequest([RetryPromptPart(PLAIN_TEXT_NOT_ALLOWED)]))
         try:
             data = await run_validators(
-                deps.result_validators, text, deps.run_context(state, retry=state.result_retries)
+                deps.result_validators, "\n\n".join(texts), deps.run_context(state, retry=state.result_retries)
             )
         except ModelRetry as exc:
             _count_result_retry(state, deps, exc)
@@ -241,33 +244,45 @@ async def _handle_calls(calls: list[ToolCallPart], state: AgentState, deps: Agen
             parts[index] = outcome
         else:
             final = (index, outcome)
-
-    if final is not None:
-        final_index, data = final
-        final_call = calls[final_index]
-        parts = {final_index: ToolReturnPart(final_call.tool_name, FINAL_RESULT_PROCESSED, final_call.tool_call_id)}
-        for index, call in enumerate(calls):
-            if index == final_index:
-                continue
-            if call.tool_name in result_tools:
-                parts[index] = ToolReturnPart(call.tool_name, RESULT_TOOL_NOT_USED, call.tool_call_id)
-            elif deps.end_strategy == "early" or call.tool_name not in deps.tools:
-                parts[index] = ToolReturnPart(call.tool_name, TOOL_NOT_EXECUTED, call.tool_call_id)
-        if deps.end_strategy == "exhaustive":
-            await _run_tools(calls, parts, state, deps)
-        order = [final_index, *sorted(i for i in parts if i != final_index)]
-        if deps.end_strategy == "early":
-            order = sorted(parts)
-        state.message_history.append(ModelRequest([parts[i] for i in order]))
-        return End(FinalResult(data, final_call.tool_name, final_call.tool_call_id))
-
     for index, call in enumerate(calls):
         if call.tool_name not in deps.tools and call.tool_name not in result_tools:
             _count_result_retry(state, deps, None)
             names = ", ".join([*deps.tools, *result_tools])
             parts[index] = RetryPromptPart(f"Unknown tool name: {call.tool_name!r}. Available tools: {names}")
-    await _run_tools(calls, parts, state, deps)
-    return ModelRequestNode(ModelRequest([parts[i] for i in sorted(parts)]))
+
+    if final is None:
+        await _run_tools(calls, parts, state, deps)
+        return ModelRequestNode(ModelRequest(_in_reply_order(calls, parts, deps)))
+
+    final_index, data = final
+    final_call = calls[final_index]
+    for index, call in enumerate(calls):
+        if index == final_index:
+            parts[index] = ToolReturnPart(call.tool_name, FINAL_RESULT_PROCESSED, call.tool_call_id)
+        elif call.tool_name in result_tools:
+            text = RESULT_TOOL_FAILED if index in parts else RESULT_TOOL_NOT_USED
+            parts[index] = ToolReturnPart(call.tool_name, text, call.tool_call_id)
+        elif index not in parts and deps.end_strategy == "early":
+            parts[index] = ToolReturnPart(call.tool_name, TOOL_NOT_EXECUTED, call.tool_call_id)
+    if deps.end_strategy == "exhaustive":
+        await _run_tools(calls, parts, state, deps)
+        reply = _in_reply_order(calls, parts, deps)
+    else:
+        reply = [parts[i] for i in sorted(parts)]
+    state.message_history.append(ModelRequest(reply))
+    return End(FinalResult(data, final_call.tool_name, final_call.tool_call_id))
+
+
+def _in_reply_order(
+    calls: list[ToolCallPart], parts: dict[int, ModelRequestPart], deps: AgentDeps
+) -> list[ModelRequestPart]:
+    """The parts answering `calls`: result tools first, then unknown tools, then function tools."""
+
+    def group(index: int) -> int:
+        name = calls[index].tool_name
+        return 0 if name in deps.result_schema.tools else 2 if name in deps.tools else 1
+
+    return [parts[i] for i in sorted(parts, key=lambda i: (group(i), i))]
 
 
 async def _validate_result(
@@ -277,10 +292,10 @@ async def _validate_result(
     if isinstance(outcome, RetryPromptPart):
         _count_result_retry(state, deps, None)
         return outcome
+    run_ctx = deps.run_context(state, retry=state.result_retries)
+    run_ctx.tool_name, run_ctx.tool_call_id = call.tool_name, call.tool_call_id
     try:
-        return await run_validators(
-            deps.result_validators, outcome, deps.run_context(state, retry=state.result_retries)
-        )
+        return await run_validators(deps.result_validators, outcome, run_ctx)
     except ModelRetry as exc:
         _count_result_retry(state, deps, exc)
         return RetryPromptPart(exc.message, tool_name=call.tool_name, tool_call_id=call.tool_call_id)
@@ -297,17 +312,34 @@ async def _run_tools(
     ]
 
     async def run_one(index: int, call: ToolCallPart, tool: Tool) -> None:
-        part = await tool.call(call, deps.run_context(state, retry=state.retries.get(tool.name, 0)))
-        if isinstance(part, RetryPromptPart):
-            state.retries[tool.name] = state.retries.get(tool.name, 0) + 1
+        def failed(cause: BaseException) -> None:
+            # counted as each call fails, so several failing calls in one response add up
+            failures = state.retries.get(tool.name, 0)
+            state.retries[tool.name] = failures + 1
+            tool.check_retries(failures, cause)
+
+        part = await tool.call(call, deps.run_context(state, retry=state.retries.get(tool.name, 0)), on_failure=failed)
+        if isinstance(part, ToolReturnPart):
+            state.retries[tool.name] = 0  # a success starts the count again
         parts[index] = part
 
     if len(todo) == 1:
         await run_one(*todo[0])
-    elif todo:
+        return
+    error: BaseException | None = None
+    try:
         async with anyio.create_task_group() as group:
             for item in todo:
                 group.start_soon(run_one, *item)
+    except BaseExceptionGroup as group_error:
+        error = _first_error(group_error)
+    if error is not None:
+        raise error  # as the tool raised it, not wrapped in a group
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _annotate_span(model: Model, response: ModelResponse, usage: Usage) -> None:

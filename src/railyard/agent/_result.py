@@ -135,9 +135,13 @@ def _result_tool(tp: Any, name: str, description: str | None, *, many: bool) -> 
         schema = wrapper.model_json_schema()
         schema.pop("title", None)
         key = _WRAP_KEY
-    text = description or _own_docstring(tp)
-    if text is None:
-        text = f"{_type_name(tp)}: {DEFAULT_RESULT_DESCRIPTION}" if many else DEFAULT_RESULT_DESCRIPTION
+    doc = _own_docstring(tp) if key is None else None  # a wrapped scalar's docstring is not about the result
+    if doc is not None:
+        text = f"{description}. {doc}" if description else doc
+    else:
+        text = description or DEFAULT_RESULT_DESCRIPTION
+        if many:
+            text = f"{_type_name(tp)}: {text}"
     return ResultTool(ToolDefinition(name, text, schema, outer_typed_dict_key=key), adapter)
 
 
@@ -154,12 +158,9 @@ class ResultValidator:
     def of(cls, function: Callable[..., Any]) -> ResultValidator:
         """Wrap `function`, telling from its parameters whether it takes the run context."""
         params = list(inspect.signature(function).parameters.values())
-        if len(params) not in (1, 2):
-            raise UserError(
-                f"Result validator {function.__qualname__!r} must take (result) or (ctx, result), "
-                f"not {len(params)} parameters"
-            )
-        return cls(function, len(params) == 2)
+        if not params:
+            raise UserError(f"Result validator {function.__qualname__!r} must take (result) or (ctx, result)")
+        return cls(function, len(params) > 1)
 
     async def validate(self, result: Any, ctx: RunContext[Any]) -> Any:
         """Run the validator on `result` and return what it returns."""

@@ -17,15 +17,15 @@ print(run.result.data)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
+import threading
 import types
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Generic, TypeGuard, overload
 
-import anyio
 from typing_extensions import TypeVar
 
 from railyard.agent._graph import (
@@ -115,16 +115,15 @@ class AgentRunResult(Generic[ResultDataT]):
         if result_tool_return_content is None:
             return messages
         if self._result_tool_name is None:
-            raise ValueError("Cannot set result tool return content when the result came as text")
+            raise ValueError("Cannot set result tool return content when the return type is `str`.")
         last = messages[-1]
         if isinstance(last, ModelRequest):
-            parts = [
-                ToolReturnPart(part.tool_name, result_tool_return_content, part.tool_call_id)
-                if isinstance(part, ToolReturnPart) and part.tool_name == self._result_tool_name
-                else part
-                for part in last.parts
-            ]
-            messages[-1] = ModelRequest(parts)
+            for index, part in enumerate(last.parts):
+                if isinstance(part, ToolReturnPart) and part.tool_name == self._result_tool_name:
+                    parts = list(last.parts)
+                    parts[index] = dataclasses.replace(part, content=result_tool_return_content)
+                    messages[-1] = dataclasses.replace(last, parts=parts)
+                    break
         return messages
 
     def new_messages(self, *, result_tool_return_content: str | None = None) -> list[ModelMessage]:
@@ -279,7 +278,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         if tool.name in self._tools:
             raise UserError(f"Tool name conflicts with existing tool: {tool.name!r}")
         if tool.name in self._result_schema(self.result_type).tools:
-            raise UserError(f"Tool name conflicts with result tool name: {tool.name!r}")
+            raise UserError(f"Tool name conflicts with result schema name: {tool.name!r}")
         self._tools[tool.name] = tool
 
     @overload
@@ -554,7 +553,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
                 persistence=persistence,
             )
 
-        return anyio.run(main)
+        return _thread_loop().run_until_complete(main())
 
     @contextmanager
     def override(self, *, model: Model | KnownModelName | None = None, deps: Any = ...) -> Iterator[None]:
@@ -655,13 +654,39 @@ async def _finish(run: AgentRun[Any, ResultDataT]) -> AgentRunResult[ResultDataT
     return result
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _ToolOptions:
     name: str | None
     retries: int | None
     prepare: ToolPrepareFunc | None
     docstring_format: DocstringFormat
     require_parameter_descriptions: bool
+
+
+class _LoopHolder:
+    """A thread's event loop for `run_sync`, closed when the thread ends."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def __del__(self) -> None:
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+_loops = threading.local()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    """The event loop `run_sync` uses in this thread: one for all its calls.
+
+    Reusing it keeps objects bound to a loop (an `httpx.AsyncClient` given to a model,
+    a connection pool in deps) working from one `run_sync` call to the next.
+    """
+    holder: _LoopHolder | None = getattr(_loops, "holder", None)
+    if holder is None or holder.loop.is_closed():
+        holder = _loops.holder = _LoopHolder()
+    return holder.loop
 
 
 def _pick(old: Any, new: Any, old_name: str, new_name: str, default: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 __all__ = (
     "AgentRunError",
     "ModelConnectionError",
@@ -31,6 +33,21 @@ class UsageLimitExceeded(AgentRunError):
 class UnexpectedModelBehavior(AgentRunError):
     """The model answered in a way the agent cannot use (for instance, too many retries)."""
 
+    def __init__(self, message: str, body: str | None = None) -> None:
+        self.body = body
+        """The model's answer, when it helps to see it."""
+        super().__init__(message)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        if not self.body:
+            return self.message
+        try:
+            body = json.dumps(json.loads(self.body), indent=2)
+        except ValueError:
+            body = self.body
+        return f"{self.message}, body:\n{body}"
+
 
 class ModelHTTPError(AgentRunError):
     """A model's HTTP API answered with an error status (after any retries)."""
@@ -51,6 +68,11 @@ class ModelConnectionError(AgentRunError):
 
 class UserError(RuntimeError):
     """The agent was used wrongly; the message says how to fix it."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        """What is wrong, and how to fix it."""
+        super().__init__(message)
 
 
 class ModelRetry(Exception):

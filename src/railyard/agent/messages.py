@@ -84,10 +84,11 @@ class ToolReturnPart:
         return pydantic_core.to_json(self.content).decode()
 
     def model_response_object(self) -> dict[str, Any]:
-        """The return value as a JSON object (a plain value wrapped as `return_value`)."""
+        """The return value as a JSON-ready object (anything but a dict wrapped as `return_value`)."""
+        content = pydantic_core.to_jsonable_python(self.content)
         if isinstance(self.content, dict):
-            return dict(self.content)  # pyright: ignore[reportUnknownArgumentType]
-        return {"return_value": self.content}
+            return dict(content)
+        return {"return_value": content}
 
 
 _FIX = "\n\nFix the errors and try again."

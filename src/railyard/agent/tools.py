@@ -14,11 +14,12 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import Annotated, Any, NotRequired, Required, get_type_hints
 
 import anyio.to_thread
 import pydantic
 from pydantic_core import ErrorDetails
+from typing_extensions import TypedDict
 
 from railyard.agent._docstrings import DocstringFormat, parse_docstring
 from railyard.agent.context import RunContext, callable_takes_ctx
@@ -48,6 +49,8 @@ class _Schema:
     json_schema: dict[str, Any]
     validator: pydantic.TypeAdapter[Any]
     single_model_param: str | None
+    positional: tuple[str, ...] = ()
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict[str, Any])
 
 
 def function_schema(func: Callable[..., Any], *, takes_ctx: bool) -> tuple[str, dict[str, Any]]:
@@ -82,21 +85,24 @@ def _build_schema(
     for param in params:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise UserError(f"Tool {name!r}: parameter {param.name!r} is *args or **kwargs, which a model cannot fill")
-        annotation = hints.get(param.name, Any)
-        default = ... if param.default is param.empty else param.default
-        fields[param.name] = (annotation, pydantic.Field(default, description=param_docs.get(param.name)))
+        annotation: Any = Annotated[hints.get(param.name, Any), pydantic.Field(description=param_docs.get(param.name))]
+        fields[param.name] = Required[annotation] if param.default is param.empty else NotRequired[annotation]
+    positional = tuple(p.name for p in params if p.kind is p.POSITIONAL_ONLY)
+    defaults = {p.name: p.default for p in params if p.default is not p.empty}
 
     if len(params) == 1 and _is_model_like(hints.get(params[0].name)):
         adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(hints[params[0].name])
-        return _Schema(description, adapter.json_schema(), adapter, params[0].name)
+        return _Schema(description, adapter.json_schema(), adapter, params[0].name, positional)
 
-    model = pydantic.create_model(f"{name}_args", __config__=pydantic.ConfigDict(extra="forbid"), **fields)
-    json_schema: dict[str, Any] = model.model_json_schema()
+    # A TypedDict takes any parameter name (`json`, `model_config`, `_x`), which a model class would not.
+    make_typed_dict: Any = TypedDict
+    arguments: Any = make_typed_dict(f"{name}_args", fields)
+    arguments.__pydantic_config__ = pydantic.ConfigDict(extra="forbid")
+    validator: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(arguments)
+    json_schema: dict[str, Any] = validator.json_schema()
     json_schema.pop("title", None)
-    for prop in json_schema.get("properties", {}).values():
-        prop.pop("default", None)
     json_schema.setdefault("properties", {})
-    return _Schema(description, dict(sorted(json_schema.items())), pydantic.TypeAdapter(model), None)
+    return _Schema(description, dict(sorted(json_schema.items())), validator, None, positional, defaults)
 
 
 def _is_model_like(annotation: Any) -> bool:
@@ -178,43 +184,62 @@ class Tool:
 
     def validate_args(self, call: ToolCallPart) -> dict[str, Any] | RetryPromptPart:
         """The keyword arguments to call the function with, or what to tell the model to fix."""
+        args = self._validate(call)
+        if isinstance(args, pydantic.ValidationError):
+            return _retry_prompt(args, call)
+        return args
+
+    def _validate(self, call: ToolCallPart) -> dict[str, Any] | pydantic.ValidationError:
         try:
             if isinstance(call.args, str):
                 value = self._schema.validator.validate_json(call.args or "{}")
             else:
                 value = self._schema.validator.validate_python(call.args)
         except pydantic.ValidationError as exc:
-            errors: list[ErrorDetails] = exc.errors(include_url=False)
-            return RetryPromptPart(errors, tool_name=call.tool_name, tool_call_id=call.tool_call_id)
+            return exc
         if self._schema.single_model_param is not None:
             return {self._schema.single_model_param: value}
-        return {key: getattr(value, key) for key in type(value).model_fields}
+        return {**self._schema.defaults, **value}
 
-    async def call(self, call: ToolCallPart, ctx: RunContext[Any]) -> ToolReturnPart | RetryPromptPart:
+    async def call(
+        self,
+        call: ToolCallPart,
+        ctx: RunContext[Any],
+        *,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> ToolReturnPart | RetryPromptPart:
         """Run the tool for the model's `call`: its return, or what the model must fix.
 
-        `ctx.retry` is how many times this tool has failed in the run so far; a failure
-        beyond `max_retries` raises `UnexpectedModelBehavior` instead. A sync function runs
-        in a worker thread so it cannot stall the event loop; any exception other than
-        `ModelRetry` propagates unchanged.
+        A failure (arguments that do not validate, or `ModelRetry`) is reported to
+        `on_failure`, which may raise to end the run; by default it raises
+        `UnexpectedModelBehavior` once `ctx.retry` (the failures so far) reaches
+        `max_retries`. A sync function runs in a worker thread so it cannot stall the
+        event loop; any exception other than `ModelRetry` propagates unchanged.
         """
-        args = self.validate_args(call)
-        if isinstance(args, RetryPromptPart):
-            self._check_retries(ctx.retry, None)
-            return args
+        fail = on_failure or functools.partial(self.check_retries, ctx.retry)
+        args = self._validate(call)
+        if isinstance(args, pydantic.ValidationError):
+            fail(args)
+            return _retry_prompt(args, call)
+        positional: list[Any] = [args.pop(name) for name in self._schema.positional if name in args]
         if self.takes_ctx:
             ctx = dataclasses.replace(ctx, tool_name=self.name, tool_call_id=call.tool_call_id)
-            func = functools.partial(self.function, ctx, **args)
-        else:
-            func = functools.partial(self.function, **args)
+            positional.insert(0, ctx)
+        func = functools.partial(self.function, *positional, **args)
         try:
             result = await func() if self._is_async else await anyio.to_thread.run_sync(func)
         except ModelRetry as exc:
-            self._check_retries(ctx.retry, exc)
+            fail(exc)
             return RetryPromptPart(exc.message, tool_name=call.tool_name, tool_call_id=call.tool_call_id)
         return ToolReturnPart(call.tool_name, result, tool_call_id=call.tool_call_id)
 
-    def _check_retries(self, retry: int, cause: BaseException | None) -> None:
+    def check_retries(self, failures: int, cause: BaseException) -> None:
+        """Raise `UnexpectedModelBehavior` if a failure after `failures` earlier ones is one too many."""
         limit = 1 if self.max_retries is None else self.max_retries
-        if retry >= limit:
+        if failures >= limit:
             raise UnexpectedModelBehavior(f"Tool exceeded max retries count of {limit}") from cause
+
+
+def _retry_prompt(error: pydantic.ValidationError, call: ToolCallPart) -> RetryPromptPart:
+    errors: list[ErrorDetails] = error.errors(include_url=False)
+    return RetryPromptPart(errors, tool_name=call.tool_name, tool_call_id=call.tool_call_id)
