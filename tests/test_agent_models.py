@@ -86,3 +86,38 @@ def test_usage_grows_with_the_whole_conversation() -> None:
 def test_word_counts(text: str, words: int) -> None:
     usage = estimate_usage([ModelRequest([SystemPromptPart(text)]), ModelResponse([TextPart(text)])])
     assert (usage.request_tokens, usage.response_tokens) == (50 + words, words)
+
+
+@pytest.mark.anyio
+async def test_fallback_model_asks_the_next_model_when_one_fails() -> None:
+    from railyard.agent import Agent, FallbackExceptionGroup
+    from railyard.agent.exceptions import ModelHTTPError
+    from railyard.agent.models.fallback import FallbackModel
+
+    def down(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        raise ModelHTTPError(500, "primary", {"message": "down"})
+
+    def limited(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        raise ModelHTTPError(429, "secondary")
+
+    def up(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[TextPart("ok")])
+
+    def broken(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        raise ValueError("a bug, not an outage")
+
+    model = FallbackModel(FunctionModel(down), FunctionModel(up))
+    assert (model.model_name, model.system) == ("fallback:function:down:,function:up:", "fallback:function,function")
+    result = await Agent(model).run("q")
+    assert result.data == "ok"
+    answered = result.all_messages()[-1]
+    assert isinstance(answered, ModelResponse) and answered.model_name == "function:up:"
+
+    with pytest.raises(FallbackExceptionGroup, match=r"^All models from FallbackModel failed") as caught:
+        await Agent(FallbackModel(FunctionModel(down), FunctionModel(limited))).run("q")
+    assert [error.status_code for error in caught.value.exceptions] == [500, 429]  # type: ignore[attr-defined]
+
+    with pytest.raises(ValueError, match="a bug"):
+        await Agent(FallbackModel(FunctionModel(broken), FunctionModel(up))).run("q")
+    custom = FallbackModel(FunctionModel(broken), "test", fallback_on=lambda error: isinstance(error, ValueError))
+    assert (await Agent(custom).run("q")).data == "success (no tool calls)"

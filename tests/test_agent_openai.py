@@ -594,3 +594,35 @@ async def test_a_minimal_completion(fake: FakeOpenAI, make_model: Callable[..., 
     assert response.model_name == "gpt-4o" and response.timestamp >= before
     assert usage == Usage(requests=1)
     assert json.loads(json.dumps(fake.bodies()[0]))["model"] == "gpt-4o"
+
+
+async def test_images_and_audio_go_as_content_parts(fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]) -> None:
+    from railyard.agent import AudioUrl, BinaryContent, DocumentUrl, ImageUrl
+
+    fake.reply(chat_text("A cat"))
+    prompt = [
+        "What is this?",
+        ImageUrl("https://x/cat.png"),
+        BinaryContent(b"\x89PNG", "image/png"),
+        BinaryContent(b"ID3", "audio/mpeg"),
+    ]
+    assert (await Agent(make_model()).run(prompt)).data == "A cat"
+    assert fake.requests[0].body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"text": "What is this?", "type": "text"},
+                {"image_url": {"url": "https://x/cat.png"}, "type": "image_url"},
+                {"image_url": {"url": "data:image/png;base64,iVBORw=="}, "type": "image_url"},
+                {"input_audio": {"data": "SUQz", "format": "mp3"}, "type": "input_audio"},
+            ],
+        }
+    ]
+    for item, what in [
+        (DocumentUrl("https://x/a.pdf"), "DocumentUrl"),
+        (AudioUrl("https://x/a.mp3"), "AudioUrl"),
+        (BinaryContent(b"%PDF", "application/pdf"), r"BinaryContent \(application/pdf\)"),
+    ]:
+        with pytest.raises(UserError, match=f"in a user prompt, not {what}: "):
+            await Agent(make_model()).run(["Read this", item])
+    assert len(fake.requests) == 1  # nothing was sent for the prompts it cannot carry

@@ -8,9 +8,11 @@ other railyard run.
 
 from railyard.agent._graph import CallToolsNode, EndStrategy, FinalResult, ModelRequestNode, UserPromptNode
 from railyard.agent.agent import Agent, AgentRun, AgentRunResult, capture_run_messages
+from railyard.agent.content import AudioUrl, BinaryContent, DocumentUrl, ImageUrl
 from railyard.agent.context import RunContext
 from railyard.agent.exceptions import (
     AgentRunError,
+    FallbackExceptionGroup,
     ModelConnectionError,
     ModelHTTPError,
     ModelRetry,
@@ -25,9 +27,14 @@ __all__ = (
     "AgentRun",
     "AgentRunError",
     "AgentRunResult",
+    "AudioUrl",
+    "BinaryContent",
     "CallToolsNode",
+    "DocumentUrl",
+    "FallbackExceptionGroup",
     "EndStrategy",
     "FinalResult",
+    "ImageUrl",
     "ModelConnectionError",
     "ModelHTTPError",
     "ModelRequestNode",

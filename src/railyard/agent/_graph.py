@@ -23,6 +23,7 @@ from opentelemetry import trace
 
 from railyard.agent._prompts import PromptFunction, refresh_dynamic_prompts, render_instructions, system_prompt_parts
 from railyard.agent._result import ResultSchema, ResultTool, ResultValidator, run_validators
+from railyard.agent.content import UserContent
 from railyard.agent.context import RunContext
 from railyard.agent.exceptions import ModelRetry, UnexpectedModelBehavior
 from railyard.agent.messages import (
@@ -94,7 +95,7 @@ class AgentState:
     """How many times each tool has failed in this run."""
     run_step: int = 0
     """How many model requests have been made."""
-    prompt: str = ""
+    prompt: str | Sequence[UserContent] = ""
     """The user prompt the run started with."""
     new_message_index: int = 0
     """Where this run's messages start in `message_history`."""
@@ -159,7 +160,7 @@ AgentContext = GraphRunContext[AgentState, AgentDeps]
 class UserPromptNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
     """Start a run: the system prompts (for a new conversation) and the user's prompt."""
 
-    user_prompt: str
+    user_prompt: str | Sequence[UserContent]
 
     async def run(self, ctx: AgentContext) -> ModelRequestNode:
         state, deps = ctx.state, ctx.deps

@@ -40,6 +40,7 @@ from railyard.agent._graph import (
 )
 from railyard.agent._prompts import PromptFunction
 from railyard.agent._result import ResultSchema, ResultValidator
+from railyard.agent.content import UserContent
 from railyard.agent.exceptions import UserError
 from railyard.agent.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ToolReturnPart
 from railyard.agent.models import KnownModelName, Model, infer_model
@@ -400,7 +401,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
     @asynccontextmanager
     async def iter(
         self,
-        user_prompt: str,
+        user_prompt: str | Sequence[UserContent],
         *,
         result_type: Any = None,
         output_type: Any = None,
@@ -474,7 +475,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
 
     async def run(
         self,
-        user_prompt: str,
+        user_prompt: str | Sequence[UserContent],
         *,
         result_type: Any = None,
         output_type: Any = None,
@@ -507,7 +508,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
 
     def run_sync(
         self,
-        user_prompt: str,
+        user_prompt: str | Sequence[UserContent],
         *,
         result_type: Any = None,
         output_type: Any = None,

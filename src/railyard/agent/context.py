@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, get_origin, get_type_hints
 
+from railyard.agent.content import UserContent
 from railyard.agent.messages import ModelMessage
 from railyard.agent.usage import Usage
 
@@ -26,7 +27,7 @@ class RunContext(Generic[AgentDepsT]):
     """The model the run talks to."""
     usage: Usage
     """The run's usage so far (the live object, updated as the run goes on)."""
-    prompt: str
+    prompt: str | Sequence[UserContent]
     """The user prompt the run started with."""
     messages: list[ModelMessage] = field(default_factory=list)
     """The conversation so far."""

@@ -6,6 +6,7 @@ import json
 
 __all__ = (
     "AgentRunError",
+    "FallbackExceptionGroup",
     "ModelConnectionError",
     "ModelHTTPError",
     "ModelRetry",
@@ -81,3 +82,7 @@ class ModelRetry(Exception):
     def __init__(self, message: str) -> None:
         self.message = message
         super().__init__(message)
+
+
+class FallbackExceptionGroup(ExceptionGroup[Exception]):
+    """Every model of a `FallbackModel` failed; `exceptions` holds what each raised."""

@@ -18,7 +18,13 @@ import pydantic
 import pydantic_core
 from pydantic_core import ErrorDetails
 
+from railyard.agent.content import AudioUrl, BinaryContent, DocumentUrl, ImageUrl, UserContent
+
 __all__ = (
+    "AudioUrl",
+    "BinaryContent",
+    "DocumentUrl",
+    "ImageUrl",
     "ModelMessage",
     "ModelMessagesTypeAdapter",
     "ModelRequest",
@@ -30,6 +36,7 @@ __all__ = (
     "TextPart",
     "ToolCallPart",
     "ToolReturnPart",
+    "UserContent",
     "UserPromptPart",
 )
 
@@ -54,8 +61,8 @@ class SystemPromptPart:
 class UserPromptPart:
     """What the user asked."""
 
-    content: str | Sequence[Any]
-    """The prompt."""
+    content: str | Sequence[UserContent]
+    """The prompt: text, or text with images, sounds and documents."""
     timestamp: datetime = field(default_factory=_now_utc)
     """When it was made."""
     part_kind: Literal["user-prompt"] = "user-prompt"

@@ -15,6 +15,7 @@ backoff; what still fails raises `ModelHTTPError` or `ModelConnectionError`.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import functools
 import importlib.metadata
@@ -37,6 +38,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
         "railyard.agent.models.openai needs httpx: install it with `pip install 'railyard[openai]'`"
     ) from _exc
 
+from railyard.agent.content import BinaryContent, ImageUrl
 from railyard.agent.exceptions import ModelConnectionError, ModelHTTPError, UnexpectedModelBehavior, UserError
 from railyard.agent.messages import (
     ModelMessage,
@@ -380,17 +382,27 @@ def _map_request(message: ModelRequest) -> list[dict[str, Any]]:
     return wire
 
 
-def _user_content(part: UserPromptPart) -> str | list[dict[str, str]]:
+def _user_content(part: UserPromptPart) -> str | list[dict[str, Any]]:
     if isinstance(part.content, str):
         return part.content
-    items: list[dict[str, str]] = []
-    for item in part.content:
-        if not isinstance(item, str):
-            raise UserError(
-                f"OpenAIModel can only send text in a user prompt, got a {type(item).__name__}: {item!r:.100}"
-            )
-        items.append({"text": item, "type": "text"})
-    return items
+    return [_content_item(item) for item in part.content]
+
+
+def _content_item(item: object) -> dict[str, Any]:
+    if isinstance(item, str):
+        return {"text": item, "type": "text"}
+    if isinstance(item, ImageUrl):
+        return {"image_url": {"url": item.url}, "type": "image_url"}
+    if isinstance(item, BinaryContent) and item.is_image:
+        encoded = base64.b64encode(item.data).decode()
+        return {"image_url": {"url": f"data:{item.media_type};base64,{encoded}"}, "type": "image_url"}
+    if isinstance(item, BinaryContent) and item.is_audio and item.media_type in ("audio/mpeg", "audio/wav"):
+        encoded = base64.b64encode(item.data).decode()
+        return {"input_audio": {"data": encoded, "format": item.format}, "type": "input_audio"}
+    what = f"{type(item).__name__} ({item.media_type})" if isinstance(item, BinaryContent) else type(item).__name__
+    raise UserError(
+        f"OpenAIModel can send text, images and mp3/wav audio bytes in a user prompt, not {what}: {item!r:.100}"
+    )
 
 
 def _map_response(message: ModelResponse) -> dict[str, Any]:

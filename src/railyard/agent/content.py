@@ -1,0 +1,186 @@
+"""What a user prompt can hold besides text: images, audio and documents, by URL or as bytes.
+
+```python
+await agent.run(["What is in this picture?", ImageUrl("https://example.com/cat.png")])
+```
+
+Each kind knows its media type (from the URL's file extension, or given with the
+bytes) and its short format (`png`, `mp3`, `pdf`, ...). Bytes travel as base64 in JSON,
+so a conversation holding them round-trips through `ModelMessagesTypeAdapter` and
+through a durable store.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import pydantic
+
+__all__ = ("AudioUrl", "BinaryContent", "DocumentUrl", "ImageUrl", "UserContent")
+
+_IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
+_AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
+_DOCUMENT_TYPES = {
+    "pdf": "application/pdf",
+    "txt": "text/plain",
+    "csv": "text/csv",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "html": "text/html",
+    "md": "text/markdown",
+    "doc": "application/msword",
+    "xls": "application/vnd.ms-excel",
+}
+_FORMATS = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "audio/mpeg": "mp3",
+    "audio/wav": "wav",
+    **{media_type: extension for extension, media_type in _DOCUMENT_TYPES.items()},
+}
+
+
+def _extension(url: str) -> str:
+    path = urlsplit(url).path
+    return path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+
+
+@dataclass
+class ImageUrl:
+    """An image the model should fetch from `url` (png, jpeg, gif or webp)."""
+
+    url: str
+    """Where the image is."""
+    kind: Literal["image-url"] = "image-url"
+    """Tag of this kind of content."""
+
+    @property
+    def media_type(self) -> str:
+        """The image's media type, from the URL's extension.
+
+        Raises:
+            ValueError: the extension is not one of an image kind models take.
+        """
+        media_type = _IMAGE_TYPES.get(_extension(self.url))
+        if media_type is None:
+            raise ValueError(f"Unknown image file extension: {self.url}")
+        return media_type
+
+    @property
+    def format(self) -> str:
+        """`png`, `jpeg`, `gif` or `webp`."""
+        return _FORMATS[self.media_type]
+
+
+@dataclass
+class AudioUrl:
+    """A sound file the model should fetch from `url` (mp3 or wav)."""
+
+    url: str
+    """Where the sound is."""
+    kind: Literal["audio-url"] = "audio-url"
+    """Tag of this kind of content."""
+
+    @property
+    def media_type(self) -> str:
+        """The sound's media type, from the URL's extension.
+
+        Raises:
+            ValueError: the extension is neither `mp3` nor `wav`.
+        """
+        media_type = _AUDIO_TYPES.get(_extension(self.url))
+        if media_type is None:
+            raise ValueError(f"Unknown audio file extension: {self.url}")
+        return media_type
+
+
+@dataclass
+class DocumentUrl:
+    """A document the model should fetch from `url` (pdf, txt, csv, docx, html, md, ...)."""
+
+    url: str
+    """Where the document is."""
+    kind: Literal["document-url"] = "document-url"
+    """Tag of this kind of content."""
+
+    @property
+    def media_type(self) -> str:
+        """The document's media type, from the URL's extension.
+
+        Raises:
+            ValueError: the extension is not one of a document kind models take.
+        """
+        extension = _extension(self.url)
+        media_type = _DOCUMENT_TYPES.get(extension)
+        if media_type is None:
+            raise ValueError(f"Unknown document file extension: {self.url}")
+        return media_type
+
+    @property
+    def format(self) -> str:
+        """The short name of the document's kind (`pdf`, `docx`, ...)."""
+        return _FORMATS[self.media_type]
+
+
+def _to_base64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _from_base64(value: Any) -> Any:
+    return base64.b64decode(value, validate=True) if isinstance(value, str) else value
+
+
+Base64Bytes = Annotated[
+    bytes,
+    pydantic.BeforeValidator(_from_base64),
+    pydantic.PlainSerializer(_to_base64, return_type=str, when_used="json"),
+]
+"""Bytes that are base64 text in JSON."""
+
+
+@dataclass
+class BinaryContent:
+    """An image, a sound or a document given as bytes, with its media type."""
+
+    data: Base64Bytes
+    """The content."""
+    media_type: str
+    """Its media type (`image/png`, `audio/wav`, `application/pdf`, ...)."""
+    kind: Literal["binary"] = "binary"
+    """Tag of this kind of content."""
+
+    @property
+    def is_image(self) -> bool:
+        """Whether it is an image."""
+        return self.media_type.startswith("image/")
+
+    @property
+    def is_audio(self) -> bool:
+        """Whether it is a sound."""
+        return self.media_type.startswith("audio/")
+
+    @property
+    def is_document(self) -> bool:
+        """Whether it is a document of a kind models take."""
+        return self.media_type in _DOCUMENT_TYPES.values()
+
+    @property
+    def format(self) -> str:
+        """The short name of its kind (`png`, `mp3`, `pdf`, ...).
+
+        Raises:
+            ValueError: the media type is not one models take.
+        """
+        found = _FORMATS.get(self.media_type)
+        if found is None:
+            raise ValueError(f"Unknown media type: {self.media_type}")
+        return found
+
+
+UserContent = str | Annotated[ImageUrl | AudioUrl | DocumentUrl | BinaryContent, pydantic.Discriminator("kind")]
+"""One item of a user prompt: text, or an image, sound or document."""
