@@ -166,3 +166,55 @@ def test_run_sync() -> None:
     assert result.data == "Paris"
     assert result.output == "Paris"
     assert isinstance(FinalResult("x", None, None).data, str)
+
+
+def test_the_import_paths_of_pydantic_ai_exist() -> None:
+    import importlib
+
+    import railyard.agent
+
+    # pydantic_ai.__all__ in 0.0.40, without __version__
+    top = [
+        "Agent",
+        "AgentRunError",
+        "AudioUrl",
+        "BinaryContent",
+        "CallToolsNode",
+        "DocumentUrl",
+        "EndStrategy",
+        "FallbackExceptionGroup",
+        "ImageUrl",
+        "ModelHTTPError",
+        "ModelRequestNode",
+        "ModelRetry",
+        "RunContext",
+        "Tool",
+        "UnexpectedModelBehavior",
+        "UsageLimitExceeded",
+        "UserError",
+        "UserPromptNode",
+        "capture_run_messages",
+    ]
+    assert [name for name in top if not hasattr(railyard.agent, name)] == []
+    modules = {
+        "agent": "Agent AgentRun AgentRunResult capture_run_messages",
+        "messages": "ModelMessagesTypeAdapter ModelRequest ModelResponse TextPart ToolCallPart ImageUrl UserContent",
+        "models": "Model KnownModelName",
+        "models.function": "FunctionModel AgentInfo",
+        "models.test": "TestModel",
+        "models.openai": "OpenAIModel",
+        "models.fallback": "FallbackModel",
+        "providers.openai": "OpenAIProvider",
+        "result": "FinalResult",
+        "settings": "ModelSettings",
+        "tools": "Tool ToolDefinition RunContext",
+        "usage": "Usage UsageLimits",
+        "exceptions": "AgentRunError ModelHTTPError ModelRetry UnexpectedModelBehavior UsageLimitExceeded UserError",
+    }
+    missing = [
+        f"{module}.{name}"
+        for module, names in modules.items()
+        for name in names.split()
+        if not hasattr(importlib.import_module(f"railyard.agent.{module}"), name)
+    ]
+    assert missing == []

@@ -38,6 +38,7 @@ from railyard.agent.messages import (
     UserPromptPart,
 )
 from railyard.agent.models import AgentInfo, Model
+from railyard.agent.settings import ModelSettings
 from railyard.agent.tools import Tool, ToolDefinition
 from railyard.agent.usage import Usage, UsageLimits
 from railyard.graph import Graph
@@ -119,7 +120,7 @@ class AgentDeps:
     instructions: str | None = None
     instruction_functions: Sequence[PromptFunction] = ()
     usage_limits: UsageLimits = field(default_factory=UsageLimits)
-    model_settings: dict[str, Any] | None = None
+    model_settings: ModelSettings | None = None
     function_tool_defs: list[ToolDefinition] = field(init=False)
     prepares_tools: bool = field(init=False)
 

@@ -44,6 +44,7 @@ from railyard.agent.content import UserContent
 from railyard.agent.exceptions import UserError
 from railyard.agent.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ToolReturnPart
 from railyard.agent.models import KnownModelName, Model, infer_model
+from railyard.agent.settings import ModelSettings
 from railyard.agent.tools import DocstringFormat, Tool, ToolPrepareFunc
 from railyard.agent.usage import Usage, UsageLimits
 from railyard.graph import GraphRun
@@ -231,7 +232,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         instructions: str | None = None,
         deps_type: type[AgentDepsT] = _NONE_TYPE,
         name: str | None = None,
-        model_settings: dict[str, Any] | None = None,
+        model_settings: ModelSettings | None = None,
         retries: int = 1,
         result_tool_name: str = "final_result",
         result_tool_description: str | None = None,
@@ -408,7 +409,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         message_history: list[ModelMessage] | None = None,
         model: Model | KnownModelName | None = None,
         deps: AgentDepsT = None,  # type: ignore[assignment]
-        model_settings: dict[str, Any] | None = None,
+        model_settings: ModelSettings | None = None,
         usage_limits: UsageLimits | None = None,
         usage: Usage | None = None,
         infer_name: bool = True,
@@ -447,7 +448,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         output_type: Any = None,
         model: Model | KnownModelName | None = None,
         deps: AgentDepsT = None,  # type: ignore[assignment]
-        model_settings: dict[str, Any] | None = None,
+        model_settings: ModelSettings | None = None,
         usage_limits: UsageLimits | None = None,
     ) -> AsyncIterator[AgentRun[AgentDepsT, ResultDataT]]:
         """Carry on a stored run from its next node, with this agent's model and tools.
@@ -482,7 +483,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         message_history: list[ModelMessage] | None = None,
         model: Model | KnownModelName | None = None,
         deps: AgentDepsT = None,  # type: ignore[assignment]
-        model_settings: dict[str, Any] | None = None,
+        model_settings: ModelSettings | None = None,
         usage_limits: UsageLimits | None = None,
         usage: Usage | None = None,
         infer_name: bool = True,
@@ -515,7 +516,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         message_history: list[ModelMessage] | None = None,
         model: Model | KnownModelName | None = None,
         deps: AgentDepsT = None,  # type: ignore[assignment]
-        model_settings: dict[str, Any] | None = None,
+        model_settings: ModelSettings | None = None,
         usage_limits: UsageLimits | None = None,
         usage: Usage | None = None,
         infer_name: bool = True,
@@ -585,7 +586,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         result_type: Any,
         model: Model | KnownModelName | None,
         deps: Any,
-        model_settings: dict[str, Any] | None,
+        model_settings: ModelSettings | None,
         usage_limits: UsageLimits | None,
     ) -> AgentDeps:
         chosen = self._override_model or model or self.model

@@ -26,7 +26,7 @@ from railyard.agent.context import RunContext, callable_takes_ctx
 from railyard.agent.exceptions import ModelRetry, UnexpectedModelBehavior, UserError
 from railyard.agent.messages import RetryPromptPart, ToolCallPart, ToolReturnPart
 
-__all__ = ("DocstringFormat", "Tool", "ToolDefinition", "ToolPrepareFunc", "function_schema")
+__all__ = ("DocstringFormat", "RunContext", "Tool", "ToolDefinition", "ToolPrepareFunc", "function_schema")
 
 
 @dataclass

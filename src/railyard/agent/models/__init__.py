@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any
 
 from railyard.agent.exceptions import UserError
 from railyard.agent.messages import ModelMessage, ModelResponse
+from railyard.agent.settings import ModelSettings
 from railyard.agent.tools import ToolDefinition
 from railyard.agent.usage import Usage
 
@@ -29,7 +29,7 @@ class AgentInfo:
     """Whether a plain text answer may end the run."""
     result_tools: list[ToolDefinition]
     """The tools that carry a structured result."""
-    model_settings: dict[str, Any] | None
+    model_settings: ModelSettings | None
     """Settings for this request (temperature, max tokens, ...), if any."""
     instructions: str | None = None
     """Instructions to send ahead of the conversation (not part of the history), if any."""
