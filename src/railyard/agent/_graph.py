@@ -14,7 +14,8 @@ in `AgentDeps`, which the agent rebuilds when a stored run is resumed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -23,9 +24,11 @@ from opentelemetry import trace
 
 from railyard.agent._prompts import PromptFunction, refresh_dynamic_prompts, render_instructions, system_prompt_parts
 from railyard.agent._result import ResultSchema, ResultTool, ResultValidator, run_validators
+from railyard.agent._stream import AgentStream, Emit, stream_events
 from railyard.agent.content import UserContent
 from railyard.agent.context import RunContext
-from railyard.agent.exceptions import ModelRetry, UnexpectedModelBehavior
+from railyard.agent.events import FunctionToolCallEvent, FunctionToolResultEvent, HandleResponseEvent
+from railyard.agent.exceptions import AgentRunError, ModelRetry, UnexpectedModelBehavior
 from railyard.agent.messages import (
     ModelMessage,
     ModelRequest,
@@ -183,24 +186,57 @@ class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
     request: ModelRequest
 
     async def run(self, ctx: AgentContext) -> CallToolsNode:
+        streamed: CallToolsNode | None = getattr(self, "_streamed", None)
+        if streamed is not None:
+            return streamed  # `stream()` already made the request
         state, deps = ctx.state, ctx.deps
+        info = await self._prepare(state, deps)
+        response, request_usage = await deps.model.request(list(state.message_history), info)
+        return self._finish(state, deps, response, request_usage)
+
+    @asynccontextmanager
+    async def stream(self, ctx: AgentContext) -> AsyncIterator[AgentStream]:
+        """Make the request as a stream: the events of the answer as it arrives.
+
+        ```python
+        async with node.stream(run.ctx) as events:
+            async for event in events:
+                ...
+        ```
+
+        Whatever is not consumed in the block is read when it exits; the run then goes on
+        from the answer without asking the model again.
+        """
+        if getattr(self, "_streamed", None) is not None:
+            raise AgentRunError("stream() can only be called once per ModelRequestNode")
+        state, deps = ctx.state, ctx.deps
+        info = await self._prepare(state, deps)
+        async with deps.model.request_stream(list(state.message_history), info) as response:
+            events = AgentStream(response, deps.result_schema.allow_text_result, set(deps.result_schema.tools))
+            yield events
+            async for _ in events:
+                pass
+        self._streamed = self._finish(state, deps, response.get(), response.usage())
+
+    async def _prepare(self, state: AgentState, deps: AgentDeps) -> AgentInfo:
         state.message_history.append(self.request)
         deps.usage_limits.check_before_request(state.usage)
         state.run_step += 1
         instructions = deps.instructions
         if deps.instruction_functions:
             instructions = await render_instructions(instructions, deps.instruction_functions, deps.run_context(state))
-        info = AgentInfo(
+        return AgentInfo(
             function_tools=await deps.tool_definitions(state),
             allow_text_result=deps.result_schema.allow_text_result,
             result_tools=deps.result_schema.definitions,
             model_settings=deps.model_settings,
             instructions=instructions,
         )
-        response, request_usage = await deps.model.request(list(state.message_history), info)
+
+    def _finish(self, state: AgentState, deps: AgentDeps, response: ModelResponse, usage: Usage) -> CallToolsNode:
         # the agent counts the request itself, whatever the model put in `requests`
-        state.usage.incr(dataclasses.replace(request_usage, requests=0), requests=1)
-        _annotate_span(deps.model, response, request_usage)
+        state.usage.incr(dataclasses.replace(usage, requests=0), requests=1)
+        _annotate_span(deps.model, response, usage)
         deps.usage_limits.check_tokens(state.usage)
         state.message_history.append(response)
         return CallToolsNode(response)
@@ -213,10 +249,30 @@ class CallToolsNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
     model_response: ModelResponse
 
     async def run(self, ctx: AgentContext) -> ModelRequestNode | End[FinalResult[Any]]:
-        state, deps = ctx.state, ctx.deps
+        streamed: ModelRequestNode | End[FinalResult[Any]] | None = getattr(self, "_streamed", None)
+        if streamed is not None:
+            return streamed  # `stream()` already ran the tools
+        return await self._act(ctx.state, ctx.deps, None)
+
+    @asynccontextmanager
+    async def stream(self, ctx: AgentContext) -> AsyncIterator[AsyncIterator[HandleResponseEvent]]:
+        """Run the tools the model called, giving an event as each call starts and ends.
+
+        The tools run while the block consumes the events; whatever is left runs when it
+        exits, and the run then goes on from their results without running them again.
+        """
+        if getattr(self, "_streamed", None) is not None:
+            raise AgentRunError("stream() can only be called once per CallToolsNode")
+        async with stream_events(lambda emit: self._act(ctx.state, ctx.deps, emit)) as (events, outcome):
+            yield events
+        self._streamed = outcome()
+
+    async def _act(
+        self, state: AgentState, deps: AgentDeps, emit: Emit | None
+    ) -> ModelRequestNode | End[FinalResult[Any]]:
         calls = [part for part in self.model_response.parts if isinstance(part, ToolCallPart)]
         if calls:
-            return await _handle_calls(calls, state, deps)
+            return await _handle_calls(calls, state, deps, emit)
         texts = [part.content for part in self.model_response.parts if isinstance(part, TextPart) and part.content]
         if not texts:
             raise UnexpectedModelBehavior("Received empty model response")
@@ -233,7 +289,9 @@ class CallToolsNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
         return End(FinalResult(data, None, None))
 
 
-async def _handle_calls(calls: list[ToolCallPart], state: AgentState, deps: AgentDeps) -> ModelRequestNode | End[Any]:
+async def _handle_calls(
+    calls: list[ToolCallPart], state: AgentState, deps: AgentDeps, emit: Emit | None
+) -> ModelRequestNode | End[Any]:
     result_tools = deps.result_schema.tools
     parts: dict[int, ModelRequestPart] = {}
     final: tuple[int, Any] | None = None
@@ -253,7 +311,7 @@ async def _handle_calls(calls: list[ToolCallPart], state: AgentState, deps: Agen
             parts[index] = RetryPromptPart(f"Unknown tool name: {call.tool_name!r}. Available tools: {names}")
 
     if final is None:
-        await _run_tools(calls, parts, state, deps)
+        await _run_tools(calls, parts, state, deps, emit)
         return ModelRequestNode(ModelRequest(_in_reply_order(calls, parts, deps)))
 
     final_index, data = final
@@ -267,7 +325,7 @@ async def _handle_calls(calls: list[ToolCallPart], state: AgentState, deps: Agen
         elif index not in parts and deps.end_strategy == "early":
             parts[index] = ToolReturnPart(call.tool_name, TOOL_NOT_EXECUTED, call.tool_call_id)
     if deps.end_strategy == "exhaustive":
-        await _run_tools(calls, parts, state, deps)
+        await _run_tools(calls, parts, state, deps, emit)
         reply = _in_reply_order(calls, parts, deps)
     else:
         reply = [parts[i] for i in sorted(parts)]
@@ -304,7 +362,11 @@ async def _validate_result(
 
 
 async def _run_tools(
-    calls: list[ToolCallPart], parts: dict[int, ModelRequestPart], state: AgentState, deps: AgentDeps
+    calls: list[ToolCallPart],
+    parts: dict[int, ModelRequestPart],
+    state: AgentState,
+    deps: AgentDeps,
+    emit: Emit | None = None,
 ) -> None:
     """Run the function tools among `calls` that have no part yet, concurrently when several."""
     todo = [
@@ -312,6 +374,11 @@ async def _run_tools(
         for index, call in enumerate(calls)
         if index not in parts and call.tool_name in deps.tools
     ]
+
+    started = {index: FunctionToolCallEvent(call) for index, call, _ in todo} if emit is not None else {}
+    if emit is not None:
+        for event in started.values():
+            emit(event)
 
     async def run_one(index: int, call: ToolCallPart, tool: Tool) -> None:
         def failed(cause: BaseException) -> None:
@@ -324,6 +391,8 @@ async def _run_tools(
         if isinstance(part, ToolReturnPart):
             state.retries[tool.name] = 0  # a success starts the count again
         parts[index] = part
+        if emit is not None:
+            emit(FunctionToolResultEvent(part, started[index].call_id))
 
     if len(todo) == 1:
         await run_one(*todo[0])

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
+from railyard.agent.events import ModelResponseStreamEvent
+from railyard.agent.exceptions import UserError
 from railyard.agent.messages import (
     ModelMessage,
     ModelRequest,
@@ -16,10 +20,18 @@ from railyard.agent.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
-from railyard.agent.models import AgentInfo, Model
+from railyard.agent.models import AgentInfo, Model, StreamedResponse
 from railyard.agent.usage import Usage
 
-__all__ = ("AgentInfo", "FunctionDef", "FunctionModel", "estimate_usage")
+__all__ = (
+    "AgentInfo",
+    "DeltaToolCall",
+    "DeltaToolCalls",
+    "FunctionDef",
+    "FunctionModel",
+    "StreamFunctionDef",
+    "estimate_usage",
+)
 
 FunctionDef = Callable[[list[ModelMessage], AgentInfo], ModelResponse | Awaitable[ModelResponse]]
 """A function that answers a conversation, sync or async."""
@@ -27,21 +39,51 @@ FunctionDef = Callable[[list[ModelMessage], AgentInfo], ModelResponse | Awaitabl
 _WORD_BREAK = re.compile(r'[\s",.:]+')
 
 
+@dataclass
+class DeltaToolCall:
+    """A piece of a tool call a stream function yields: the name, some JSON arguments, the id."""
+
+    name: str | None = None
+    """The tool's name (or the next piece of it)."""
+    json_args: str | None = None
+    """The next piece of the JSON arguments."""
+    tool_call_id: str | None = None
+    """The call's id, if known."""
+
+
+DeltaToolCalls = dict[int, DeltaToolCall]
+"""Pieces of tool calls, by the index of the call they belong to."""
+
+StreamFunctionDef = Callable[[list[ModelMessage], AgentInfo], AsyncIterator[str | DeltaToolCalls]]
+"""An async generator that answers a conversation piece by piece: text, or tool call pieces."""
+
+
 class FunctionModel(Model):
     """A model whose answers come from `function(messages, info)`.
 
-    Its usage is an estimate from word counts, so runs on it can exercise usage limits.
+    With `stream_function`, streamed requests (`node.stream(...)`) get their answer
+    piece by piece from it; without, they replay `function`'s answer. Its usage is an
+    estimate from word counts, so runs on it can exercise usage limits.
     """
 
-    def __init__(self, function: FunctionDef, *, model_name: str | None = None) -> None:
+    def __init__(
+        self,
+        function: FunctionDef | None = None,
+        *,
+        stream_function: StreamFunctionDef | None = None,
+        model_name: str | None = None,
+    ) -> None:
+        if function is None and stream_function is None:
+            raise UserError("FunctionModel needs a `function`, a `stream_function`, or both")
         self.function = function
         """The function that answers."""
-        self.stream_function = None
-        """Streaming is not supported yet; always None."""
-        self._name = model_name or f"function:{getattr(function, '__name__', 'function')}:"
+        self.stream_function = stream_function
+        """The async generator that answers streamed requests, if any."""
+        names = [getattr(f, "__name__", "function") if f is not None else "" for f in (function, stream_function)]
+        self._name = model_name or f"function:{names[0]}:{names[1]}"
 
     def __repr__(self) -> str:
-        return f"FunctionModel(function={self.function!r}, stream_function=None)"
+        return f"FunctionModel(function={self.function!r}, stream_function={self.stream_function!r})"
 
     @property
     def model_name(self) -> str:
@@ -54,13 +96,54 @@ class FunctionModel(Model):
         return "function"
 
     async def request(self, messages: list[ModelMessage], info: AgentInfo) -> tuple[ModelResponse, Usage]:
-        """Call the function (awaiting it if it is async) and estimate the usage."""
+        """Call the function (awaiting it if it is async) and estimate the usage.
+
+        With only a `stream_function`, the answer is its stream, read to the end.
+        """
+        if self.function is None:
+            async with self.request_stream(messages, info) as streamed:
+                async for _ in streamed:
+                    pass
+            return streamed.get(), streamed.usage()
         answer = self.function(messages, info)
         response = await answer if inspect.isawaitable(answer) else answer
         if not isinstance(response, ModelResponse):
             raise TypeError(f"FunctionModel's function must return a ModelResponse, got {type(response).__name__}")
         response.model_name = self._name
         return response, estimate_usage([*messages, response])
+
+    @asynccontextmanager
+    async def request_stream(self, messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[StreamedResponse]:
+        """Stream the answer from `stream_function`, or replay `function`'s."""
+        if self.stream_function is None:
+            async with super().request_stream(messages, info) as whole:
+                yield whole
+            return
+        yield _FunctionStreamedResponse(self._name, self.stream_function(messages, info))
+
+
+class _FunctionStreamedResponse(StreamedResponse):
+    def __init__(self, model_name: str, pieces: AsyncIterator[str | DeltaToolCalls]) -> None:
+        super().__init__(model_name)
+        self._pieces = pieces
+
+    async def _events(self) -> AsyncIterator[ModelResponseStreamEvent]:
+        # A streamed answer's usage is rougher than a whole one's: 50 for the request,
+        # and the words of each piece as it arrives (tool names do not count).
+        answered = 0
+        async for piece in self._pieces:
+            if isinstance(piece, str):
+                answered += _words(piece)
+                yield self.parts.text_delta(piece, key="content")
+                continue
+            for index, delta in piece.items():
+                answered += _words(delta.json_args or "")
+                event = self.parts.tool_call_delta(
+                    index, tool_name=delta.name, args=delta.json_args, tool_call_id=delta.tool_call_id
+                )
+                if event is not None:
+                    yield event
+        self._usage = Usage(requests=1, request_tokens=50, response_tokens=answered, total_tokens=50 + answered)
 
 
 def _words(text: str) -> int:

@@ -1,0 +1,218 @@
+"""Streaming an agent run node by node: the model's answer as it arrives, and tools as they run.
+
+The event lists and usage figures are what pydantic-ai 0.0.40 gives for the same runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from railyard.agent import Agent, AgentRunError, ModelRequestNode
+from railyard.agent.events import (
+    FinalResultEvent,
+    FunctionToolCallEvent,
+    FunctionToolResultEvent,
+    PartDeltaEvent,
+    PartsBuilder,
+    PartStartEvent,
+    TextPartDelta,
+    ToolCallPartDelta,
+)
+from railyard.agent.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from railyard.agent.models import AgentInfo
+from railyard.agent.models.function import DeltaToolCall, DeltaToolCalls, FunctionModel
+from railyard.agent.usage import Usage
+from railyard.durable import DurablePersistence
+from railyard.store.sqlite import SqliteStore
+
+pytestmark = pytest.mark.anyio
+
+
+class Streamer:
+    """A stream function: two tool calls in pieces, then text in pieces; it counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.__name__ = "streamer"
+
+    async def __call__(self, messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
+        self.calls += 1
+        if len(messages) == 1:
+            yield {0: DeltaToolCall(name="ge", json_args='{"x":', tool_call_id="c1")}
+            yield {1: DeltaToolCall(json_args='{"x": 2}')}  # no name yet: held back
+            yield {0: DeltaToolCall(name="t", json_args=" 1}")}
+            yield {1: DeltaToolCall(name="get", tool_call_id="c2")}
+        else:
+            yield "Paris "
+            yield "is nice"
+
+
+def make_agent(streamer: Streamer) -> tuple[Agent, list[int]]:
+    agent = Agent(FunctionModel(stream_function=streamer))
+    ran: list[int] = []
+
+    @agent.tool_plain
+    async def get(x: int) -> int:
+        ran.append(x)
+        return x * 10
+
+    return agent, ran
+
+
+def without_timestamps(events: list[object]) -> list[object]:
+    return [
+        ("result", e.result.tool_name, e.result.content, e.result.tool_call_id, e.tool_call_id)
+        if isinstance(e, FunctionToolResultEvent) and isinstance(e.result, ToolReturnPart)
+        else e
+        for e in events
+    ]
+
+
+async def test_streaming_every_node_gives_the_events_and_the_same_run() -> None:
+    streamer = Streamer()
+    agent, ran = make_agent(streamer)
+    seen: list[tuple[str, list[object]]] = []
+    async with agent.iter("q") as run:
+        async for node in run:
+            if Agent.is_model_request_node(node) or Agent.is_call_tools_node(node):
+                async with node.stream(run.ctx) as events:
+                    seen.append((type(node).__name__, [event async for event in events]))
+    assert [(name, without_timestamps(events)) for name, events in seen] == [
+        (
+            "ModelRequestNode",
+            [
+                PartStartEvent(0, ToolCallPart("ge", '{"x":', "c1")),
+                PartDeltaEvent(0, ToolCallPartDelta("t", " 1}", None)),
+                PartStartEvent(1, ToolCallPart("get", '{"x": 2}', "c2")),
+            ],
+        ),
+        (
+            "CallToolsNode",
+            [
+                FunctionToolCallEvent(ToolCallPart("get", '{"x": 1}', "c1")),
+                FunctionToolCallEvent(ToolCallPart("get", '{"x": 2}', "c2")),
+                ("result", "get", 10, "c1", "c1"),
+                ("result", "get", 20, "c2", "c2"),
+            ],
+        ),
+        (
+            "ModelRequestNode",
+            [
+                PartStartEvent(0, TextPart("Paris ")),
+                FinalResultEvent(None, None),
+                PartDeltaEvent(0, TextPartDelta("is nice")),
+            ],
+        ),
+        ("CallToolsNode", []),
+    ]
+    assert run.result is not None and run.result.data == "Paris is nice"
+    assert (streamer.calls, sorted(ran)) == (2, [1, 2])  # each request and tool ran once
+    assert run.usage() == Usage(requests=2, request_tokens=100, response_tokens=10, total_tokens=110)
+    response = run.result.all_messages()[1]
+    assert isinstance(response, ModelResponse) and response.model_name == "function::streamer"
+    assert response.parts == [ToolCallPart("get", '{"x": 1}', "c1"), ToolCallPart("get", '{"x": 2}', "c2")]
+
+
+async def test_what_the_block_does_not_read_is_read_when_it_exits() -> None:
+    streamer = Streamer()
+    agent, ran = make_agent(streamer)
+    async with agent.iter("q") as run:
+        node = await run.next()
+        assert isinstance(node, ModelRequestNode)
+        async with node.stream(run.ctx) as events:
+            async for _event in events:
+                break
+        call_tools = await run.next()
+        assert Agent.is_call_tools_node(call_tools)
+        assert len(call_tools.model_response.parts) == 2  # the whole answer, not the first piece
+        async with call_tools.stream(run.ctx):
+            pass  # no events read: the tools still run, once
+        assert sorted(ran) == [1, 2]
+        async for _ in run:
+            pass
+    assert run.result is not None and run.result.data == "Paris is nice"
+    assert sorted(ran) == [1, 2]
+    with pytest.raises(AgentRunError, match="stream\\(\\) can only be called once per ModelRequestNode"):
+        async with node.stream(run.ctx):
+            pass
+
+
+async def test_a_model_without_streaming_replays_its_answer_and_a_result_tool_is_final() -> None:
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[TextPart("thinking"), ToolCallPart("final_result", {"response": 3}, "r")])
+
+    agent = Agent(FunctionModel(answer), result_type=int)
+    async with agent.iter("q") as run:
+        node = await run.next()
+        assert isinstance(node, ModelRequestNode)
+        async with node.stream(run.ctx) as events:
+            got = [event async for event in events]
+        async for _ in run:
+            pass
+    assert got == [
+        PartStartEvent(0, TextPart("thinking")),
+        PartStartEvent(1, ToolCallPart("final_result", {"response": 3}, "r")),
+        FinalResultEvent("final_result", "r"),
+    ]
+    assert run.result is not None and run.result.data == 3
+
+
+async def test_a_tool_error_while_streaming_comes_out_of_the_block_as_itself() -> None:
+    def two_calls(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[ToolCallPart("ok", {}), ToolCallPart("boom", {})])
+
+    agent = Agent(FunctionModel(two_calls))
+
+    @agent.tool_plain
+    async def ok() -> str:
+        return "fine"
+
+    @agent.tool_plain
+    async def boom() -> str:
+        raise ValueError("kaboom")
+
+    async with agent.iter("q") as run:
+        await run.next()
+        node = await run.next()
+        assert Agent.is_call_tools_node(node)
+        with pytest.raises(ValueError, match=r"^kaboom$"):
+            async with node.stream(run.ctx) as events:
+                async for _ in events:
+                    pass
+
+
+async def test_a_streamed_durable_run_is_stored_like_any_other(tmp_path: Path) -> None:
+    streamer = Streamer()
+    agent, _ = make_agent(streamer)
+    store = SqliteStore(tmp_path / "runs.db")
+    async with agent.iter("q", persistence=DurablePersistence(store, "s-1")) as run:
+        async for node in run:
+            if Agent.is_model_request_node(node):
+                async with node.stream(run.ctx) as events:
+                    async for _ in events:
+                        pass
+    assert run.result is not None
+    stored = DurablePersistence(SqliteStore(tmp_path / "runs.db"), "s-1")
+    from railyard.agent._graph import agent_graph
+
+    stored.set_graph_types(agent_graph)
+    snapshots = await stored.load_all()
+    assert snapshots[-1].state.message_history == run.result.all_messages()
+
+
+def test_parts_builder_holds_back_a_call_until_it_has_a_name() -> None:
+    parts = PartsBuilder()
+    assert parts.tool_call_delta(7, args='{"a": ') is None
+    assert parts.text_delta("Hi") == PartStartEvent(0, TextPart("Hi"))
+    assert parts.text_delta(" there") == PartDeltaEvent(0, TextPartDelta(" there"))
+    assert parts.tool_call_delta(7, tool_name="f", args="1}", tool_call_id="x") == PartStartEvent(
+        1, ToolCallPart("f", '{"a": 1}', "x")
+    )
+    assert parts.text_delta("!") == PartStartEvent(2, TextPart("!"))  # after a call, text is a new part
+    assert parts.parts == [TextPart("Hi there"), ToolCallPart("f", '{"a": 1}', "x"), TextPart("!")]
+    with pytest.raises(ValueError, match="Cannot add to a tool call at part 3, which is a TextPart"):
+        parts.add_part(TextPart("x"), key="k")
+        parts.tool_call_delta("k", args="y")
