@@ -15,6 +15,12 @@ import pytest
 from pydantic import BaseModel, Field, TypeAdapter
 
 from railyard.agent import Agent, ModelRetry, RunContext, UnexpectedModelBehavior, UserError
+from railyard.agent.events import (
+    ModelResponseStreamEvent,
+    PartDeltaEvent,
+    PartStartEvent,
+    TextPartDelta,
+)
 from railyard.agent.messages import (
     ModelMessage,
     ModelRequest,
@@ -28,7 +34,7 @@ from railyard.agent.messages import (
 )
 from railyard.agent.models import AgentInfo
 from railyard.agent.models.function import estimate_usage
-from railyard.agent.models.test import TestModel, generate_args
+from railyard.agent.models.test import TestModel, TestStreamedResponse, generate_args
 from railyard.agent.tools import ToolDefinition
 from railyard.agent.usage import Usage
 
@@ -622,3 +628,146 @@ async def test_a_tool_that_always_retries_exhausts_its_retries() -> None:
 
     with pytest.raises(UnexpectedModelBehavior, match="Tool exceeded max retries count of 2"):
         await agent.run("q")
+
+
+# -- streaming -------------------------------------------------------------------------------
+# The expected events and usage figures are what pydantic-ai 0.0.40's TestModel streams
+# for the same conversations.
+
+WEATHER_RETURNS: list[ModelMessage] = [
+    ask(),
+    ModelResponse(
+        [ToolCallPart("get_capital", {"country": "a"}), ToolCallPart("get_weather", {"city": "a", "kind": "sunny"})]
+    ),
+    ModelRequest([ToolReturnPart("get_capital", "Paris"), ToolReturnPart("get_weather", "sunny and warm")]),
+]
+
+
+async def stream(
+    model: TestModel, messages: list[ModelMessage], agent_info: AgentInfo, stop_after: int | None = None
+) -> tuple[list[ModelResponseStreamEvent], ModelResponse, Usage]:
+    """The events (the first `stop_after` only, if given), then what `get()` and `usage()` give."""
+    events: list[ModelResponseStreamEvent] = []
+    async with model.request_stream(messages, agent_info) as response:
+        assert isinstance(response, TestStreamedResponse)
+        async for event in response:
+            events.append(event)
+            if stop_after is not None and len(events) == stop_after:
+                break
+        return events, response.get(), response.usage()
+
+
+def text_deltas(*pieces: str) -> list[ModelResponseStreamEvent]:
+    return [PartStartEvent(0, TextPart("")), *(PartDeltaEvent(0, TextPartDelta(piece)) for piece in pieces)]
+
+
+async def test_streamed_tool_calls_start_whole() -> None:
+    model = TestModel()
+    events, response, usage = await stream(model, [ask()], info(TOOLS))
+    calls = [
+        ToolCallPart("get_capital", {"country": "a"}),
+        ToolCallPart("get_weather", {"city": "a", "kind": "sunny"}),
+    ]
+    assert events == [PartStartEvent(0, calls[0]), PartStartEvent(1, calls[1])]
+    assert response.parts == calls
+    assert response.parts == (await model.request([ask()], info(TOOLS)))[0].parts
+    # streamed tool calls add no response tokens (a request counts 12 for these calls)
+    assert usage == Usage(requests=1, request_tokens=51, response_tokens=0, total_tokens=51)
+
+
+async def test_a_streamed_text_answer_arrives_cut_after_each_space() -> None:
+    model = TestModel()
+    events, response, usage = await stream(model, WEATHER_RETURNS, info(TOOLS))
+    assert events == text_deltas('{"get_capital":"Paris","get_weather":"sunny ', "and ", 'warm"}')
+    whole, whole_usage = await model.request(WEATHER_RETURNS, info(TOOLS))
+    assert response.parts == whole.parts == [TextPart('{"get_capital":"Paris","get_weather":"sunny and warm"}')]
+    assert (response.model_name, whole.model_name) == ("test", "test")
+    assert usage == whole_usage == Usage(requests=1, request_tokens=55, response_tokens=20, total_tokens=75)
+
+
+async def test_a_streamed_text_without_spaces_arrives_in_two_halves() -> None:
+    model = TestModel(custom_result_text='{"get":0}')
+    events, response, usage = await stream(model, [ask()], info())
+    assert events == text_deltas('{"ge', 't":0}')
+    assert response.parts == [TextPart('{"get":0}')]
+    # each piece counts its own words: '{', 'ge' and 't', '0}' (a request counts 3)
+    assert usage == Usage(requests=1, request_tokens=51, response_tokens=4, total_tokens=55)
+
+
+@pytest.mark.parametrize(
+    ("text", "pieces"),
+    [
+        ("", [""]),
+        ("a", ["a"]),
+        ("ab", ["ab"]),
+        ("abc", ["a", "bc"]),
+        ("hello", ["he", "llo"]),
+        ("supercalifragilistic", ["supercalif", "ragilistic"]),
+        ("hello world", ["hello ", "world"]),
+        ("Paris is the capital", ["Paris ", "is ", "the ", "capital"]),
+        ("supercalifragilistic word", ["supercalifragilistic ", "word"]),
+        ("a  b   c", ["a ", " ", "b ", " ", " ", "c"]),
+        (" lead", [" ", "lead"]),
+        ("trail ", ["trail ", ""]),
+        ("  ", [" ", " ", ""]),
+        ("x\ny\n z", ["x\ny\n ", "z"]),
+        ("ab\tcd", ["ab", "\tcd"]),
+        ("héllo", ["hé", "llo"]),
+    ],
+)
+async def test_how_streamed_text_is_cut(text: str, pieces: list[str]) -> None:
+    events, response, _ = await stream(TestModel(custom_result_text=text), [ask()], info())
+    assert events == text_deltas(*pieces)
+    assert response.parts == [TextPart(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "response_tokens"),
+    [("", 0), ("hello", 2), ("hello world", 2), ("a  b   c", 6), ("trail ", 1), ("hello, world. yes", 5)],
+)
+async def test_streamed_text_counts_the_words_of_each_piece(text: str, response_tokens: int) -> None:
+    _, _, usage = await stream(TestModel(custom_result_text=text), [ask()], info())
+    assert usage == Usage(
+        requests=1, request_tokens=51, response_tokens=response_tokens, total_tokens=51 + response_tokens
+    )
+
+
+async def test_a_streamed_structured_result_is_one_call_of_the_result_tool() -> None:
+    model = TestModel()
+    agent_info = info(text=False, results=[FINAL_CITY])
+    events, response, usage = await stream(model, [ask()], agent_info)
+    call = ToolCallPart("final_result", {"name": "a", "pop": 0, "tags": ["a"], "kind": "big"})
+    assert events == [PartStartEvent(0, call)]
+    assert response.parts == [call] == (await model.request([ask()], agent_info))[0].parts
+    assert response.model_name == "test"
+    assert usage == Usage(requests=1, request_tokens=51, response_tokens=0, total_tokens=51)
+
+
+async def test_a_streamed_request_records_its_parameters_and_fails_on_entering() -> None:
+    model = TestModel()
+    agent_info = info([GET_CAPITAL])
+    async with model.request_stream([ask()], agent_info) as response:
+        assert model.last_model_request_parameters is agent_info
+        # nothing has arrived yet; the usage is that of the conversation sent
+        assert response.get().parts == []
+        assert response.usage() == Usage(requests=1, request_tokens=51, response_tokens=0, total_tokens=51)
+    model = TestModel(custom_result_text="x")
+    with pytest.raises(UserError, match="Plain response not allowed, but `custom_result_text` is set"):
+        async with model.request_stream([ask()], info(text=False, results=[FINAL_INT])):
+            pytest.fail("the block should not run")
+
+
+async def test_a_stream_drained_early_gives_what_arrived() -> None:
+    events, response, usage = await stream(TestModel(), WEATHER_RETURNS, info(TOOLS), stop_after=3)
+    assert events == text_deltas('{"get_capital":"Paris","get_weather":"sunny ', "and ")
+    assert response.parts == [TextPart('{"get_capital":"Paris","get_weather":"sunny and ')]
+    assert response.model_name == "test"
+    assert usage == Usage(requests=1, request_tokens=55, response_tokens=18, total_tokens=73)
+
+    events, response, usage = await stream(TestModel(), WEATHER_RETURNS, info(TOOLS), stop_after=1)
+    assert response.parts == [TextPart("")]
+    assert usage == Usage(requests=1, request_tokens=55, response_tokens=12, total_tokens=67)
+
+    events, response, usage = await stream(TestModel(), [ask()], info(TOOLS), stop_after=1)
+    assert response.parts == [ToolCallPart("get_capital", {"country": "a"})]
+    assert usage == Usage(requests=1, request_tokens=51, response_tokens=0, total_tokens=51)

@@ -3,7 +3,8 @@
 `TestModel` reads the tools' JSON schemas and makes up arguments that satisfy them
 (`'a'` for a string, `0` for an integer, the first value of an enum, ...), so an agent
 and its tools can be exercised end to end without a real model. Its answer is the tools'
-returns as compact JSON, a fixed text, or a call of the result tool.
+returns as compact JSON, a fixed text, or a call of the result tool. Streamed, the same
+answer arrives in pieces (see `TestStreamedResponse`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import datetime
 import math
 import string
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import pydantic_core
 
+from railyard.agent.events import ModelResponseStreamEvent
 from railyard.agent.exceptions import UserError
 from railyard.agent.messages import (
     ModelMessage,
@@ -29,12 +32,12 @@ from railyard.agent.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
-from railyard.agent.models import AgentInfo, Model
+from railyard.agent.models import AgentInfo, Model, StreamedResponse
 from railyard.agent.models.function import estimate_usage
 from railyard.agent.tools import ToolDefinition
 from railyard.agent.usage import Usage
 
-__all__ = ("TestModel", "generate_args")
+__all__ = ("TestModel", "TestStreamedResponse", "generate_args")
 
 NO_TOOL_CALLS = "success (no tool calls)"
 """The text answer of a run that called no tools."""
@@ -124,6 +127,17 @@ class TestModel(Model):
         response = ModelResponse(parts=self._respond(messages, info), model_name=self.model_name)
         return response, estimate_usage([*messages, response])
 
+    @asynccontextmanager
+    async def request_stream(self, messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[StreamedResponse]:
+        """Stream the answer `request` would give, in pieces (see `TestStreamedResponse`).
+
+        Raises:
+            UserError: as `request` does, on entering the block.
+        """
+        self.last_model_request_parameters = info
+        parts = self._respond(messages, info)
+        yield TestStreamedResponse(self.model_name, parts, estimate_usage(messages))
+
     def _respond(self, messages: list[ModelMessage], info: AgentInfo) -> list[ModelResponsePart]:
         if messages and not isinstance(messages[-1], ModelRequest):
             raise UserError("TestModel expects the conversation to end with a request")
@@ -193,6 +207,62 @@ class TestModel(Model):
                 f"custom_result_args must be a dict of the result tool's arguments, got {type(custom).__name__}"
             )
         return dict(args)  # pyright: ignore[reportUnknownArgumentType]
+
+
+class TestStreamedResponse(StreamedResponse):
+    """`TestModel`'s answer streamed: each tool call whole, text in pieces.
+
+    A tool call arrives as one `PartStartEvent` carrying the whole call. A text part
+    starts empty (`PartStartEvent` with `TextPart('')`), then grows by one
+    `PartDeltaEvent` per piece of `_text_pieces(text)`: the text cut after every
+    space, or, when it has no space, in two halves.
+
+    The usage starts as the estimate for the conversation sent (no answer yet), and
+    each text piece adds its own word count to the response tokens as it arrives; tool
+    calls add nothing. So a finished stream's usage can differ from `request`'s: fewer
+    response tokens when it calls tools, and more when a cut splits a word in two
+    (`'hello'` is `'he'` + `'llo'`, two words). This is how pydantic-ai's TestModel
+    counts when streaming, so usage limits trip at the same points.
+    """
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    def __init__(self, model_name: str, answer: list[ModelResponsePart], usage: Usage) -> None:
+        super().__init__(model_name)
+        self._answer = answer
+        self._usage = usage
+
+    async def _events(self) -> AsyncIterator[ModelResponseStreamEvent]:
+        for index, part in enumerate(self._answer):
+            if not isinstance(part, TextPart):
+                yield self.parts.add_part(part, key=index)
+                continue
+            yield self.parts.add_part(TextPart(""), key=index)
+            for piece in _text_pieces(part.content):
+                event = self.parts.text_delta(piece, key=index)
+                words = estimate_usage([ModelResponse([TextPart(piece)])]).response_tokens or 0
+                self._usage = self._usage + Usage(response_tokens=words, total_tokens=words)
+                yield event
+
+
+def _text_pieces(text: str) -> list[str]:
+    """The pieces a streamed text arrives in, joining back to `text`.
+
+    Text with spaces is cut just after each space, so every piece but the last ends
+    with exactly one space (a run of spaces gives pieces of a lone space, and a text
+    ending in a space gives a last, empty piece): `'a  b'` is `'a '`, `' '`, `'b'`.
+    Text without a space (a single word, compact JSON) is cut in two halves, the
+    second the longer when the length is odd: `'{"get":0}'` is `'{"ge'`, `'t":0}'`;
+    up to two characters (even none) it is one piece. Only the space character cuts;
+    newlines and tabs stay inside pieces.
+    """
+    words = text.split(" ")
+    if len(words) > 1:
+        return [word + " " for word in words[:-1]] + [words[-1]]
+    if len(text) > 2:
+        half = len(text) // 2
+        return [text[:half], text[half:]]
+    return [text]
 
 
 def _alias(old: Any, new: Any, old_name: str, new_name: str) -> Any:
