@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from railyard.agent import Agent, AgentRunError, ModelRequestNode
+from railyard.agent import Agent, AgentRunError, ModelRequestNode, UserError
 from railyard.agent.events import (
     FinalResultEvent,
     FunctionToolCallEvent,
@@ -21,7 +23,7 @@ from railyard.agent.events import (
     TextPartDelta,
     ToolCallPartDelta,
 )
-from railyard.agent.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from railyard.agent.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
 from railyard.agent.models import AgentInfo
 from railyard.agent.models.function import DeltaToolCall, DeltaToolCalls, FunctionModel
 from railyard.agent.usage import Usage
@@ -216,3 +218,95 @@ def test_parts_builder_holds_back_a_call_until_it_has_a_name() -> None:
     with pytest.raises(ValueError, match="Cannot add to a tool call at part 3, which is a TextPart"):
         parts.add_part(TextPart("x"), key="k")
         parts.tool_call_delta("k", args="y")
+
+
+class Town(BaseModel):
+    name: str
+    country: str
+
+
+async def planner(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
+    """Calls `get` first; then streams a Town through the result tool, or text."""
+    if len(messages) == 1:
+        yield {0: DeltaToolCall(name="get", json_args='{"x": 1}', tool_call_id="c1")}
+    elif info.result_tools:
+        yield {0: DeltaToolCall(name="final_result", json_args='{"name": "Pa', tool_call_id="r")}
+        yield {0: DeltaToolCall(json_args='ris", "coun')}
+        yield {0: DeltaToolCall(json_args='try": "France"}')}
+    else:
+        for piece in ("Paris ", "is ", "nice"):
+            yield piece
+
+
+def planner_agent(result_type: type = str) -> tuple[Agent[None, Any], list[int]]:
+    agent: Agent[None, Any] = Agent(FunctionModel(stream_function=planner), result_type=result_type)
+    ran: list[int] = []
+
+    @agent.tool_plain
+    def get(x: int) -> int:
+        ran.append(x)
+        return x
+
+    return agent, ran
+
+
+async def test_run_stream_gives_the_text_as_it_arrives() -> None:
+    agent, ran = planner_agent()
+    async with agent.run_stream("q") as result:
+        assert not result.is_complete
+        assert [text async for text in result.stream_text(debounce_by=None)] == ["Paris ", "Paris is ", "Paris is nice"]
+        assert result.is_complete
+        assert await result.get_data() == "Paris is nice"
+        assert result.usage() == Usage(requests=2, request_tokens=100, response_tokens=6, total_tokens=106)
+        assert [type(m).__name__ for m in result.all_messages()] == [
+            "ModelRequest",
+            "ModelResponse",
+            "ModelRequest",
+            "ModelResponse",
+        ]
+    assert ran == [1]  # the tool round before the answer ran once
+    assert result.usage() == Usage(requests=2, request_tokens=100, response_tokens=6, total_tokens=106)
+    assert len(result.new_messages()) == 4
+    async with agent.run_stream("q") as result:
+        assert [piece async for piece in result.stream_text(delta=True, debounce_by=None)] == ["Paris ", "is ", "nice"]
+    async with agent.run_stream("q") as result:
+        assert [text async for text in result.stream(debounce_by=None)] == [
+            "Paris ",
+            "Paris is ",
+            "Paris is nice",
+            "Paris is nice",  # the last one, validated
+        ]
+    async with agent.run_stream("q") as result:
+        everything = [text async for text in result.stream_text(debounce_by=60)]
+    assert everything == ["Paris ", "Paris is nice"]  # the first and the last: the rest fell in the window
+
+
+async def test_run_stream_gives_a_structured_result_as_it_validates() -> None:
+    agent, _ = planner_agent(Town)
+    async with agent.run_stream("q") as result:
+        # '{"name": "Pa' lacks a country, so the first snapshot is not a Town yet
+        assert [town async for town in result.stream(debounce_by=None)] == [
+            Town(name="Paris", country="France"),
+            Town(name="Paris", country="France"),
+        ]
+        with pytest.raises(UserError, match="stream_text\\(\\) can only be used with text responses"):
+            async for _ in result.stream_text():
+                pass
+    assert await result.get_data() == Town(name="Paris", country="France")
+    last = result.all_messages()[-1]
+    assert isinstance(last, ModelRequest)
+    assert [(p.tool_name, p.content) for p in last.parts if isinstance(p, ToolReturnPart)] == [
+        ("final_result", "Final result processed.")
+    ]
+
+
+async def test_run_stream_applies_result_validators_and_works_with_test_model() -> None:
+    agent: Agent[None, str] = Agent("test")
+
+    @agent.result_validator
+    def shout(text: str) -> str:
+        return text.upper()
+
+    async with agent.run_stream("q") as result:
+        assert await result.get_data() == "SUCCESS (NO TOOL CALLS)"
+    assert result.is_complete

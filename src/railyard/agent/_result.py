@@ -58,6 +58,20 @@ class ResultTool:
         except pydantic.ValidationError as exc:
             errors: list[ErrorDetails] = exc.errors(include_url=False)
             return RetryPromptPart(errors, tool_name=call.tool_name, tool_call_id=call.tool_call_id)
+        return self._unwrap(value)
+
+    def validate_partial(self, call: ToolCallPart) -> tuple[bool, Any]:
+        """`(True, result)` for the arguments so far, read leniently; `(False, None)` if they don't fit yet."""
+        try:
+            if isinstance(call.args, str):
+                value = self.validator.validate_json(call.args or "{}", experimental_allow_partial="trailing-strings")
+            else:
+                value = self.validator.validate_python(call.args, experimental_allow_partial=True)
+        except pydantic.ValidationError:
+            return False, None
+        return True, self._unwrap(value)
+
+    def _unwrap(self, value: Any) -> Any:
         if self.definition.outer_typed_dict_key is not None:
             return getattr(value, self.definition.outer_typed_dict_key)
         return value

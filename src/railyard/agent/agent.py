@@ -41,10 +41,12 @@ from railyard.agent._graph import (
 from railyard.agent._prompts import PromptFunction
 from railyard.agent._result import ResultSchema, ResultValidator
 from railyard.agent.content import UserContent
-from railyard.agent.exceptions import UserError
+from railyard.agent.events import FinalResultEvent
+from railyard.agent.exceptions import UnexpectedModelBehavior, UserError
 from railyard.agent.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ToolReturnPart
 from railyard.agent.models import KnownModelName, Model, infer_model
 from railyard.agent.settings import ModelSettings
+from railyard.agent.streaming import StreamedRunResult
 from railyard.agent.tools import DocstringFormat, Tool, ToolPrepareFunc
 from railyard.agent.usage import Usage, UsageLimits
 from railyard.graph import GraphRun
@@ -556,6 +558,66 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             )
 
         return _thread_loop().run_until_complete(main())
+
+    @asynccontextmanager
+    async def run_stream(
+        self,
+        user_prompt: str | Sequence[UserContent],
+        *,
+        result_type: Any = None,
+        output_type: Any = None,
+        message_history: list[ModelMessage] | None = None,
+        model: Model | KnownModelName | None = None,
+        deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: ModelSettings | None = None,
+        usage_limits: UsageLimits | None = None,
+        usage: Usage | None = None,
+        infer_name: bool = True,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+    ) -> AsyncIterator[StreamedRunResult[ResultDataT]]:
+        """Run until the model starts the answer that carries the result, and give that as a stream.
+
+        Tool rounds before it run as usual. When the block exits, the rest of the answer
+        is read and the run ends with it (unless the result did not validate, in which
+        case no further request is made and the run stays where it is).
+        """
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
+        async with self.iter(
+            user_prompt,
+            result_type=result_type,
+            output_type=output_type,
+            message_history=message_history,
+            model=model,
+            deps=deps,
+            model_settings=model_settings,
+            usage_limits=usage_limits,
+            usage=usage,
+            infer_name=False,
+            persistence=persistence,
+        ) as run:
+            node = run.next_node
+            while not isinstance(node, ModelRequestNode):
+                if isinstance(node, End):
+                    raise UnexpectedModelBehavior("The run ended without a streamed final result")
+                node = await run.next(node)
+            while True:
+                result: StreamedRunResult[ResultDataT] | None = None
+                async with node.stream(run.ctx) as events:
+                    async for event in events:
+                        if isinstance(event, FinalResultEvent):
+                            result = StreamedRunResult(run.ctx.state, run.ctx.deps, events, event)
+                            yield result
+                            break
+                call_tools = await run.next(node)
+                assert isinstance(call_tools, CallToolsNode)
+                after = await run.next(call_tools)  # ends the run if the result validates
+                if result is not None:
+                    result._recorded = True  # pyright: ignore[reportPrivateUsage]
+                    return
+                if not isinstance(after, ModelRequestNode):
+                    raise UnexpectedModelBehavior("The run ended without a streamed final result")
+                node = after
 
     @contextmanager
     def override(self, *, model: Model | KnownModelName | None = None, deps: Any = ...) -> Iterator[None]:
