@@ -1,4 +1,4 @@
-"""OpenAIModel against a real local Chat Completions server: bodies, headers, tool rounds, usage, retries, errors."""
+"""OpenAIModel against a real local Chat Completions server: bodies, headers, tool rounds, usage, retries, errors, streams."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from railyard.agent import Agent, ModelRetry, ToolDefinition, UnexpectedModelBehavior, UserError
+from railyard.agent.events import FinalResultEvent, PartDeltaEvent, PartStartEvent, TextPartDelta, ToolCallPartDelta
 from railyard.agent.exceptions import ModelConnectionError, ModelHTTPError
 from railyard.agent.messages import (
     ModelMessage,
@@ -28,9 +29,19 @@ from railyard.agent.messages import (
 )
 from railyard.agent.models import AgentInfo
 from railyard.agent.models.function import FunctionModel
-from railyard.agent.models.openai import OpenAIModel, OpenAIProvider
+from railyard.agent.models.openai import OpenAIModel, OpenAIProvider, OpenAIStreamedResponse
+from railyard.agent.settings import ModelSettings
 from railyard.agent.usage import Usage
-from tests.support.fake_openai import FakeOpenAI, Reply, chat_text, chat_tool_calls, error_body
+from tests.support.fake_openai import (
+    FakeOpenAI,
+    Reply,
+    chat_text,
+    chat_tool_calls,
+    chunk,
+    error_body,
+    stream_text,
+    stream_tool_calls,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -626,3 +637,362 @@ async def test_images_and_audio_go_as_content_parts(fake: FakeOpenAI, make_model
         with pytest.raises(UserError, match=f"in a user prompt, not {what}: "):
             await Agent(make_model()).run(["Read this", item])
     assert len(fake.requests) == 1  # nothing was sent for the prompts it cannot carry
+
+
+# -- streaming ---------------------------------------------------------------------------------
+
+
+async def collect(model: OpenAIModel, info: AgentInfo = TEXT_INFO) -> tuple[list[object], OpenAIStreamedResponse]:
+    """Stream an answer to QUESTION from `model`: its events, and the streamed response."""
+    async with model.request_stream([ModelRequest([UserPromptPart(QUESTION)])], info) as stream:
+        events: list[object] = [event async for event in stream]
+    return events, stream
+
+
+async def test_a_streamed_text_answer(fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]) -> None:
+    fake.reply(stream_text("The capital", " of France", " is Paris."))
+    events, stream = await collect(make_model())
+    # OpenAI's first chunk carries the role and empty content, which starts no part.
+    assert events == [
+        PartStartEvent(0, TextPart("The capital")),
+        PartDeltaEvent(0, TextPartDelta(" of France")),
+        PartDeltaEvent(0, TextPartDelta(" is Paris.")),
+    ]
+    assert stream.get() == ModelResponse(
+        [TextPart("The capital of France is Paris.")],
+        model_name="gpt-4o-2024-08-06",
+        timestamp=datetime(2025, 3, 15, 0, 0, 1, tzinfo=UTC),
+    )
+    assert stream.usage() == Usage(
+        requests=1, request_tokens=120, response_tokens=3, total_tokens=123, details=ZERO_DETAILS
+    )
+    [request] = fake.requests
+    assert request.finished.wait(5) and request.outcome == "complete"
+
+
+async def test_the_stream_request_body_is_the_sdks(fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]) -> None:
+    # What pydantic-ai 0.0.40 (openai 1.66.3) sends for the same streamed requests.
+    fake.reply(stream_text("Paris"), stream_tool_calls(("call_fr", "final_result", '{"city": "Paris"}')))
+    model = make_model()
+    await collect(model)
+    result_tool = ToolDefinition("final_result", "The final response which ends this conversation", CAPITAL_SCHEMA)
+    capital = ToolDefinition("get_capital", "Get the capital of a country.", CAPITAL_SCHEMA)
+    settings: ModelSettings = {"temperature": 0.5, "parallel_tool_calls": False}
+    await collect(model, AgentInfo([capital], False, [result_tool], settings))
+
+    plain, with_tools = fake.requests
+    assert plain.body == {
+        "messages": [{"role": "user", "content": QUESTION}],
+        "model": "gpt-4o",
+        "n": 1,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    assert list(plain.body) == ["messages", "model", "n", "stream", "stream_options"]
+    assert list(with_tools.body) == [
+        "messages",
+        "model",
+        "n",
+        "parallel_tool_calls",
+        "stream",
+        "stream_options",
+        "temperature",
+        "tool_choice",
+        "tools",
+    ]
+    assert with_tools.body["tool_choice"] == "required"
+    assert [tool["function"]["name"] for tool in with_tools.body["tools"]] == ["get_capital", "final_result"]
+    assert plain.headers["accept"] == "application/json"
+    assert plain.headers["authorization"] == "Bearer sk-test-123"
+    assert plain.headers["user-agent"].startswith("railyard/")
+
+
+async def test_a_tool_call_split_across_chunks_is_one_part(
+    fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]
+) -> None:
+    fake.reply(stream_tool_calls(("call_abc123", "get_capital", ['{"coun', 'try": "Fr', 'ance"}'])))
+    events, stream = await collect(make_model())
+    assert events == [
+        PartStartEvent(0, ToolCallPart("get_capital", "", tool_call_id="call_abc123")),
+        PartDeltaEvent(0, ToolCallPartDelta(args_delta='{"coun')),
+        PartDeltaEvent(0, ToolCallPartDelta(args_delta='try": "Fr')),
+        PartDeltaEvent(0, ToolCallPartDelta(args_delta='ance"}')),
+    ]
+    assert stream.get().parts == [ToolCallPart("get_capital", '{"country": "France"}', tool_call_id="call_abc123")]
+    assert stream.get().timestamp == datetime(2025, 3, 15, tzinfo=UTC)
+    assert stream.usage() == Usage(
+        requests=1, request_tokens=80, response_tokens=17, total_tokens=97, details=ZERO_DETAILS
+    )
+
+
+async def test_parallel_tool_calls_interleaved_by_index(
+    fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]
+) -> None:
+    fake.reply(
+        stream_tool_calls(
+            ("call_fr", "get_capital", '{"country": "France"}'),
+            ("call_es", "get_capital", '{"country": "Spain"}'),
+            piece_size=12,
+            interleave=True,
+        )
+    )
+    events, stream = await collect(make_model())
+    assert events == [
+        PartStartEvent(0, ToolCallPart("get_capital", "", tool_call_id="call_fr")),
+        PartStartEvent(1, ToolCallPart("get_capital", "", tool_call_id="call_es")),
+        PartDeltaEvent(0, ToolCallPartDelta(args_delta='{"country": ')),
+        PartDeltaEvent(1, ToolCallPartDelta(args_delta='{"country": ')),
+        PartDeltaEvent(0, ToolCallPartDelta(args_delta='"France"}')),
+        PartDeltaEvent(1, ToolCallPartDelta(args_delta='"Spain"}')),
+    ]
+    assert stream.get().parts == [
+        ToolCallPart("get_capital", '{"country": "France"}', tool_call_id="call_fr"),
+        ToolCallPart("get_capital", '{"country": "Spain"}', tool_call_id="call_es"),
+    ]
+
+
+async def test_what_a_lenient_reader_accepts(fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]) -> None:
+    # Comments, `data:` without a space, a chunk split over two `data:` lines, a choice
+    # without a delta, text before a call, a call whose name comes after its id, no usage.
+    first = json.dumps(chunk({"role": "assistant", "content": "Let me look."}))
+    cut = first.index('"object"')
+    fake.reply(
+        [
+            ": keep-alive\n\n",
+            f"data:{first[:cut]}\ndata:{first[cut:]}\n\n",
+            {"choices": [{"index": 0, "finish_reason": None}]},
+            chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"arguments": ""}}]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"name": "get_capital", "arguments": '{"country"'}}]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": ': "France"}'}}]}),
+            chunk({}, "tool_calls", model="gpt-4o-mini"),
+        ]
+    )
+    events, stream = await collect(make_model())
+    assert events == [
+        PartStartEvent(0, TextPart("Let me look.")),
+        PartStartEvent(1, ToolCallPart("get_capital", '{"country"', tool_call_id="call_1")),
+        PartDeltaEvent(1, ToolCallPartDelta(args_delta=': "France"}')),
+    ]
+    response = stream.get()
+    assert response.parts == [
+        TextPart("Let me look."),
+        ToolCallPart("get_capital", '{"country": "France"}', tool_call_id="call_1"),
+    ]
+    assert response.model_name == "gpt-4o-mini"
+    assert stream.usage() == Usage(requests=1)
+
+
+async def test_a_429_then_a_stream(fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]) -> None:
+    fake.reply(Reply(429, ERR_429, {"retry-after": "0.1"}), Reply(drop=True), stream_text("Paris"))
+    events, stream = await collect(make_model())
+    assert events == [PartStartEvent(0, TextPart("Paris"))]
+    assert len(fake.requests) == 3
+    assert fake.requests[1].at - fake.requests[0].at >= 0.1
+    assert fake.requests[0].body == fake.requests[2].body
+    assert stream.get().parts == [TextPart("Paris")]
+
+
+@pytest.mark.parametrize(("status", "attempts"), [(500, 3), (400, 1)])
+async def test_an_error_status_before_the_stream(
+    status: int, attempts: int, fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]
+) -> None:
+    error = ERR_500 if status == 500 else error_body("Invalid 'messages'", "invalid_request_error")
+    fake.reply_forever(Reply(status, error))
+    with pytest.raises(ModelHTTPError) as info:
+        await collect(make_model())
+    assert (info.value.status_code, info.value.model_name, info.value.body) == (status, "gpt-4o", error["error"])
+    assert isinstance(info.value.__cause__, httpx.HTTPStatusError)
+    assert len(fake.requests) == attempts
+
+
+async def test_an_unreachable_server_for_a_stream() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    model = OpenAIModel("gpt-4o", base_url=f"http://127.0.0.1:{port}/v1", api_key="sk", max_retries=0)
+    with pytest.raises(ModelConnectionError, match=r"Could not reach http://127\.0\.0\.1:.*/chat/completions: "):
+        await collect(model)
+
+
+@pytest.mark.parametrize(
+    ("reply", "match"),
+    [
+        (
+            Reply(events=stream_text("The", " capital"), cut_after=2),
+            r"The stream from http://.*/v1/chat/completions ended before `data: \[DONE\]`, after 2 chunk\(s\); "
+            "the answer is incomplete",
+        ),
+        (
+            Reply(events=stream_text("The", " capital"), drop_after=2),
+            r"broke off before `data: \[DONE\]`, after 2 chunk\(s\): .*incomplete chunked read",
+        ),
+    ],
+    ids=["ended", "broken"],
+)
+async def test_a_stream_cut_off_before_done_is_unexpected(
+    reply: Reply, match: str, fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]
+) -> None:
+    fake.reply(reply)
+    seen: list[object] = []
+    with pytest.raises(UnexpectedModelBehavior, match=match):
+        async with make_model().request_stream([ModelRequest([UserPromptPart(QUESTION)])], TEXT_INFO) as stream:
+            async for event in stream:
+                seen.append(event)
+    assert seen == [PartStartEvent(0, TextPart("The"))]  # what came before the cut
+    assert len(fake.requests) == 1  # nothing is retried once the stream has begun
+
+
+async def test_a_pause_longer_than_the_timeout_breaks_the_stream(
+    fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]
+) -> None:
+    fake.reply(Reply(events=stream_text("The", " capital"), event_delay=0.3))
+    with pytest.raises(UnexpectedModelBehavior, match=r"after 1 chunk\(s\): timed out \(ReadTimeout\)"):
+        await collect(make_model(timeout=0.1))
+
+
+@pytest.mark.parametrize(
+    ("events", "match"),
+    [
+        (
+            [chunk({"content": "Par"}), "data: {not json\n\n"],
+            r"Expected a JSON chat.completion.chunk in the stream from .*, got '\{not json'",
+        ),
+        ([chunk({"content": "Par"}), "data: [1, 2]\n\n"], r"Expected a JSON object .*, got '\[1, 2\]'"),
+        ([chunk({"content": 3})], r"Expected `content` to be text in chunk 1 of the stream"),
+        ([{"choices": [{"delta": "x"}]}], r"`choices\[0\]\.delta` to be an object"),
+        ([{"choices": {"delta": {}}}], "`choices` to be a list of objects"),
+        ([chunk({"tool_calls": {"index": 0}})], "`tool_calls` to be a list"),
+        ([chunk({"tool_calls": ["call"]})], "each tool call to be an object"),
+        ([chunk({"tool_calls": [{"index": 0, "function": {"name": 7}}]})], "`function.name`"),
+    ],
+)
+async def test_a_chunk_that_is_not_a_completion_chunk_is_unexpected(
+    events: list[Any], match: str, fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]
+) -> None:
+    fake.reply(events)
+    with pytest.raises(UnexpectedModelBehavior, match=match):
+        await collect(make_model())
+
+
+async def test_an_error_in_the_stream(fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]) -> None:
+    fake.reply([chunk({"content": "Par"}), ERR_500], ['event: error\ndata: {"message": "overloaded"}\n\n'])
+    with pytest.raises(UnexpectedModelBehavior, match="reported an error after 1 chunk") as info:
+        await collect(make_model())
+    assert info.value.message.endswith(": The server had an error while processing your request. Sorry about that!")
+    assert info.value.body is not None and json.loads(info.value.body) == ERR_500["error"]
+    with pytest.raises(UnexpectedModelBehavior, match=r"reported an error after 0 chunk.*: overloaded"):
+        await collect(make_model())
+
+
+async def test_a_whole_body_instead_of_a_stream_is_unexpected(
+    fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]
+) -> None:
+    fake.reply(chat_text("Paris"))  # a server that ignores "stream": true
+    with pytest.raises(
+        UnexpectedModelBehavior, match=r"Expected a stream of server-sent events from .*, got '\{\"id\": \"chatcmpl-"
+    ):
+        await collect(make_model())
+
+
+async def test_stopping_early_closes_the_response(fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]) -> None:
+    fake.reply(
+        Reply(events=stream_text(*["word "] * 200), event_delay=0.01),
+        Reply(events=stream_text(*["word "] * 200), event_delay=0.01),
+        stream_text("Paris"),
+    )
+    async with httpx.AsyncClient() as client:
+        model = OpenAIModel("gpt-4o", base_url=fake.base_url, api_key="sk", http_client=client)
+        started = time.monotonic()
+        async with model.request_stream([ModelRequest([UserPromptPart(QUESTION)])], TEXT_INFO) as stream:
+            async for event in stream:
+                assert event == PartStartEvent(0, TextPart("word "))
+                break
+        assert stream.get().parts == [TextPart("word ")]
+        with pytest.raises(KeyError):  # the block raising closes the response too
+            async with model.request_stream([ModelRequest([UserPromptPart(QUESTION)])], TEXT_INFO) as stream:
+                async for event in stream:
+                    raise KeyError(event)
+        assert time.monotonic() - started < 1.5  # 200 events take 2 seconds to send
+        for request in fake.requests:
+            assert request.finished.wait(5)
+            assert (request.outcome, request.events_sent < 100) == ("client disconnected", True)
+        # the client is left open, and works for the next stream
+        assert not client.is_closed
+        async with model.request_stream([ModelRequest([UserPromptPart(QUESTION)])], TEXT_INFO) as stream:
+            assert [event async for event in stream] == [PartStartEvent(0, TextPart("Paris"))]
+
+
+async def test_a_stream_read_to_the_end_leaves_its_connection_for_the_next(fake: FakeOpenAI) -> None:
+    fake.reply(stream_text("one"), stream_text("two"))
+    async with httpx.AsyncClient() as client:
+        model = OpenAIModel("gpt-4o", base_url=fake.base_url, api_key="sk", http_client=client)
+        assert (await collect(model))[1].get().parts == [TextPart("one")]
+        assert (await collect(model))[1].get().parts == [TextPart("two")]
+    first, second = fake.requests
+    assert first.peer == second.peer  # what follows `[DONE]` was read, so the connection was reused
+
+
+async def test_a_client_made_for_a_stream_is_closed(
+    fake: FakeOpenAI, make_model: Callable[..., OpenAIModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[httpx.AsyncClient] = []
+
+    class Recorded(httpx.AsyncClient):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(httpx, "AsyncClient", Recorded)
+    fake.reply(Reply(events=stream_text(*["word "] * 50), event_delay=0.01))
+    async with make_model().request_stream([ModelRequest([UserPromptPart(QUESTION)])], TEXT_INFO) as stream:
+        async for _ in stream:
+            break
+        assert [client.is_closed for client in made] == [False]
+    assert [client.is_closed for client in made] == [True]
+
+
+async def test_a_streamed_run_through_the_agent_graph(fake: FakeOpenAI, make_model: Callable[..., OpenAIModel]) -> None:
+    fake.reply(
+        stream_tool_calls(("call_abc123", "get_capital", '{"country": "France"}')),
+        stream_text("The capital", " is Paris."),
+    )
+    agent = Agent(make_model(), system_prompt="Be concise.", tools=[get_capital])
+    seen: list[list[object]] = []
+    async with agent.iter(QUESTION) as run:
+        async for node in run:
+            if Agent.is_model_request_node(node):
+                async with node.stream(run.ctx) as events:
+                    seen.append([event async for event in events])
+    assert run.result is not None and run.result.data == "The capital is Paris."
+    assert seen[0][0] == PartStartEvent(0, ToolCallPart("get_capital", "", tool_call_id="call_abc123"))
+    assert seen[1] == [
+        PartStartEvent(0, TextPart("The capital")),
+        FinalResultEvent(None, None),
+        PartDeltaEvent(0, TextPartDelta(" is Paris.")),
+    ]
+    assert run.result.usage() == Usage(
+        requests=2, request_tokens=200, response_tokens=19, total_tokens=219, details=ZERO_DETAILS
+    )
+    first, second = fake.bodies()
+    assert first["stream"] is second["stream"] is True
+    assert second["messages"][-2:] == [
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": "call_abc123",
+                    "type": "function",
+                    "function": {"name": "get_capital", "arguments": '{"country": "France"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_abc123", "content": "Paris"},
+    ]
+
+    # The same answers, not streamed, give the same conversation.
+    fake.reply(
+        chat_tool_calls(("call_abc123", "get_capital", '{"country": "France"}')),
+        chat_text("The capital is Paris."),
+    )
+    whole = await agent.run(QUESTION)
+    assert shape(whole.all_messages()) == shape(run.result.all_messages())

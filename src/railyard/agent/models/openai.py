@@ -11,6 +11,10 @@ The base URL and key come from the arguments, else from the `OPENAI_BASE_URL` an
 conflicts (409), server errors (5xx) and failed connections are retried, up to
 `max_retries` times, waiting as the server's `retry-after` says or with exponential
 backoff; what still fails raises `ModelHTTPError` or `ModelConnectionError`.
+
+`request_stream` asks for the answer as a stream of server-sent events
+(`"stream": true`) and gives its text and tool calls piece by piece as they arrive;
+the same retries apply until the stream begins.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -39,6 +44,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
     ) from _exc
 
 from railyard.agent.content import BinaryContent, ImageUrl
+from railyard.agent.events import ModelResponseStreamEvent
 from railyard.agent.exceptions import ModelConnectionError, ModelHTTPError, UnexpectedModelBehavior, UserError
 from railyard.agent.messages import (
     ModelMessage,
@@ -52,11 +58,11 @@ from railyard.agent.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
-from railyard.agent.models import AgentInfo, Model
+from railyard.agent.models import AgentInfo, Model, StreamedResponse
 from railyard.agent.tools import ToolDefinition
 from railyard.agent.usage import Usage
 
-__all__ = ("DEFAULT_BASE_URL", "OpenAIModel", "OpenAIProvider")
+__all__ = ("DEFAULT_BASE_URL", "OpenAIModel", "OpenAIProvider", "OpenAIStreamedResponse")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """Where requests go when neither `base_url` nor `OPENAI_BASE_URL` says otherwise."""
@@ -78,6 +84,9 @@ _SETTINGS = (
 
 _EXCERPT = 200
 """How many characters of an unusable body an error message quotes."""
+
+_DRAIN_SECONDS = 2.0
+"""How long to wait for the end of a stream's body after `data: [DONE]`."""
 
 
 def _user_agent() -> str:
@@ -220,16 +229,78 @@ class OpenAIModel(Model):
         settings = info.model_settings or {}
         body = self._build_body(messages, info, settings)
         url = f"{self.provider.base_url}/chat/completions"
-        seconds = settings.get("timeout")
-        if seconds is None:
-            seconds = self.timeout
-        limits = seconds if isinstance(seconds, httpx.Timeout) else httpx.Timeout(seconds, connect=min(5.0, seconds))
-        response = await self._post(url, body, limits)
+        limits = self._limits(settings)
+        content = _encode(body)
+        headers = self._headers()
+        response = await self._with_retries(url, lambda: self._send(url, content, headers, limits))
         return self._parse(response, url)
+
+    @asynccontextmanager
+    async def request_stream(
+        self, messages: list[ModelMessage], info: AgentInfo
+    ) -> AsyncIterator[OpenAIStreamedResponse]:
+        """Send the conversation with `"stream": true` and give the answer as it arrives.
+
+        Failed attempts are retried as for `request` until the stream begins; the
+        response (and the client, when this made one) is closed when the block exits,
+        whether or not the stream was read to its end.
+
+        Raises:
+            ModelHTTPError: the API answered with an error status, after any retries.
+            ModelConnectionError: the API could not be reached, after any retries.
+            UnexpectedModelBehavior: (while iterating) the stream broke off, or held
+                something that is not a completion chunk, or an error.
+            UserError: the conversation holds something this API cannot be sent.
+        """
+        settings = info.model_settings or {}
+        body = self._build_body(messages, info, settings, stream=True)
+        url = f"{self.provider.base_url}/chat/completions"
+        limits = self._limits(settings)
+        content = _encode(body)
+        headers = self._headers()
+        async with AsyncExitStack() as stack:
+            client: httpx.AsyncClient
+            if self.provider.http_client is not None:
+                client = self.provider.http_client
+            else:
+                client = await stack.enter_async_context(httpx.AsyncClient(verify=_shared_ssl_context()))
+            request = client.build_request("POST", url, content=content, headers=headers, timeout=limits)
+            # `send(stream=True)` is what `client.stream()` does; it lets a retried
+            # attempt be closed before the next one, and the last one after the block.
+            response = await self._with_retries(url, lambda: client.send(request, stream=True))
+            stack.push_async_callback(response.aclose)
+            if not response.is_success:
+                error = await _read_error_body(response)
+                try:
+                    response.raise_for_status()
+                except httpx.HTTPStatusError as exc:
+                    raise ModelHTTPError(response.status_code, self._name, error) from exc
+            streamed = OpenAIStreamedResponse(self._name, response, url)
+            try:
+                yield streamed
+            finally:
+                await streamed.aclose()
 
     # -- the request ---------------------------------------------------------------------
 
-    def _build_body(self, messages: list[ModelMessage], info: AgentInfo, settings: Mapping[str, Any]) -> dict[str, Any]:
+    def _limits(self, settings: Mapping[str, Any]) -> httpx.Timeout:
+        seconds = settings.get("timeout")
+        if seconds is None:
+            seconds = self.timeout
+        return seconds if isinstance(seconds, httpx.Timeout) else httpx.Timeout(seconds, connect=min(5.0, seconds))
+
+    def _headers(self) -> dict[str, str]:
+        # The openai SDK sends `Accept: application/json` for streams too; so does this.
+        return {
+            "Authorization": f"Bearer {self.provider.api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": _USER_AGENT,
+        }
+
+    def _build_body(
+        self, messages: list[ModelMessage], info: AgentInfo, settings: Mapping[str, Any], *, stream: bool = False
+    ) -> dict[str, Any]:
         wire: list[dict[str, Any]] = []
         if info.instructions:
             wire.append({"role": "system", "content": info.instructions})
@@ -241,7 +312,9 @@ class OpenAIModel(Model):
         tools = [_map_tool(tool) for tool in [*info.function_tools, *info.result_tools]]
         # The openai SDK sends `messages` and `model` first and the rest in alphabetical
         # order; so does this, so bodies compare equal key for key.
-        rest: dict[str, Any] = {"n": 1, "stream": False}
+        rest: dict[str, Any] = {"n": 1, "stream": stream}
+        if stream:
+            rest["stream_options"] = {"include_usage": True}  # a last chunk with the usage
         if tools:
             rest["tool_choice"] = "auto" if info.allow_text_result else "required"
             rest["tools"] = tools
@@ -260,18 +333,12 @@ class OpenAIModel(Model):
             body.update(extra)
         return body
 
-    async def _post(self, url: str, body: dict[str, Any], limits: httpx.Timeout) -> httpx.Response:
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {
-            "Authorization": f"Bearer {self.provider.api_key}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": _USER_AGENT,
-        }
+    async def _with_retries(self, url: str, send: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+        """The first answer `send` gets that is not worth retrying, or the last one."""
         attempt = 0
         while True:
             try:
-                response = await self._send(url, content, headers, limits)
+                response = await send()
             except httpx.TransportError as exc:
                 if attempt >= self.max_retries:
                     raise ModelConnectionError(f"Could not reach {url}: {_describe(exc)}") from exc
@@ -282,6 +349,7 @@ class OpenAIModel(Model):
                     return response
                 asked = self._retry_after(response.headers)
                 delay = self._backoff(attempt) if asked is None else asked
+                await response.aclose()  # a streamed answer holds its connection until closed
             attempt += 1
             await anyio.sleep(delay)
 
@@ -356,6 +424,169 @@ class OpenAIModel(Model):
             parts, model_name=name if isinstance(name, str) else self._name, timestamp=timestamp
         )
         return model_response, _read_usage(data.get("usage"))
+
+
+class OpenAIStreamedResponse(StreamedResponse):
+    """An answer streamed as `chat.completion.chunk` server-sent events, ending with `data: [DONE]`.
+
+    Each chunk's text (`choices[0].delta.content`) grows one text part, and its tool
+    call pieces (`choices[0].delta.tool_calls`, by `index`) grow one tool call part
+    each; `model` and `created` name the answering model and when it began, and the
+    chunk with `usage` (the last, asked for by `stream_options`) gives the usage.
+    """
+
+    def __init__(self, model_name: str, response: httpx.Response, url: str) -> None:
+        super().__init__(model_name)
+        self._usage = Usage(requests=1)
+        self._response = response
+        self._url = url
+        self._chunks = 0
+        """How many chunks have arrived."""
+        self._unrecognised = ""
+        """The start of any text that was not server-sent events, to show in an error."""
+        self._done = False
+        """Whether `data: [DONE]` has arrived."""
+
+    async def aclose(self) -> None:
+        """Stop reading the events, if they were begun (the model's block closes the response)."""
+        if isinstance(self._iterator, AsyncGenerator):
+            await self._iterator.aclose()
+
+    async def _events(self) -> AsyncIterator[ModelResponseStreamEvent]:
+        server_events = self._server_events()
+        try:
+            async for name, data in server_events:
+                self._chunks += 1
+                for event in self._read_chunk(name, data):
+                    yield event
+        finally:
+            await server_events.aclose()
+        if self._done:
+            return
+        if self._chunks == 0 and self._unrecognised:
+            raise UnexpectedModelBehavior(
+                f"Expected a stream of server-sent events from {self._url}, got {_excerpt(self._unrecognised)}"
+            )
+        raise UnexpectedModelBehavior(
+            f"The stream from {self._url} ended before `data: [DONE]`, after {self._chunks} chunk(s); "
+            "the answer is incomplete"
+        )
+
+    async def _server_events(self) -> AsyncGenerator[tuple[str, str], None]:
+        """Each event's name (`''` when it has none) and data, as the lines arrive, up to `data: [DONE]`."""
+        lines = self._response.aiter_lines()
+        name, data = "", list[str]()
+        try:
+            while True:
+                try:
+                    line = await anext(lines, None)
+                except httpx.TransportError as exc:
+                    raise UnexpectedModelBehavior(
+                        f"The stream from {self._url} broke off before `data: [DONE]`, "
+                        f"after {self._chunks} chunk(s): {_describe(exc)}"
+                    ) from exc
+                if not line:  # a blank line ends an event; so does the end of the body
+                    joined = "\n".join(data)
+                    if joined == "[DONE]":
+                        self._done = True
+                        await _drain(lines)
+                        return
+                    if joined:  # an event without data is not dispatched
+                        yield name, joined
+                    if line is None:
+                        return
+                    name, data = "", []
+                    continue
+                field, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if field == "data":
+                    data.append(value)
+                elif field == "event":
+                    name = value
+                elif field not in ("", "id", "retry"):  # "": a comment
+                    self._note_unrecognised(line)
+        finally:
+            if isinstance(lines, AsyncGenerator):
+                await lines.aclose()
+
+    def _note_unrecognised(self, line: str) -> None:
+        if len(self._unrecognised) <= _EXCERPT:
+            self._unrecognised += line + "\n"
+
+    def _read_chunk(self, name: str, data: str) -> list[ModelResponseStreamEvent]:
+        try:
+            chunk: object = json.loads(data)
+        except ValueError as exc:
+            raise UnexpectedModelBehavior(
+                f"Expected a JSON chat.completion.chunk in the stream from {self._url}, got {_excerpt(data)}"
+            ) from exc
+        if not isinstance(chunk, dict):
+            raise UnexpectedModelBehavior(
+                f"Expected a JSON object (a chat.completion.chunk) in the stream from {self._url}, got {_excerpt(data)}"
+            )
+        error = chunk.get("error")
+        if error is not None or name == "error":
+            error = chunk if error is None else error
+            message = error.get("message") if isinstance(error, dict) else None
+            raise UnexpectedModelBehavior(
+                f"The stream from {self._url} reported an error after {self._chunks - 1} chunk(s): "
+                f"{message if isinstance(message, str) else _excerpt(json.dumps(error))}",
+                body=json.dumps(error),
+            )
+        model = chunk.get("model")
+        if isinstance(model, str) and model:
+            self.model_name = model
+        created = chunk.get("created")
+        if isinstance(created, int | float) and not isinstance(created, bool):
+            self.timestamp = datetime.fromtimestamp(created, UTC)
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self._usage = _read_usage(usage)  # the counts so far, not an increment
+        choices = chunk.get("choices")
+        if choices is None or choices == []:
+            return []  # the usage chunk has none
+        if not isinstance(choices, list) or not isinstance(choices[0], dict):
+            raise self._unexpected("`choices` to be a list of objects", data)
+        delta = choices[0].get("delta")
+        if delta is None:
+            return []
+        if not isinstance(delta, dict):
+            raise self._unexpected("`choices[0].delta` to be an object", data)
+        events: list[ModelResponseStreamEvent] = []
+        content = delta.get("content")
+        if content is not None and not isinstance(content, str):
+            raise self._unexpected("`content` to be text", data)
+        if content:
+            events.append(self.parts.text_delta(content, key="content"))
+        calls = delta.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            raise self._unexpected("`tool_calls` to be a list", data)
+        for position, call in enumerate(calls or ()):
+            event = self._read_call(position, call, data)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _read_call(self, position: int, call: object, data: str) -> ModelResponseStreamEvent | None:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(call, dict) or not isinstance(function, dict | None):
+            raise self._unexpected("each tool call to be an object with a `function` object", data)
+        function = function or {}
+        name, arguments, call_id = function.get("name"), function.get("arguments"), call.get("id")
+        if not all(isinstance(value, str | None) for value in (name, arguments, call_id)):
+            raise self._unexpected("a tool call's `id`, `function.name` and `function.arguments` to be text", data)
+        index = call.get("index")
+        key = index if isinstance(index, int) and not isinstance(index, bool) else position
+        if not (name or arguments or call_id):
+            return None  # nothing new
+        return self.parts.tool_call_delta(
+            key, tool_name=name or None, args=arguments or None, tool_call_id=call_id or None
+        )
+
+    def _unexpected(self, what: str, data: str) -> UnexpectedModelBehavior:
+        return UnexpectedModelBehavior(
+            f"Expected {what} in chunk {self._chunks} of the stream from {self._url}, got {_excerpt(data)}"
+        )
 
 
 # -- mapping messages to the wire -----------------------------------------------------------
@@ -508,6 +739,33 @@ def _error_body(response: httpx.Response) -> object | None:
         error: object = data["error"]
         return error
     return data
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Read what follows `data: [DONE]` (the end of the body), for a few seconds at most.
+
+    The openai SDK does the same: a response read to its end leaves its connection
+    free for the next request.
+    """
+    with anyio.move_on_after(_DRAIN_SECONDS):
+        try:
+            async for _ in lines:
+                pass
+        except httpx.TransportError:
+            pass  # the answer is whole; only the connection is lost
+
+
+async def _read_error_body(response: httpx.Response) -> object | None:
+    """`_error_body` of a streamed answer, read first; None when it cannot be read."""
+    try:
+        await response.aread()
+    except httpx.TransportError:
+        return None  # the status says enough
+    return _error_body(response)
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _excerpt(text: str) -> str:
