@@ -24,6 +24,7 @@ from railyard import _introspect, mermaid
 from railyard._copy import deep_copy
 from railyard._ids import new_snapshot_id
 from railyard._introspect import UNSET, NodeDef, Unset
+from railyard._sync import refuse_running_loop
 from railyard.exceptions import GraphRuntimeError, GraphSetupError
 from railyard.nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT, StateT, node_task
 from railyard.persistence import BaseStatePersistence
@@ -189,15 +190,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             RuntimeError: called while an event loop is running in this thread; use
                 `await graph.run(...)` there instead.
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise RuntimeError(
-                "Graph.run_sync() cannot be called from a running event loop (it would block "
-                "the loop). Use `await graph.run(...)` instead."
-            )
+        refuse_running_loop("Graph.run_sync()", "await graph.run(...)")
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         return asyncio.run(

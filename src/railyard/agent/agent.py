@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeGuard, overload
 
 from typing_extensions import TypeVar
 
+from railyard._sync import refuse_running_loop
 from railyard.agent._graph import (
     AgentDeps,
     AgentState,
@@ -530,15 +531,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             RuntimeError: called while an event loop is running in this thread; use
                 `await agent.run(...)` there instead.
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise RuntimeError(
-                "Agent.run_sync() cannot be called from a running event loop (it would block "
-                "the loop). Use `await agent.run(...)` instead."
-            )
+        refuse_running_loop("Agent.run_sync()", "await agent.run(...)")
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
 

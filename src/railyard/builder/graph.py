@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from typing_extensions import TypeVar
 
+from railyard._sync import refuse_running_loop
 from railyard.builder.decision import Decision
 from railyard.builder.durable import ResumePoint, StoreRecorder, closing_id
 from railyard.builder.join import Join, JoinState, ReducerContext
@@ -205,14 +206,7 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         Raises:
             RuntimeError: called while an event loop is running in this thread.
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise RuntimeError(
-                "Graph.run_sync() cannot be called from a running event loop; use `await graph.run(...)`."
-            )
+        refuse_running_loop("Graph.run_sync()", "await graph.run(...)")
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         return asyncio.run(
