@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from railyard.agent import Agent, AgentRunError, ModelRequestNode, UserError
+from railyard.agent import Agent, AgentRunError, ModelRequestNode, UsageLimitExceeded, UserError
 from railyard.agent.events import (
     FinalResultEvent,
     FunctionToolCallEvent,
@@ -26,7 +26,7 @@ from railyard.agent.events import (
 from railyard.agent.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
 from railyard.agent.models import AgentInfo
 from railyard.agent.models.function import DeltaToolCall, DeltaToolCalls, FunctionModel
-from railyard.agent.usage import Usage
+from railyard.agent.usage import Usage, UsageLimits
 from railyard.durable import DurablePersistence
 from railyard.store.sqlite import SqliteStore
 
@@ -278,7 +278,7 @@ async def test_run_stream_gives_the_text_as_it_arrives() -> None:
         ]
     async with agent.run_stream("q") as result:
         everything = [text async for text in result.stream_text(debounce_by=60)]
-    assert everything == ["Paris ", "Paris is nice"]  # the first and the last: the rest fell in the window
+    assert everything == ["Paris is nice"]  # it all arrived within one window
 
 
 async def test_run_stream_gives_a_structured_result_as_it_validates() -> None:
@@ -310,3 +310,77 @@ async def test_run_stream_applies_result_validators_and_works_with_test_model() 
     async with agent.run_stream("q") as result:
         assert await result.get_data() == "SUCCESS (NO TOOL CALLS)"
     assert result.is_complete
+
+
+async def test_run_stream_validates_once_and_records_the_answer_once() -> None:
+    agent, _ = planner_agent(Town)
+    seen: list[Town] = []
+
+    @agent.result_validator
+    def check(town: Town) -> Town:
+        seen.append(town)
+        return town
+
+    async with agent.run_stream("q") as result:
+        assert await result.get_data() == Town(name="Paris", country="France")
+    assert seen == [Town(name="Paris", country="France")]  # not again when the run ends
+    assert [type(m).__name__ for m in result.all_messages()] == ["ModelRequest", "ModelResponse"] * 2 + ["ModelRequest"]
+    assert result.usage().requests == 2
+
+
+async def test_run_stream_keeps_the_returns_of_tools_called_beside_a_text_answer() -> None:
+    async def text_then_tool(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
+        yield "Let me check. "
+        yield {0: DeltaToolCall(name="get", json_args='{"x": 1}', tool_call_id="g")}
+
+    agent = Agent(FunctionModel(stream_function=text_then_tool))
+    ran: list[int] = []
+
+    @agent.tool_plain
+    def get(x: int) -> int:
+        ran.append(x)
+        return x
+
+    async with agent.run_stream("q") as result:
+        assert await result.get_data() == "Let me check. "
+    assert ran == [1]
+    last = result.all_messages()[-1]
+    assert isinstance(last, ModelRequest) and [type(p).__name__ for p in last.parts] == ["ToolReturnPart"]
+
+
+async def test_token_limits_stop_a_stream_as_it_arrives() -> None:
+    async def chatty(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
+        for index in range(20):
+            yield f"w{index} "
+
+    agent = Agent(FunctionModel(stream_function=chatty))
+    with pytest.raises(UsageLimitExceeded, match=r"^Exceeded the response_tokens_limit of 5 \(response_tokens=6\)$"):
+        async with agent.run_stream("q", usage_limits=UsageLimits(response_tokens_limit=5)) as result:
+            await result.get_data()
+    assert result.usage() == Usage(requests=1, request_tokens=50, response_tokens=6, total_tokens=56)
+
+
+async def test_running_a_node_while_it_streams_is_refused() -> None:
+    agent, _ = make_agent(Streamer())
+    async with agent.iter("q") as run:
+        node = await run.next()
+        assert isinstance(node, ModelRequestNode)
+        async with node.stream(run.ctx):
+            with pytest.raises(AgentRunError, match=r"^You must finish streaming before calling run\(\)$"):
+                await run.next(node)
+
+
+async def test_debouncing_sends_a_window_when_it_closes() -> None:
+    import anyio
+
+    async def slow(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
+        yield "a "
+        await anyio.sleep(0.02)
+        yield "b "
+        await anyio.sleep(0.6)
+        yield "c"
+
+    agent = Agent(FunctionModel(stream_function=slow))
+    async with agent.run_stream("q") as result:
+        pieces = [piece async for piece in result.stream_text(delta=True, debounce_by=0.2)]
+    assert pieces == ["a b ", "c"]  # 'a b ' is sent when its window closes, not held until 'c'

@@ -186,8 +186,10 @@ class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
     request: ModelRequest
 
     async def run(self, ctx: AgentContext) -> CallToolsNode:
-        streamed: CallToolsNode | None = getattr(self, "_streamed", None)
-        if streamed is not None:
+        if getattr(self, "_did_stream", False):
+            streamed: CallToolsNode | None = getattr(self, "_streamed", None)
+            if streamed is None:
+                raise AgentRunError("You must finish streaming before calling run()")
             return streamed  # `stream()` already made the request
         state, deps = ctx.state, ctx.deps
         info = await self._prepare(state, deps)
@@ -205,14 +207,16 @@ class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
         ```
 
         Whatever is not consumed in the block is read when it exits; the run then goes on
-        from the answer without asking the model again.
+        from the answer without asking the model again. Token limits are checked as the
+        answer arrives.
         """
-        if getattr(self, "_streamed", None) is not None:
+        if getattr(self, "_did_stream", False):
             raise AgentRunError("stream() can only be called once per ModelRequestNode")
+        self._did_stream = True
         state, deps = ctx.state, ctx.deps
         info = await self._prepare(state, deps)
         async with deps.model.request_stream(list(state.message_history), info) as response:
-            events = AgentStream(response, deps.result_schema.allow_text_result, set(deps.result_schema.tools))
+            events = AgentStream(response, state, deps)
             yield events
             async for _ in events:
                 pass
@@ -221,6 +225,7 @@ class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
     async def _prepare(self, state: AgentState, deps: AgentDeps) -> AgentInfo:
         state.message_history.append(self.request)
         deps.usage_limits.check_before_request(state.usage)
+        state.usage.requests += 1  # counted as it is sent, whatever the model reports
         state.run_step += 1
         instructions = deps.instructions
         if deps.instruction_functions:
@@ -234,10 +239,11 @@ class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
         )
 
     def _finish(self, state: AgentState, deps: AgentDeps, response: ModelResponse, usage: Usage) -> CallToolsNode:
-        # the agent counts the request itself, whatever the model put in `requests`
-        state.usage.incr(dataclasses.replace(usage, requests=0), requests=1)
+        # all or nothing: past a token limit, neither the tokens nor the answer are recorded
+        tokens = dataclasses.replace(usage, requests=0)
         _annotate_span(deps.model, response, usage)
-        deps.usage_limits.check_tokens(state.usage)
+        deps.usage_limits.check_tokens(state.usage + tokens)
+        state.usage.incr(tokens)
         state.message_history.append(response)
         return CallToolsNode(response)
 
@@ -249,8 +255,10 @@ class CallToolsNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
     model_response: ModelResponse
 
     async def run(self, ctx: AgentContext) -> ModelRequestNode | End[FinalResult[Any]]:
-        streamed: ModelRequestNode | End[FinalResult[Any]] | None = getattr(self, "_streamed", None)
-        if streamed is not None:
+        if getattr(self, "_did_stream", False):
+            streamed: ModelRequestNode | End[FinalResult[Any]] | None = getattr(self, "_streamed", None)
+            if streamed is None:
+                raise AgentRunError("You must finish streaming before calling run()")
             return streamed  # `stream()` already ran the tools
         return await self._act(ctx.state, ctx.deps, None)
 
@@ -261,18 +269,35 @@ class CallToolsNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
         The tools run while the block consumes the events; whatever is left runs when it
         exits, and the run then goes on from their results without running them again.
         """
-        if getattr(self, "_streamed", None) is not None:
+        if getattr(self, "_did_stream", False):
             raise AgentRunError("stream() can only be called once per CallToolsNode")
+        self._did_stream = True
         async with stream_events(lambda emit: self._act(ctx.state, ctx.deps, emit)) as (events, outcome):
             yield events
         self._streamed = outcome()
+
+    def preset_result(self, tool_name: str | None, data: Any) -> None:
+        """Take `data` as the result this answer carries (text, or `tool_name`'s), already validated.
+
+        `run_stream` uses it so that a result validated while it streamed is not validated again.
+        """
+        self._preset = (tool_name, data)
 
     async def _act(
         self, state: AgentState, deps: AgentDeps, emit: Emit | None
     ) -> ModelRequestNode | End[FinalResult[Any]]:
         calls = [part for part in self.model_response.parts if isinstance(part, ToolCallPart)]
+        preset: tuple[str | None, Any] | None = getattr(self, "_preset", None)
+        if preset is not None and preset[0] is None:
+            # a streamed text result: run the function tools called beside it, then end
+            tool_calls = [call for call in calls if call.tool_name in deps.tools]
+            if tool_calls:
+                parts: dict[int, ModelRequestPart] = {}
+                await _run_tools(tool_calls, parts, state, deps, emit)
+                state.message_history.append(ModelRequest([parts[i] for i in sorted(parts)]))
+            return End(FinalResult(preset[1], None, None))
         if calls:
-            return await _handle_calls(calls, state, deps, emit)
+            return await _handle_calls(calls, state, deps, emit, preset)
         texts = [part.content for part in self.model_response.parts if isinstance(part, TextPart) and part.content]
         if not texts:
             raise UnexpectedModelBehavior("Received empty model response")
@@ -290,7 +315,11 @@ class CallToolsNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
 
 
 async def _handle_calls(
-    calls: list[ToolCallPart], state: AgentState, deps: AgentDeps, emit: Emit | None
+    calls: list[ToolCallPart],
+    state: AgentState,
+    deps: AgentDeps,
+    emit: Emit | None,
+    preset: tuple[str | None, Any] | None = None,
 ) -> ModelRequestNode | End[Any]:
     result_tools = deps.result_schema.tools
     parts: dict[int, ModelRequestPart] = {}
@@ -298,6 +327,9 @@ async def _handle_calls(
     for index, call in enumerate(calls):
         result_tool = result_tools.get(call.tool_name)
         if result_tool is None or final is not None:
+            continue
+        if preset is not None and preset[0] == call.tool_name:
+            final = (index, preset[1])  # validated while it streamed
             continue
         outcome = await _validate_result(result_tool, call, state, deps)
         if isinstance(outcome, RetryPromptPart):

@@ -60,6 +60,16 @@ class ResultTool:
             return RetryPromptPart(errors, tool_name=call.tool_name, tool_call_id=call.tool_call_id)
         return self._unwrap(value)
 
+    def validate_or_raise(self, call: ToolCallPart) -> Any:
+        """The result `call` carries.
+
+        Raises:
+            pydantic.ValidationError: the arguments do not fit the result type.
+        """
+        if isinstance(call.args, str):
+            return self._unwrap(self.validator.validate_json(call.args or "{}"))
+        return self._unwrap(self.validator.validate_python(call.args))
+
     def validate_partial(self, call: ToolCallPart) -> tuple[bool, Any]:
         """`(True, result)` for the arguments so far, read leniently; `(False, None)` if they don't fit yet."""
         try:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -19,6 +20,9 @@ from railyard.agent.messages import ModelResponse, TextPart, ToolCallPart
 from railyard.agent.models import StreamedResponse
 from railyard.agent.usage import Usage
 
+if TYPE_CHECKING:
+    from railyard.agent._graph import AgentDeps, AgentState
+
 __all__ = ("AgentStream", "Emit", "stream_events")
 
 Emit = Callable[[HandleResponseEvent], None]
@@ -29,13 +33,14 @@ class AgentStream:
     """A model's answer as it arrives, with a `FinalResultEvent` once it carries the result.
 
     The event follows the start of the first text part (when text may be the result) or
-    of the first call of a result tool.
+    of the first call of a result tool. The run's token limits are checked as the
+    answer's usage grows.
     """
 
-    def __init__(self, response: StreamedResponse, allow_text: bool, result_tools: set[str]) -> None:
+    def __init__(self, response: StreamedResponse, state: AgentState, deps: AgentDeps) -> None:
         self._response = response
-        self._allow_text = allow_text
-        self._result_tools = result_tools
+        self._state = state
+        self._deps = deps
         self._iterator: AsyncIterator[AgentStreamEvent] | None = None
 
     def __aiter__(self) -> AsyncIterator[AgentStreamEvent]:
@@ -44,16 +49,21 @@ class AgentStream:
         return self._iterator
 
     async def _events(self) -> AsyncIterator[AgentStreamEvent]:
+        limits = self._deps.usage_limits
+        check_tokens = limits.has_token_limits()
+        allow_text, result_tools = self._deps.result_schema.allow_text_result, self._deps.result_schema.tools
         final_sent = False
         async for event in self._response:
+            if check_tokens:
+                limits.check_tokens(self.usage())
             yield event
             if final_sent or not isinstance(event, PartStartEvent):
                 continue
             part = event.part
-            if isinstance(part, TextPart) and self._allow_text:
+            if isinstance(part, TextPart) and allow_text:
                 final_sent = True
                 yield FinalResultEvent(None, None)
-            elif isinstance(part, ToolCallPart) and part.tool_name in self._result_tools:
+            elif isinstance(part, ToolCallPart) and part.tool_name in result_tools:
                 final_sent = True
                 yield FinalResultEvent(part.tool_name, part.tool_call_id)
 
@@ -62,8 +72,8 @@ class AgentStream:
         return self._response.get()
 
     def usage(self) -> Usage:
-        """The request's usage, as far as the model has reported it."""
-        return self._response.usage()
+        """The run's usage, with the answer's as far as the model has reported it."""
+        return self._state.usage + dataclasses.replace(self._response.usage(), requests=0)
 
 
 @asynccontextmanager

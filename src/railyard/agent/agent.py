@@ -602,12 +602,14 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
                             result = StreamedRunResult(run.ctx.state, run.ctx.deps, events, event)
                             yield result
                             break
-                call_tools = await run.next(node)
-                assert isinstance(call_tools, CallToolsNode)
-                after = await run.next(call_tools)  # ends the run if the result validates
                 if result is not None:
                     result._recorded = True  # pyright: ignore[reportPrivateUsage]
+                call_tools = await run.next(node)
+                assert isinstance(call_tools, CallToolsNode)
+                if result is not None:
+                    await _end_streamed_run(run, call_tools, result)
                     return
+                after = await run.next(call_tools)
                 if not isinstance(after, ModelRequestNode):
                     raise UnexpectedModelBehavior("The run ended without a streamed final result")
                 node = after
@@ -701,6 +703,18 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             f"Agent(model={self.model!r}, name={self.name!r}, end_strategy={self.end_strategy!r}, "
             f"model_settings={self.model_settings!r})"
         )
+
+
+async def _end_streamed_run(run: AgentRun[Any, Any], call_tools: CallToolsNode, result: StreamedRunResult[Any]) -> None:
+    """Take the run to its end after a streamed answer, validating the result only if no one has."""
+    validated = result._validated  # pyright: ignore[reportPrivateUsage]
+    if validated is not None:
+        call_tools.preset_result(result._final.tool_name, validated[0])  # pyright: ignore[reportPrivateUsage]
+    after = await run.next(call_tools)
+    if isinstance(after, ModelRequestNode):
+        # the result did not validate: keep the tool returns and retry prompts in the
+        # conversation, but make no further request
+        run.ctx.state.message_history.append(after.request)
 
 
 async def _finish(run: AgentRun[Any, ResultDataT]) -> AgentRunResult[ResultDataT]:

@@ -130,20 +130,24 @@ class _FunctionStreamedResponse(StreamedResponse):
     async def _events(self) -> AsyncIterator[ModelResponseStreamEvent]:
         # A streamed answer's usage is rougher than a whole one's: 50 for the request,
         # and the words of each piece as it arrives (tool names do not count).
-        answered = 0
+        self._usage = Usage(requests=1, request_tokens=50, response_tokens=0, total_tokens=50)
         async for piece in self._pieces:
             if isinstance(piece, str):
-                answered += _words(piece)
+                self._count(piece)
                 yield self.parts.text_delta(piece, key="content")
                 continue
             for index, delta in piece.items():
-                answered += _words(delta.json_args or "")
+                self._count(delta.json_args or "")
                 event = self.parts.tool_call_delta(
                     index, tool_name=delta.name, args=delta.json_args, tool_call_id=delta.tool_call_id
                 )
                 if event is not None:
                     yield event
-        self._usage = Usage(requests=1, request_tokens=50, response_tokens=answered, total_tokens=50 + answered)
+
+    def _count(self, text: str) -> None:
+        words = _words(text)
+        self._usage.response_tokens = (self._usage.response_tokens or 0) + words
+        self._usage.total_tokens = (self._usage.total_tokens or 0) + words
 
 
 def _words(text: str) -> int:
