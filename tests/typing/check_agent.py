@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import assert_type
 
 from pydantic import BaseModel
@@ -40,3 +41,16 @@ async def check() -> None:
             pass
         if run.result is not None:
             assert_type(run.result.data, City)
+
+
+@city_agent.tool(name="area", retries=2, docstring_format="google")
+def area(ctx: RunContext[int], city: str) -> float:
+    return 1.0
+
+
+@text_agent.tool_plain(require_parameter_descriptions=False)
+def shout(text: str) -> str:
+    return text.upper()
+
+
+assert_type(area, Callable[[RunContext[int], str], float])

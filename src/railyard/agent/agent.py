@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any, Generic, TypeGuard, overload
 
-from typing_extensions import TypeVar
+from typing_extensions import TypeVar, Unpack
 
 from railyard._sync import refuse_running_loop
 from railyard.agent._graph import (
@@ -48,7 +48,7 @@ from railyard.agent.messages import ModelMessage, ModelMessagesTypeAdapter, Mode
 from railyard.agent.models import KnownModelName, Model, infer_model
 from railyard.agent.settings import ModelSettings
 from railyard.agent.streaming import StreamedRunResult
-from railyard.agent.tools import DocstringFormat, Tool, ToolPrepareFunc
+from railyard.agent.tools import Tool, ToolOptions
 from railyard.agent.usage import Usage, UsageLimits
 from railyard.graph import GraphRun
 from railyard.nodes import BaseNode, End
@@ -289,76 +289,38 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
     @overload
     def tool(self, func: F, /) -> F: ...
     @overload
-    def tool(
-        self,
-        /,
-        *,
-        name: str | None = None,
-        retries: int | None = None,
-        prepare: ToolPrepareFunc | None = None,
-        docstring_format: DocstringFormat = "auto",
-        require_parameter_descriptions: bool = False,
-    ) -> Callable[[F], F]: ...
-    def tool(
-        self,
-        func: F | None = None,
-        /,
-        *,
-        name: str | None = None,
-        retries: int | None = None,
-        prepare: ToolPrepareFunc | None = None,
-        docstring_format: DocstringFormat = "auto",
-        require_parameter_descriptions: bool = False,
-    ) -> Any:
+    def tool(self, /, **options: Unpack[ToolOptions]) -> Callable[[F], F]: ...
+    def tool(self, func: F | None = None, /, **options: Unpack[ToolOptions]) -> Any:
         """Register a tool whose first parameter is the `RunContext`.
 
-        `prepare(ctx, definition)` runs before each request and may change the definition
-        or return None to withhold the tool; `docstring_format` and
-        `require_parameter_descriptions` control how the docstring is read.
+        Options (`ToolOptions`): `name`, `retries`, `prepare(ctx, definition)` (runs
+        before each request and may change the definition or return None to withhold
+        the tool), `docstring_format` and `require_parameter_descriptions`.
         """
-        options = _ToolOptions(name, retries, prepare, docstring_format, require_parameter_descriptions)
         return self._decorate(func, True, options)
 
     @overload
     def tool_plain(self, func: F, /) -> F: ...
     @overload
-    def tool_plain(
-        self,
-        /,
-        *,
-        name: str | None = None,
-        retries: int | None = None,
-        prepare: ToolPrepareFunc | None = None,
-        docstring_format: DocstringFormat = "auto",
-        require_parameter_descriptions: bool = False,
-    ) -> Callable[[F], F]: ...
-    def tool_plain(
-        self,
-        func: F | None = None,
-        /,
-        *,
-        name: str | None = None,
-        retries: int | None = None,
-        prepare: ToolPrepareFunc | None = None,
-        docstring_format: DocstringFormat = "auto",
-        require_parameter_descriptions: bool = False,
-    ) -> Any:
+    def tool_plain(self, /, **options: Unpack[ToolOptions]) -> Callable[[F], F]: ...
+    def tool_plain(self, func: F | None = None, /, **options: Unpack[ToolOptions]) -> Any:
         """Register a tool that takes no run context (options as for `tool`)."""
-        options = _ToolOptions(name, retries, prepare, docstring_format, require_parameter_descriptions)
         return self._decorate(func, False, options)
 
-    def _decorate(self, func: F | None, takes_ctx: bool, options: _ToolOptions) -> Any:
+    def _decorate(self, func: F | None, takes_ctx: bool, options: ToolOptions) -> Any:
         def register(f: F) -> F:
-            tool = Tool(
-                f,
-                takes_ctx=takes_ctx,
-                max_retries=options.retries,
-                name=options.name,
-                prepare=options.prepare,
-                docstring_format=options.docstring_format,
-                require_parameter_descriptions=options.require_parameter_descriptions,
+            retries = options.get("retries")
+            self._add_tool(
+                Tool(
+                    f,
+                    takes_ctx=takes_ctx,
+                    max_retries=retries,
+                    name=options.get("name"),
+                    prepare=options.get("prepare"),
+                    docstring_format=options.get("docstring_format", "auto"),
+                    require_parameter_descriptions=options.get("require_parameter_descriptions", False),
+                )
             )
-            self._add_tool(tool)
             return f
 
         return register if func is None else register(func)
@@ -723,15 +685,6 @@ async def _finish(run: AgentRun[Any, ResultDataT]) -> AgentRunResult[ResultDataT
     result = run.result
     assert result is not None, "a run that stops iterating has ended"
     return result
-
-
-@dataclasses.dataclass(frozen=True)
-class _ToolOptions:
-    name: str | None
-    retries: int | None
-    prepare: ToolPrepareFunc | None
-    docstring_format: DocstringFormat
-    require_parameter_descriptions: bool
 
 
 class _LoopHolder:

@@ -26,7 +26,15 @@ from railyard.agent.context import RunContext, callable_takes_ctx
 from railyard.agent.exceptions import ModelRetry, UnexpectedModelBehavior, UserError
 from railyard.agent.messages import RetryPromptPart, ToolCallPart, ToolReturnPart
 
-__all__ = ("DocstringFormat", "RunContext", "Tool", "ToolDefinition", "ToolPrepareFunc", "function_schema")
+__all__ = (
+    "DocstringFormat",
+    "RunContext",
+    "Tool",
+    "ToolDefinition",
+    "ToolOptions",
+    "ToolPrepareFunc",
+    "function_schema",
+)
 
 
 @dataclass
@@ -118,6 +126,21 @@ ToolPrepareFunc = Callable[
 ]
 """Called before each model request with a copy of the tool's definition: return it
 (changed or not) to offer the tool, or None to leave it out of that request."""
+
+
+class ToolOptions(TypedDict, total=False):
+    """How `@agent.tool` / `@agent.tool_plain` register a function."""
+
+    name: str | None
+    """The name the model calls it by (the function's name by default)."""
+    retries: int | None
+    """How many times the model may retry a failed call (the agent's `retries` by default)."""
+    prepare: ToolPrepareFunc | None
+    """Adjusts or withholds the tool's definition before each request."""
+    docstring_format: DocstringFormat
+    """The docstring style its parameter descriptions are read in (`'auto'` by default)."""
+    require_parameter_descriptions: bool
+    """Whether a parameter without a description in the docstring is an error."""
 
 
 class Tool:
