@@ -45,9 +45,14 @@ _FORMATS = {
 }
 
 
-def _extension(url: str) -> str:
-    path = urlsplit(url).path
-    return path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+def _media_type(url: str, types: dict[str, str], kind: str) -> str:
+    """The media type of the file `url` names, from its extension and `types`."""
+    name = urlsplit(url).path.rsplit("/", 1)[-1]
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    media_type = types.get(extension)
+    if media_type is None:
+        raise ValueError(f"Unknown {kind} file extension: {url}")
+    return media_type
 
 
 @dataclass
@@ -66,10 +71,7 @@ class ImageUrl:
         Raises:
             ValueError: the extension is not one of an image kind models take.
         """
-        media_type = _IMAGE_TYPES.get(_extension(self.url))
-        if media_type is None:
-            raise ValueError(f"Unknown image file extension: {self.url}")
-        return media_type
+        return _media_type(self.url, _IMAGE_TYPES, "image")
 
     @property
     def format(self) -> str:
@@ -93,10 +95,7 @@ class AudioUrl:
         Raises:
             ValueError: the extension is neither `mp3` nor `wav`.
         """
-        media_type = _AUDIO_TYPES.get(_extension(self.url))
-        if media_type is None:
-            raise ValueError(f"Unknown audio file extension: {self.url}")
-        return media_type
+        return _media_type(self.url, _AUDIO_TYPES, "audio")
 
 
 @dataclass
@@ -115,11 +114,7 @@ class DocumentUrl:
         Raises:
             ValueError: the extension is not one of a document kind models take.
         """
-        extension = _extension(self.url)
-        media_type = _DOCUMENT_TYPES.get(extension)
-        if media_type is None:
-            raise ValueError(f"Unknown document file extension: {self.url}")
-        return media_type
+        return _media_type(self.url, _DOCUMENT_TYPES, "document")
 
     @property
     def format(self) -> str:
