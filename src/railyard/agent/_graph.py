@@ -181,7 +181,11 @@ class UserPromptNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
 
 @dataclass
 class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
-    """Send `request` to the model, with the conversation before it."""
+    """Send `request` to the model, with the conversation before it.
+
+    `stream()` leaves `_did_stream` and `_streamed` (the next node) on the node object;
+    they are not dataclass fields, so a stored node is its request alone.
+    """
 
     request: ModelRequest
 
