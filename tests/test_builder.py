@@ -388,6 +388,35 @@ async def test_empty_map() -> None:
         await plain.build().run(inputs=[])
 
 
+async def test_empty_maps_inside_a_map_each_close_their_own_join() -> None:
+    g = GraphBuilder(input_type=int, output_type=list[int])
+
+    @g.step
+    async def expand(ctx: StepContext[None, None, int]) -> list[int]:
+        return list(range(ctx.inputs))
+
+    @g.step
+    async def nothing(ctx: StepContext[None, None, int]) -> list[int]:
+        return []
+
+    @g.step
+    async def count(ctx: StepContext[None, None, int]) -> int:
+        return ctx.inputs + 1
+
+    inner = g.join(reduce_sum, initial=0, node_id="inner", preferred_parent_fork="closest")
+    outer = g.join(reduce_list_append, initial_factory=list[int], node_id="outer")
+    g.add(
+        g.edge_from(g.start_node).to(expand),
+        g.edge_from(expand).map(downstream_join_id="outer").to(nothing),
+        g.edge_from(nothing).map(downstream_join_id="inner").to(count),
+        g.edge_from(count).to(inner),
+        g.edge_from(inner).to(outer),
+        g.edge_from(outer).to(g.end_node),
+    )
+    # each of the three empty inner maps closes a join of its own, on its initial value
+    assert await g.build().run(inputs=3) == [0, 0, 0]
+
+
 async def test_transform_and_labels() -> None:
     g = GraphBuilder(output_type=str)
 

@@ -10,7 +10,7 @@ from enum import Enum
 import pytest
 
 from railyard import End, FullStatePersistence
-from railyard.runtime.tasks import ForkStackItem, Task
+from railyard.runtime._tasks import ForkStackItem, Task
 from railyard.store import RunStatus, summarize
 from railyard.store.codec import RecordCodec, RecordDecodeError
 from railyard.store.records import ErrorInfo, StepFailed, StepFinished, StepStarted, TaskClaimed, TasksScheduled

@@ -36,8 +36,8 @@ from railyard.persistence import EndSnapshot, NodeSnapshot, RunEndT, StateT
 from railyard.persistence._schema import node_types
 from railyard.persistence._views import SnapshotView
 from railyard.persistence.in_mem import LogPersistence
-from railyard.runtime.recorder import Outcome
-from railyard.runtime.tasks import Task
+from railyard.runtime._recorder import Outcome
+from railyard.runtime._tasks import Task
 from railyard.store import RunStatus, RunStore, StoredRecord
 from railyard.store.codec import RecordCodec, RecordDecodeError
 from railyard.store.memory import MemoryRunLog
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from railyard.graph import Graph
-    from railyard.runtime.recorder import Recorder
+    from railyard.runtime._recorder import Recorder
 
 __all__ = ("DurablePersistence", "decode_run", "fork_run", "read_run", "record_node_id")
 
@@ -263,6 +263,10 @@ class _DurableRecorder:
         if isinstance(error, Exception):
             failed = StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time())
             await self.persistence._write(failed, task.node_id)  # pyright: ignore[reportPrivateUsage]
+
+    async def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
+        record = StepFinished(close_id, 0.0, state, tuple(tasks), None, time())
+        await self.persistence._write(record, tasks[0].node_id if tasks else join_id)  # pyright: ignore[reportPrivateUsage]
 
 
 async def read_run(store: RunStore, run_id: str, codec: RecordCodec) -> list[RunRecord]:

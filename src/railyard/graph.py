@@ -30,9 +30,11 @@ from railyard.nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT, State
 from railyard.persistence import BaseStatePersistence
 from railyard.persistence._schema import node_types
 from railyard.persistence.in_mem import LogPersistence, SimpleStatePersistence
-from railyard.runtime.recorder import Outcome
-from railyard.runtime.scheduler import Scheduler
-from railyard.runtime.tasks import Task
+from railyard.runtime._executor import Executor
+from railyard.runtime._loop import Loop
+from railyard.runtime._program import NodeKind
+from railyard.runtime._recorder import Outcome
+from railyard.runtime._tasks import ForkStack, Task
 from railyard.state import HistoryStep, HistoryView, history_type_adapter
 from railyard.tracing import active_tracer
 
@@ -168,8 +170,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         async with self.iter(
             start_node, state=state, deps=deps, persistence=persistence, infer_name=False, max_steps=max_steps
         ) as graph_run:
-            async for _ in graph_run:
-                pass
+            await graph_run._run_to_end()  # pyright: ignore[reportPrivateUsage]
         result = graph_run.result
         assert result is not None, "a run that stops iterating has ended"
         return result
@@ -271,8 +272,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         async with self.iter_from_persistence(persistence, deps=deps, infer_name=False, max_steps=max_steps) as run:
-            async for _ in run:
-                pass
+            await run._run_to_end()  # pyright: ignore[reportPrivateUsage]
         result = run.result
         assert result is not None, "a run that stops iterating has ended"
         return result
@@ -491,7 +491,7 @@ class _Route:
             node_id = self._check(result)
         # every step gets a new id, even when a node returns itself or an earlier node
         snapshot_id = result.__dict__[_SNAPSHOT_KEY] = new_snapshot_id(node_id)
-        return (Task(node_id, result, (), snapshot_id),)
+        return [Task(node_id, result, (), snapshot_id)]
 
     def _check(self, result: Any) -> str:
         if not isinstance(result, BaseNode):
@@ -515,25 +515,58 @@ class _Route:
 
 
 class _NodeProgram:
-    """The node API as a runtime program: run the task's node, route its result."""
+    """The node API as a runtime program: every task is a step whose result leads to at most one task."""
 
-    __slots__ = ("graph", "routes")
+    __slots__ = ("graph", "kinds", "routes")
 
     def __init__(self, graph: Graph[Any, Any, Any]) -> None:
         self.graph = graph
         self.routes: dict[str, _Route] = graph._routes  # pyright: ignore[reportPrivateUsage]
+        self.kinds: dict[str, NodeKind] = dict.fromkeys(graph.node_defs, NodeKind.STEP)
+        """Every node is a step."""
 
     @property
     def name(self) -> str | None:
         """The graph's name."""
         return self.graph.name
 
-    def execute(self, task: Task, ctx: Any) -> Any:
-        ctx.step_id = task.task_id  # one task at a time: the run's one context can carry it
-        return task.inputs.run(ctx)
+    def runner(self, run: Loop) -> Callable[[Task], Any]:
+        """Calls the node's `run` on the run's one context (one task at a time: it can carry the step id)."""
+        ctx = run.ctx
 
-    def route(self, task: Task, result: Any) -> Outcome:
+        def call(task: Task) -> Any:
+            ctx.step_id = task.task_id
+            return task.inputs.run(ctx)
+
+        return call
+
+    def inline(self, task: Task, run: Loop) -> Any:
+        """Never called: node graphs have only steps."""
+        raise AssertionError("node graphs have no inline nodes")
+
+    def route(self, task: Task, result: Any, run: Loop) -> Outcome:
+        """The next node's task, or the `End`; checked against the graph and the node's annotation."""
         return self.routes[task.node_id](result)
+
+    def follow(self, source_id: str, value: Any, fork_stack: ForkStack, run: Loop) -> list[Task]:
+        """Never called: node graphs have no maps or joins."""
+        raise AssertionError("node graphs have no maps or joins")
+
+    def join_key(self, join_id: str, fork_stack: ForkStack) -> tuple[tuple[str, str], ForkStack]:
+        """Never called: node graphs have no joins."""
+        raise AssertionError("node graphs have no joins")
+
+    def join_initial(self, join_id: str) -> Any:
+        """Never called: node graphs have no joins."""
+        raise AssertionError("node graphs have no joins")
+
+    def reduce(self, task: Task, state: Any, run: Loop, cancel: Any) -> Any:
+        """Never called: node graphs have no joins."""
+        raise AssertionError("node graphs have no joins")
+
+    def error_note(self, task: Task) -> str | None:
+        """A node's exception propagates as it was raised, as in pydantic-graph."""
+        return None
 
 
 @dataclass(init=False)
@@ -590,6 +623,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         max_steps: int | None = None,
         history: list[HistoryStep[StateT, RunEndT]] | None = None,
         tracer: Any = None,
+        executor: Executor | None = None,
     ) -> None:
         self.graph = graph
         self.persistence = persistence
@@ -604,13 +638,16 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         self._next_node: BaseNode[StateT, DepsT, RunEndT] | End[RunEndT] = start_node
         self._next_task: Task | None = None if isinstance(start_node, End) else node_task(start_node)
         self._recorder = persistence._recorder(graph)  # pyright: ignore[reportPrivateUsage]
-        self._scheduler = Scheduler(
+        self._loop = Loop(
             _NodeProgram(graph),
-            self._recorder,
             graph._context_class(state=state, deps=deps),  # pyright: ignore[reportPrivateUsage]
-            max_steps=max_steps,
+            recorder=self._recorder,
             tracer=tracer,
+            executor=executor,
+            max_steps=max_steps,
         )
+        if self._next_task is not None:
+            self._loop.schedule((self._next_task,))
         log = persistence._log if isinstance(persistence, LogPersistence) else None  # pyright: ignore[reportPrivateUsage]
         self._history = HistoryView(log, history) if log is not None else None
         self._user_history = history
@@ -624,6 +661,11 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
     def next_node(self) -> BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]:
         """The node that runs next, or the `End` once the run has ended."""
         return self._next_node
+
+    @property
+    def ctx(self) -> GraphRunContext[StateT, DepsT]:
+        """The context the run's nodes get: its state and dependencies."""
+        return self._loop.ctx  # type: ignore[no-any-return]
 
     @property
     def result(self) -> GraphRunResult[StateT, RunEndT] | None:
@@ -666,8 +708,12 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             pending = self._recorder.tasks_created((task,), self.state)
             if pending is not None:
                 await pending
-        outcome = await self._scheduler.step(task)
-        if isinstance(outcome, End):
+            self._loop.schedule((task,))
+        return self._went_to(await self._loop.advance())
+
+    def _went_to(self, outcome: list[Task] | End[Any]) -> BaseNode[StateT, DepsT, Any] | End[RunEndT]:
+        """Take in where the step led: the next node, or the end of the run."""
+        if not isinstance(outcome, list):
             self._next_task = None
             self._next_node = outcome
             if self._user_history is not None and self._history is not None:
@@ -683,6 +729,12 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             self._history.sync()  # the caller's list gets each step as it happens
         return self._next_node
 
+    async def _run_to_end(self) -> None:
+        """Drive the run until it ends (`Graph.run`: no node is handed out, so none is yielded)."""
+        loop = self._loop
+        while self._next_task is not None:
+            self._went_to(await loop.advance())
+
     def __aiter__(self) -> AsyncIterator[BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]]:
         return self
 
@@ -693,7 +745,9 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             return self._next_node
         if self._next_task is None:
             raise StopAsyncIteration
-        return await self.next()
+        if self._closed:
+            return await self.next()  # which says why the run cannot go on
+        return self._went_to(await self._loop.advance())
 
     def __repr__(self) -> str:
         return f"<GraphRun graph={self.graph.name or '[unnamed]'}>"

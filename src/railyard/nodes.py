@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Never
 from typing_extensions import TypeVar
 
 from railyard._ids import new_snapshot_id
-from railyard.runtime.tasks import Task
+from railyard.runtime._end import End, RunEndT
+from railyard.runtime._tasks import Task
 
 if TYPE_CHECKING:
     from railyard._introspect import NodeDef
@@ -35,8 +36,6 @@ StateT = TypeVar("StateT", default=None)
 """Type of a graph's state."""
 DepsT = TypeVar("DepsT", default=None, contravariant=True)
 """Type of a graph's dependencies."""
-RunEndT = TypeVar("RunEndT", covariant=True, default=None)
-"""Type of a graph run's final result."""
 NodeRunEndT = TypeVar("NodeRunEndT", covariant=True, default=Never)
 """Type of the final result a node may end a run with (`Never` if it cannot end it)."""
 
@@ -124,33 +123,6 @@ class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):
 def _is_generated_dataclass_doc(cls: type, doc: str) -> bool:
     """Whether `doc` is the signature text `dataclasses` writes when a class has none."""
     return doc.startswith(f"{cls.__name__}(") and doc.rstrip().endswith(")") and "\n" not in doc.strip()
-
-
-@dataclass
-class End(Generic[RunEndT]):
-    """Returned by a node to end the run with `data` as its result."""
-
-    data: RunEndT
-    """The result of the run."""
-
-    def deep_copy_data(self) -> End[RunEndT]:
-        """A copy of this `End` whose data is deep-copied (snapshot id kept)."""
-        end = End(copy.deepcopy(self.data))
-        snapshot_id = self.__dict__.get(_SNAPSHOT_KEY)
-        if snapshot_id is not None:
-            end.set_snapshot_id(snapshot_id)
-        return end
-
-    def get_snapshot_id(self) -> str:
-        """The id of this end's snapshot in the run's history, created on first use."""
-        snapshot_id: str | None = self.__dict__.get(_SNAPSHOT_KEY)
-        if snapshot_id is None:
-            snapshot_id = self.__dict__[_SNAPSHOT_KEY] = new_snapshot_id("end")
-        return snapshot_id
-
-    def set_snapshot_id(self, snapshot_id: str) -> None:
-        """Set the id of this end's snapshot."""
-        self.__dict__[_SNAPSHOT_KEY] = snapshot_id
 
 
 @dataclass(frozen=True)

@@ -170,7 +170,7 @@ class AgentRun(Generic[AgentDepsT, ResultDataT]):
     @property
     def ctx(self) -> Any:
         """The run's state and dependencies (a graph run context)."""
-        return self._run._scheduler.ctx  # pyright: ignore[reportPrivateUsage]
+        return self._run.ctx
 
     @property
     def next_node(self) -> AgentNode:

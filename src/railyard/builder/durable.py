@@ -21,14 +21,15 @@ import pydantic
 import pydantic_core
 
 from railyard._copy import deep_copy
-from railyard.builder.join import Join, JoinState, ReducerContext
+from railyard.builder.join import Join, ReducerContext
 from railyard.builder.node import Fork
 from railyard.builder.step import NodeStep, Step
 from railyard.durable import decode_run
 from railyard.exceptions import PersistenceError, RunEnded, RunExists, RunNotFound
 from railyard.nodes import End
-from railyard.runtime.recorder import Outcome
-from railyard.runtime.tasks import ForkStack, Task
+from railyard.runtime._joins import JoinState, closing_id
+from railyard.runtime._recorder import Outcome
+from railyard.runtime._tasks import ForkStack, Task
 from railyard.store import RunStore
 from railyard.store.codec import RecordCodec
 from railyard.store.records import ErrorInfo, RunRecord, StepFailed, StepFinished, StepStarted, TasksScheduled
@@ -38,12 +39,7 @@ if TYPE_CHECKING:
 
     from railyard.builder.graph import Graph
 
-__all__ = ("ResumePoint", "StoreRecorder", "builder_codec", "closing_id", "replay")
-
-
-def closing_id(join_id: str, fork_run_id: str) -> str:
-    """The id under which a join instance's closing (its value going on) is recorded."""
-    return f"join:{join_id}:{fork_run_id}"
+__all__ = ("ResumePoint", "StoreRecorder", "builder_codec", "replay")
 
 
 def builder_codec(graph: Graph[Any, Any, Any, Any]) -> RecordCodec:
@@ -144,6 +140,10 @@ class StoreRecorder:
         if isinstance(error, Exception):
             await self._write(StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time()), task.node_id)
 
+    async def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
+        """Record a join's closing as a finished step of its own, with the tasks its value went on to."""
+        await self._write(StepFinished(close_id, 0.0, state, tuple(tasks), None, time()), join_id)
+
 
 @dataclass
 class ResumePoint:
@@ -165,7 +165,7 @@ async def replay(graph: Graph[Any, Any, Any, Any], store: RunStore, run_id: str,
         RunEnded: the run has ended.
         CorruptRunError: a record cannot be decoded.
     """
-    from railyard.builder.graph import join_key
+    from railyard.builder._program import join_key
 
     stored = await store.read(run_id)
     records = decode_run(run_id, store, stored, builder_codec(graph))
@@ -194,7 +194,7 @@ async def replay(graph: Graph[Any, Any, Any, Any], store: RunStore, run_id: str,
         node = graph.nodes.get(reached.node_id) if reached is not None else None
         if reached is None or not isinstance(node, Join):
             continue
-        key, downstream = join_key(graph, node, reached.fork_stack)
+        key, downstream = join_key(graph, node.id, reached.fork_stack)
         if closing_id(*key) in point.closed:
             continue
         join_state = point.joins.get(key)

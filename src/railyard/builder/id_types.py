@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NewType
 
-from railyard.runtime.tasks import ForkStack, ForkStackItem
+from railyard.runtime._tasks import ForkStack, ForkStackItem
 
 __all__ = ("ForkID", "ForkStack", "ForkStackItem", "JoinID", "NodeID", "NodeRunID", "TaskID")
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from railyard.builder.util import get_callable_name
+from railyard.runtime._joins import JoinState
 
 __all__ = (
     "Join",
@@ -25,18 +26,6 @@ __all__ = (
 T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-@dataclass
-class JoinState:
-    """The state of one join while its branches arrive."""
-
-    current: Any
-    """The value reduced so far."""
-    downstream_fork_stack: tuple[Any, ...]
-    """The fork stack the joined value continues with."""
-    cancelled_sibling_tasks: bool = False
-    """Whether a reducer has cancelled the branches still running."""
 
 
 class ReducerContext(Generic[T]):

@@ -23,7 +23,7 @@ from railyard.persistence._schema import CustomNodeSchema
 
 if TYPE_CHECKING:
     from railyard.graph import Graph
-    from railyard.runtime.recorder import Recorder
+    from railyard.runtime._recorder import Recorder
 
 __all__ = (
     "BaseStatePersistence",

@@ -9,8 +9,8 @@ from typing import Any
 from railyard.exceptions import GraphRuntimeError
 from railyard.nodes import End
 from railyard.persistence import BaseStatePersistence
-from railyard.runtime.recorder import Outcome
-from railyard.runtime.tasks import Task
+from railyard.runtime._recorder import Outcome
+from railyard.runtime._tasks import Task
 
 __all__ = ("PersistenceRecorder",)
 
@@ -47,6 +47,11 @@ class PersistenceRecorder:
     async def step_failed(self, task: Task, error: BaseException, duration: float) -> None:
         """Leave `record_run` with the node's exception."""
         await self._close(task, error)
+
+    async def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
+        """Record the nodes a join's value went on to."""
+        for next_task in tasks:
+            await self.persistence.snapshot_node(state, next_task.inputs)
 
     async def _close(self, task: Task, error: BaseException | None) -> None:
         manager = self._open.pop(task.task_id, None)

@@ -27,7 +27,7 @@ from railyard.persistence import (
 )
 from railyard.persistence._schema import node_types
 from railyard.persistence._views import SnapshotView
-from railyard.runtime.tasks import Task
+from railyard.runtime._tasks import Task
 from railyard.store.memory import MemoryRecorder, MemoryRunLog
 from railyard.store.records import (
     ErrorInfo,
@@ -41,7 +41,7 @@ from railyard.store.records import (
 
 if TYPE_CHECKING:
     from railyard.graph import Graph
-    from railyard.runtime.recorder import Recorder
+    from railyard.runtime._recorder import Recorder
 
 __all__ = ("FullStatePersistence", "LogPersistence", "SimpleStatePersistence")
 

@@ -1,7 +1,7 @@
 """The one engine both graph APIs run on.
 
-- `railyard.runtime.tasks`: `Task` and `ForkStackItem`, the unit of work.
+- `railyard.runtime._tasks`: `Task` and `ForkStackItem`, the unit of work.
 - `railyard.runtime.scheduler`: `Scheduler`, which runs tasks and records each step,
   and `Program`, what a front end compiles a graph to.
-- `railyard.runtime.recorder`: `Recorder`, what the scheduler tells the run log.
+- `railyard.runtime._recorder`: `Recorder`, what the scheduler tells the run log.
 """

@@ -15,7 +15,7 @@ import pydantic_core
 
 from railyard.nodes import BaseNode, End
 from railyard.persistence._schema import nodes_schema
-from railyard.runtime.tasks import ForkStackItem, Task
+from railyard.runtime._tasks import ForkStackItem, Task
 from railyard.store import StoredRecord
 from railyard.store.records import (
     ErrorInfo,

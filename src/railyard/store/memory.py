@@ -7,9 +7,9 @@ from time import time
 from typing import Any
 
 from railyard.exceptions import GraphNodeStatusError, RunExists, RunNotFound
-from railyard.nodes import End
-from railyard.runtime.recorder import Outcome
-from railyard.runtime.tasks import Task
+from railyard.runtime._end import End
+from railyard.runtime._recorder import Outcome
+from railyard.runtime._tasks import Task
 from railyard.store import RunInfo, StoredRecord, info_from_stored
 from railyard.store.base import LockingStore, Release
 from railyard.store.records import (
@@ -109,7 +109,7 @@ class MemoryRecorder:
         log = self.log
         task_id = task.task_id
         status = log.task_status.get(task_id)
-        if status is not None:
+        if status is not None and status not in {"created", "pending"}:
             GraphNodeStatusError.check(status)
         log.task_status[task_id] = "running"
         log.records.append(StepStarted(task_id, time()))
@@ -117,8 +117,8 @@ class MemoryRecorder:
     def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> None:
         """Record the step's outcome with a copy of the new state."""
         log = self.log
-        if type(outcome) is tuple:
-            next_tasks: tuple[Task, ...] = outcome
+        if type(outcome) is list:
+            next_tasks: tuple[Task, ...] = tuple(outcome)
             end = None
         elif isinstance(outcome, End):
             next_tasks, end = _NO_TASKS, outcome
@@ -142,6 +142,13 @@ class MemoryRecorder:
         """Record the node's exception."""
         if isinstance(error, Exception):
             self.log.append(StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time()))
+
+    def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
+        """Record a join's closing as a finished step, with the tasks its value went on to."""
+        copy_state = self.copy_state
+        self.log.append(
+            StepFinished(close_id, 0.0, state if copy_state is None else copy_state(state), tuple(tasks), None, time())
+        )
 
 
 class MemoryStore(LockingStore):

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from railyard.nodes import End
-from railyard.runtime.tasks import Task
+from railyard.runtime._end import End
+from railyard.runtime._tasks import Task
 
 __all__ = (
     "ErrorInfo",

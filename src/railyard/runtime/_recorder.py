@@ -1,12 +1,12 @@
-"""What the scheduler tells the run log, one call per event of a run."""
+"""What the loop tells the run log, one call per event of a run."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
-from railyard.nodes import End
-from railyard.runtime.tasks import Task
+from railyard.runtime._end import End
+from railyard.runtime._tasks import Task
 
 __all__ = ("Outcome", "Recorder")
 
@@ -24,7 +24,7 @@ class Recorder(Protocol):
     """
 
     def tasks_created(self, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
-        """`tasks` were scheduled from outside a step (the start of a run, or `next(node)`)."""
+        """`tasks` were scheduled from outside a step (the start of a run, `next(node)`, a map's items)."""
         ...
 
     def step_started(self, task: Task, state: Any) -> Awaitable[None] | None:
@@ -36,9 +36,17 @@ class Recorder(Protocol):
         ...
 
     def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> Awaitable[None] | None:
-        """`task` returned, leading to `outcome`; `state` is the state after it."""
+        """`task` returned, leading to `outcome`; `state` is the state after it.
+
+        A step whose result fans out over a map leads to no tasks here: the map's items
+        are told to `tasks_created` as they are pulled.
+        """
         ...
 
     def step_failed(self, task: Task, error: BaseException, duration: float) -> Awaitable[None] | None:
         """`task` raised `error`; the run stops and the error propagates after this call."""
+        ...
+
+    def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
+        """Join `join_id` closed (every branch of its fork had arrived): its value went on to `tasks`."""
         ...

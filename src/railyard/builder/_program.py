@@ -1,0 +1,175 @@
+"""A builder graph compiled for the loop: its steps, forks, maps, decisions and joins as a `Program`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from railyard.builder.decision import Decision
+from railyard.builder.join import Join, ReducerContext
+from railyard.builder.node import EndNode, Fork, StartNode
+from railyard.builder.paths import DestinationMarker, Path, TransformMarker
+from railyard.builder.step import NodeStep, Step, StepContext
+from railyard.nodes import BaseNode, End, GraphRunContext
+from railyard.runtime._joins import JoinState
+from railyard.runtime._program import MapItems, NodeKind, Routed
+from railyard.runtime._tasks import ForkStack, ForkStackItem, Task
+
+if TYPE_CHECKING:
+    from railyard.builder.graph import Graph
+    from railyard.runtime._loop import Loop
+
+__all__ = ("BuilderProgram", "join_key")
+
+_Route = tuple[tuple[Callable[[StepContext[Any, Any, Any]], Any], ...], str | None]
+"""A path, compiled: the transforms to apply, then the destination."""
+
+
+class BuilderProgram:
+    """Routes a builder run's values through forks, maps, decisions and joins."""
+
+    __slots__ = ("_branches", "_routes", "graph", "kinds")
+
+    def __init__(self, graph: Graph[Any, Any, Any, Any], branch_paths: dict[str, list[list[Path]]]) -> None:
+        self.graph = graph
+        self._routes: dict[str, list[_Route]] = {
+            source: [_compile(path) for path in paths] for source, paths in graph.edges_by_source.items()
+        }
+        self._branches: dict[str, list[list[_Route]]] = {
+            node_id: [[_compile(path) for path in paths] for paths in branches]
+            for node_id, branches in branch_paths.items()
+        }
+        self.kinds: dict[str, NodeKind] = {node_id: _kind(node) for node_id, node in graph.nodes.items()}
+        """Steps run through the executor; forks, decisions, start and end inline; joins reduce."""
+
+    @property
+    def name(self) -> str | None:
+        """The graph's name."""
+        return self.graph.name
+
+    def runner(self, run: Loop) -> Callable[[Task], Any]:
+        """Runs a step's function on a `StepContext` (a node step's `run` on a `GraphRunContext`)."""
+        nodes = self.graph.nodes
+
+        def call(task: Task) -> Any:
+            node = nodes[task.node_id]
+            ctx = run.ctx  # read at each step: a resumed run's context replaces the first one
+            if isinstance(node, NodeStep):
+                instance: BaseNode[Any, Any, Any] = task.inputs
+                return instance.run(GraphRunContext(state=ctx.state, deps=ctx.deps, step_id=task.task_id))
+            context = StepContext(state=ctx.state, deps=ctx.deps, inputs=task.inputs, step_id=task.task_id)
+            if node.stream:
+                return _value(node.call(context))  # its items flow on through a map as they are yielded
+            return node.call(context)
+
+        return call
+
+    def inline(self, task: Task, run: Loop) -> Any:
+        """Start, end, forks and decisions pass their value on."""
+        return task.inputs
+
+    def route(self, task: Task, result: Any, run: Loop) -> Routed:
+        """Where a node's value goes: along its paths, into a map, down a decision's branch, or to the end."""
+        node = self.graph.nodes[task.node_id]
+        if isinstance(node, EndNode):
+            return End(result)
+        if isinstance(node, Fork):
+            if node.is_map:
+                return self._map(node, result)
+            tasks: list[Task] = []
+            for index, compiled in enumerate(self._routes.get(node.id, [])):
+                stack = (*task.fork_stack, ForkStackItem(node.id, task.task_id, index))
+                tasks += self._along((compiled,), result, stack, run)
+            return tasks
+        if isinstance(node, Decision):
+            branch = node.choose(result)
+            return self._along(self._branches[node.id][node.branches.index(branch)], result, task.fork_stack, run)
+        if isinstance(node, Join):
+            return []
+        return self.follow(task.node_id, result, task.fork_stack, run)
+
+    def follow(self, source_id: str, value: Any, fork_stack: ForkStack, run: Loop) -> list[Task]:
+        """The tasks `value` leads to along the paths leaving `source_id`."""
+        routes = self._routes.get(source_id)
+        if routes is None:
+            return []
+        if len(routes) == 1 and not routes[0][0] and routes[0][1] is not None:  # straight to one node
+            return [run.new_task(routes[0][1], value, fork_stack)]
+        return self._along(routes, value, fork_stack, run)
+
+    def _along(self, routes: Sequence[_Route], value: Any, fork_stack: ForkStack, run: Loop) -> list[Task]:
+        tasks: list[Task] = []
+        ctx = run.ctx
+        for transforms, destination in routes:
+            current = value
+            for transform in transforms:
+                current = transform(StepContext(state=ctx.state, deps=ctx.deps, inputs=current))
+            if destination is not None:
+                tasks.append(run.new_task(destination, current, fork_stack))
+        return tasks
+
+    def _map(self, fork: Fork, value: Any) -> MapItems:
+        if isinstance(value, AsyncIterable):
+            items: Any = aiter(value)
+        else:
+            try:
+                items = iter(value)
+            except TypeError:
+                raise RuntimeError(f"Cannot map non-iterable value: {value!r}") from None
+        return MapItems(fork.id, items, fork.max_concurrency, fork.downstream_join_id)
+
+    def join_key(self, join_id: str, fork_stack: ForkStack) -> tuple[tuple[str, str], ForkStack]:
+        """The join instance a branch's value belongs to, and the fork stack its value goes on with."""
+        return join_key(self.graph, join_id, fork_stack)
+
+    def join_initial(self, join_id: str) -> Any:
+        """A fresh initial value of the join."""
+        join: Join[Any] = self.graph.nodes[join_id]
+        return join.initial_factory()
+
+    def reduce(self, task: Task, state: JoinState, run: Loop, cancel: Callable[[], None]) -> Any:
+        """The join's reducer applied to the value so far and the arriving one."""
+        join: Join[Any] = self.graph.nodes[task.node_id]
+        ctx = run.ctx
+        context: ReducerContext[Any] = ReducerContext(state=ctx.state, deps=ctx.deps, join_state=state, cancel=cancel)
+        return join.reduce(context, state.current, task.inputs)
+
+    def error_note(self, task: Task) -> str | None:
+        """Names the node and the task that raised."""
+        node = self.graph.nodes.get(task.node_id)
+        return f"raised by node `{task.node_id}` ({type(node).__name__}) in task {task.task_id}"
+
+
+def join_key(
+    graph: Graph[Any, Any, Any, Any], join_id: str, fork_stack: ForkStack
+) -> tuple[tuple[str, str], ForkStack]:
+    """The join instance a branch's value belongs to, and the fork stack the joined value continues with.
+
+    The joined value leaves the join's parent fork: it continues with the stack outside
+    that fork (the start of the run, the outermost fork, is never left).
+    """
+    fork_id = graph.get_parent_fork(join_id).fork_id
+    for index in range(len(fork_stack) - 1, -1, -1):
+        if fork_stack[index].fork_id == fork_id:
+            return (join_id, fork_stack[index].node_run_id), fork_stack[: max(index, 1)]
+    return (join_id, fork_stack[0].node_run_id), fork_stack[:1]
+
+
+def _kind(node: Any) -> NodeKind:
+    if isinstance(node, Join):
+        return NodeKind.JOIN
+    if isinstance(node, StartNode | EndNode | Fork | Decision):
+        return NodeKind.INLINE
+    if isinstance(node, Step):
+        return NodeKind.STEP
+    raise RuntimeError(f"Node `{getattr(node, 'id', node)}` ({node!r}) cannot be run")
+
+
+def _compile(path: Path) -> _Route:
+    transforms = tuple(item.transform for item in path.items if isinstance(item, TransformMarker))
+    destination = next((item.destination_id for item in path.items if isinstance(item, DestinationMarker)), None)
+    return transforms, destination
+
+
+async def _value(value: Any) -> Any:
+    return value

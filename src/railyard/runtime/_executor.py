@@ -1,0 +1,107 @@
+"""Where a step runs: the seam between the loop and the code of a node.
+
+The loop decides *when* a task runs and records what happened; an `Executor` decides
+*where* its node runs. A task goes in, its node's return value (or exception) comes out,
+and cancelling the wait cancels the step. In-process on the run's own event loop is the
+default; `ThreadExecutor` runs each step on a worker thread; a cluster engine plugs in
+here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
+
+import anyio
+import anyio.to_thread
+
+from railyard.runtime._tasks import Task
+
+__all__ = ("Executor", "InProcessExecutor", "StepFunction", "ThreadExecutor")
+
+StepFunction = Callable[[Task], Awaitable[Any]]
+"""Runs a task's node and returns an awaitable of what it returned (the loop's `call`)."""
+
+
+class Executor(Protocol):
+    """Runs the nodes of a run's tasks.
+
+    The loop calls `bind` once per run; it calls the function `bind` returns once per
+    step attempt, from the run's event loop, and awaits what it returns. Contract:
+
+    - The awaitable resolves to what the task's node returned, or raises its exception
+      unchanged.
+    - Cancelling the task that awaits it cancels the step; once the cancellation is
+      delivered, the executor must not deliver the step's result later (the loop drops
+      the task, and a durable run re-runs it on resume with the same step id).
+    - The step may mutate the run's state; an executor that runs it elsewhere must bring
+      those changes back before the awaitable resolves.
+    """
+
+    def bind(self, run: StepFunction) -> StepFunction:
+        """The function the loop calls to run a task's node, given `run`, which runs it here.
+
+        Called once per run. `InProcessExecutor` returns `run` itself; an executor that
+        runs steps elsewhere returns a function that ships the task there and awaits it.
+        """
+        ...
+
+
+class InProcessExecutor:
+    """Runs each step in this process, on the run's own event loop: the default.
+
+    It adds nothing to a step: `execute` returns the node's own coroutine, so on asyncio
+    a step that never waits finishes without a task of its own.
+    """
+
+    __slots__ = ()
+
+    def bind(self, run: StepFunction) -> StepFunction:
+        """`run` itself: the loop awaits the node's own coroutine."""
+        return run
+
+    def __repr__(self) -> str:
+        return "InProcessExecutor()"
+
+
+class ThreadExecutor:
+    """Runs each step on a worker thread, in an event loop of its own.
+
+    For steps that block (CPU-bound work, a blocking client): the run's event loop stays
+    free while they run, and up to `max_workers` of them run at once. A step's changes to
+    the state are seen by the run (the thread shares this process's memory). A cancelled
+    step runs on to its end on its thread; its result is dropped.
+    """
+
+    __slots__ = ("_limiter", "max_workers")
+
+    def __init__(self, max_workers: int = 8) -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(
+                f"ThreadExecutor(max_workers=...) must be a whole number of at least 1, got {max_workers!r}"
+            )
+        self.max_workers = max_workers
+        """At most this many steps run at once, each on its own thread."""
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def bind(self, run: StepFunction) -> StepFunction:
+        """A function that runs `run(task)` on a worker thread and waits for it."""
+
+        async def on_a_thread(task: Task) -> Any:
+            if self._limiter is None:
+                self._limiter = anyio.CapacityLimiter(self.max_workers)
+            return await anyio.to_thread.run_sync(_run_in_own_loop, run, task, limiter=self._limiter)
+
+        return on_a_thread
+
+    def __repr__(self) -> str:
+        return f"ThreadExecutor(max_workers={self.max_workers})"
+
+
+def _run_in_own_loop(run: StepFunction, task: Task) -> Any:
+    async def step() -> Any:
+        return await run(task)
+
+    coroutine: Coroutine[Any, Any, Any] = step()
+    return asyncio.run(coroutine)

@@ -1,0 +1,711 @@
+"""The one scheduler loop: every run of every API — node, builder, agent — goes through it.
+
+See `railyard.runtime` for the picture. The loop owns a run's tasks: the batch about to
+start, the running and queued tasks, the concurrency limits, map sources pulled lazily,
+join accumulators keyed by fork, and cancellation. A front end's `Program` says what a
+task is and where its result leads; the `Executor` runs a step's node; the `Recorder`
+hears one event per step; the tracer opens one span per step. Recording and tracing are
+hooks on the one path (free when absent), never a second path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from opentelemetry import trace
+
+from railyard.exceptions import GraphStepLimitError
+from railyard.runtime._end import End
+from railyard.runtime._executor import Executor, InProcessExecutor
+from railyard.runtime._joins import JoinKey, JoinState, closing_id
+from railyard.runtime._program import MapItems, NodeKind, Program
+from railyard.runtime._recorder import Recorder
+from railyard.runtime._tasks import ForkStack, ForkStackItem, Task
+
+__all__ = ("Loop",)
+
+_IN_PROCESS = InProcessExecutor()
+_STEP = NodeKind.STEP
+
+
+@dataclass
+class _MapSource:
+    """A map whose items have not all become tasks yet."""
+
+    fork_id: str
+    max_concurrency: int | None
+    downstream_join_id: str | None
+    items: Iterator[Any] | AsyncIterator[Any]
+    fork_stack: ForkStack
+    node_run_id: str
+    is_async: bool
+    index: int = 0
+    done: bool = False
+    waiting: anyio.Event | None = None
+
+    def inside(self, fork_run_id: str) -> bool:
+        """Whether this map runs inside fork run `fork_run_id`, or is it."""
+        return self.node_run_id == fork_run_id or any(item.node_run_id == fork_run_id for item in self.fork_stack)
+
+
+class Loop:
+    """Runs one graph run: starts its tasks, routes their results, and records every step.
+
+    A front end keeps one `Loop` per run. `ready` is the batch of tasks about to start;
+    `advance()` starts it and returns the next batch (the tasks that finished steps led
+    to, or a map's items as they are pulled) or the run's end. Use it as an async context
+    manager: on exit nothing it started keeps running.
+    """
+
+    def __init__(
+        self,
+        program: Program,
+        ctx: Any,
+        *,
+        recorder: Recorder | None = None,
+        tracer: trace.Tracer | None = None,
+        executor: Executor | None = None,
+        max_concurrency: int | None = None,
+        max_steps: int | None = None,
+        task_class: type[Task] = Task,
+    ) -> None:
+        self.program = program
+        """The compiled graph."""
+        self.ctx = ctx
+        """The run's context as its front end shapes it: it has `state` and `deps`."""
+        self.recorder = recorder
+        """Hears every event of the run (`None`: nothing is recorded)."""
+        self.tracer = tracer
+        """Opens a span per step (`None`: tracing is off)."""
+        self.executor: Executor = executor if executor is not None else _IN_PROCESS
+        """Runs the steps' nodes."""
+        self.limit = max_concurrency
+        """At most this many tasks run at once (`None`: no limit)."""
+        self.max_steps = max_steps
+        """At most this many steps in the run (`None`: no limit)."""
+        self.steps = 0
+        """Steps started so far."""
+        self.task_class = task_class
+        self.ready: list[Task] = []
+        """The batch of tasks about to start (or started, once `advance` has been called)."""
+        self.started = False
+        """Whether `ready` has been started."""
+        self.closed: set[str] = set()
+        """The closing ids of the joins that have closed (see `closing_id`)."""
+        self.joins: dict[JoinKey, JoinState] = {}
+        """The open joins, by join instance."""
+        self._pulled = False
+        self._task_ids = itertools.count()
+        self._closes: list[tuple[str, str, list[Task]]] = []
+        self._live: Counter[str] = Counter()
+        self._running: dict[str, tuple[Task, Callable[[], Any]]] = {}
+        self._queued: deque[Task] = deque()
+        self._completed: deque[tuple[str, Any]] = deque()
+        self._continuations: set[asyncio.Task[None]] = set()
+        self._sources: list[_MapSource] = []
+        self._pumps: list[anyio.CancelScope] = []
+        self._aio: asyncio.AbstractEventLoop | None = None
+        self._kinds = program.kinds
+        self._run_node = self.executor.bind(program.runner(self))
+        self._task_group: TaskGroup | None = None
+        self._send: MemoryObjectSendStream[tuple[str, Any]] | None = None
+        self._receive: MemoryObjectReceiveStream[tuple[str, Any]] | None = None
+
+    # -- what the front ends use --------------------------------------------------------
+
+    @property
+    def state(self) -> Any:
+        """The run's state."""
+        return self.ctx.state
+
+    @property
+    def deps(self) -> Any:
+        """The run's dependencies."""
+        return self.ctx.deps
+
+    def new_task(self, node_id: str, inputs: Any, fork_stack: ForkStack) -> Task:
+        """A task with a new id of this run (`task:N`)."""
+        return self.task_class(node_id, inputs, fork_stack, f"task:{next(self._task_ids) + 1}")
+
+    def number_tasks_from(self, number: int) -> None:
+        """Give the next new task the id `task:{number}` (a resumed run goes on with its numbering)."""
+        self._task_ids = itertools.count(number - 1)
+
+    def schedule(self, tasks: Sequence[Task]) -> None:
+        """Make `tasks` the batch about to start, in place of one not started yet."""
+        if not self.started:
+            self._uncount(self.ready)
+        self.ready = list(tasks)
+        self._count(self.ready)
+        self.started = False
+
+    def restore_join(self, key: JoinKey, state: JoinState) -> None:
+        """Hold an open join taken up from a stored run."""
+        self.joins[key] = state
+        for item in _join_holds(key, state.downstream_fork_stack):
+            self._live[item.node_run_id] += 1
+
+    def restore_map(self, spec: MapItems, fork_stack: ForkStack, node_run_id: str, start: int) -> None:
+        """Go on with a map part-way through: its remaining items, the first of them numbered `start`."""
+        source = _MapSource(
+            spec.fork_id,
+            spec.max_concurrency,
+            spec.downstream_join_id,
+            iter(spec.items),  # type: ignore[arg-type]  # a list, read from the store
+            fork_stack,
+            node_run_id,
+            is_async=False,
+            index=start,
+        )
+        self._hold_source(source)
+        self._sources.append(source)
+
+    async def __aenter__(self) -> Loop:
+        try:
+            self._aio = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): every task runs in the task group
+            self._aio = None
+        self._send, self._receive = anyio.create_memory_object_stream[tuple[str, Any]](float("inf"))
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._task_group = group
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.stop()
+        group, self._task_group = self._task_group, None
+        if group is not None:
+            group.cancel_scope.cancel()
+        try:
+            if self._continuations:  # nothing keeps running after the run's block exits
+                with anyio.CancelScope(shield=True):
+                    await asyncio.gather(*self._continuations, return_exceptions=True)
+            if group is not None:
+                await group.__aexit__(None, None, None)
+        finally:
+            if self._send is not None and self._receive is not None:
+                self._send.close()
+                self._receive.close()
+
+    async def advance(self) -> list[Task] | End[Any]:
+        """Start the `ready` batch (unless started) and return the next batch, or the run's end.
+
+        Raises:
+            Exception: a step's exception, as raised (with the program's note); the other
+                tasks are cancelled first.
+        """
+        ready = self.ready
+        if not self.started:
+            self.started = True
+            if len(ready) == 1 and not (self._running or self._queued or self._completed or self._sources):
+                # the only work there is: the driver runs it itself (no lane; the caller's context)
+                task = ready[0]
+                try:
+                    routed = await self._step(task)
+                except BaseException as error:
+                    self.stop()
+                    if isinstance(error, Exception):
+                        self._noted(task, error)
+                    raise
+                if type(routed) is list and routed and not task.fork_stack and not self.joins:
+                    # where the node API always is: one task led to the next, outside any fork
+                    live = self._live
+                    for next_task in routed:
+                        for item in next_task.fork_stack:
+                            live[item.node_run_id] += 1
+                    self.ready = routed
+                    self.started = False
+                    return routed
+                produced = self._took(task, routed)
+                if type(produced) is not list:
+                    self.stop()
+                    return produced
+                if produced and not self.joins:
+                    self.ready = produced
+                    self.started = False
+                    return produced
+                self._completed.append(("led to", produced))
+            else:
+                for task in ready:
+                    self._start(task)
+        try:
+            outcome = await self._advance()
+        except BaseException:
+            self.stop()
+            raise
+        if type(outcome) is not list:
+            self.stop()
+            return outcome
+        self.ready = outcome
+        self.started = self._pulled
+        self._pulled = False
+        return outcome
+
+    def stop(self) -> None:
+        """Cancel every task and map still running (the run has ended or failed, or its block exits).
+
+        Only the run's own tasks are cancelled: the caller's code in the run's `async with`
+        block goes on.
+        """
+        for _, cancel in self._running.values():
+            cancel()
+        for scope in self._pumps:
+            scope.cancel()
+        for continuation in self._continuations:
+            continuation.cancel()
+
+    # -- running a step -------------------------------------------------------------------
+
+    async def _step(self, task: Task) -> Any:
+        """Run one task and record it; return where it leads (the program's routing).
+
+        The recorder hears `step_started` before the node runs and `step_finished` (with
+        the outcome and the state) before this returns; if the node raises, it hears
+        `step_failed` and the exception propagates unchanged.
+        """
+        self.steps += 1
+        if self.max_steps is not None and self.steps > self.max_steps:
+            raise GraphStepLimitError(
+                f"Graph `{self.program.name}` exceeded max_steps={self.max_steps}: about to run "
+                f"`{task.node_id}` as step {self.steps}. Raise max_steps if the run is meant to be "
+                f"this long, or check the graph for a loop that never ends.",
+                self.max_steps,
+            )
+        program = self.program
+        recorder = self.recorder
+        state = self.ctx.state
+        start = 0.0
+        if recorder is not None:
+            pending = recorder.step_started(task, state)
+            if pending is not None:
+                await pending
+            start = perf_counter()
+        try:
+            if self.tracer is None:
+                kind = self._kinds[task.node_id]
+                result = await self._run_node(task) if kind is _STEP else self._structural(task, kind)
+            else:
+                with self.tracer.start_as_current_span(
+                    f"run node {task.node_id}",
+                    attributes={"node_id": task.node_id, "node_snapshot_id": task.task_id},
+                ):
+                    kind = self._kinds[task.node_id]
+                    result = await self._run_node(task) if kind is _STEP else self._structural(task, kind)
+            outcome = program.route(task, result, self)
+        except BaseException as error:
+            if recorder is not None:
+                pending = recorder.step_failed(task, error, perf_counter() - start)
+                if pending is not None:
+                    await pending
+            raise
+        if recorder is not None:
+            told: Any = () if type(outcome) is MapItems else outcome  # the items are told as they are pulled
+            pending = recorder.step_finished(task, told, state, perf_counter() - start)
+            if pending is not None:
+                await pending
+        return outcome
+
+    def _structural(self, task: Task, kind: NodeKind) -> Any:
+        """The value of a task the loop runs itself: an inline node's, or a join's (reduced here)."""
+        if kind is NodeKind.INLINE:
+            return self.program.inline(task, self)
+        self._reduce(task)
+        return None
+
+    def _start(self, task: Task) -> None:
+        if self.limit is not None and len(self._running) >= self.limit:
+            self._queued.append(task)
+            return
+        if self._aio is None:
+            scope = anyio.CancelScope()
+            self._running[task.task_id] = (task, scope.cancel)
+            assert self._task_group is not None, "the run's `async with` block is open"
+            self._task_group.start_soon(self._lane, task, scope, name=f"railyard task {task.node_id}")
+            return
+        # On asyncio a task runs at once, up to its first real wait: a step that never waits
+        # finishes without a task of its own.
+        step = self._step(task)
+        context = contextvars.copy_context()
+        self._running[task.task_id] = (task, _nothing)
+        try:
+            waiting = context.run(step.send, None)
+        except StopIteration as done:
+            self._completed.append(("done", (task, done.value)))
+            return
+        except Exception as error:
+            self._completed.append(("error", (task, error)))
+            return
+        send = self._send
+        assert send is not None, "the run's `async with` block is open"
+        resumed = _Continuation(step, waiting, lambda kind, value: send.send_nowait((kind, (task, value))))
+        continuation = self._aio.create_task(resumed, context=context)
+        self._continuations.add(continuation)
+        continuation.add_done_callback(self._continuations.discard)
+        self._running[task.task_id] = (task, continuation.cancel)
+
+    async def _lane(self, task: Task, scope: anyio.CancelScope) -> None:
+        assert self._send is not None
+        with scope:
+            try:
+                outcome = await self._step(task)
+            except Exception as error:
+                self._send.send_nowait(("error", (task, error)))
+                return
+            self._send.send_nowait(("done", (task, outcome)))
+
+    def _noted(self, task: Task, error: BaseException) -> BaseException:
+        note = self.program.error_note(task)
+        if note is not None:
+            error.add_note(note)
+        return error
+
+    # -- the driver -------------------------------------------------------------------------
+
+    async def _advance(self) -> list[Task] | End[Any]:
+        """Wait for tasks to finish until one leads somewhere: new tasks, or the end."""
+        while True:
+            produced = self._pull_sync_items()
+            if produced:
+                await self._record_created(produced)
+                for task in produced:
+                    self._start(task)
+                self._pulled = True  # map items start as they are pulled
+                return produced
+            if not self._running and not self._queued and not self._completed and not self._async_sources_busy():
+                produced = self._finish_joins()
+                await self._record_closes()
+                if produced:
+                    return produced
+                if self.ready:  # nothing more will ever happen
+                    return []
+                raise RuntimeError(
+                    "Graph run completed, but no result was produced. This is either a bug in the graph or a bug "
+                    "in the graph runner."
+                )
+            if self._completed:
+                kind, payload = self._completed.popleft()
+            else:
+                assert self._receive is not None
+                kind, payload = await self._receive.receive()
+            outcome: list[Task] | End[Any]
+            if kind == "error":
+                failed, error = payload
+                raise self._noted(failed, error)
+            if kind == "item":
+                source, item = payload
+                outcome = self._map_item(source, item)
+                if outcome:
+                    await self._record_created(outcome)
+                    for task in outcome:
+                        self._start(task)
+                    self._pulled = True  # started as they are made: an event of their own
+                    return outcome
+            elif kind == "source_done":
+                outcome = self._source_done(payload)
+            elif kind == "led to":  # the driver's own step: already finished
+                outcome = payload
+            else:
+                task, result = payload
+                outcome = self._finished(task, result)
+            if type(outcome) is not list:
+                return outcome
+            if self.joins:
+                outcome += self._finish_joins()
+                await self._record_closes()
+            if outcome:
+                return outcome
+
+    def _finished(self, task: Task, outcome: Any) -> list[Task] | End[Any]:
+        if self._running.pop(task.task_id, None) is None:
+            return []  # cancelled (its fork was cut short) just as it finished: already let go of
+        return self._took(task, outcome)
+
+    def _took(self, task: Task, outcome: Any) -> list[Task] | End[Any]:
+        """Take in a finished task's outcome: count the tasks it led to, start a map, or end."""
+        kind = type(outcome)
+        if kind is MapItems:
+            self._map(task, outcome)
+            produced: list[Task] = []
+        elif kind is list or kind is tuple or isinstance(outcome, Sequence):
+            produced = outcome if kind is list else list(outcome)
+            live = self._live
+            for next_task in produced:
+                for item in next_task.fork_stack:
+                    live[item.node_run_id] += 1
+        else:
+            return outcome  # type: ignore[no-any-return]  # the end of the run
+        live = self._live
+        for item in task.fork_stack:
+            live[item.node_run_id] -= 1
+        if self._queued or self._sources:
+            self._capacity_freed()
+        return produced
+
+    async def _record_created(self, tasks: list[Task]) -> None:
+        """Record tasks made outside a step (a map's items) before they start."""
+        if self.recorder is not None:
+            pending = self.recorder.tasks_created(tasks, self.ctx.state)
+            if pending is not None:
+                await pending
+
+    async def _record_closes(self) -> None:
+        """Record each join that closed, with the tasks its value went on to."""
+        closes, self._closes = self._closes, []
+        for close_id, join_id, tasks in closes:
+            self.closed.add(close_id)
+            if self.recorder is not None:
+                pending = self.recorder.join_closed(join_id, close_id, tasks, self.ctx.state)
+                if pending is not None:
+                    await pending
+
+    # -- live counts: a fork run is finished when no task, map or open join is left in it ---
+
+    def _count(self, tasks: Sequence[Task]) -> None:
+        live = self._live
+        for task in tasks:
+            for item in task.fork_stack:
+                live[item.node_run_id] += 1
+
+    def _uncount(self, tasks: Sequence[Task]) -> None:
+        live = self._live
+        for task in tasks:
+            for item in task.fork_stack:
+                live[item.node_run_id] -= 1
+
+    def _capacity_freed(self) -> None:
+        while self._queued and (self.limit is None or len(self._running) < self.limit):
+            self._start(self._queued.popleft())
+        for source in self._sources:
+            if source.waiting is not None:
+                source.waiting.set()
+
+    # -- maps -------------------------------------------------------------------------------
+
+    def _map(self, task: Task, spec: MapItems) -> None:
+        items = spec.items
+        is_async = isinstance(items, AsyncIterator)
+        source = _MapSource(
+            spec.fork_id,
+            spec.max_concurrency,
+            spec.downstream_join_id,
+            items,  # type: ignore[arg-type]  # the program hands over an iterator
+            task.fork_stack,
+            task.task_id,  # the map's task names its branches (so a resume can find them)
+            is_async=is_async,
+        )
+        self._hold_source(source)
+        self._sources.append(source)
+        if is_async:
+            assert self._task_group is not None
+            self._task_group.start_soon(self._pump, source)
+
+    def _hold_source(self, source: _MapSource) -> None:
+        """A map holds its fork and the forks around it open until it is exhausted."""
+        for item in source.fork_stack:
+            self._live[item.node_run_id] += 1
+        self._live[source.node_run_id] += 1
+
+    def _release_source(self, source: _MapSource) -> None:
+        source.done = True
+        self._sources.remove(source)
+        for item in source.fork_stack:
+            self._live[item.node_run_id] -= 1
+        self._live[source.node_run_id] -= 1
+
+    def _map_capacity(self, source: _MapSource, pulled: int = 0) -> bool:
+        limit = source.max_concurrency
+        if limit is not None and self._live[source.node_run_id] - 1 >= limit:  # less the map's own hold
+            return False
+        return self.limit is None or len(self._running) + len(self._queued) + pulled < self.limit
+
+    def _pull_sync_items(self) -> list[Task]:
+        produced: list[Task] = []
+        if not self._sources:
+            return produced
+        for source in list(self._sources):
+            if source.is_async or source.done:
+                continue
+            while self._map_capacity(source, len(produced)):
+                items = source.items
+                assert isinstance(items, Iterator)
+                try:
+                    item = next(items)
+                except StopIteration:
+                    self._source_done(source)
+                    break
+                produced += self._map_item(source, item)
+        return produced
+
+    async def _pump(self, source: _MapSource) -> None:
+        """Pull an async iterable's items as capacity allows, handing each to the run."""
+        assert self._send is not None
+        items: AsyncIterator[Any] = source.items  # type: ignore[assignment]
+        scope = anyio.CancelScope()
+        self._pumps.append(scope)
+        try:
+            with scope:
+                async for item in items:
+                    while not self._map_capacity(source) and not source.done:
+                        source.waiting = anyio.Event()
+                        await source.waiting.wait()
+                    if source.done:  # cancelled: its fork was cut short
+                        return
+                    self._live[source.node_run_id] += 1  # the item counts at once, so capacity holds
+                    await self._send.send(("item", (source, item)))
+                await self._send.send(("source_done", source))
+        finally:
+            self._pumps.remove(scope)
+
+    def _async_sources_busy(self) -> bool:
+        return any(source.is_async and not source.done for source in self._sources)
+
+    def _map_item(self, source: _MapSource, item: Any) -> list[Task]:
+        stack = (*source.fork_stack, ForkStackItem(source.fork_id, source.node_run_id, source.index))
+        source.index += 1
+        tasks = self.program.follow(source.fork_id, item, stack, self)
+        self._count(tasks)
+        if source.is_async:
+            self._live[source.node_run_id] -= 1  # the pump's reservation, now held by the tasks
+            if source.done:
+                self._uncount(tasks)
+                return []
+        return tasks
+
+    def _source_done(self, source: _MapSource) -> list[Task]:
+        if source.done:
+            return []
+        if source.index == 0 and source.downstream_join_id is not None:
+            # mapping nothing: the join downstream still produces its initial value, for this
+            # run of the map (as if a branch of it had arrived)
+            inside = (*source.fork_stack, ForkStackItem(source.fork_id, source.node_run_id, -1))
+            key, downstream = self.program.join_key(source.downstream_join_id, inside)
+            self._open_join(source.downstream_join_id, key, downstream)
+        self._release_source(source)
+        return []
+
+    # -- joins ------------------------------------------------------------------------------
+
+    def _open_join(self, join_id: str, key: JoinKey, downstream: ForkStack) -> JoinState | None:
+        state = self.joins.get(key)
+        if state is None:
+            if closing_id(*key) in self.closed:
+                return None  # closed before a resume: its value has gone on already
+            state = self.joins[key] = JoinState(self.program.join_initial(join_id), downstream)
+            for item in _join_holds(key, downstream):  # an open join holds the forks around it open
+                self._live[item.node_run_id] += 1
+        return state
+
+    def _reduce(self, task: Task) -> None:
+        key, downstream = self.program.join_key(task.node_id, task.fork_stack)
+        state = self._open_join(task.node_id, key, downstream)
+        if state is None:
+            return
+        fork_run_id = key[1]
+
+        def cancel() -> None:
+            self._cancel_fork(fork_run_id, keep=task.task_id)
+
+        state.current = self.program.reduce(task, state, self, cancel)
+
+    def _finish_joins(self) -> list[Task]:
+        """Joins whose fork has no task left: their values go on."""
+        produced: list[Task] = []
+        for key, state in list(self.joins.items()):
+            join_id, fork_run_id = key
+            if self._live[fork_run_id] > 0:
+                continue
+            del self.joins[key]
+            for item in _join_holds(key, state.downstream_fork_stack):
+                self._live[item.node_run_id] -= 1
+            tasks = self.program.follow(join_id, state.current, state.downstream_fork_stack, self)
+            self._count(tasks)
+            self._closes.append((closing_id(join_id, fork_run_id), join_id, tasks))
+            produced += tasks
+        return produced
+
+    def _cancel_fork(self, fork_run_id: str, *, keep: str) -> None:
+        """Cancel every task and unfinished map inside fork run `fork_run_id` (but `keep`)."""
+        for task_id, (running, cancel) in list(self._running.items()):
+            if task_id != keep and any(item.node_run_id == fork_run_id for item in running.fork_stack):
+                cancel()
+                del self._running[task_id]
+                self._uncount([running])
+        for queued in list(self._queued):
+            if any(item.node_run_id == fork_run_id for item in queued.fork_stack):
+                self._queued.remove(queued)
+                self._uncount([queued])
+        for source in list(self._sources):
+            if source.inside(fork_run_id):
+                self._release_source(source)
+                if source.waiting is not None:
+                    source.waiting.set()
+
+
+def _join_holds(key: JoinKey, downstream: ForkStack) -> ForkStack:
+    """The forks around a join's own fork, which an open join keeps from finishing."""
+    return tuple(item for item in downstream if item.node_run_id != key[1])
+
+
+def _nothing() -> None:
+    """Cancels a task that has already finished: nothing to do."""
+
+
+class _Continuation(Coroutine[Any, Any, None]):
+    """The rest of a step that was started eagerly, as a coroutine an asyncio task can run.
+
+    The step is already waiting on something: the task's first `send` hands that on; a
+    cancellation thrown in, even before the task first runs, reaches the step as it would
+    through `await`. The step's outcome, or its exception, goes to `deliver`.
+    """
+
+    __slots__ = ("deliver", "started", "step", "waiting")
+
+    def __init__(self, step: Coroutine[Any, Any, Any], waiting: Any, deliver: Callable[[str, Any], None]) -> None:
+        self.step = step
+        self.waiting = waiting
+        self.deliver = deliver
+        self.started = False
+
+    def _outcome(self, advance: Callable[[], Any]) -> Any:
+        try:
+            return advance()
+        except StopIteration as done:
+            self.deliver("done", done.value)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:  # the run (the task that drives it) raises it, whatever it is
+            self.deliver("error", error)
+        raise StopIteration
+
+    def send(self, value: Any) -> Any:
+        if not self.started:
+            self.started = True
+            return self.waiting
+        return self._outcome(lambda: self.step.send(value))
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self.started = True
+        error = (
+            typ
+            if isinstance(typ, BaseException)
+            else typ(val)
+            if val is None or not isinstance(val, BaseException)
+            else val
+        )
+        return self._outcome(lambda: self.step.throw(error))
+
+    def close(self) -> None:
+        self.step.close()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        raise TypeError("a _Continuation is run as a task, not awaited")
