@@ -157,18 +157,34 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         persistence: BaseStatePersistence[StateT, RunEndT] | None = None,
         infer_name: bool = True,
         max_steps: int | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+        executor: Executor | None = None,
     ) -> GraphRunResult[StateT, RunEndT]:
         """Run the graph from `start_node` to its end and return the result.
+
+        With a `store`, the run is durable: recorded there as run `run_id` (a new id if
+        none is given) before its first node runs, so `resume(store, run_id)` can carry
+        it on in any process. `persistence=` is pydantic-graph's spelling of the same.
 
         Raises:
             GraphRuntimeError: a node returned something that is not a node of the graph
                 its annotation allows, or `End`.
             GraphStepLimitError: the run took more than `max_steps` steps.
+            RunExists: `store` already holds a run `run_id`.
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         async with self.iter(
-            start_node, state=state, deps=deps, persistence=persistence, infer_name=False, max_steps=max_steps
+            start_node,
+            state=state,
+            deps=deps,
+            persistence=persistence,
+            infer_name=False,
+            max_steps=max_steps,
+            store=store,
+            run_id=run_id,
+            executor=executor,
         ) as graph_run:
             await graph_run._run_to_end()  # pyright: ignore[reportPrivateUsage]
         result = graph_run.result
@@ -184,8 +200,11 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         persistence: BaseStatePersistence[StateT, RunEndT] | None = None,
         infer_name: bool = True,
         max_steps: int | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+        executor: Executor | None = None,
     ) -> GraphRunResult[StateT, RunEndT]:
-        """Run the graph to its end from synchronous code (it starts an event loop).
+        """Run the graph to its end from synchronous code (it starts an event loop); see `run`.
 
         Raises:
             RuntimeError: called while an event loop is running in this thread; use
@@ -195,7 +214,17 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         return asyncio.run(
-            self.run(start_node, state=state, deps=deps, persistence=persistence, infer_name=False, max_steps=max_steps)
+            self.run(
+                start_node,
+                state=state,
+                deps=deps,
+                persistence=persistence,
+                infer_name=False,
+                max_steps=max_steps,
+                store=store,
+                run_id=run_id,
+                executor=executor,
+            )
         )
 
     def iter(
@@ -209,6 +238,9 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         infer_name: bool = True,
         max_steps: int | None = None,
         history: list[HistoryStep[StateT, RunEndT]] | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+        executor: Executor | None = None,
     ) -> AbstractAsyncContextManager[GraphRun[StateT, DepsT, RunEndT]]:
         """A context manager giving a `GraphRun` to iterate over, or drive with `next()`.
 
@@ -219,7 +251,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         ```
 
         The first node yielded is `start_node` itself, then each node it leads to, and
-        finally the `End`.
+        finally the `End`. `store`, `run_id` and `executor` are as for `run`.
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
@@ -228,12 +260,13 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             start_node,
             state=state,
             deps=deps,
-            persistence=persistence,
+            persistence=_durable(persistence, store, run_id, "Graph.iter()"),
             span=span,
             max_steps=max_steps,
             history=history,
             snapshot_id=None,
             record_start=True,
+            executor=executor,
         )
 
     def iter_from_persistence(
@@ -244,6 +277,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         span: AbstractContextManager[Any] | None = None,
         infer_name: bool = True,
         max_steps: int | None = None,
+        executor: Executor | None = None,
     ) -> AbstractAsyncContextManager[GraphRun[StateT, DepsT, RunEndT]]:
         """Resume a run from `persistence`: its next node, with the state stored with it.
 
@@ -252,26 +286,67 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
-        return _ResumeContext(self, persistence, deps=deps, span=span, max_steps=max_steps)
+        return _ResumeContext(self, persistence, deps=deps, span=span, max_steps=max_steps, executor=executor)
+
+    def iter_resume(
+        self,
+        store: RunStore,
+        run_id: str,
+        *,
+        deps: DepsT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
+        span: AbstractContextManager[Any] | None = None,
+        max_steps: int | None = None,
+        executor: Executor | None = None,
+    ) -> AbstractAsyncContextManager[GraphRun[StateT, DepsT, RunEndT]]:
+        """Take up stored run `run_id` where it stopped, as a `GraphRun` to iterate or drive.
+
+        Raises:
+            RunNotFound: the store has no such run.
+            RunEnded: the run has ended.
+            RunLocked: another driver is advancing the run.
+        """
+        from railyard.durable import DurablePersistence
+
+        return _ResumeContext(
+            self, DurablePersistence(store, run_id), deps=deps, span=span, max_steps=max_steps, executor=executor
+        )
 
     async def resume(
         self,
-        persistence: BaseStatePersistence[StateT, RunEndT],
+        persistence: BaseStatePersistence[StateT, RunEndT] | RunStore,
+        run_id: str | None = None,
         *,
         deps: DepsT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
         infer_name: bool = True,
         max_steps: int | None = None,
+        executor: Executor | None = None,
     ) -> GraphRunResult[StateT, RunEndT]:
-        """Carry a stored run on to its end (`iter_from_persistence`, driven to the end).
+        """Carry a stored run on to its end: `resume(store, run_id)`, or `resume(persistence)`.
 
         Raises:
-            RunEnded: the run has already ended (durable persistences).
+            RunEnded: the run has already ended (durable runs).
             RunLocked: another driver is advancing the run.
+            RunNotFound: the store has no such run.
             GraphRuntimeError: the persistence holds no node waiting to run.
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
-        async with self.iter_from_persistence(persistence, deps=deps, infer_name=False, max_steps=max_steps) as run:
+        if isinstance(persistence, BaseStatePersistence):
+            if run_id is not None:
+                raise TypeError(
+                    "Graph.resume() takes a store and a run id, or a persistence alone; got a persistence and "
+                    f"run_id={run_id!r}."
+                )
+            context = self.iter_from_persistence(
+                persistence, deps=deps, infer_name=False, max_steps=max_steps, executor=executor
+            )
+        else:
+            if run_id is None:
+                raise TypeError(
+                    f"Graph.resume({persistence!r}) needs the id of the run to resume: resume(store, run_id)."
+                )
+            context = self.iter_resume(persistence, run_id, deps=deps, max_steps=max_steps, executor=executor)
+        async with context as run:
             await run._run_to_end()  # pyright: ignore[reportPrivateUsage]
         result = run.result
         assert result is not None, "a run that stops iterating has ended"
@@ -281,8 +356,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         """Start a new run from step `at_step` of a stored run (0 = its start); return its id.
 
         The new run starts with the state and the next node recorded after that step, under
-        its own id; the old run is not changed. Carry it on with
-        `graph.resume(DurablePersistence(store, new_id))`.
+        its own id; the old run is not changed. Carry it on with `graph.resume(store, new_id)`.
 
         Raises:
             ValueError: the run has no such step, or that step ended it.
@@ -663,6 +737,12 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         return self._next_node
 
     @property
+    def run_id(self) -> str | None:
+        """The run's id in its store (`None` for a run that is not recorded durably)."""
+        run_id = getattr(self.persistence, "run_id", None)
+        return run_id if isinstance(run_id, str) else None
+
+    @property
     def ctx(self) -> GraphRunContext[StateT, DepsT]:
         """The context the run's nodes get: its state and dependencies."""
         return self._loop.ctx  # type: ignore[no-any-return]
@@ -772,9 +852,11 @@ class _RunContext(Generic[StateT, DepsT, RunEndT]):
         history: list[HistoryStep[StateT, RunEndT]] | None,
         snapshot_id: str | None,
         record_start: bool,
+        executor: Executor | None = None,
     ) -> None:
         self.graph = graph
         self.start_node = start_node
+        self.executor = executor
         self.state = state
         self.deps = deps
         self.persistence = persistence
@@ -822,6 +904,7 @@ class _RunContext(Generic[StateT, DepsT, RunEndT]):
             max_steps=self.max_steps,
             history=self.history,
             tracer=tracer,
+            executor=self.executor,
         )
         self._run = graph_run
         if self.record_start and graph_run._next_task is not None:  # pyright: ignore[reportPrivateUsage]
@@ -851,12 +934,14 @@ class _ResumeContext(Generic[StateT, DepsT, RunEndT]):
         deps: DepsT,
         span: AbstractContextManager[Any] | None,
         max_steps: int | None,
+        executor: Executor | None = None,
     ) -> None:
         self.graph = graph
         self.persistence = persistence
         self.deps = deps
         self.span = span
         self.max_steps = max_steps
+        self.executor = executor
         self._inner: _RunContext[StateT, DepsT, RunEndT] | None = None
 
     async def __aenter__(self) -> GraphRun[StateT, DepsT, RunEndT]:
@@ -885,12 +970,28 @@ class _ResumeContext(Generic[StateT, DepsT, RunEndT]):
             history=None,
             snapshot_id=snapshot.id,
             record_start=False,
+            executor=self.executor,
         )
         return await self._inner.__aenter__()
 
     async def __aexit__(self, *exc_info: Any) -> None:
         if self._inner is not None:
             await self._inner.__aexit__(*exc_info)
+
+
+def _durable(
+    persistence: BaseStatePersistence[Any, Any] | None, store: RunStore | None, run_id: str | None, where: str
+) -> BaseStatePersistence[Any, Any] | None:
+    """The persistence of a run given `persistence=` (pydantic-graph's spelling) or `store=` and `run_id=`."""
+    if store is None:
+        if run_id is not None:
+            raise TypeError(f"{where} was given run_id={run_id!r} but no store: pass store= to record the run.")
+        return persistence
+    if persistence is not None:
+        raise TypeError(f"{where} takes persistence= or store=, not both.")
+    from railyard.durable import DurablePersistence
+
+    return DurablePersistence(store, run_id)
 
 
 def _default_persistence(graph: Graph[Any, Any, Any], *, keep_history: bool) -> SimpleStatePersistence[Any, Any]:

@@ -30,7 +30,7 @@ from railyard.nodes import End
 from railyard.runtime._joins import JoinState, closing_id
 from railyard.runtime._recorder import Outcome
 from railyard.runtime._tasks import ForkStack, Task
-from railyard.store import RunStore
+from railyard.store import RunStatus, RunStore
 from railyard.store.codec import RecordCodec
 from railyard.store.records import ErrorInfo, RunRecord, StepFailed, StepFinished, StepStarted, TasksScheduled
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from railyard.builder.graph import Graph
 
-__all__ = ("ResumePoint", "StoreRecorder", "builder_codec", "replay")
+__all__ = ("ResumePoint", "StoreRecorder", "builder_codec", "fork_builder_run", "replay")
 
 
 def builder_codec(graph: Graph[Any, Any, Any, Any]) -> RecordCodec:
@@ -240,3 +240,35 @@ class _Scratch:
 
 def _no_cancel() -> None:
     """Cancelling siblings while replaying: they are dropped from the pending tasks instead."""
+
+
+async def fork_builder_run(
+    graph: Graph[Any, Any, Any, Any], store: RunStore, run_id: str, at_step: int, *, new_run_id: str | None = None
+) -> str:
+    """Copy stored run `run_id` as it stood after `at_step` finished steps into a new run; return its id.
+
+    The new run's records are the old run's up to its `at_step`-th finished step (for
+    step 0, those before the first): resuming it rebuilds the position the old run had
+    then. The old run is not changed.
+
+    Raises:
+        ValueError: the run has no step `at_step`, or had ended by then.
+        CorruptRunError: a record cannot be read with this graph's types.
+    """
+    from railyard._ids import new_hex_id
+
+    stored = list(await store.read(run_id))
+    decode_run(run_id, store, stored, builder_codec(graph))  # refuse a run this graph cannot read
+    finished = [index for index, record in enumerate(stored) if record.finishes_step]
+    if at_step == 0:
+        cut = finished[0] if finished else len(stored)
+    elif 0 < at_step <= len(finished):
+        cut = finished[at_step - 1] + 1
+    else:
+        raise ValueError(f"Run {run_id!r} has {len(finished)} finished steps; cannot fork at step {at_step}.")
+    copied = stored[:cut]
+    if copied and copied[-1].status == RunStatus.ENDED:
+        raise ValueError(f"Step {at_step} of run {run_id!r} ended the run; fork from an earlier step.")
+    new_id = new_run_id if new_run_id is not None else new_hex_id()
+    await store.create(new_id, copied)
+    return new_id

@@ -160,13 +160,20 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         max_concurrency: int | None = None,
         store: RunStore | None = None,
         run_id: str | None = None,
+        executor: Executor | None = None,
     ) -> OutputT:
-        """Run the graph to its end and return its output (durably, in `store`, if given).
+        """Run the graph to its end and return its output.
+
+        With a `store`, the run is durable: recorded there as run `run_id` (a new id if
+        none is given) before its first step, so `resume(store, run_id)` can carry it on
+        in any process. `executor` decides where the steps run (in this process on the
+        run's event loop by default).
 
         Raises:
             Exception: a step's exception, as it was raised (its note names the step); the
                 other branches are cancelled first.
             RuntimeError: the run finished without reaching the end node.
+            RunExists: `store` already holds a run `run_id`.
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
@@ -179,6 +186,7 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
             max_concurrency=max_concurrency,
             store=store,
             run_id=run_id,
+            executor=executor,
         ) as run:
             async for _ in run:
                 pass
@@ -192,8 +200,11 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         inputs: InputT = None,  # type: ignore[assignment]
         infer_name: bool = True,
         max_concurrency: int | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+        executor: Executor | None = None,
     ) -> OutputT:
-        """Run the graph from synchronous code (it starts an event loop).
+        """Run the graph from synchronous code (it starts an event loop); see `run`.
 
         Raises:
             RuntimeError: called while an event loop is running in this thread.
@@ -202,7 +213,16 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         return asyncio.run(
-            self.run(state=state, deps=deps, inputs=inputs, infer_name=False, max_concurrency=max_concurrency)
+            self.run(
+                state=state,
+                deps=deps,
+                inputs=inputs,
+                infer_name=False,
+                max_concurrency=max_concurrency,
+                store=store,
+                run_id=run_id,
+                executor=executor,
+            )
         )
 
     def iter(
@@ -216,21 +236,30 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         max_concurrency: int | None = None,
         store: RunStore | None = None,
         run_id: str | None = None,
+        executor: Executor | None = None,
     ) -> AbstractAsyncContextManager[GraphRun[StateT, DepsT, OutputT]]:
         """A context manager giving a `GraphRun`: iterate it to see each batch of tasks as it starts.
 
-        With a `store`, the run is durable: recorded there under `run_id` (new if not given),
-        so that `iter_resume` / `resume` can take it up after a crash.
+        `store`, `run_id` and `executor` are as for `run`.
 
         Raises:
             ValueError: `max_concurrency` is not a whole number of at least 1.
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
+        if store is None and run_id is not None:
+            raise TypeError(f"Graph.iter() was given run_id={run_id!r} but no store: pass store= to record the run.")
         limit = _check_concurrency(max_concurrency, "Graph.iter()") or self.max_concurrency
         recorder = self._store_recorder(store, run_id)
         return GraphRun(
-            self, state=state, deps=deps, inputs=inputs, span=span, max_concurrency=limit, recorder=recorder
+            self,
+            state=state,
+            deps=deps,
+            inputs=inputs,
+            span=span,
+            max_concurrency=limit,
+            recorder=recorder,
+            executor=executor,
         )
 
     def iter_resume(
@@ -241,6 +270,7 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         deps: DepsT = None,  # type: ignore[assignment]
         span: AbstractContextManager[Any] | None = None,
         max_concurrency: int | None = None,
+        executor: Executor | None = None,
     ) -> AbstractAsyncContextManager[GraphRun[StateT, DepsT, OutputT]]:
         """Take up a stored run where it stopped: only the branches that had not finished run.
 
@@ -260,6 +290,7 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
             max_concurrency=limit,
             recorder=recorder,
             resume=True,
+            executor=executor,
         )
 
     async def resume(
@@ -269,12 +300,34 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         *,
         deps: DepsT = None,  # type: ignore[assignment]
         max_concurrency: int | None = None,
+        executor: Executor | None = None,
     ) -> OutputT:
         """Carry a stored run on to its end and return its output (see `iter_resume`)."""
-        async with self.iter_resume(store, run_id, deps=deps, max_concurrency=max_concurrency) as run:
+        async with self.iter_resume(
+            store, run_id, deps=deps, max_concurrency=max_concurrency, executor=executor
+        ) as run:
             async for _ in run:
                 pass
         return run.output  # type: ignore[return-value]  # the run reached the end
+
+    async def fork(self, store: RunStore, run_id: str, at_step: int, *, new_run_id: str | None = None) -> str:
+        """Start a new run from where stored run `run_id` stood after `at_step` steps (0 = its start).
+
+        The new run holds what the old one held then: the state, the tasks waiting or in
+        flight, the values that had reached each join and how far each map had got. The
+        old run is not changed. Carry the new one on with `graph.resume(store, new_id)`:
+        only what had not finished by step `at_step` runs.
+
+        Returns:
+            The new run's id.
+
+        Raises:
+            ValueError: the run has no step `at_step`, or had ended by then.
+            RunExists: `new_run_id` is taken.
+        """
+        from railyard.builder.durable import fork_builder_run
+
+        return await fork_builder_run(self, store, run_id, at_step, new_run_id=new_run_id)
 
     def _store_recorder(self, store: RunStore | None, run_id: str | None) -> StoreRecorder | None:
         if store is None:
