@@ -74,7 +74,7 @@ class ThreadExecutor:
     step runs on to its end on its thread; its result is dropped.
     """
 
-    __slots__ = ("_limiter", "max_workers")
+    __slots__ = ("max_workers",)
 
     def __init__(self, max_workers: int = 8) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
@@ -82,16 +82,17 @@ class ThreadExecutor:
                 f"ThreadExecutor(max_workers=...) must be a whole number of at least 1, got {max_workers!r}"
             )
         self.max_workers = max_workers
-        """At most this many steps run at once, each on its own thread."""
-        self._limiter: anyio.CapacityLimiter | None = None
+        """At most this many steps of a run run at once, each on its own thread."""
 
     def bind(self, run: StepFunction) -> StepFunction:
-        """A function that runs `run(task)` on a worker thread and waits for it."""
+        """A function that runs `run(task)` on a worker thread and waits for it (one limit per run)."""
+        limiter: anyio.CapacityLimiter | None = None
 
         async def on_a_thread(task: Task) -> Any:
-            if self._limiter is None:
-                self._limiter = anyio.CapacityLimiter(self.max_workers)
-            return await anyio.to_thread.run_sync(_run_in_own_loop, run, task, limiter=self._limiter)
+            nonlocal limiter
+            if limiter is None:  # made on the run's own event loop
+                limiter = anyio.CapacityLimiter(self.max_workers)
+            return await anyio.to_thread.run_sync(_run_in_own_loop, run, task, limiter=limiter)
 
         return on_a_thread
 

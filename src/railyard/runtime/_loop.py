@@ -11,17 +11,16 @@ hooks on the one path (free when absent), never a second path.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import itertools
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from opentelemetry import trace
 
 from railyard.exceptions import GraphStepLimitError
@@ -111,15 +110,16 @@ class Loop:
         self._running: dict[str, tuple[Task, Callable[[], Any]]] = {}
         self._queued: deque[Task] = deque()
         self._completed: deque[tuple[str, Any]] = deque()
-        self._continuations: set[asyncio.Task[None]] = set()
+        self._inline: deque[Task] = deque()
+        self._lanes: set[asyncio.Task[None]] = set()
         self._sources: list[_MapSource] = []
         self._pumps: list[anyio.CancelScope] = []
         self._aio: asyncio.AbstractEventLoop | None = None
+        self._cancelled: type[BaseException] = asyncio.CancelledError
         self._kinds = program.kinds
         self._run_node = self.executor.bind(program.runner(self))
         self._task_group: TaskGroup | None = None
-        self._send: MemoryObjectSendStream[tuple[str, Any]] | None = None
-        self._receive: MemoryObjectReceiveStream[tuple[str, Any]] | None = None
+        self._wakeup: anyio.Event | None = None
 
     # -- what the front ends use --------------------------------------------------------
 
@@ -175,7 +175,7 @@ class Loop:
             self._aio = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio (trio): every task runs in the task group
             self._aio = None
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[str, Any]](float("inf"))
+        self._cancelled = anyio.get_cancelled_exc_class()
         group = anyio.create_task_group()
         await group.__aenter__()
         self._task_group = group
@@ -187,15 +187,13 @@ class Loop:
         if group is not None:
             group.cancel_scope.cancel()
         try:
-            if self._continuations:  # nothing keeps running after the run's block exits
+            if self._lanes:  # nothing keeps running after the run's block exits
                 with anyio.CancelScope(shield=True):
-                    await asyncio.gather(*self._continuations, return_exceptions=True)
+                    await asyncio.gather(*self._lanes, return_exceptions=True)
             if group is not None:
                 await group.__aexit__(None, None, None)
         finally:
-            if self._send is not None and self._receive is not None:
-                self._send.close()
-                self._receive.close()
+            self._completed.clear()
 
     async def advance(self) -> list[Task] | End[Any]:
         """Start the `ready` batch (unless started) and return the next batch, or the run's end.
@@ -207,7 +205,9 @@ class Loop:
         ready = self.ready
         if not self.started:
             self.started = True
-            if len(ready) == 1 and not (self._running or self._queued or self._completed or self._sources):
+            if len(ready) == 1 and not (
+                self._running or self._queued or self._completed or self._inline or self._sources
+            ):
                 # the only work there is: the driver runs it itself (no lane; the caller's context)
                 task = ready[0]
                 try:
@@ -261,8 +261,7 @@ class Loop:
             cancel()
         for scope in self._pumps:
             scope.cancel()
-        for continuation in self._continuations:
-            continuation.cancel()
+        self._inline.clear()
 
     # -- running a step -------------------------------------------------------------------
 
@@ -323,45 +322,43 @@ class Loop:
         return None
 
     def _start(self, task: Task) -> None:
+        """Start a task: a step in a lane of its own (a task of the event loop), the loop's own work in order."""
+        if self._kinds[task.node_id] is not _STEP:
+            self._inline.append(task)  # forks, decisions, joins: the driver runs them, in order
+            return
         if self.limit is not None and len(self._running) >= self.limit:
             self._queued.append(task)
             return
-        if self._aio is None:
-            scope = anyio.CancelScope()
-            self._running[task.task_id] = (task, scope.cancel)
-            assert self._task_group is not None, "the run's `async with` block is open"
-            self._task_group.start_soon(self._lane, task, scope, name=f"railyard task {task.node_id}")
+        scope = anyio.CancelScope()  # cancelled through anyio, so a step's shielded sections are kept
+        self._running[task.task_id] = (task, scope.cancel)
+        if self._aio is not None:
+            lane = self._aio.create_task(self._lane(task, scope), name=f"railyard task {task.node_id}")
+            self._lanes.add(lane)
+            lane.add_done_callback(self._lanes.discard)
             return
-        # On asyncio a task runs at once, up to its first real wait: a step that never waits
-        # finishes without a task of its own.
-        step = self._step(task)
-        context = contextvars.copy_context()
-        self._running[task.task_id] = (task, _nothing)
-        try:
-            waiting = context.run(step.send, None)
-        except StopIteration as done:
-            self._completed.append(("done", (task, done.value)))
-            return
-        except Exception as error:
-            self._completed.append(("error", (task, error)))
-            return
-        send = self._send
-        assert send is not None, "the run's `async with` block is open"
-        resumed = _Continuation(step, waiting, lambda kind, value: send.send_nowait((kind, (task, value))))
-        continuation = self._aio.create_task(resumed, context=context)
-        self._continuations.add(continuation)
-        continuation.add_done_callback(self._continuations.discard)
-        self._running[task.task_id] = (task, continuation.cancel)
+        assert self._task_group is not None, "the run's `async with` block is open"
+        self._task_group.start_soon(self._lane, task, scope, name=f"railyard task {task.node_id}")
+
+    def _arrive(self, kind: str, payload: Any) -> None:
+        """Hand the driver something that happened in a lane or a pump (it may be waiting for it)."""
+        self._completed.append((kind, payload))
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            wakeup.set()
 
     async def _lane(self, task: Task, scope: anyio.CancelScope) -> None:
-        assert self._send is not None
+        """Run one step and hand its outcome, or whatever it raised but a cancellation, to the driver."""
+        send = self._arrive
         with scope:
             try:
                 outcome = await self._step(task)
-            except Exception as error:
-                self._send.send_nowait(("error", (task, error)))
+            except self._cancelled:
+                raise
+            except BaseException as error:  # the driver raises it, whatever it is
+                send("error", (task, error))
                 return
-            self._send.send_nowait(("done", (task, outcome)))
+            send("done", (task, outcome))
 
     def _noted(self, task: Task, error: BaseException) -> BaseException:
         note = self.program.error_note(task)
@@ -381,7 +378,15 @@ class Loop:
                     self._start(task)
                 self._pulled = True  # map items start as they are pulled
                 return produced
-            if not self._running and not self._queued and not self._completed and not self._async_sources_busy():
+            if self._inline:
+                task = self._inline.popleft()
+                try:
+                    routed = await self._step(task)
+                except Exception as error:
+                    self._noted(task, error)
+                    raise
+                self._completed.append(("led to", self._took(task, routed)))
+            if not (self._running or self._queued or self._completed or self._inline or self._async_sources_busy()):
                 produced = self._finish_joins()
                 await self._record_closes()
                 if produced:
@@ -392,15 +397,14 @@ class Loop:
                     "Graph run completed, but no result was produced. This is either a bug in the graph or a bug "
                     "in the graph runner."
                 )
-            if self._completed:
-                kind, payload = self._completed.popleft()
-            else:
-                assert self._receive is not None
-                kind, payload = await self._receive.receive()
+            while not self._completed:
+                self._wakeup = wakeup = anyio.Event()
+                await wakeup.wait()
+            kind, payload = self._completed.popleft()
             outcome: list[Task] | End[Any]
             if kind == "error":
-                failed, error = payload
-                raise self._noted(failed, error)
+                failed, raised = payload
+                raise self._noted(failed, raised)
             if kind == "item":
                 source, item = payload
                 outcome = self._map_item(source, item)
@@ -548,7 +552,6 @@ class Loop:
 
     async def _pump(self, source: _MapSource) -> None:
         """Pull an async iterable's items as capacity allows, handing each to the run."""
-        assert self._send is not None
         items: AsyncIterator[Any] = source.items  # type: ignore[assignment]
         scope = anyio.CancelScope()
         self._pumps.append(scope)
@@ -561,8 +564,9 @@ class Loop:
                     if source.done:  # cancelled: its fork was cut short
                         return
                     self._live[source.node_run_id] += 1  # the item counts at once, so capacity holds
-                    await self._send.send(("item", (source, item)))
-                await self._send.send(("source_done", source))
+                    self._arrive("item", (source, item))
+                    await anyio.lowlevel.checkpoint()
+                self._arrive("source_done", source)
         finally:
             self._pumps.remove(scope)
 
@@ -640,10 +644,11 @@ class Loop:
                 cancel()
                 del self._running[task_id]
                 self._uncount([running])
-        for queued in list(self._queued):
-            if any(item.node_run_id == fork_run_id for item in queued.fork_stack):
-                self._queued.remove(queued)
-                self._uncount([queued])
+        for waiting in (self._queued, self._inline):
+            for queued in list(waiting):
+                if any(item.node_run_id == fork_run_id for item in queued.fork_stack):
+                    waiting.remove(queued)
+                    self._uncount([queued])
         for source in list(self._sources):
             if source.inside(fork_run_id):
                 self._release_source(source)
@@ -658,54 +663,3 @@ def _join_holds(key: JoinKey, downstream: ForkStack) -> ForkStack:
 
 def _nothing() -> None:
     """Cancels a task that has already finished: nothing to do."""
-
-
-class _Continuation(Coroutine[Any, Any, None]):
-    """The rest of a step that was started eagerly, as a coroutine an asyncio task can run.
-
-    The step is already waiting on something: the task's first `send` hands that on; a
-    cancellation thrown in, even before the task first runs, reaches the step as it would
-    through `await`. The step's outcome, or its exception, goes to `deliver`.
-    """
-
-    __slots__ = ("deliver", "started", "step", "waiting")
-
-    def __init__(self, step: Coroutine[Any, Any, Any], waiting: Any, deliver: Callable[[str, Any], None]) -> None:
-        self.step = step
-        self.waiting = waiting
-        self.deliver = deliver
-        self.started = False
-
-    def _outcome(self, advance: Callable[[], Any]) -> Any:
-        try:
-            return advance()
-        except StopIteration as done:
-            self.deliver("done", done.value)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as error:  # the run (the task that drives it) raises it, whatever it is
-            self.deliver("error", error)
-        raise StopIteration
-
-    def send(self, value: Any) -> Any:
-        if not self.started:
-            self.started = True
-            return self.waiting
-        return self._outcome(lambda: self.step.send(value))
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        self.started = True
-        error = (
-            typ
-            if isinstance(typ, BaseException)
-            else typ(val)
-            if val is None or not isinstance(val, BaseException)
-            else val
-        )
-        return self._outcome(lambda: self.step.throw(error))
-
-    def close(self) -> None:
-        self.step.close()
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        raise TypeError("a _Continuation is run as a task, not awaited")
