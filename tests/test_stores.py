@@ -11,7 +11,7 @@ import pytest
 from railyard import FullStatePersistence
 from railyard.durable import DurablePersistence
 from railyard.exceptions import CorruptRunError, PersistenceError
-from railyard.store import RunStore
+from railyard.store import RunStatus, RunStore
 from railyard.store.file import FileStore, TornRecordWarning
 from railyard.store.memory import MemoryStore
 from railyard.store.postgres import PostgresStore
@@ -166,6 +166,25 @@ async def test_sqlite_wrong_schema(tmp_path: Path) -> None:
         assert connection.execute("SELECT count(*) FROM railyard_runs").fetchone() == (0,)
 
 
+async def test_sqlite_version_1_is_upgraded_in_place_and_its_runs_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    store = SqliteStore(path)
+    async with count_graph.iter(CountTo(3), state=CrashState(), store=store, run_id="old") as run:
+        await run.next()
+    await store.aclose()
+    with sqlite3.connect(path) as connection:  # as railyard 0.1's schema version 1 left it
+        connection.execute("ALTER TABLE railyard_runs DROP COLUMN graph")
+        connection.execute("UPDATE railyard_meta SET value = '1' WHERE key = 'schema_version'")
+    upgraded = SqliteStore(path)
+    assert [(info.run_id, info.graph) for info in await upgraded.runs()] == [("old", None)]
+    assert (await count_graph.resume(upgraded, "old")).output == 3
+    await count_graph.run(CountTo(1), state=CrashState(), store=upgraded, run_id="new")
+    assert [(info.run_id, info.graph) for info in await upgraded.runs()] == [("old", None), ("new", "count_graph")]
+    await upgraded.aclose()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT value FROM railyard_meta").fetchone() == (str(SCHEMA_VERSION),)
+
+
 async def test_sqlite_shares_a_database_with_other_tables(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     with sqlite3.connect(path) as connection:
@@ -233,7 +252,7 @@ async def test_postgres_refuses_a_newer_schema_and_a_wrong_one(new_postgres_data
     await store.aclose()
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("UPDATE railyard_meta SET value = %s", (str(SCHEMA_VERSION + 1),))
-    with pytest.raises(PersistenceError, match=r"written by a newer railyard \(schema version 2"):
+    with pytest.raises(PersistenceError, match=rf"written by a newer railyard \(schema version {SCHEMA_VERSION + 1}"):
         await PostgresStore(url).runs()
 
     wrong = new_postgres_database()
@@ -243,6 +262,25 @@ async def test_postgres_refuses_a_newer_schema_and_a_wrong_one(new_postgres_data
         connection.execute("CREATE TABLE railyard_runs (run_id text PRIMARY KEY)")
     with pytest.raises(PersistenceError, match=r"table railyard_runs has columns \['run_id'\], expected"):
         await PostgresStore(wrong).runs()
+
+
+async def test_postgres_version_1_is_upgraded_in_place(new_postgres_database: Callable[[], str]) -> None:
+    import psycopg
+
+    url = new_postgres_database()
+    store = PostgresStore(url)
+    await _count_run(store, "old")
+    await store.aclose()
+    with psycopg.connect(url, autocommit=True) as connection:  # as schema version 1 left it
+        connection.execute("ALTER TABLE railyard_runs DROP COLUMN graph")
+        connection.execute("UPDATE railyard_meta SET value = '1'")
+    upgraded = PostgresStore(url)
+    assert [(info.run_id, info.graph, info.status) for info in await upgraded.runs()] == [
+        ("old", None, RunStatus.ENDED)
+    ]
+    await count_graph.run(CountTo(1), state=CrashState(), store=upgraded, run_id="new")
+    assert {info.run_id: info.graph for info in await upgraded.runs()} == {"old": None, "new": "count_graph"}
+    await upgraded.aclose()
 
 
 async def test_postgres_unreachable_is_a_clear_error() -> None:

@@ -94,6 +94,7 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         self._strict_new = True
         self._full = SnapshotView(MemoryRunLog())
         self._status: RunStatus | None = None
+        self._graph_name: str | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(store={self.store!r}, run_id={self.run_id!r})"
@@ -109,6 +110,11 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
             return self._adapter().dump_json(self._full.snapshots(), indent=indent)
 
     # -- types ------------------------------------------------------------------------------
+
+    def set_graph_types(self, graph: Graph[StateT, Any, RunEndT]) -> None:
+        """Remember the graph's node classes, types and name (recorded with a new run)."""
+        self._graph_name = graph.name
+        super().set_graph_types(graph)
 
     def set_types(self, state_type: type[StateT], run_end_type: type[RunEndT]) -> None:
         """Remember the graph's types, and build the codec its records are stored with."""
@@ -141,7 +147,7 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         codec = self._require_codec()
         if self._exists is None:
             self._exists = await self._stored()
-        stored = codec.stored(record, node_id=node_id, first=not self._exists)
+        stored = codec.stored(record, node_id=node_id, first=not self._exists, graph=self._graph_name)
         if isinstance(record, TaskClaimed) and self._status is not None:
             # claiming a step changes nothing about the run's state: a failed run stays failed
             stored = replace(stored, status=self._status)
@@ -292,7 +298,13 @@ def decode_run(run_id: str, store: RunStore, stored: Sequence[StoredRecord], cod
 
 
 async def fork_run(
-    store: RunStore, run_id: str, at_step: int, codec: RecordCodec, *, new_run_id: str | None = None
+    store: RunStore,
+    run_id: str,
+    at_step: int,
+    codec: RecordCodec,
+    *,
+    new_run_id: str | None = None,
+    graph: str | None = None,
 ) -> str:
     """Start a new run from the state and next node after step `at_step` of run `run_id`.
 
@@ -322,7 +334,7 @@ async def fork_run(
     new_id = new_run_id if new_run_id is not None else new_hex_id()
     record = TasksScheduled(new_tasks, state, time())
     node_id = new_tasks[0].node_id if new_tasks else None
-    await store.create(new_id, [codec.stored(record, node_id=node_id, first=True)])
+    await store.create(new_id, [codec.stored(record, node_id=node_id, first=True, graph=graph)])
     return new_id
 
 

@@ -367,25 +367,39 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
 
         state_type, run_end_type = self.inferred_types
         codec = RecordCodec(self.get_nodes(), state_type, run_end_type)
-        return await fork_run(store, run_id, at_step, codec, new_run_id=new_run_id)
+        return await fork_run(store, run_id, at_step, codec, new_run_id=new_run_id, graph=self.name)
 
     async def initialize(
         self,
         node: BaseNode[StateT, DepsT, RunEndT],
-        persistence: BaseStatePersistence[StateT, RunEndT],
+        persistence: BaseStatePersistence[StateT, RunEndT] | None = None,
         *,
         state: StateT = None,  # type: ignore[assignment]  # the TypeVar defaults to None
         infer_name: bool = True,
-    ) -> None:
-        """Record `node` as the next node to run in `persistence`, without running it."""
+        store: RunStore | None = None,
+        run_id: str | None = None,
+    ) -> str | None:
+        """Record `node` as the next node to run, without running it; return the run's id (durable runs).
+
+        With `store=`, this creates run `run_id` (new if not given) for a worker, or a
+        later `resume(store, run_id)`, to carry on.
+
+        Raises:
+            RunExists: `store` already holds a run `run_id`.
+        """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
-        persistence.set_graph_types(self)
-        await persistence._open_run(new=True)  # pyright: ignore[reportPrivateUsage]
+        target = _durable(persistence, store, run_id, "Graph.initialize()")
+        if target is None:
+            raise TypeError("Graph.initialize() needs a persistence or a store= to record the node in.")
+        target.set_graph_types(self)
+        await target._open_run(new=True)  # pyright: ignore[reportPrivateUsage]
         try:
-            await persistence.snapshot_node(state, node)
+            await target.snapshot_node(state, node)
         finally:
-            await persistence._close_run()  # pyright: ignore[reportPrivateUsage]
+            await target._close_run()  # pyright: ignore[reportPrivateUsage]
+        recorded = getattr(target, "run_id", None)
+        return recorded if isinstance(recorded, str) else None
 
     async def next(
         self,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from time import time
 from typing import TYPE_CHECKING, Any, get_args
 
+import anyio
 import pydantic
 import pydantic_core
 
@@ -78,11 +79,17 @@ def _input_adapter(node: Any) -> pydantic.TypeAdapter[Any] | None:
 class StoreRecorder:
     """Records a builder run's events in a store; each write finishes before the run goes on."""
 
-    def __init__(self, store: RunStore, run_id: str, codec: RecordCodec, *, exists: bool) -> None:
+    def __init__(
+        self, store: RunStore, run_id: str, codec: RecordCodec, *, exists: bool, graph: str | None = None
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.codec = codec
         self.exists = exists
+        self.graph = graph
+        """The graph's name, recorded with a new run."""
+        self._order = anyio.Lock()
+        """Records land in the order they were made: a record's state must not run ahead of the records before it."""
         self.lock: AbstractAsyncContextManager[None] | None = None
 
     async def open(self, *, new: bool) -> None:
@@ -106,17 +113,18 @@ class StoreRecorder:
 
     async def _write(self, record: RunRecord, node_id: str | None) -> None:
         try:
-            stored = self.codec.stored(record, node_id=node_id, first=not self.exists)
+            stored = self.codec.stored(record, node_id=node_id, first=not self.exists, graph=self.graph)
         except pydantic_core.PydanticSerializationError as err:
             raise PersistenceError(
                 f"Run {self.run_id!r} cannot be recorded: a value flowing into `{node_id}` cannot be stored as "
                 f"JSON ({err}). Durable runs need JSON-serializable values (a map over an async iterable is not)."
             ) from None
-        if self.exists:
-            await self.store.append(self.run_id, [stored])
-        else:
-            await self.store.create(self.run_id, [stored])
-            self.exists = True
+        async with self._order:  # fair: writers go in the order they came
+            if self.exists:
+                await self.store.append(self.run_id, [stored])
+            else:
+                await self.store.create(self.run_id, [stored])
+                self.exists = True
 
     async def tasks_created(self, tasks: Sequence[Task], state: Any) -> None:
         """Record tasks made outside a step (the start, a map's items)."""

@@ -310,6 +310,30 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
                 pass
         return run.output  # type: ignore[return-value]  # the run reached the end
 
+    async def initialize(
+        self,
+        store: RunStore,
+        run_id: str | None = None,
+        *,
+        state: StateT = None,  # type: ignore[assignment]
+        inputs: InputT = None,  # type: ignore[assignment]
+        infer_name: bool = True,
+    ) -> str:
+        """Create a run in `store` without running it, for a worker (or `resume`) to carry on.
+
+        Returns:
+            The run's id (`run_id`, or a new one).
+
+        Raises:
+            RunExists: `store` already holds a run `run_id`.
+        """
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
+        async with self.iter(state=state, inputs=inputs, store=store, run_id=run_id, infer_name=False) as run:
+            created = run.run_id
+        assert created is not None, "a run given a store has an id"
+        return created
+
     async def fork(self, store: RunStore, run_id: str, at_step: int, *, new_run_id: str | None = None) -> str:
         """Start a new run from where stored run `run_id` stood after `at_step` steps (0 = its start).
 
@@ -335,7 +359,7 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         from railyard._ids import new_hex_id
         from railyard.builder.durable import builder_codec
 
-        return StoreRecorder(store, run_id or new_hex_id(), builder_codec(self), exists=False)
+        return StoreRecorder(store, run_id or new_hex_id(), builder_codec(self), exists=False, graph=self.name)
 
     def _infer_name(self, frame: Any) -> None:
         from railyard._introspect import infer_name
@@ -351,6 +375,40 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         from railyard.builder.mermaid import render
 
         return render(self, title=title, direction=direction)
+
+    # `Any`: the options are `railyard.builder.mermaid.MermaidConfig`'s; the functions called here
+    # are typed with it and refuse an unknown option at run time (this module does not import it).
+    def mermaid_image(self, **kwargs: Any) -> bytes:
+        """The diagram (`render`'s text) drawn as an image by the mermaid rendering service.
+
+        A railyard addition: pydantic-graph's builder graphs only `render`. Takes the node
+        API's image options (`image_type`, `pdf_fit`, `pdf_landscape`, `pdf_paper`,
+        `background_color`, `theme`, `width`, `height`, `scale`, `httpx_client`,
+        `base_url`) and `render`'s `title` and `direction`; see
+        `railyard.builder.mermaid.MermaidConfig`. Needs `pip install 'railyard[image]'`.
+
+        Raises:
+            TypeError: an option is not one of `railyard.builder.mermaid.MermaidConfig`'s.
+            MermaidServiceError: the service could not be reached, or answered with an error.
+        """
+        from railyard.builder.mermaid import mermaid_image
+
+        return mermaid_image(self, **kwargs)
+
+    def mermaid_save(self, path: Any, /, **kwargs: Any) -> None:
+        """Save the diagram to `path`: `render`'s text for `.md`/`.mmd`/`.mermaid`, else an image.
+
+        A railyard addition. `path` is a `str` or a `pathlib.Path`; the options are
+        `mermaid_image`'s, and the image format comes from `image_type`, or else from the
+        file suffix. A text file needs no service.
+
+        Raises:
+            TypeError: an option is not one of `railyard.builder.mermaid.MermaidConfig`'s.
+            MermaidServiceError: an image was needed and the service could not render it.
+        """
+        from railyard.builder.mermaid import mermaid_save
+
+        mermaid_save(self, path, **kwargs)
 
     def __str__(self) -> str:
         return self.render()

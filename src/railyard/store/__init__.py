@@ -68,6 +68,8 @@ class StoredRecord:
     """Whether the record finishes a step (counted in `RunInfo.steps`)."""
     ts: float
     """When the record was made, as a POSIX timestamp."""
+    graph: str | None = None
+    """The name of the run's graph, on a run's first record (`None` elsewhere, or if it has none)."""
 
 
 def info_from_stored(run_id: str, records: Sequence[StoredRecord]) -> RunInfo:
@@ -79,6 +81,7 @@ def info_from_stored(run_id: str, records: Sequence[StoredRecord]) -> RunInfo:
         started_at=datetime.fromtimestamp(records[0].ts, UTC) if records else None,
         steps=sum(1 for r in records if r.finishes_step),
         last_node=last_node,
+        graph=records[0].graph if records else None,
     )
 
 
@@ -127,12 +130,19 @@ class RunStore(Protocol):
         """
         ...
 
-    async def claim(self, *, statuses: Collection[RunStatus] = ..., exclude: Collection[str] = ()) -> str | None:
+    async def claim(
+        self,
+        *,
+        statuses: Collection[RunStatus] = ...,
+        exclude: Collection[str] = (),
+        graphs: Collection[str | None] | None = None,
+    ) -> str | None:
         """Lock a run that is ready to go on and return its id (`None` if there is none).
 
         By default a run is ready when it is created, waiting, or was cut off mid-step;
-        runs whose driver is alive, and runs in `exclude`, are skipped. `lock(run_id)` on
-        this store takes the claim over.
+        runs whose driver is alive, and runs in `exclude`, are skipped. With `graphs`,
+        only runs of those graphs are claimed (`None` in it: runs whose graph was not
+        recorded). `lock(run_id)` on this store takes the claim over.
         """
         ...
 

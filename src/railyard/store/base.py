@@ -56,15 +56,23 @@ class LockingStore(ABC):
             with anyio.CancelScope(shield=True):  # a cancelled driver still lets go of its run
                 await release()
 
-    async def claim(self, *, statuses: Collection[RunStatus] = READY, exclude: Collection[str] = ()) -> str | None:
+    async def claim(
+        self,
+        *,
+        statuses: Collection[RunStatus] = READY,
+        exclude: Collection[str] = (),
+        graphs: Collection[str | None] | None = None,
+    ) -> str | None:
         """Lock a run that is ready to go on and return its id (`None` if there is none).
 
-        Runs in `exclude` are passed over. The claim is taken over by the next
+        Runs in `exclude` are passed over, and with `graphs`, runs of other graphs. The claim is taken over by the next
         `lock(run_id)` on this store (for instance by
         `graph.resume(DurablePersistence(store, run_id))`); `release_claim` gives it up.
         """
         for info in await self.runs():
             if info.status not in statuses or info.run_id in self._claimed or info.run_id in exclude:
+                continue
+            if graphs is not None and info.graph not in graphs:
                 continue
             release = await self._try_lock(info.run_id)
             if release is None:

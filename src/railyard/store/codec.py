@@ -119,11 +119,13 @@ class RecordCodec:
             for task in tasks
         ]
 
-    def stored(self, record: RunRecord, *, node_id: str | None, first: bool = False) -> StoredRecord:
+    def stored(
+        self, record: RunRecord, *, node_id: str | None, first: bool = False, graph: str | None = None
+    ) -> StoredRecord:
         """`record` as a backend keeps it: its JSON and the run's status after it.
 
         `node_id` is the node the record is about; `first` marks the record that creates
-        the run.
+        the run, which carries the name of its `graph`.
         """
         match record:
             case TasksScheduled():
@@ -143,6 +145,7 @@ class RecordCodec:
             node_id=node_id,
             finishes_step=isinstance(record, StepFinished) and bool(record.task_id),
             ts=record.ts,
+            graph=graph if first else None,
         )
 
     # -- decoding -------------------------------------------------------------------------

@@ -205,17 +205,23 @@ class FileStore(LockingStore):
 
 
 def _line(record: StoredRecord) -> bytes:
-    meta = json.dumps(
-        {
-            "kind": record.kind,
-            "status": record.status.value,
-            "node_id": record.node_id,
-            "finishes_step": record.finishes_step,
-            "ts": record.ts,
-        },
-        separators=(",", ":"),
-    )
+    fields: dict[str, Any] = {
+        "kind": record.kind,
+        "status": record.status.value,
+        "node_id": record.node_id,
+        "finishes_step": record.finishes_step,
+        "ts": record.ts,
+    }
+    if record.graph is not None:
+        fields["graph"] = record.graph
+    meta = json.dumps(fields, separators=(",", ":"))
     return f'{meta[:-1]},"record":{record.body}}}\n'.encode()
+
+
+def _graph_name(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"`graph` must be a string, not {value!r}")
 
 
 def _parse(run_id: str, path: Path, data: bytes) -> list[StoredRecord]:
@@ -240,6 +246,7 @@ def _parse(run_id: str, path: Path, data: bytes) -> list[StoredRecord]:
                     node_id=item["node_id"],
                     finishes_step=item["finishes_step"],
                     ts=item["ts"],
+                    graph=_graph_name(item.get("graph")),
                 )
             )
         except (ValueError, KeyError, TypeError) as err:

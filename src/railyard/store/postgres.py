@@ -32,8 +32,12 @@ except ImportError as err:  # pragma: no cover - depends on the installed extras
 
 __all__ = ("SCHEMA_VERSION", "PostgresStore")
 
-SCHEMA_VERSION = 1
-"""The version of the table layout this railyard writes and reads."""
+SCHEMA_VERSION = 2
+"""The version of the table layout this railyard writes and reads.
+
+Version 2 added `railyard_runs.graph`, the name of each run's graph; a version 1
+database is upgraded in place (one transaction adding the column) when first opened.
+"""
 
 _SCHEMA_LOCK = 0x7261696C  # an advisory lock key serializing schema creation
 _LOCK_SALT = 0x72756E  # mixed into run lock keys, so they do not collide with other uses
@@ -50,7 +54,8 @@ CREATE TABLE IF NOT EXISTS railyard_runs (
     updated_at double precision NOT NULL,
     steps integer NOT NULL,
     last_node text,
-    next_seq integer NOT NULL
+    next_seq integer NOT NULL,
+    graph text
 );
 CREATE INDEX IF NOT EXISTS railyard_runs_status ON railyard_runs (status, updated_at);
 CREATE TABLE IF NOT EXISTS railyard_records (
@@ -67,7 +72,7 @@ CREATE TABLE IF NOT EXISTS railyard_records (
 """
 
 _COLUMNS = {
-    "railyard_runs": ["run_id", "status", "started_at", "updated_at", "steps", "last_node", "next_seq"],
+    "railyard_runs": ["run_id", "status", "started_at", "updated_at", "steps", "last_node", "next_seq", "graph"],
     "railyard_records": ["run_id", "seq", "kind", "status", "node_id", "finishes_step", "ts", "body"],
 }
 
@@ -156,6 +161,12 @@ class PostgresStore(LockingStore):
                     f"{self!r} was written by a newer railyard (schema version {version}; this railyard reads up "
                     f"to {SCHEMA_VERSION}). Upgrade railyard to use it."
                 )
+            if version == 1 and columns.get("railyard_runs") == _COLUMNS["railyard_runs"][:-1]:
+                # version 2 added the graph's name; the schema lock held here keeps other upgraders out
+                await connection.execute("ALTER TABLE railyard_runs ADD COLUMN graph text")
+                await connection.execute("UPDATE railyard_meta SET value = '2' WHERE key = 'schema_version'")
+                columns["railyard_runs"] = _COLUMNS["railyard_runs"]
+                version = SCHEMA_VERSION
             for table, expected in _COLUMNS.items():
                 if columns.get(table) != expected:
                     raise PersistenceError(
@@ -171,8 +182,8 @@ class PostgresStore(LockingStore):
         first_ts = records[0].ts if records else 0.0
         async with pool.connection() as connection, connection.transaction():
             cursor = await connection.execute(
-                "INSERT INTO railyard_runs VALUES (%s, %s, %s, %s, 0, NULL, 0) ON CONFLICT DO NOTHING RETURNING 1",
-                (run_id, RunStatus.CREATED.value, first_ts, first_ts),
+                "INSERT INTO railyard_runs VALUES (%s, %s, %s, %s, 0, NULL, 0, %s) ON CONFLICT DO NOTHING RETURNING 1",
+                (run_id, RunStatus.CREATED.value, first_ts, first_ts, records[0].graph if records else None),
             )
             if await cursor.fetchone() is None:
                 raise RunExists(run_id, repr(self))
@@ -238,7 +249,7 @@ class PostgresStore(LockingStore):
         pool = await self._connection_pool()
         async with pool.connection() as connection:
             found = await (
-                await connection.execute("SELECT 1 FROM railyard_runs WHERE run_id = %s", (run_id,))
+                await connection.execute("SELECT graph FROM railyard_runs WHERE run_id = %s", (run_id,))
             ).fetchone()
             if found is None:
                 raise RunNotFound(run_id, repr(self))
@@ -252,8 +263,9 @@ class PostgresStore(LockingStore):
         for index, (seq, kind, status, node_id, finishes_step, ts, body) in enumerate(rows):
             if seq != index:
                 raise CorruptRunError(run_id, repr(self), index + 1, f"records jump from {index - 1} to {seq}")
+            graph = found[0] if index == 0 else None
             try:
-                records.append(StoredRecord(kind, body, RunStatus(status), node_id, finishes_step, ts))
+                records.append(StoredRecord(kind, body, RunStatus(status), node_id, finishes_step, ts, graph))
             except ValueError as err:
                 raise CorruptRunError(run_id, repr(self), index + 1, str(err)) from None
         return records
@@ -261,7 +273,7 @@ class PostgresStore(LockingStore):
     async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
         """Summaries of the runs, oldest first."""
         pool = await self._connection_pool()
-        query = "SELECT run_id, status, started_at, steps, last_node FROM railyard_runs"
+        query = "SELECT run_id, status, started_at, steps, last_node, graph FROM railyard_runs"
         async with pool.connection() as connection:
             if status is None:
                 cursor = await connection.execute(f"{query} ORDER BY started_at, run_id")
@@ -271,8 +283,8 @@ class PostgresStore(LockingStore):
                 )
             rows = await cursor.fetchall()
         return [
-            RunInfo(run_id, RunStatus(state), datetime.fromtimestamp(started, UTC), steps, last_node)
-            for run_id, state, started, steps, last_node in rows
+            RunInfo(run_id, RunStatus(state), datetime.fromtimestamp(started, UTC), steps, last_node, graph)
+            for run_id, state, started, steps, last_node, graph in rows
         ]
 
     # -- locks and claims -----------------------------------------------------------------
@@ -309,12 +321,18 @@ class PostgresStore(LockingStore):
 
         return release
 
-    async def claim(self, *, statuses: Collection[RunStatus] = READY, exclude: Collection[str] = ()) -> str | None:
+    async def claim(
+        self,
+        *,
+        statuses: Collection[RunStatus] = READY,
+        exclude: Collection[str] = (),
+        graphs: Collection[str | None] | None = None,
+    ) -> str | None:
         """Lock a run that is ready to go on, skipping rows other workers are looking at.
 
         Returns the run's id (`None` if no run is ready); drive it with
-        `graph.resume(DurablePersistence(store, run_id))`, which takes the claim over.
-        Runs in `exclude`, and runs whose driver is alive, are passed over.
+        `graph.resume(store, run_id)`, which takes the claim over. Runs in `exclude`,
+        runs whose driver is alive and, with `graphs`, runs of other graphs are passed over.
         """
         connection = await self._lock_connection()
         passed = set(exclude) | set(self._claimed) | set(self._held)
@@ -323,8 +341,15 @@ class PostgresStore(LockingStore):
                 async with connection.transaction():
                     cursor = await connection.execute(
                         "SELECT run_id FROM railyard_runs WHERE status = ANY(%s) AND NOT (run_id = ANY(%s)) "
+                        "AND (%s OR graph = ANY(%s) OR (%s AND graph IS NULL)) "
                         "ORDER BY updated_at FOR UPDATE SKIP LOCKED LIMIT 32",
-                        ([status.value for status in statuses], list(passed)),
+                        (
+                            [status.value for status in statuses],
+                            list(passed),
+                            graphs is None,
+                            [name for name in graphs or () if name is not None],
+                            graphs is not None and None in graphs,
+                        ),
                     )
                     page = [run_id for (run_id,) in await cursor.fetchall()]
                     for run_id in page:

@@ -28,8 +28,12 @@ from railyard.store.locks import FileLock
 
 __all__ = ("SCHEMA_VERSION", "SqliteStore")
 
-SCHEMA_VERSION = 1
-"""The version of the database layout this railyard writes and reads."""
+SCHEMA_VERSION = 2
+"""The version of the database layout this railyard writes and reads.
+
+Version 2 added `railyard_runs.graph`, the name of each run's graph; a version 1
+database is upgraded in place (one transaction adding the column) when first opened.
+"""
 
 T = TypeVar("T")
 
@@ -45,7 +49,8 @@ CREATE TABLE IF NOT EXISTS railyard_runs (
     updated_at REAL NOT NULL,
     steps INTEGER NOT NULL,
     last_node TEXT,
-    next_seq INTEGER NOT NULL
+    next_seq INTEGER NOT NULL,
+    graph TEXT
 );
 CREATE INDEX IF NOT EXISTS railyard_runs_status ON railyard_runs (status, started_at);
 CREATE TABLE IF NOT EXISTS railyard_records (
@@ -61,7 +66,7 @@ CREATE TABLE IF NOT EXISTS railyard_records (
 ) WITHOUT ROWID;
 """
 
-_RUN_COLUMNS = ("run_id", "status", "started_at", "updated_at", "steps", "last_node", "next_seq")
+_RUN_COLUMNS = ("run_id", "status", "started_at", "updated_at", "steps", "last_node", "next_seq", "graph")
 _RECORD_COLUMNS = ("run_id", "seq", "kind", "status", "node_id", "finishes_step", "ts", "body")
 
 
@@ -124,6 +129,8 @@ class SqliteStore(LockingStore):
                 f"{self.path} was written by a newer railyard (schema version {version}; this railyard reads "
                 f"up to {SCHEMA_VERSION}). Upgrade railyard to use it."
             )
+        if version == 1:
+            version = self._upgrade_from_1(connection)
         for table, expected in (("railyard_runs", _RUN_COLUMNS), ("railyard_records", _RECORD_COLUMNS)):
             columns = tuple(row[1] for row in connection.execute(f"PRAGMA table_info({table})"))
             if columns != expected:
@@ -131,6 +138,30 @@ class SqliteStore(LockingStore):
                     f"{self.path}: table {table} has columns {list(columns)}, expected {list(expected)}; "
                     f"the database does not have railyard's schema version {version}."
                 )
+
+    def _upgrade_from_1(self, connection: sqlite3.Connection) -> int:
+        """Add version 2's `graph` column, in one transaction (another process may be doing it too)."""
+
+        def upgrade() -> None:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                row = connection.execute("SELECT value FROM railyard_meta WHERE key = 'schema_version'").fetchone()
+                if row is not None and row[0] == "1":  # not upgraded by another process meanwhile
+                    columns = tuple(r[1] for r in connection.execute("PRAGMA table_info(railyard_runs)"))
+                    if columns != _RUN_COLUMNS[:-1]:
+                        raise PersistenceError(
+                            f"{self.path}: table railyard_runs has columns {list(columns)}, expected "
+                            f"{list(_RUN_COLUMNS[:-1])}; the database does not have railyard's schema version 1."
+                        )
+                    connection.execute("ALTER TABLE railyard_runs ADD COLUMN graph TEXT")
+                    connection.execute("UPDATE railyard_meta SET value = '2' WHERE key = 'schema_version'")
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+        _retry_busy(upgrade)
+        return SCHEMA_VERSION
 
     async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -152,8 +183,8 @@ class SqliteStore(LockingStore):
                     raise RunExists(run_id, repr(self))
                 first_ts = records[0].ts if records else 0.0
                 connection.execute(
-                    "INSERT INTO railyard_runs VALUES (?, ?, ?, ?, 0, NULL, 0)",
-                    (run_id, RunStatus.CREATED.value, first_ts, first_ts),
+                    "INSERT INTO railyard_runs VALUES (?, ?, ?, ?, 0, NULL, 0, ?)",
+                    (run_id, RunStatus.CREATED.value, first_ts, first_ts, records[0].graph if records else None),
                 )
                 _insert(connection, run_id, records, repr(self))
                 connection.execute("COMMIT")
@@ -181,7 +212,8 @@ class SqliteStore(LockingStore):
         """Every record of the run, in order."""
 
         def read(connection: sqlite3.Connection) -> list[StoredRecord]:
-            if connection.execute("SELECT 1 FROM railyard_runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+            run = connection.execute("SELECT graph FROM railyard_runs WHERE run_id = ?", (run_id,)).fetchone()
+            if run is None:
                 raise RunNotFound(run_id, repr(self))
             rows = connection.execute(
                 "SELECT seq, kind, status, node_id, finishes_step, ts, body FROM railyard_records "
@@ -192,8 +224,9 @@ class SqliteStore(LockingStore):
             for index, (seq, kind, status, node_id, finishes_step, ts, body) in enumerate(rows):
                 if seq != index:
                     raise CorruptRunError(run_id, repr(self), index + 1, f"records jump from {index - 1} to {seq}")
+                graph = run[0] if index == 0 else None
                 try:
-                    records.append(StoredRecord(kind, body, RunStatus(status), node_id, bool(finishes_step), ts))
+                    records.append(StoredRecord(kind, body, RunStatus(status), node_id, bool(finishes_step), ts, graph))
                 except ValueError as err:
                     raise CorruptRunError(run_id, repr(self), index + 1, str(err)) from None
             return records
@@ -204,15 +237,15 @@ class SqliteStore(LockingStore):
         """Summaries of the runs, oldest first."""
 
         def runs(connection: sqlite3.Connection) -> list[RunInfo]:
-            query = "SELECT run_id, status, started_at, steps, last_node FROM railyard_runs"
+            query = "SELECT run_id, status, started_at, steps, last_node, graph FROM railyard_runs"
             rows = (
                 connection.execute(f"{query} WHERE status = ? ORDER BY started_at", (status.value,))
                 if status is not None
                 else connection.execute(f"{query} ORDER BY started_at")
             )
             return [
-                RunInfo(run_id, RunStatus(state), datetime.fromtimestamp(started, UTC), steps, last_node)
-                for run_id, state, started, steps, last_node in rows
+                RunInfo(run_id, RunStatus(state), datetime.fromtimestamp(started, UTC), steps, last_node, graph)
+                for run_id, state, started, steps, last_node, graph in rows
             ]
 
         return await self._call(runs)

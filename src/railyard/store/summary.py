@@ -32,6 +32,8 @@ class RunInfo:
     """How many steps finished."""
     last_node: str | None
     """The id of the node that ran (or was scheduled) last."""
+    graph: str | None = None
+    """The name of the run's graph, as recorded when the run was created."""
 
 
 def summarize(run_id: str, records: Sequence[RunRecord]) -> RunInfo:

@@ -223,6 +223,32 @@ async def check_claim(store: RunStore) -> None:
     await store.release_claim(again)
 
 
+async def check_graph_names(store: RunStore) -> None:
+    """A run's graph name, written on its first record, comes back with it, in `runs()`, and filters `claim`."""
+    orders, fan_out, unnamed = (f"{name}-{new_hex_id()}" for name in ("orders", "fan-out", "unnamed"))
+    first = _record("tasks_scheduled", RunStatus.CREATED, "A")
+    await store.create(orders, [StoredRecord(**{**_fields(first), "graph": "orders"})])
+    await store.create(fan_out, [StoredRecord(**{**_fields(first), "graph": "fan_out"})])
+    await store.create(unnamed, [first])
+    await store.append(orders, [_record("step_started", RunStatus.RUNNING, "A", n=1)])
+    stored = await store.read(orders)
+    assert [r.graph for r in stored] == ["orders", None], f"the graph name is on the first record only: {stored!r}"
+    assert (await store.read(unnamed))[0].graph is None, "a run created without a graph name has none"
+    names = {info.run_id: info.graph for info in await store.runs()}
+    assert names == {orders: "orders", fan_out: "fan_out", unnamed: None}, f"runs() reports graph names: {names!r}"
+    claimed = await store.claim(graphs=["fan_out"])
+    assert claimed == fan_out, f"claim(graphs=['fan_out']) must pick the fan_out run, got {claimed!r}"
+    assert await store.claim(graphs=["fan_out", "other"]) is None, "no other fan_out run is ready"
+    anonymous = await store.claim(graphs=[None])
+    assert anonymous == unnamed, f"claim(graphs=[None]) picks runs recorded without a name, got {anonymous!r}"
+    for run_id in (claimed, anonymous):
+        await store.release_claim(run_id)
+
+
+def _fields(record: StoredRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in StoredRecord.__dataclass_fields__}
+
+
 CHECKS: tuple[Callable[[RunStore], Awaitable[None]], ...] = (
     check_records_in_order,
     check_missing_and_duplicate_runs,
@@ -233,6 +259,7 @@ CHECKS: tuple[Callable[[RunStore], Awaitable[None]], ...] = (
     check_resume_finishes_each_step_once,
     check_one_driver,
     check_claim,
+    check_graph_names,
 )
 """Every check of the suite; each takes a fresh store."""
 

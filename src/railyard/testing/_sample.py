@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import anyio
+import anyio.lowlevel
 import pydantic
 
 from railyard.graph import Graph
@@ -21,6 +23,7 @@ __all__ = (
     "CrashState",
     "Effects",
     "Fail",
+    "FanOutState",
     "Mixed",
     "Point",
     "RichState",
@@ -28,6 +31,8 @@ __all__ = (
     "count_graph",
     "crash_graph",
     "crash_subject",
+    "fan_out_graph",
+    "fan_out_subject",
     "rich_graph",
 )
 
@@ -157,3 +162,52 @@ crash_graph = Graph(nodes=(Tick,), name="crash_graph")
 def crash_subject(workdir: Path) -> CrashSubject:
     """The crash test's subject: 300 ticks, each writing its step id to `workdir/effects.log`."""
     return CrashSubject(crash_graph, Tick(300), CrashState(), Effects(str(workdir / "effects.log")))
+
+
+@dataclass
+class FanOutState:
+    """What the fan-out graph's branches add to as they finish (the same whatever their order)."""
+
+    squared: int = 0
+    total: int = 0
+
+
+def _fan_out_graph() -> Any:
+    from railyard.builder import GraphBuilder, StepContext, reduce_sum
+
+    g = GraphBuilder(name="fan_out_graph", state_type=FanOutState, deps_type=Effects, input_type=int, output_type=int)
+
+    @g.step
+    async def numbers(ctx: StepContext[FanOutState, Effects, int]) -> list[int]:
+        return list(range(ctx.inputs))
+
+    @g.step
+    async def square(ctx: StepContext[FanOutState, Effects, int]) -> int:
+        ctx.deps.record(ctx.step_id)  # the side effect, keyed by the step id
+        await anyio.lowlevel.checkpoint()  # let the branches interleave
+        ctx.state.squared += 1
+        return ctx.inputs * ctx.inputs
+
+    @g.step
+    async def finish(ctx: StepContext[FanOutState, Effects, int]) -> int:
+        ctx.state.total = ctx.inputs
+        return ctx.inputs
+
+    total = g.join(reduce_sum, initial=0, node_id="total")
+    g.add(
+        g.edge_from(g.start_node).to(numbers),
+        g.edge_from(numbers).map(downstream_join_id="total", max_concurrency=4).to(square),
+        g.edge_from(square).to(total),
+        g.edge_from(total).to(finish),
+        g.edge_from(finish).to(g.end_node),
+    )
+    return g.build()
+
+
+fan_out_graph = _fan_out_graph()
+"""A builder graph that maps `square` over `range(n)` and sums the squares."""
+
+
+def fan_out_subject(workdir: Path) -> CrashSubject:
+    """The builder crash test's subject: 150 squares, 4 at a time, each writing its step id to `workdir/effects.log`."""
+    return CrashSubject(fan_out_graph, state=FanOutState(), deps=Effects(str(workdir / "effects.log")), inputs=150)

@@ -5,15 +5,18 @@ report = await crash_test("my_app.crash:subject", "sqlite:///tmp/runs.db", trial
 ```
 
 `target` names a function `subject(workdir: Path) -> CrashSubject` in an importable
-module: the graph, the node to start from, the initial state and the dependencies
-(which may write side effects under `workdir`). For each trial the harness starts the
-run in a new process, kills it with SIGKILL at a random moment, resumes it in another
-new process, and checks the guarantee against an uninterrupted reference run:
+module: the graph (a node-API `Graph` or a builder `Graph`), where it starts (a node, or
+the builder's `inputs`), the initial state and the dependencies (which may write side
+effects under `workdir`). For each trial the harness starts the run in a new process,
+kills it with SIGKILL at a random moment, resumes it in another new process, and checks
+the guarantee against an uninterrupted reference run:
 
-- the final state and the list of finished steps (each step's node and the state after
-  it) are exactly the reference's;
+- a node graph's finished steps (each step's node and the state after it) are exactly
+  the reference's, in order; a builder graph's steps may finish in another order when
+  its branches run at once, so its finished steps (each step's node and inputs) are the
+  reference's as a multiset, and its final state and output are the reference's;
 - no step finished twice, and the only steps started again are those that were running
-  when the process died (at least once for the step in flight, never for a finished one).
+  when the process died (for a node graph, at most the one step in flight).
 
 A failed check raises `AssertionError` naming the trial. The worker is this module run
 as a program: `python -m railyard.testing.crash worker TARGET STORE_URL RUN_ID WORKDIR`.
@@ -30,15 +33,16 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
-from railyard.durable import DurablePersistence, read_run
+from railyard.durable import read_run
 from railyard.exceptions import RunNotFound
 from railyard.graph import Graph
 from railyard.nodes import BaseNode
@@ -47,6 +51,9 @@ from railyard.store.codec import RecordCodec
 from railyard.store.records import RunRecord, StepFinished, StepStarted
 from railyard.store.urls import open_store
 
+if TYPE_CHECKING:
+    from railyard.builder.graph import Graph as BuilderGraph
+
 __all__ = ("CrashReport", "CrashSubject", "CrashTrial", "crash_test")
 
 
@@ -54,14 +61,16 @@ __all__ = ("CrashReport", "CrashSubject", "CrashTrial", "crash_test")
 class CrashSubject:
     """What a crash test runs: a graph, where it starts, and what it starts with."""
 
-    graph: Graph[Any, Any, Any]
-    """The graph to run."""
-    start: BaseNode[Any, Any, Any]
-    """The node the run starts from."""
+    graph: Graph[Any, Any, Any] | BuilderGraph[Any, Any, Any, Any]
+    """The graph to run: a node-API graph or a builder graph."""
+    start: BaseNode[Any, Any, Any] | None = None
+    """The node a node-API run starts from."""
     state: Any = None
     """The initial state."""
     deps: Any = None
     """The dependencies, the same in every process."""
+    inputs: Any = None
+    """What a builder run starts with."""
 
 
 @dataclass
@@ -109,8 +118,13 @@ def load_subject(target: str, workdir: Path) -> CrashSubject:
 
 
 def _codec(subject: CrashSubject) -> RecordCodec:
-    state_type, run_end_type = subject.graph.inferred_types
-    return RecordCodec(subject.graph.get_nodes(), state_type, run_end_type)
+    graph = subject.graph
+    if isinstance(graph, Graph):
+        state_type, run_end_type = graph.inferred_types
+        return RecordCodec(graph.get_nodes(), state_type, run_end_type)
+    from railyard.builder.durable import builder_codec
+
+    return builder_codec(graph)
 
 
 async def _drive(subject: CrashSubject, store_url: str, run_id: str) -> None:
@@ -123,12 +137,23 @@ async def _drive(subject: CrashSubject, store_url: str, run_id: str) -> None:
             await store.read(run_id)
         except RunNotFound:
             exists = False
-        persistence: DurablePersistence[Any, Any] = DurablePersistence(store, run_id)
+        context: AbstractAsyncContextManager[AsyncIterator[Any]]
         if exists:
-            context = graph.iter_from_persistence(persistence, deps=subject.deps, infer_name=False)
+            context = graph.iter_resume(store, run_id, deps=subject.deps)
+        elif isinstance(graph, Graph):
+            if subject.start is None:
+                raise TypeError(f"CrashSubject of node graph {graph.name!r} needs a start node")
+            context = graph.iter(
+                subject.start, state=subject.state, deps=subject.deps, store=store, run_id=run_id, infer_name=False
+            )
         else:
             context = graph.iter(
-                subject.start, state=subject.state, deps=subject.deps, persistence=persistence, infer_name=False
+                state=subject.state,
+                deps=subject.deps,
+                inputs=subject.inputs,
+                store=store,
+                run_id=run_id,
+                infer_name=False,
             )
         async with context as run:
             print("started", flush=True)
@@ -172,16 +197,29 @@ async def _records(store: RunStore, run_id: str, codec: RecordCodec) -> tuple[li
     return records, len(caught)
 
 
-def _finished_steps(records: Sequence[RunRecord], codec: RecordCodec) -> list[tuple[str, Any]]:
-    """Each finished step's node id and the state after it (as JSON), in order."""
-    nodes: dict[str, str] = {}
+def _finished_steps(records: Sequence[RunRecord], codec: RecordCodec, *, sequential: bool) -> list[tuple[str, Any]]:
+    """Each finished step, in order: its node id and the state after it (as JSON).
+
+    For a graph whose steps run at once (`sequential=False`), the step's inputs instead
+    of the state after it (the state between steps depends on the order they finish in),
+    and the final state as a last entry.
+    """
+    tasks: dict[str, dict[str, Any]] = {}
     steps: list[tuple[str, Any]] = []
+    final: Any = None
     for record in records:
-        for task in getattr(record, "tasks", ()) + getattr(record, "next_tasks", ()):
-            nodes[task.task_id] = task.node_id
+        dumped = codec.dump(record)
+        for task in dumped.get("tasks", []) + dumped.get("next_tasks", []):
+            tasks[task["task_id"]] = task
         if isinstance(record, StepFinished) and record.task_id:
-            steps.append((nodes.get(record.task_id, "?"), codec.dump(record)["state"]))
-    return steps
+            task = tasks.get(record.task_id, {})
+            node_id = task.get("node_id", record.task_id.split(":")[1] if record.task_id.startswith("join:") else "?")
+            steps.append((node_id, dumped["state"] if sequential else task.get("inputs")))
+            final = dumped["state"]
+    if sequential:
+        return steps
+    ordered = sorted(steps, key=repr)
+    return [*ordered, ("final state", final)]
 
 
 async def crash_test(
@@ -213,9 +251,11 @@ async def crash_test(
         await anyio.to_thread.run_sync(_finish, process, timeout, "reference run")
         reference_seconds = time.perf_counter() - started
         reference, _ = await _records(store, reference_id, codec)
-        expected = _finished_steps(reference, codec)
+        sequential = isinstance(subject.graph, Graph)
+        expected = _finished_steps(reference, codec, sequential=sequential)
 
-        report = CrashReport(store_url, len(expected), reference_seconds, [])
+        steps = len(expected) if sequential else len(expected) - 1  # less the final state
+        report = CrashReport(store_url, steps, reference_seconds, [])
         for index in range(trials):
             run_id = f"crash-{stamp}-{index}"
             trial_dir = str(base / f"trial-{index}")
@@ -245,6 +285,7 @@ async def crash_test(
                 finished_before=finished_before,
                 started_before=started_before,
                 codec=codec,
+                sequential=sequential,
             )
             report.trials.append(trial)
         return report
@@ -261,8 +302,9 @@ def _check_trial(
     finished_before: set[str],
     started_before: list[str],
     codec: RecordCodec,
+    sequential: bool,
 ) -> None:
-    got = _finished_steps(after, codec)
+    got = _finished_steps(after, codec, sequential=sequential)
     where = f"trial {index} (run {trial.run_id}, killed after {trial.kill_after:.4f}s)"
     assert len(got) == len(expected), f"{where}: {len(got)} finished steps, the reference has {len(expected)}"
     for number, (step, reference) in enumerate(zip(got, expected, strict=True), start=1):
@@ -272,7 +314,8 @@ def _check_trial(
     restarted = [task_id for task_id in [r.task_id for r in after if isinstance(r, StepStarted)][len(started_before) :]]
     again = [task_id for task_id in restarted if task_id in started_before]
     assert not set(again) & finished_before, f"{where}: a finished step ran again: {set(again) & finished_before}"
-    assert len(set(again)) <= 1, f"{where}: more than the one step in flight ran again: {again}"
+    if sequential:
+        assert len(set(again)) <= 1, f"{where}: more than the one step in flight ran again: {again}"
     trial.restarted_steps = sorted(set(again))
 
 
