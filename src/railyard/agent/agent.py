@@ -16,19 +16,16 @@ print(run.result.data)
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import inspect
-import threading
 import types
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from contextvars import ContextVar
 from typing import Any, Generic, TypeGuard, overload
 
 from typing_extensions import TypeVar, Unpack
 
 from railyard._sync import refuse_running_loop
+from railyard.agent._capture import capture_run_messages, take_capture_list
 from railyard.agent._graph import (
     AgentDeps,
     AgentState,
@@ -41,18 +38,19 @@ from railyard.agent._graph import (
 )
 from railyard.agent._prompts import PromptFunction
 from railyard.agent._result import ResultSchema, ResultValidator
+from railyard.agent._run import AgentRun, AgentRunResult, finish, stream_result
+from railyard.agent._thread_loop import thread_loop
 from railyard.agent.content import UserContent
-from railyard.agent.events import FinalResultEvent
-from railyard.agent.exceptions import UnexpectedModelBehavior, UserError
-from railyard.agent.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ToolReturnPart
+from railyard.agent.exceptions import UserError
+from railyard.agent.messages import ModelMessage
 from railyard.agent.models import KnownModelName, Model, infer_model
 from railyard.agent.settings import ModelSettings
 from railyard.agent.streaming import StreamedRunResult
 from railyard.agent.tools import Tool, ToolOptions
 from railyard.agent.usage import Usage, UsageLimits
-from railyard.graph import GraphRun
-from railyard.nodes import BaseNode, End
+from railyard.nodes import End
 from railyard.persistence import BaseStatePersistence
+from railyard.store import RunStore
 
 __all__ = ("Agent", "AgentRun", "AgentRunResult", "EndStrategy", "capture_run_messages")
 
@@ -60,161 +58,6 @@ AgentDepsT = TypeVar("AgentDepsT", default=None)
 ResultDataT = TypeVar("ResultDataT", default=str)
 F = TypeVar("F", bound=Callable[..., Any])
 _NONE_TYPE: Any = type(None)
-AgentNode = BaseNode[AgentState, AgentDeps, FinalResult[Any]] | End[FinalResult[Any]]
-
-
-_captured: ContextVar[list[list[ModelMessage]] | None] = ContextVar("railyard_captured_messages", default=None)
-
-
-@contextmanager
-def capture_run_messages() -> Iterator[list[ModelMessage]]:
-    """Give a list that the first agent run inside the block fills with its messages.
-
-    Useful to see what was said when a run fails:
-
-    ```python
-    with capture_run_messages() as messages:
-        try:
-            agent.run_sync("q")
-        except UnexpectedModelBehavior:
-            print(messages)
-    ```
-    """
-    messages: list[ModelMessage] = []
-    token = _captured.set([messages])
-    try:
-        yield messages
-    finally:
-        _captured.reset(token)
-
-
-def _take_capture_list() -> list[ModelMessage] | None:
-    """The capture block's list, the first time a run asks for it; else None."""
-    pending = _captured.get()
-    if not pending:
-        return None
-    return pending.pop()
-
-
-class AgentRunResult(Generic[ResultDataT]):
-    """What a finished agent run gives: its result `data`, conversation and usage."""
-
-    def __init__(self, data: ResultDataT, state: AgentState, result_tool_name: str | None) -> None:
-        self.data = data
-        """The run's result."""
-        self._state = state
-        self._result_tool_name = result_tool_name
-
-    @property
-    def output(self) -> ResultDataT:
-        """The run's result (the later name for `data`)."""
-        return self.data
-
-    def all_messages(self, *, result_tool_return_content: str | None = None) -> list[ModelMessage]:
-        """The whole conversation, including any history the run started from.
-
-        `result_tool_return_content` replaces what the final result tool "returned" in
-        the last message, to continue the conversation with that text.
-        """
-        messages = list(self._state.message_history)
-        if result_tool_return_content is None:
-            return messages
-        if self._result_tool_name is None:
-            raise ValueError("Cannot set result tool return content when the return type is `str`.")
-        last = messages[-1]
-        if isinstance(last, ModelRequest):
-            for index, part in enumerate(last.parts):
-                if isinstance(part, ToolReturnPart) and part.tool_name == self._result_tool_name:
-                    parts = list(last.parts)
-                    parts[index] = dataclasses.replace(part, content=result_tool_return_content)
-                    messages[-1] = dataclasses.replace(last, parts=parts)
-                    break
-        return messages
-
-    def new_messages(self, *, result_tool_return_content: str | None = None) -> list[ModelMessage]:
-        """The messages this run added."""
-        messages = self.all_messages(result_tool_return_content=result_tool_return_content)
-        return messages[self._state.new_message_index :]
-
-    def all_messages_json(self, *, result_tool_return_content: str | None = None) -> bytes:
-        """`all_messages()` as JSON."""
-        return ModelMessagesTypeAdapter.dump_json(
-            self.all_messages(result_tool_return_content=result_tool_return_content)
-        )
-
-    def new_messages_json(self, *, result_tool_return_content: str | None = None) -> bytes:
-        """`new_messages()` as JSON."""
-        return ModelMessagesTypeAdapter.dump_json(
-            self.new_messages(result_tool_return_content=result_tool_return_content)
-        )
-
-    def usage(self) -> Usage:
-        """Requests and tokens the run used."""
-        return self._state.usage
-
-    def __repr__(self) -> str:
-        return f"AgentRunResult(data={self.data!r})"
-
-
-class AgentRun(Generic[AgentDepsT, ResultDataT]):
-    """An agent run in progress: async-iterate over its nodes, or drive it with `next()`.
-
-    Iterating yields each node as the run reaches it: `ModelRequestNode`,
-    `CallToolsNode`, ... and finally `End(FinalResult(...))`. Before the first step,
-    `next_node` is the `UserPromptNode` that builds the first request.
-    """
-
-    def __init__(self, graph_run: GraphRun[AgentState, AgentDeps, FinalResult[Any]]) -> None:
-        self._run = graph_run
-
-    @property
-    def ctx(self) -> Any:
-        """The run's state and dependencies (a graph run context)."""
-        return self._run.ctx
-
-    @property
-    def next_node(self) -> AgentNode:
-        """The node that runs next, or the `End` once the run has ended."""
-        return self._run.next_node
-
-    @property
-    def result(self) -> AgentRunResult[ResultDataT] | None:
-        """The result once the run has ended, else None."""
-        result = self._run.result
-        if result is None:
-            return None
-        final = result.output
-        return AgentRunResult(final.data, self._run.state, final.tool_name)
-
-    def usage(self) -> Usage:
-        """Requests and tokens used so far."""
-        return self._run.state.usage
-
-    def all_messages(self) -> list[ModelMessage]:
-        """The conversation so far."""
-        return list(self._run.state.message_history)
-
-    def new_messages(self) -> list[ModelMessage]:
-        """The messages this run has added so far."""
-        return self._run.state.message_history[self._run.state.new_message_index :]
-
-    async def next(self, node: BaseNode[AgentState, AgentDeps, FinalResult[Any]] | None = None) -> AgentNode:
-        """Run `node` (by default `next_node`) and return the node after it."""
-        return await self._run.next(node)
-
-    def __aiter__(self) -> AsyncIterator[AgentNode]:
-        return self
-
-    async def __anext__(self) -> AgentNode:
-        """Run the next node and return the one it leads to; stop after the `End`."""
-        if isinstance(self._run.next_node, End):
-            raise StopAsyncIteration
-        return await self._run.next()
-
-    def __repr__(self) -> str:
-        result = self._run.result
-        shown = "<run not finished>" if result is None else repr(result.output)
-        return f"<AgentRun result={shown} usage={self.usage()!r}>"
 
 
 class Agent(Generic[AgentDepsT, ResultDataT]):
@@ -379,15 +222,23 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         usage: Usage | None = None,
         infer_name: bool = True,
         persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
     ) -> AsyncIterator[AgentRun[AgentDepsT, ResultDataT]]:
         """Start a run and give its `AgentRun`, to iterate over or drive with `next()`.
 
-        With a durable `persistence`, every step is stored and the run can be carried on
-        in another process with `iter_from_persistence` (or `resume`).
+        With a `store`, the run is durable: recorded there as run `run_id` (a new id if none
+        is given: see `AgentRun.run_id`) before its first step, so `resume(store, run_id)`
+        carries it on in any process. `persistence=` is pydantic-graph's spelling of the same.
+
+        Raises:
+            TypeError: both `persistence` and `store` were given, or `run_id` without `store`.
+            RunExists: `store` already holds a run `run_id`.
         """
+        _check_durable(persistence, store, run_id, "Agent.iter()")
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
-        history = _take_capture_list()
+        history = take_capture_list()
         if history is None:
             history = []
         history.extend(message_history or [])
@@ -400,7 +251,13 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         result_type = _pick(result_type, output_type, "result_type", "output_type", None)
         agent_deps = self._agent_deps(result_type, model, deps, model_settings, usage_limits)
         async with agent_graph.iter(
-            UserPromptNode(user_prompt), state=state, deps=agent_deps, persistence=persistence, infer_name=False
+            UserPromptNode(user_prompt),
+            state=state,
+            deps=agent_deps,
+            persistence=persistence,
+            infer_name=False,
+            store=store,
+            run_id=run_id,
         ) as graph_run:
             yield AgentRun(graph_run)
 
@@ -427,17 +284,77 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         async with agent_graph.iter_from_persistence(persistence, deps=agent_deps, infer_name=False) as graph_run:
             yield AgentRun(graph_run)
 
+    @asynccontextmanager
+    async def iter_resume(
+        self,
+        store: RunStore,
+        run_id: str,
+        *,
+        result_type: Any = None,
+        output_type: Any = None,
+        model: Model | KnownModelName | None = None,
+        deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: ModelSettings | None = None,
+        usage_limits: UsageLimits | None = None,
+    ) -> AsyncIterator[AgentRun[AgentDepsT, ResultDataT]]:
+        """Take up stored run `run_id` where it stopped, as an `AgentRun` to iterate or drive.
+
+        What comes from the store and what from this agent is as for `iter_from_persistence`.
+
+        Raises:
+            RunNotFound: the store has no such run.
+            RunEnded: the run has ended.
+            RunLocked: another driver is advancing the run.
+        """
+        result_type = _pick(result_type, output_type, "result_type", "output_type", None)
+        agent_deps = self._agent_deps(result_type, model, deps, model_settings, usage_limits)
+        async with agent_graph.iter_resume(store, run_id, deps=agent_deps) as graph_run:
+            yield AgentRun(graph_run)
+
     async def resume(
         self,
-        persistence: BaseStatePersistence[AgentState, FinalResult[Any]],
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | RunStore,
+        run_id: str | None = None,
         *,
         model: Model | KnownModelName | None = None,
         deps: AgentDepsT = None,  # type: ignore[assignment]
         usage_limits: UsageLimits | None = None,
     ) -> AgentRunResult[ResultDataT]:
-        """Carry a stored run on to its end and return its result."""
-        async with self.iter_from_persistence(persistence, model=model, deps=deps, usage_limits=usage_limits) as run:
-            return await _finish(run)
+        """Carry a stored run on to its end: `resume(store, run_id)`, or `resume(persistence)`.
+
+        Raises:
+            TypeError: a persistence was given with a `run_id`, or a store without one.
+            RunNotFound: the store has no such run.
+            RunEnded: the run has already ended.
+            RunLocked: another driver is advancing the run.
+        """
+        if isinstance(persistence, BaseStatePersistence):
+            if run_id is not None:
+                raise TypeError(
+                    "Agent.resume() takes a store and a run id, or a persistence alone; got a persistence and "
+                    f"run_id={run_id!r}. Use resume(store, run_id) or resume(persistence)."
+                )
+            context = self.iter_from_persistence(persistence, model=model, deps=deps, usage_limits=usage_limits)
+        else:
+            if run_id is None or not hasattr(persistence, "read"):
+                raise TypeError(f"Agent.resume({persistence!r}) needs a store and a run id: resume(store, run_id).")
+            context = self.iter_resume(persistence, run_id, model=model, deps=deps, usage_limits=usage_limits)
+        async with context as run:
+            return await finish(run)
+
+    async def fork(self, store: RunStore, run_id: str, at_step: int, *, new_run_id: str | None = None) -> str:
+        """Start a new run from step `at_step` of stored run `run_id` (0 = its start); return its id.
+
+        Step 1 builds the first request; then each model request, and each round of tool calls,
+        is a step. The new run starts from the conversation, usage and next node recorded after
+        that step, under its own id; the old run is not changed. Resume it with `resume(store, id)`.
+
+        Raises:
+            ValueError: the run has no such step, or that step ended it.
+            RunNotFound: the store has no run `run_id`.
+            RunExists: `new_run_id` is taken.
+        """
+        return await agent_graph.fork(store, run_id, at_step, new_run_id=new_run_id)
 
     async def run(
         self,
@@ -453,8 +370,16 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         usage: Usage | None = None,
         infer_name: bool = True,
         persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
     ) -> AgentRunResult[ResultDataT]:
-        """Run to the end and return the result."""
+        """Run to the end and return the result; `store`, `run_id` and `persistence` are as for `iter`.
+
+        Raises:
+            TypeError: both `persistence` and `store` were given, or `run_id` without `store`.
+            RunExists: `store` already holds a run `run_id`.
+        """
+        _check_durable(persistence, store, run_id, "Agent.run()")
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         async with self.iter(
@@ -469,8 +394,10 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             usage=usage,
             infer_name=False,
             persistence=persistence,
+            store=store,
+            run_id=run_id,
         ) as run:
-            return await _finish(run)
+            return await finish(run)
 
     def run_sync(
         self,
@@ -486,13 +413,18 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         usage: Usage | None = None,
         infer_name: bool = True,
         persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
     ) -> AgentRunResult[ResultDataT]:
         """`run`, from synchronous code (it starts an event loop).
 
         Raises:
             RuntimeError: called while an event loop is running in this thread; use
                 `await agent.run(...)` there instead.
+            TypeError: both `persistence` and `store` were given, or `run_id` without `store`.
+            RunExists: `store` already holds a run `run_id`.
         """
+        _check_durable(persistence, store, run_id, "Agent.run_sync()")
         refuse_running_loop("Agent.run_sync()", "await agent.run(...)")
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
@@ -510,9 +442,11 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
                 usage=usage,
                 infer_name=False,
                 persistence=persistence,
+                store=store,
+                run_id=run_id,
             )
 
-        return _thread_loop().run_until_complete(main())
+        return thread_loop().run_until_complete(main())
 
     @asynccontextmanager
     async def run_stream(
@@ -538,43 +472,23 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
-        async with self.iter(
-            user_prompt,
-            result_type=result_type,
-            output_type=output_type,
-            message_history=message_history,
-            model=model,
-            deps=deps,
-            model_settings=model_settings,
-            usage_limits=usage_limits,
-            usage=usage,
-            infer_name=False,
-            persistence=persistence,
-        ) as run:
-            node = run.next_node
-            while not isinstance(node, ModelRequestNode):
-                if isinstance(node, End):
-                    raise UnexpectedModelBehavior("The run ended without a streamed final result")
-                node = await run.next(node)
-            while True:
-                result: StreamedRunResult[ResultDataT] | None = None
-                async with node.stream(run.ctx) as events:
-                    async for event in events:
-                        if isinstance(event, FinalResultEvent):
-                            result = StreamedRunResult(run.ctx.state, run.ctx.deps, events, event)
-                            yield result
-                            break
-                if result is not None:
-                    result._recorded = True  # pyright: ignore[reportPrivateUsage]
-                call_tools = await run.next(node)
-                assert isinstance(call_tools, CallToolsNode)
-                if result is not None:
-                    await _end_streamed_run(run, call_tools, result)
-                    return
-                after = await run.next(call_tools)
-                if not isinstance(after, ModelRequestNode):
-                    raise UnexpectedModelBehavior("The run ended without a streamed final result")
-                node = after
+        async with (
+            self.iter(
+                user_prompt,
+                result_type=result_type,
+                output_type=output_type,
+                message_history=message_history,
+                model=model,
+                deps=deps,
+                model_settings=model_settings,
+                usage_limits=usage_limits,
+                usage=usage,
+                infer_name=False,
+                persistence=persistence,
+            ) as run,
+            stream_result(run) as result,
+        ):
+            yield result
 
     @contextmanager
     def override(self, *, model: Model | KnownModelName | None = None, deps: Any = ...) -> Iterator[None]:
@@ -667,50 +581,14 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         )
 
 
-async def _end_streamed_run(run: AgentRun[Any, Any], call_tools: CallToolsNode, result: StreamedRunResult[Any]) -> None:
-    """Take the run to its end after a streamed answer, validating the result only if no one has."""
-    validated = result._validated  # pyright: ignore[reportPrivateUsage]
-    if validated is not None:
-        call_tools.preset_result(result._final.tool_name, validated[0])  # pyright: ignore[reportPrivateUsage]
-    after = await run.next(call_tools)
-    if isinstance(after, ModelRequestNode):
-        # the result did not validate: keep the tool returns and retry prompts in the
-        # conversation, but make no further request
-        run.ctx.state.message_history.append(after.request)
-
-
-async def _finish(run: AgentRun[Any, ResultDataT]) -> AgentRunResult[ResultDataT]:
-    async for _ in run:
-        pass
-    result = run.result
-    assert result is not None, "a run that stops iterating has ended"
-    return result
-
-
-class _LoopHolder:
-    """A thread's event loop for `run_sync`, closed when the thread ends."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-
-    def __del__(self) -> None:
-        if not self.loop.is_running():
-            self.loop.close()
-
-
-_loops = threading.local()
-
-
-def _thread_loop() -> asyncio.AbstractEventLoop:
-    """The event loop `run_sync` uses in this thread: one for all its calls.
-
-    Reusing it keeps objects bound to a loop (an `httpx.AsyncClient` given to a model,
-    a connection pool in deps) working from one `run_sync` call to the next.
-    """
-    holder: _LoopHolder | None = getattr(_loops, "holder", None)
-    if holder is None or holder.loop.is_closed():
-        holder = _loops.holder = _LoopHolder()
-    return holder.loop
+def _check_durable(
+    persistence: BaseStatePersistence[Any, Any] | None, store: RunStore | None, run_id: str | None, where: str
+) -> None:
+    """Refuse a run given both spellings of where to record it, or a run id and no store."""
+    if persistence is not None and store is not None:
+        raise TypeError(f"{where} takes persistence= or store=, not both: pass store= (and run_id=) alone.")
+    if store is None and run_id is not None:
+        raise TypeError(f"{where} was given run_id={run_id!r} but no store: pass store= to record the run.")
 
 
 def _pick(old: Any, new: Any, old_name: str, new_name: str, default: Any) -> Any:

@@ -19,17 +19,15 @@ the same retries apply until the stream begins.
 
 from __future__ import annotations
 
-import base64
 import email.utils
 import functools
 import importlib.metadata
-import json
 import math
 import os
 import random
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -43,23 +41,22 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
         "railyard.agent.models.openai needs httpx: install it with `pip install 'railyard[openai]'`"
     ) from _exc
 
-from railyard.agent.content import BinaryContent, ImageUrl
-from railyard.agent.events import ModelResponseStreamEvent
 from railyard.agent.exceptions import ModelConnectionError, ModelHTTPError, UnexpectedModelBehavior, UserError
-from railyard.agent.messages import (
-    ModelMessage,
-    ModelRequest,
-    ModelResponse,
-    ModelResponsePart,
-    RetryPromptPart,
-    SystemPromptPart,
-    TextPart,
-    ToolCallPart,
-    ToolReturnPart,
-    UserPromptPart,
+from railyard.agent.messages import ModelMessage, ModelRequest, ModelResponse
+from railyard.agent.models import AgentInfo, Model
+from railyard.agent.models._openai_messages import (
+    describe,
+    encode,
+    error_body,
+    excerpt,
+    map_request,
+    map_response,
+    map_tool,
+    read_error_body,
+    read_parts,
+    read_usage,
 )
-from railyard.agent.models import AgentInfo, Model, StreamedResponse
-from railyard.agent.tools import ToolDefinition
+from railyard.agent.models._openai_stream import OpenAIStreamedResponse
 from railyard.agent.usage import Usage
 
 __all__ = ("DEFAULT_BASE_URL", "OpenAIModel", "OpenAIProvider", "OpenAIStreamedResponse")
@@ -81,12 +78,6 @@ _SETTINGS = (
     "top_p",
 )
 """Model settings sent in the body under their own name (when not None)."""
-
-_EXCERPT = 200
-"""How many characters of an unusable body an error message quotes."""
-
-_DRAIN_SECONDS = 2.0
-"""How long to wait for the end of a stream's body after `data: [DONE]`."""
 
 
 def _user_agent() -> str:
@@ -230,7 +221,7 @@ class OpenAIModel(Model):
         body = self._build_body(messages, info, settings)
         url = f"{self.provider.base_url}/chat/completions"
         limits = self._limits(settings)
-        content = _encode(body)
+        content = encode(body)
         headers = self._headers()
         response = await self._with_retries(url, lambda: self._send(url, content, headers, limits))
         return self._parse(response, url)
@@ -256,7 +247,7 @@ class OpenAIModel(Model):
         body = self._build_body(messages, info, settings, stream=True)
         url = f"{self.provider.base_url}/chat/completions"
         limits = self._limits(settings)
-        content = _encode(body)
+        content = encode(body)
         headers = self._headers()
         async with AsyncExitStack() as stack:
             client: httpx.AsyncClient
@@ -270,7 +261,7 @@ class OpenAIModel(Model):
             response = await self._with_retries(url, lambda: client.send(request, stream=True))
             stack.push_async_callback(response.aclose)
             if not response.is_success:
-                error = await _read_error_body(response)
+                error = await read_error_body(response)
                 try:
                     response.raise_for_status()
                 except httpx.HTTPStatusError as exc:
@@ -306,10 +297,10 @@ class OpenAIModel(Model):
             wire.append({"role": "system", "content": info.instructions})
         for message in messages:
             if isinstance(message, ModelRequest):
-                wire.extend(_map_request(message))
+                wire.extend(map_request(message))
             else:
-                wire.append(_map_response(message))
-        tools = [_map_tool(tool) for tool in [*info.function_tools, *info.result_tools]]
+                wire.append(map_response(message))
+        tools = [map_tool(tool) for tool in [*info.function_tools, *info.result_tools]]
         # The openai SDK sends `messages` and `model` first and the rest in alphabetical
         # order; so does this, so bodies compare equal key for key.
         rest: dict[str, Any] = {"n": 1, "stream": stream}
@@ -341,7 +332,7 @@ class OpenAIModel(Model):
                 response = await send()
             except httpx.TransportError as exc:
                 if attempt >= self.max_retries:
-                    raise ModelConnectionError(f"Could not reach {url}: {_describe(exc)}") from exc
+                    raise ModelConnectionError(f"Could not reach {url}: {describe(exc)}") from exc
                 delay = self._backoff(attempt)
             else:
                 status = response.status_code
@@ -395,24 +386,24 @@ class OpenAIModel(Model):
         try:
             response.raise_for_status()
         except httpx.HTTPStatusError as exc:
-            raise ModelHTTPError(response.status_code, self._name, _error_body(response)) from exc
+            raise ModelHTTPError(response.status_code, self._name, error_body(response)) from exc
         try:
             data = response.json()
         except (ValueError, UnicodeDecodeError) as exc:
             raise UnexpectedModelBehavior(
-                f"Expected a JSON Chat Completions body from {url}, got {_excerpt(response.text)}"
+                f"Expected a JSON Chat Completions body from {url}, got {excerpt(response.text)}"
             ) from exc
         choices = data.get("choices") if isinstance(data, dict) else None
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise UnexpectedModelBehavior(
-                f"Expected a Chat Completions body with `choices` from {url}, got {_excerpt(response.text)}"
+                f"Expected a Chat Completions body with `choices` from {url}, got {excerpt(response.text)}"
             )
         message = choices[0].get("message")
         if not isinstance(message, dict):
             raise UnexpectedModelBehavior(
-                f"Expected `choices[0].message` in the body from {url}, got {_excerpt(response.text)}"
+                f"Expected `choices[0].message` in the body from {url}, got {excerpt(response.text)}"
             )
-        parts = _read_parts(message, url)
+        parts = read_parts(message, url)
         name = data.get("model")
         created = data.get("created")
         timestamp = (
@@ -423,359 +414,4 @@ class OpenAIModel(Model):
         model_response = ModelResponse(
             parts, model_name=name if isinstance(name, str) else self._name, timestamp=timestamp
         )
-        return model_response, _read_usage(data.get("usage"))
-
-
-class OpenAIStreamedResponse(StreamedResponse):
-    """An answer streamed as `chat.completion.chunk` server-sent events, ending with `data: [DONE]`.
-
-    Each chunk's text (`choices[0].delta.content`) grows one text part, and its tool
-    call pieces (`choices[0].delta.tool_calls`, by `index`) grow one tool call part
-    each; `model` and `created` name the answering model and when it began, and the
-    chunk with `usage` (the last, asked for by `stream_options`) gives the usage.
-    """
-
-    def __init__(self, model_name: str, response: httpx.Response, url: str) -> None:
-        super().__init__(model_name)
-        self._usage = Usage(requests=1)
-        self._response = response
-        self._url = url
-        self._chunks = 0
-        """How many chunks have arrived."""
-        self._unrecognised = ""
-        """The start of any text that was not server-sent events, to show in an error."""
-        self._done = False
-        """Whether `data: [DONE]` has arrived."""
-
-    async def aclose(self) -> None:
-        """Stop reading the events, if they were begun (the model's block closes the response)."""
-        if isinstance(self._iterator, AsyncGenerator):
-            await self._iterator.aclose()
-
-    async def _events(self) -> AsyncIterator[ModelResponseStreamEvent]:
-        server_events = self._server_events()
-        try:
-            async for name, data in server_events:
-                self._chunks += 1
-                for event in self._read_chunk(name, data):
-                    yield event
-        finally:
-            await server_events.aclose()
-        if self._done:
-            return
-        if self._chunks == 0 and self._unrecognised:
-            raise UnexpectedModelBehavior(
-                f"Expected a stream of server-sent events from {self._url}, got {_excerpt(self._unrecognised)}"
-            )
-        raise UnexpectedModelBehavior(
-            f"The stream from {self._url} ended before `data: [DONE]`, after {self._chunks} chunk(s); "
-            "the answer is incomplete"
-        )
-
-    async def _server_events(self) -> AsyncGenerator[tuple[str, str], None]:
-        """Each event's name (`''` when it has none) and data, as the lines arrive, up to `data: [DONE]`."""
-        lines = self._response.aiter_lines()
-        name, data = "", list[str]()
-        try:
-            while True:
-                try:
-                    line = await anext(lines, None)
-                except httpx.TransportError as exc:
-                    raise UnexpectedModelBehavior(
-                        f"The stream from {self._url} broke off before `data: [DONE]`, "
-                        f"after {self._chunks} chunk(s): {_describe(exc)}"
-                    ) from exc
-                if not line:  # a blank line ends an event; so does the end of the body
-                    joined = "\n".join(data)
-                    if joined == "[DONE]":
-                        self._done = True
-                        await _drain(lines)
-                        return
-                    if joined:  # an event without data is not dispatched
-                        yield name, joined
-                    if line is None:
-                        return
-                    name, data = "", []
-                    continue
-                field, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if field == "data":
-                    data.append(value)
-                elif field == "event":
-                    name = value
-                elif field not in ("", "id", "retry"):  # "": a comment
-                    self._note_unrecognised(line)
-        finally:
-            if isinstance(lines, AsyncGenerator):
-                await lines.aclose()
-
-    def _note_unrecognised(self, line: str) -> None:
-        if len(self._unrecognised) <= _EXCERPT:
-            self._unrecognised += line + "\n"
-
-    def _read_chunk(self, name: str, data: str) -> list[ModelResponseStreamEvent]:
-        try:
-            chunk: object = json.loads(data)
-        except ValueError as exc:
-            raise UnexpectedModelBehavior(
-                f"Expected a JSON chat.completion.chunk in the stream from {self._url}, got {_excerpt(data)}"
-            ) from exc
-        if not isinstance(chunk, dict):
-            raise UnexpectedModelBehavior(
-                f"Expected a JSON object (a chat.completion.chunk) in the stream from {self._url}, got {_excerpt(data)}"
-            )
-        error = chunk.get("error")
-        if error is not None or name == "error":
-            error = chunk if error is None else error
-            message = error.get("message") if isinstance(error, dict) else None
-            raise UnexpectedModelBehavior(
-                f"The stream from {self._url} reported an error after {self._chunks - 1} chunk(s): "
-                f"{message if isinstance(message, str) else _excerpt(json.dumps(error))}",
-                body=json.dumps(error),
-            )
-        model = chunk.get("model")
-        if isinstance(model, str) and model:
-            self.model_name = model
-        created = chunk.get("created")
-        if isinstance(created, int | float) and not isinstance(created, bool):
-            self.timestamp = datetime.fromtimestamp(created, UTC)
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            self._usage = _read_usage(usage)  # the counts so far, not an increment
-        choices = chunk.get("choices")
-        if choices is None or choices == []:
-            return []  # the usage chunk has none
-        if not isinstance(choices, list) or not isinstance(choices[0], dict):
-            raise self._unexpected("`choices` to be a list of objects", data)
-        delta = choices[0].get("delta")
-        if delta is None:
-            return []
-        if not isinstance(delta, dict):
-            raise self._unexpected("`choices[0].delta` to be an object", data)
-        events: list[ModelResponseStreamEvent] = []
-        content = delta.get("content")
-        if content is not None and not isinstance(content, str):
-            raise self._unexpected("`content` to be text", data)
-        if content:
-            events.append(self.parts.text_delta(content, key="content"))
-        calls = delta.get("tool_calls")
-        if calls is not None and not isinstance(calls, list):
-            raise self._unexpected("`tool_calls` to be a list", data)
-        for position, call in enumerate(calls or ()):
-            event = self._read_call(position, call, data)
-            if event is not None:
-                events.append(event)
-        return events
-
-    def _read_call(self, position: int, call: object, data: str) -> ModelResponseStreamEvent | None:
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(call, dict) or not isinstance(function, dict | None):
-            raise self._unexpected("each tool call to be an object with a `function` object", data)
-        function = function or {}
-        name, arguments, call_id = function.get("name"), function.get("arguments"), call.get("id")
-        if not all(isinstance(value, str | None) for value in (name, arguments, call_id)):
-            raise self._unexpected("a tool call's `id`, `function.name` and `function.arguments` to be text", data)
-        index = call.get("index")
-        key = index if isinstance(index, int) and not isinstance(index, bool) else position
-        if not (name or arguments or call_id):
-            return None  # nothing new
-        return self.parts.tool_call_delta(
-            key, tool_name=name or None, args=arguments or None, tool_call_id=call_id or None
-        )
-
-    def _unexpected(self, what: str, data: str) -> UnexpectedModelBehavior:
-        return UnexpectedModelBehavior(
-            f"Expected {what} in chunk {self._chunks} of the stream from {self._url}, got {_excerpt(data)}"
-        )
-
-
-# -- mapping messages to the wire -----------------------------------------------------------
-
-
-def _map_request(message: ModelRequest) -> list[dict[str, Any]]:
-    wire: list[dict[str, Any]] = []
-    for part in message.parts:
-        if isinstance(part, SystemPromptPart):
-            wire.append({"role": "system", "content": part.content})
-        elif isinstance(part, UserPromptPart):
-            wire.append({"role": "user", "content": _user_content(part)})
-        elif isinstance(part, ToolReturnPart):
-            call_id = _need_call_id(part.tool_call_id, part)
-            wire.append({"role": "tool", "tool_call_id": call_id, "content": part.model_response_str()})
-        elif isinstance(part, RetryPromptPart):
-            if part.tool_name is None:
-                wire.append({"role": "user", "content": part.model_response()})
-            else:
-                call_id = _need_call_id(part.tool_call_id, part)
-                wire.append({"role": "tool", "tool_call_id": call_id, "content": part.model_response()})
-        else:  # pragma: no cover - the part types are closed
-            raise UserError(f"Cannot send {type(part).__name__} to an OpenAI model")
-    return wire
-
-
-def _user_content(part: UserPromptPart) -> str | list[dict[str, Any]]:
-    if isinstance(part.content, str):
-        return part.content
-    return [_content_item(item) for item in part.content]
-
-
-def _content_item(item: object) -> dict[str, Any]:
-    if isinstance(item, str):
-        return {"text": item, "type": "text"}
-    if isinstance(item, ImageUrl):
-        return {"image_url": {"url": item.url}, "type": "image_url"}
-    if isinstance(item, BinaryContent) and item.is_image:
-        encoded = base64.b64encode(item.data).decode()
-        return {"image_url": {"url": f"data:{item.media_type};base64,{encoded}"}, "type": "image_url"}
-    if isinstance(item, BinaryContent) and item.is_audio and item.media_type in ("audio/mpeg", "audio/wav"):
-        encoded = base64.b64encode(item.data).decode()
-        return {"input_audio": {"data": encoded, "format": item.format}, "type": "input_audio"}
-    what = f"{type(item).__name__} ({item.media_type})" if isinstance(item, BinaryContent) else type(item).__name__
-    raise UserError(
-        f"OpenAIModel can send text, images and mp3/wav audio bytes in a user prompt, not {what}: {item!r:.100}"
-    )
-
-
-def _map_response(message: ModelResponse) -> dict[str, Any]:
-    texts: list[str] = []
-    calls: list[dict[str, Any]] = []
-    for part in message.parts:
-        if isinstance(part, TextPart):
-            texts.append(part.content)
-        else:
-            calls.append(
-                {
-                    "id": _need_call_id(part.tool_call_id, part),
-                    "type": "function",
-                    "function": {"name": part.tool_name, "arguments": part.args_as_json_str()},
-                }
-            )
-    wire: dict[str, Any] = {"role": "assistant"}
-    if texts:
-        wire["content"] = "\n\n".join(texts)
-    if calls:
-        wire["tool_calls"] = calls
-    return wire
-
-
-def _need_call_id(call_id: str | None, part: object) -> str:
-    if call_id is None:
-        raise UserError(
-            f"OpenAI needs the id of every tool call, and this part has none: {part!r:.200}. "
-            "It probably comes from a conversation with another model."
-        )
-    return call_id
-
-
-def _map_tool(tool: ToolDefinition) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters_json_schema},
-    }
-
-
-# -- reading the answer ------------------------------------------------------------------------
-
-
-def _read_parts(message: dict[str, Any], url: str) -> list[ModelResponsePart]:
-    parts: list[ModelResponsePart] = []
-    content = message.get("content")
-    if content is not None:
-        if not isinstance(content, str):
-            raise UnexpectedModelBehavior(
-                f"Expected `content` to be text in the answer from {url}, got {_excerpt(json.dumps(content))}"
-            )
-        parts.append(TextPart(content))
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") if isinstance(call, dict) else None
-        name = function.get("name") if isinstance(function, dict) else None
-        if not isinstance(function, dict) or not isinstance(name, str):
-            raise UnexpectedModelBehavior(
-                f"Expected each tool call to have a function name in the answer from {url}, "
-                f"got {_excerpt(json.dumps(call))}"
-            )
-        arguments = function.get("arguments")
-        if arguments is None:
-            arguments = ""
-        if not isinstance(arguments, str | dict):
-            raise UnexpectedModelBehavior(
-                f"Expected the arguments of tool call {name!r} to be a JSON string from {url}, "
-                f"got {_excerpt(json.dumps(arguments))}"
-            )
-        call_id = call.get("id")
-        parts.append(ToolCallPart(name, arguments, tool_call_id=call_id if isinstance(call_id, str) else None))
-    return parts
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _read_usage(usage: object) -> Usage:
-    """The request's usage; `details` merges the completion and then the prompt counters."""
-    if not isinstance(usage, dict):
-        return Usage(requests=1)
-    details: dict[str, int] = {}
-    for key in ("completion_tokens_details", "prompt_tokens_details"):
-        counters = usage.get(key)
-        if isinstance(counters, dict):
-            details.update({name: value for name, value in counters.items() if _int_or_none(value) is not None})
-    return Usage(
-        requests=1,
-        request_tokens=_int_or_none(usage.get("prompt_tokens")),
-        response_tokens=_int_or_none(usage.get("completion_tokens")),
-        total_tokens=_int_or_none(usage.get("total_tokens")),
-        details=details or None,
-    )
-
-
-def _error_body(response: httpx.Response) -> object | None:
-    """The API's `error` object when the body is JSON with one, else the JSON, else the text."""
-    try:
-        data: object = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return response.text or None
-    if isinstance(data, dict) and data.get("error") is not None:
-        error: object = data["error"]
-        return error
-    return data
-
-
-async def _drain(lines: AsyncIterator[str]) -> None:
-    """Read what follows `data: [DONE]` (the end of the body), for a few seconds at most.
-
-    The openai SDK does the same: a response read to its end leaves its connection
-    free for the next request.
-    """
-    with anyio.move_on_after(_DRAIN_SECONDS):
-        try:
-            async for _ in lines:
-                pass
-        except httpx.TransportError:
-            pass  # the answer is whole; only the connection is lost
-
-
-async def _read_error_body(response: httpx.Response) -> object | None:
-    """`_error_body` of a streamed answer, read first; None when it cannot be read."""
-    try:
-        await response.aread()
-    except httpx.TransportError:
-        return None  # the status says enough
-    return _error_body(response)
-
-
-def _encode(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _excerpt(text: str) -> str:
-    if not text:
-        return "an empty body"
-    shown = text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
-    return repr(shown)
-
-
-def _describe(exc: httpx.TransportError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({type(exc).__name__})"
-    return str(exc) or type(exc).__name__
+        return model_response, read_usage(data.get("usage"))
