@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from railyard import BaseNode, Edge, End, Graph, GraphRunContext
+from railyard.builder import Graph as BuilderGraph
+from railyard.builder import GraphBuilder, StepContext, reduce_sum
 from railyard.exceptions import MermaidServiceError
+from railyard.mermaid import generate_code
 from tests.graphs import Check42, CountDown, Increment, count_down_graph, never_42_graph
 
 
@@ -180,6 +183,25 @@ def test_docstring_notes_skip_generated_dataclass_docs() -> None:
     assert Evaluate.get_note() == "Evaluate the answer.\n\nSecond paragraph of the note."
 
 
+def test_code_needs_only_what_a_diagram_shows_of_a_graph() -> None:
+    @dataclass
+    class Shown:
+        note: str | None
+        next_node_edges: dict[str, Edge]
+        end_edge: Edge | None = None
+        returns_base_node: bool = False
+
+    @dataclass
+    class NotAGraph:
+        node_defs: dict[str, Shown]
+
+    graph = NotAGraph({"Ask": Shown("Ask it.", {"Check": Edge("why")}), "Check": Shown(None, {}, end_edge=Edge(None))})
+    assert generate_code(graph, start_node="Ask", highlighted_nodes="Check") == (
+        "stateDiagram-v2\n  [*] --> Ask\n  Ask --> Check: why\n  note right of Ask\n    Ask it.\n  end note\n"
+        "  Check --> [*]\n\nclassDef highlighted fill:#fdff32\nclass Check highlighted"
+    )
+
+
 # -- images through a rendering service -----------------------------------------------
 
 
@@ -187,6 +209,7 @@ def test_docstring_notes_skip_generated_dataclass_docs() -> None:
 class Request:
     path: str
     query: dict[str, list[str]]
+    headers: dict[str, str] = field(default_factory=dict[str, str])
 
 
 class FakeMermaidService:
@@ -199,7 +222,8 @@ class FakeMermaidService:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
-                service.requests.append(Request(parts.path, parse_qs(parts.query, keep_blank_values=True)))
+                query = parse_qs(parts.query, keep_blank_values=True)
+                service.requests.append(Request(parts.path, query, dict(self.headers.items())))
                 body = b"rendered:" + parts.path.split("/")[1].encode() if status == 200 else b"bad diagram"
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
@@ -292,3 +316,128 @@ def test_unreachable_service_is_a_clear_error() -> None:
         url = gone.url
     with pytest.raises(MermaidServiceError, match=rf"Could not reach the mermaid rendering service at {url}"):
         never_42_graph.mermaid_image(base_url=url)
+
+
+# -- builder graphs: the same service, the same options ---------------------------------
+
+
+def fan_graph() -> BuilderGraph:
+    g = GraphBuilder(input_type=int, output_type=int)
+
+    @g.step(label="Double it")
+    async def double(ctx: StepContext[None, None, int]) -> int:
+        return ctx.inputs * 2
+
+    @g.step
+    async def square(ctx: StepContext[None, None, int]) -> int:
+        return ctx.inputs**2
+
+    total = g.join(reduce_sum, initial=0)
+    g.add(
+        g.edge_from(g.start_node).to(double, square),
+        g.edge_from(double, square).to(total),
+        g.edge_from(total).label("sum").to(g.end_node),
+    )
+    return g.build()
+
+
+FAN_DIAGRAM = """\
+stateDiagram-v2
+  state broadcast <<fork>>
+  double: Double it
+  square
+  state reduce_sum <<join>>
+
+  [*] --> broadcast
+  broadcast --> double
+  broadcast --> square
+  double --> reduce_sum
+  square --> reduce_sum
+  reduce_sum --> [*]: sum"""
+
+
+def test_builder_diagram() -> None:
+    graph = fan_graph()
+    assert str(graph) == graph.render() == FAN_DIAGRAM
+    assert graph.render(title="fan", direction="LR") == FAN_DIAGRAM.replace(
+        "stateDiagram-v2", "---\ntitle: fan\n---\nstateDiagram-v2\n  direction LR"
+    )
+
+
+@pytest.mark.parametrize("name", ["fan.md", "fan.mmd", "fan.mermaid", "FAN.MD"])
+def test_builder_save_mermaid_text_needs_no_service(tmp_path: Path, name: str) -> None:
+    graph = fan_graph()
+    path = tmp_path / name
+    graph.mermaid_save(path)
+    assert path.read_text() == graph.render() == FAN_DIAGRAM
+    graph.mermaid_save(str(path), title="fan", direction="LR")
+    assert path.read_text() == graph.render(title="fan", direction="LR")
+
+
+def test_builder_image_request_sends_the_render_text_and_options(service: FakeMermaidService) -> None:
+    graph = fan_graph()
+    image = graph.mermaid_image(base_url=service.url, image_type="webp", theme="forest", height=50, scale=3)
+    assert image == b"rendered:img"
+    (request,) = service.requests
+    assert request.path.startswith("/img/")
+    assert request.query == {"type": ["webp"], "theme": ["forest"], "height": ["50"], "scale": ["3"]}
+    assert service.decoded() == FAN_DIAGRAM
+    graph.mermaid_image(base_url=service.url, image_type="pdf", pdf_landscape=True, title="fan", direction="TB")
+    assert service.requests[-1].path.startswith("/pdf/")
+    assert service.requests[-1].query == {"landscape": [""]}
+    assert service.decoded() == graph.render(title="fan", direction="TB")
+
+
+def test_builder_image_through_a_given_client_and_the_environment(
+    service: FakeMermaidService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    monkeypatch.setenv("RAILYARD_MERMAID_URL", service.url)
+    with httpx.Client(headers={"x-from": "test"}) as client:
+        assert fan_graph().mermaid_image(httpx_client=client) == b"rendered:img"
+    assert service.requests[0].query == {}
+    assert service.requests[0].headers["x-from"] == "test"
+    assert service.decoded() == FAN_DIAGRAM
+
+
+@pytest.mark.parametrize(
+    ("name", "endpoint", "query"),
+    [
+        pytest.param("g.png", "/img/", {"type": ["png"]}, id="png"),
+        pytest.param("g.svg", "/svg/", {}, id="svg"),
+        pytest.param("g.pdf", "/pdf/", {}, id="pdf"),
+        pytest.param("g.md", "/img/", {"type": ["jpeg"]}, id="text-suffix-but-image-type"),
+    ],
+)
+def test_builder_save_renders_images_through_the_service(
+    service: FakeMermaidService, tmp_path: Path, name: str, endpoint: str, query: dict[str, list[str]]
+) -> None:
+    path = tmp_path / name
+    options = {"image_type": "jpeg"} if name.endswith(".md") else {}
+    fan_graph().mermaid_save(path, base_url=service.url, **options)
+    assert path.read_bytes() == b"rendered:" + endpoint.strip("/").encode()
+    assert service.requests[-1].path.startswith(endpoint)
+    assert service.requests[-1].query == query
+    assert service.decoded() == FAN_DIAGRAM
+
+
+def test_builder_service_errors_are_clear_errors(tmp_path: Path) -> None:
+    graph = fan_graph()
+    with FakeMermaidService(status=400) as failing, pytest.raises(MermaidServiceError) as info:
+        graph.mermaid_save(tmp_path / "g.png", base_url=failing.url)
+    assert str(info.value) == "400 error generating image:\nbad diagram"
+    assert not (tmp_path / "g.png").exists()
+    with FakeMermaidService() as gone:
+        url = gone.url
+    with pytest.raises(MermaidServiceError, match=rf"Could not reach the mermaid rendering service at {url}"):
+        graph.mermaid_image(base_url=url)
+
+
+def test_builder_options_are_checked(tmp_path: Path) -> None:
+    graph = fan_graph()
+    with pytest.raises(TypeError, match=r"^mermaid_image\(\) got an unexpected keyword argument 'start_node'; "):
+        graph.mermaid_image(start_node="double")
+    with pytest.raises(TypeError, match=r"^mermaid_save\(\) got an unexpected keyword argument 'them'; the options"):
+        graph.mermaid_save(tmp_path / "g.md", them="dark")
+    assert not (tmp_path / "g.md").exists()

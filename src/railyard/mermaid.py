@@ -1,35 +1,43 @@
-"""Mermaid diagrams of graphs: `stateDiagram-v2` text, and images from a rendering service.
+"""Mermaid diagrams of node graphs: `stateDiagram-v2` text, and images from a rendering service.
 
 The text needs nothing beyond railyard. Images come from a mermaid rendering service
 over HTTP (the public https://mermaid.ink unless `base_url` or the environment variable
 `RAILYARD_MERMAID_URL` names another) and need the `image` extra:
 `pip install 'railyard[image]'`.
+
+A graph is drawn through railyard's one diagram model, which the builder API's
+diagrams share; these functions read only what `MermaidGraph` names of a graph.
 """
 
 from __future__ import annotations
 
-import base64
-import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from textwrap import indent
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
-from annotated_types import Ge, Le
-from typing_extensions import TypedDict, Unpack
+from typing_extensions import Unpack
 
-from railyard.exceptions import MermaidServiceError
+from railyard import _mermaid_service
+from railyard._diagram import (
+    DEFAULT_HIGHLIGHT_CSS,
+    END,
+    START,
+    Diagram,
+    Edge,
+    State,
+    StateDiagramDirection,
+    write_mermaid,
+)
+from railyard._mermaid_service import DEFAULT_BASE_URL, ImageConfig, image_options
 from railyard.nodes import BaseNode
-
-if TYPE_CHECKING:
-    import httpx
-
-    from railyard.graph import Graph
+from railyard.nodes import Edge as NodeEdge
 
 __all__ = (
     "DEFAULT_BASE_URL",
     "DEFAULT_HIGHLIGHT_CSS",
     "MermaidConfig",
+    "MermaidGraph",
+    "MermaidNodeDef",
     "NodeIdent",
     "StateDiagramDirection",
     "generate_code",
@@ -37,19 +45,40 @@ __all__ = (
     "save_image",
 )
 
-DEFAULT_HIGHLIGHT_CSS = "fill:#fdff32"
-"""The CSS of highlighted nodes unless `highlight_css` says otherwise."""
-DEFAULT_BASE_URL = "https://mermaid.ink"
-"""The rendering service used unless `base_url` or `RAILYARD_MERMAID_URL` names another."""
-
 NodeIdent: TypeAlias = "type[BaseNode[Any, Any, Any]] | BaseNode[Any, Any, Any] | str"
 """A node named by its class, an instance, or its id."""
-StateDiagramDirection = Literal["TB", "LR", "RL", "BT"]
-"""The direction a diagram flows in."""
+
+
+class MermaidNodeDef(Protocol):
+    """What a diagram shows of one node: its note and the edges leaving it."""
+
+    @property
+    def note(self) -> str | None:
+        """The note shown beside the node."""
+
+    @property
+    def next_node_edges(self) -> Mapping[str, NodeEdge]:
+        """The nodes that may follow, by id, with their edge annotation."""
+
+    @property
+    def end_edge(self) -> NodeEdge | None:
+        """The edge to the end, if the node may end the run."""
+
+    @property
+    def returns_base_node(self) -> bool:
+        """Whether any node of the graph may follow."""
+
+
+class MermaidGraph(Protocol):
+    """What a diagram shows of a node graph (a `railyard.Graph` is one)."""
+
+    @property
+    def node_defs(self) -> Mapping[str, MermaidNodeDef]:
+        """Every node, by id, in the order they are drawn."""
 
 
 def generate_code(
-    graph: Graph[Any, Any, Any],
+    graph: MermaidGraph,
     /,
     *,
     start_node: Sequence[NodeIdent] | NodeIdent | None = None,
@@ -67,35 +96,39 @@ def generate_code(
     """
     start_ids = _node_ids(graph, start_node, "Start node")
     highlighted_ids = _node_ids(graph, highlighted_nodes, "Highlighted node")
-    lines: list[str] = []
-    if title:
-        lines += ["---", f"title: {title}", "---"]
-    lines.append("stateDiagram-v2")
-    if direction is not None:
-        lines.append(f"  direction {direction}")
+    states = {
+        node_id: State(node_id, note=_note(node_def.note) if notes and node_def.note else None)
+        for node_id, node_def in graph.node_defs.items()
+    }
+    edges: list[Edge] = []
     for node_id, node_def in graph.node_defs.items():
+        state = states[node_id]
         if node_id in start_ids:
-            lines.append(f"  [*] --> {node_id}")
+            edges.append(Edge(START, state))
         next_ids = graph.node_defs if node_def.returns_base_node else node_def.next_node_edges
         for next_id in next_ids:
             edge = node_def.next_node_edges.get(next_id)
-            lines.append(f"  {node_id} --> {next_id}{_label(edge.label if edge else None, edge_labels)}")
+            label = edge.label if edge_labels and edge else None
+            edges.append(Edge(state, states.get(next_id, State(next_id)), label))
         if node_def.end_edge is not None:
-            lines.append(f"  {node_id} --> [*]{_label(node_def.end_edge.label, edge_labels)}")
-        if notes and node_def.note:
-            body = "\n".join(line for line in node_def.note.splitlines() if line.strip())
-            lines += [f"  note right of {node_id}", indent(body, "    "), "  end note"]
-    if highlighted_ids:
-        lines += ["", f"classDef highlighted {highlight_css}"]
-        lines += [f"class {node_id} highlighted" for node_id in highlighted_ids]
-    return "\n".join(lines)
+            edges.append(Edge(state, END, node_def.end_edge.label if edge_labels else None))
+    diagram = Diagram(
+        states=tuple(states.values()),
+        edges=tuple(edges),
+        title=title,
+        direction=direction,
+        highlighted=tuple(states[node_id] for node_id in highlighted_ids),
+        highlight_css=highlight_css,
+    )
+    return write_mermaid(diagram)
 
 
-def _label(label: str | None, show: bool) -> str:
-    return f": {label}" if show and label else ""
+def _note(note: str) -> str:
+    # mermaid shows a blank line in a note badly: drop them
+    return "\n".join(line for line in note.splitlines() if line.strip())
 
 
-def _node_ids(graph: Graph[Any, Any, Any], nodes: Sequence[NodeIdent] | NodeIdent | None, what: str) -> list[str]:
+def _node_ids(graph: MermaidGraph, nodes: Sequence[NodeIdent] | NodeIdent | None, what: str) -> list[str]:
     if nodes is None:
         return []
     items: Sequence[NodeIdent] = [nodes] if isinstance(nodes, (str, type, BaseNode)) else nodes
@@ -108,8 +141,8 @@ def _node_ids(graph: Graph[Any, Any, Any], nodes: Sequence[NodeIdent] | NodeIden
     return ids
 
 
-class MermaidConfig(TypedDict, total=False):
-    """Options of `Graph.mermaid_image` and `Graph.mermaid_save`."""
+class MermaidConfig(ImageConfig, total=False):
+    """Options of `Graph.mermaid_image` and `Graph.mermaid_save`: the diagram's, then the image's."""
 
     start_node: Sequence[NodeIdent] | NodeIdent
     """Nodes drawn with an arrow from the start state."""
@@ -123,30 +156,8 @@ class MermaidConfig(TypedDict, total=False):
     """Whether to show edge labels."""
     notes: bool
     """Whether to show notes."""
-    image_type: Literal["jpeg", "png", "webp", "svg", "pdf"]
-    """Image format; by default the service's (JPEG), or the file suffix in `mermaid_save`."""
-    pdf_fit: bool
-    """PDF only: fit the page to the diagram."""
-    pdf_landscape: bool
-    """PDF only: landscape orientation."""
-    pdf_paper: Literal["letter", "legal", "tabloid", "ledger", "a0", "a1", "a2", "a3", "a4", "a5", "a6"]
-    """PDF only: paper size."""
-    background_color: str
-    """Background colour: a hex code, or a named colour prefixed with `!`."""
-    theme: Literal["default", "neutral", "dark", "forest"]
-    """Mermaid theme."""
-    width: int
-    """Image width in pixels."""
-    height: int
-    """Image height in pixels."""
-    scale: Annotated[float, Ge(1), Le(3)]
-    """Scale, from 1 to 3; needs `width` or `height`."""
-    httpx_client: httpx.Client
-    """The HTTP client to send the request with."""
     direction: StateDiagramDirection
     """Direction of the diagram."""
-    base_url: str
-    """Base URL of the rendering service."""
 
 
 _CODE_KEYS = ("start_node", "highlighted_nodes", "highlight_css", "title", "edge_labels", "notes", "direction")
@@ -158,71 +169,25 @@ def _code_options(config: MermaidConfig) -> dict[str, Any]:
     return {key: options[key] for key in _CODE_KEYS if key in options}
 
 
-def request_image(graph: Graph[Any, Any, Any], /, **kwargs: Unpack[MermaidConfig]) -> bytes:
+def request_image(graph: MermaidGraph, /, **kwargs: Unpack[MermaidConfig]) -> bytes:
     """Render `graph` as an image with the mermaid rendering service.
 
     Raises:
+        LookupError: a start or highlighted node is not in the graph.
         MermaidServiceError: the service could not be reached, or answered with an error.
     """
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - depends on the installed extras
-        raise MermaidServiceError("Rendering mermaid images needs httpx: pip install 'railyard[image]'") from None
     code = generate_code(graph, **_code_options(kwargs))
-    base_url = (kwargs.get("base_url") or os.environ.get("RAILYARD_MERMAID_URL") or DEFAULT_BASE_URL).rstrip("/")
-    image_type = kwargs.get("image_type")
-    encoded = base64.b64encode(code.encode()).decode()
-    endpoint = image_type if image_type in ("svg", "pdf") else "img"
-    url = f"{base_url}/{endpoint}/{encoded}"
-    params: dict[str, str] = {}
-    if image_type not in (None, "svg", "pdf"):
-        params["type"] = str(image_type)
-    if image_type == "pdf":
-        if kwargs.get("pdf_fit"):
-            params["fit"] = ""
-        if kwargs.get("pdf_landscape"):
-            params["landscape"] = ""
-        if paper := kwargs.get("pdf_paper"):
-            params["paper"] = paper
-    for key, param in (
-        ("background_color", "bgColor"),
-        ("theme", "theme"),
-        ("width", "width"),
-        ("height", "height"),
-        ("scale", "scale"),
-    ):
-        if value := kwargs.get(key):
-            params[param] = str(value)
-    given = kwargs.get("httpx_client")
-    try:
-        if given is not None:
-            response = given.get(url, params=params)
-        else:
-            with httpx.Client() as client:
-                response = client.get(url, params=params)
-    except httpx.HTTPError as err:
-        raise MermaidServiceError(
-            f"Could not reach the mermaid rendering service at {base_url}: {err}. Check the network, "
-            f"or point base_url= (or RAILYARD_MERMAID_URL) at a reachable service."
-        ) from err
-    if not response.is_success:
-        raise MermaidServiceError(f"{response.status_code} error generating image:\n{response.text}")
-    return response.content
+    return _mermaid_service.request_image(code, **image_options(kwargs))
 
 
-def save_image(path: Path | str, graph: Graph[Any, Any, Any], /, **kwargs: Unpack[MermaidConfig]) -> None:
+def save_image(path: Path | str, graph: MermaidGraph, /, **kwargs: Unpack[MermaidConfig]) -> None:
     """Save `graph`'s diagram to `path`: mermaid text for `.md`/`.mmd`, else a rendered image.
 
     The image format comes from `image_type`, or else from the file suffix.
 
     Raises:
+        LookupError: a start or highlighted node is not in the graph.
         MermaidServiceError: the service could not be reached, or answered with an error.
     """
-    path = Path(path)
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix in ("mmd", "mermaid", "md") and "image_type" not in kwargs:
-        path.write_text(generate_code(graph, **_code_options(kwargs)))
-        return
-    if "image_type" not in kwargs and suffix in ("png", "webp", "svg", "pdf"):
-        kwargs["image_type"] = suffix  # type: ignore[typeddict-item]
-    path.write_bytes(request_image(graph, **kwargs))
+    code = generate_code(graph, **_code_options(kwargs))
+    _mermaid_service.save_image(path, code, **image_options(kwargs))
