@@ -601,13 +601,19 @@ async def outcome_or_hang(run: Callable[[], Awaitable[object]]) -> tuple[str, ob
 async def test_a_base_exception_in_a_branch_surfaces_as_itself(request: pytest.FixtureRequest) -> None:
     g: GraphBuilder[None, None, list[int], int] = GraphBuilder(input_type=list[int], output_type=int)
     cancelled: list[int] = []
+    waiting: list[int] = []
+    both_waiting = anyio.Event()
     never = anyio.Event()
 
     @g.step
     async def work(ctx: StepContext[None, None, int]) -> int:
         await anyio.lowlevel.checkpoint()
         if ctx.inputs == 2:
+            await both_waiting.wait()  # the other two are inside their steps when this one raises
             raise Crash("crash")
+        waiting.append(ctx.inputs)
+        if len(waiting) == 2:
+            both_waiting.set()
         try:
             await never.wait()
         except anyio.get_cancelled_exc_class():

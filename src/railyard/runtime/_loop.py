@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -27,6 +27,7 @@ from railyard.exceptions import GraphStepLimitError
 from railyard.runtime._end import End
 from railyard.runtime._executor import Executor, InProcessExecutor
 from railyard.runtime._joins import JoinKey, JoinState, closing_id
+from railyard.runtime._lanes import Lanes
 from railyard.runtime._program import MapItems, NodeKind, Program
 from railyard.runtime._recorder import Recorder
 from railyard.runtime._tasks import ForkStack, ForkStackItem, Task
@@ -107,15 +108,13 @@ class Loop:
         self._task_ids = itertools.count()
         self._closes: list[tuple[str, str, list[Task]]] = []
         self._live: Counter[str] = Counter()
-        self._running: dict[str, tuple[Task, Callable[[], Any]]] = {}
+        self._running: dict[str, Task] = {}
         self._queued: deque[Task] = deque()
         self._completed: deque[tuple[str, Any]] = deque()
         self._inline: deque[Task] = deque()
-        self._lanes: set[asyncio.Task[None]] = set()
+        self._lanes = Lanes(self._step, self._arrive)
         self._sources: list[_MapSource] = []
         self._pumps: list[anyio.CancelScope] = []
-        self._aio: asyncio.AbstractEventLoop | None = None
-        self._cancelled: type[BaseException] = asyncio.CancelledError
         self._kinds = program.kinds
         self._run_node = self.executor.bind(program.runner(self))
         self._task_group: TaskGroup | None = None
@@ -171,14 +170,10 @@ class Loop:
         self._sources.append(source)
 
     async def __aenter__(self) -> Loop:
-        try:
-            self._aio = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio (trio): every task runs in the task group
-            self._aio = None
-        self._cancelled = anyio.get_cancelled_exc_class()
         group = anyio.create_task_group()
         await group.__aenter__()
         self._task_group = group
+        self._lanes.open(group)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -187,9 +182,9 @@ class Loop:
         if group is not None:
             group.cancel_scope.cancel()
         try:
-            if self._lanes:  # nothing keeps running after the run's block exits
+            if self._lanes.tasks:  # nothing keeps running after the run's block exits
                 with anyio.CancelScope(shield=True):
-                    await asyncio.gather(*self._lanes, return_exceptions=True)
+                    await asyncio.gather(*self._lanes.tasks, return_exceptions=True)
             if group is not None:
                 await group.__aexit__(None, None, None)
         finally:
@@ -257,8 +252,7 @@ class Loop:
         Only the run's own tasks are cancelled: the caller's code in the run's `async with`
         block goes on.
         """
-        for _, cancel in self._running.values():
-            cancel()
+        self._lanes.cancel_all()
         for scope in self._pumps:
             scope.cancel()
         self._inline.clear()
@@ -329,15 +323,8 @@ class Loop:
         if self.limit is not None and len(self._running) >= self.limit:
             self._queued.append(task)
             return
-        scope = anyio.CancelScope()  # cancelled through anyio, so a step's shielded sections are kept
-        self._running[task.task_id] = (task, scope.cancel)
-        if self._aio is not None:
-            lane = self._aio.create_task(self._lane(task, scope), name=f"railyard task {task.node_id}")
-            self._lanes.add(lane)
-            lane.add_done_callback(self._lanes.discard)
-            return
-        assert self._task_group is not None, "the run's `async with` block is open"
-        self._task_group.start_soon(self._lane, task, scope, name=f"railyard task {task.node_id}")
+        self._running[task.task_id] = task
+        self._lanes.start(task)
 
     def _arrive(self, kind: str, payload: Any) -> None:
         """Hand the driver something that happened in a lane or a pump (it may be waiting for it)."""
@@ -346,19 +333,6 @@ class Loop:
         if wakeup is not None:
             self._wakeup = None
             wakeup.set()
-
-    async def _lane(self, task: Task, scope: anyio.CancelScope) -> None:
-        """Run one step and hand its outcome, or whatever it raised but a cancellation, to the driver."""
-        send = self._arrive
-        with scope:
-            try:
-                outcome = await self._step(task)
-            except self._cancelled:
-                raise
-            except BaseException as error:  # the driver raises it, whatever it is
-                send("error", (task, error))
-                return
-            send("done", (task, outcome))
 
     def _noted(self, task: Task, error: BaseException) -> BaseException:
         note = self.program.error_note(task)
@@ -639,9 +613,9 @@ class Loop:
 
     def _cancel_fork(self, fork_run_id: str, *, keep: str) -> None:
         """Cancel every task and unfinished map inside fork run `fork_run_id` (but `keep`)."""
-        for task_id, (running, cancel) in list(self._running.items()):
+        for task_id, running in list(self._running.items()):
             if task_id != keep and any(item.node_run_id == fork_run_id for item in running.fork_stack):
-                cancel()
+                self._lanes.cancel(running)
                 del self._running[task_id]
                 self._uncount([running])
         for waiting in (self._queued, self._inline):
