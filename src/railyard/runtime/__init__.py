@@ -1,7 +1,69 @@
-"""The one engine both graph APIs run on.
+r"""The one engine every run goes through: read this first.
 
-- `railyard.runtime._tasks`: `Task` and `ForkStackItem`, the unit of work.
-- `railyard.runtime.scheduler`: `Scheduler`, which runs tasks and records each step,
-  and `Program`, what a front end compiles a graph to.
-- `railyard.runtime._recorder`: `Recorder`, what the scheduler tells the run log.
+A run of any API — a node `Graph`, a builder `Graph`, an `Agent` — is a set of
+*tasks*: "run node X on these inputs inside this fork stack". One `Loop` (`_loop.py`)
+runs them. A front end only compiles its graph into a `Program` (`_program.py`) that
+says what a task is and where its result leads::
+
+    front ends (thin)        node Graph        builder Graph        Agent
+                             _NodeProgram      BuilderProgram      (a node Graph)
+                                   \                |                /
+                                    `--- Program: kinds, runner, route, follow,
+                                         join_key / join_initial / reduce ---'
+                                                     |
+    Loop (one per run)     ready batch --advance()--> start each task
+                             |                          |
+                             |   STEP  -> Lanes (_lanes.py): tasks of the event loop
+                             |            that run waiting steps one after another,
+                             |            opened as steps need them; each step goes
+                             |            through the Executor (_executor.py)
+                             |   INLINE (fork, decision, start, end) and JOIN
+                             |         -> run by the driver itself, in order
+                             |
+                             +-- _step(task): the one path of every step
+                             |     recorder.step_started -> span -> run node
+                             |     -> program.route -> recorder.step_finished
+                             |
+                             +-- map sources (pulled lazily, sync or async), live
+                             |   counts per fork run, join accumulators keyed by
+                             |   (join id, fork run id), first-value cancellation,
+                             |   a failure cancelling the rest, max_concurrency
+
+The pieces:
+
+- `Program` (`_program.py`): `kinds[node_id]` says how a task runs (`STEP`: user
+  code through the executor; `INLINE`: structure the loop runs itself; `JOIN`: a
+  value reduced into its join's accumulator). `runner(loop)` gives the function
+  that runs a step's node; `route(task, result, loop)` turns what it returned into
+  the next tasks, a `MapItems` fan-out, or the run's `End`; `follow` routes a map's
+  items and a join's value; `join_key`, `join_initial` and `reduce` define joins.
+  The node API's program routes to at most one task; the builder's routes through
+  forks, maps, decisions and joins.
+- `Executor` (`_executor.py`): where a step's node runs. `bind(run)` is called once
+  per run and returns the function the loop calls per step: a task in, an awaitable
+  of the node's result (or its exception) out; cancelling the wait cancels the step.
+  `InProcessExecutor` (the default) returns `run` itself, so it costs nothing;
+  `ThreadExecutor` runs each step on a worker thread; a cluster engine plugs in here.
+- `Recorder` (`_recorder.py`): hears one event per happening, in order —
+  `tasks_created` (the start, `next(node)`, a map's items as they are pulled),
+  `step_started`, `step_finished` (with what the step led to and the state),
+  `step_failed`, `join_closed`. A method records before it returns, or returns an
+  awaitable that does; the loop awaits it before going on, so a durable recorder
+  makes each event durable before the next. `None` (no recorder) costs nothing.
+  Tracing is the other hook: a span per step when an OpenTelemetry SDK is set up.
+- The driver: `Loop.advance()` starts the ready batch and returns the next one (the
+  tasks finished steps led to, or a map's items as they are pulled) or the `End`.
+  A lone task with nothing else in flight runs in the driver itself, which keeps the
+  node API's per-step cost near a plain loop's. Recording and tracing never change
+  which code runs a step.
+- Replay: a stored run's records rebuild its position for resume and fork — for
+  node runs through the persistence views (`railyard.durable.DurablePersistence`:
+  the last scheduled node and its state), for builder runs through
+  `railyard.builder.durable.replay` (pending tasks, join values replayed through
+  their reducers, maps part-way through, joins already closed). Both write the same
+  record kinds through the store codec.
+
+Modules: `_tasks.py` (Task, ForkStackItem), `_end.py` (End), `_program.py`,
+`_executor.py`, `_recorder.py`, `_joins.py` (JoinState, closing ids), `_lanes.py`,
+`_loop.py`. Nothing here is public API: `railyard` re-exports what users need.
 """
