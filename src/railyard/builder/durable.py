@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from time import time
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -88,6 +88,8 @@ class StoreRecorder:
         self.exists = exists
         self.graph = graph
         """The graph's name, recorded with a new run."""
+        self.failed = False
+        """Whether a step of this attempt failed: the run stays failed whatever its other branches record."""
         self._order = anyio.Lock()
         """Records land in the order they were made: a record's state must not run ahead of the records before it."""
         self.lock: AbstractAsyncContextManager[None] | None = None
@@ -119,6 +121,10 @@ class StoreRecorder:
                 f"Run {self.run_id!r} cannot be recorded: a value flowing into `{node_id}` cannot be stored as "
                 f"JSON ({err}). Durable runs need JSON-serializable values (a map over an async iterable is not)."
             ) from None
+        if isinstance(record, StepFailed):
+            self.failed = True
+        elif self.failed and stored.status is not RunStatus.ENDED:
+            stored = replace(stored, status=RunStatus.FAILED)  # a branch that finishes after a failure: still failed
         async with self._order:  # fair: writers go in the order they came
             if self.exists:
                 await self.store.append(self.run_id, [stored])

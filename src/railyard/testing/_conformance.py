@@ -12,7 +12,18 @@ from railyard.durable import DurablePersistence
 from railyard.exceptions import RunEnded, RunExists, RunLocked, RunNotFound
 from railyard.persistence import EndSnapshot, NodeSnapshot
 from railyard.store import RunStatus, RunStore, StoredRecord
-from railyard.testing._sample import Color, CountTo, CrashState, Mixed, Point, RichState, count_graph, rich_graph
+from railyard.testing._sample import (
+    Color,
+    CountTo,
+    CrashState,
+    FailPlan,
+    Mixed,
+    Point,
+    RichState,
+    count_graph,
+    map_graph,
+    rich_graph,
+)
 
 __all__ = ("CHECKS", "StoreFactory", "check_store")
 
@@ -223,6 +234,37 @@ async def check_claim(store: RunStore) -> None:
     await store.release_claim(again)
 
 
+async def check_builder_run_cut_off_mid_map(store: RunStore) -> None:
+    """A builder run that fails mid-map resumes with only the unfinished items; a fork mid-map finishes alike."""
+    run_id = f"map-{new_hex_id()}"
+    expected = sum(i**3 for i in range(12))
+    first = FailPlan(fail_at=7)
+    try:
+        await map_graph.run(inputs=12, deps=first, store=store, run_id=run_id)
+    except RuntimeError as err:
+        assert str(err) == "asked to fail at item 7", f"the step's own exception must propagate, got {err!r}"
+    else:
+        raise AssertionError("the failing item's exception must propagate")
+    (info,) = [i for i in await store.runs() if i.run_id == run_id]
+    assert (info.status, info.graph) == (RunStatus.FAILED, "map_graph"), f"a failed builder run is failed: {info}"
+    again = FailPlan()
+    assert await map_graph.resume(store, run_id, deps=again) == expected, "the resumed run must finish the sum"
+    finished_before = {item for item, count in first.calls.items() if count and item != 7}
+    rerun = {item for item in again.calls if item in finished_before}
+    assert len(rerun) <= 1, f"items that finished before the failure ran again: {sorted(rerun)}"
+    assert 7 in again.calls, "the failed item runs again"
+    (info,) = [i for i in await store.runs() if i.run_id == run_id]
+    assert info.status == RunStatus.ENDED, f"the resumed run must end, got {info}"
+    forked = await map_graph.fork(store, run_id, 6)
+    assert await map_graph.resume(store, forked, deps=FailPlan()) == expected, "a fork mid-map finishes alike"
+    try:
+        await map_graph.resume(store, run_id, deps=FailPlan())
+    except RunEnded:
+        pass
+    else:
+        raise AssertionError("resuming an ended builder run must raise RunEnded")
+
+
 async def check_graph_names(store: RunStore) -> None:
     """A run's graph name, written on its first record, comes back with it, in `runs()`, and filters `claim`."""
     orders, fan_out, unnamed = (f"{name}-{new_hex_id()}" for name in ("orders", "fan-out", "unnamed"))
@@ -260,6 +302,7 @@ CHECKS: tuple[Callable[[RunStore], Awaitable[None]], ...] = (
     check_one_driver,
     check_claim,
     check_graph_names,
+    check_builder_run_cut_off_mid_map,
 )
 """Every check of the suite; each takes a fresh store."""
 

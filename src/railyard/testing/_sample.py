@@ -23,6 +23,7 @@ __all__ = (
     "CrashState",
     "Effects",
     "Fail",
+    "FailPlan",
     "FanOutState",
     "Mixed",
     "Point",
@@ -33,6 +34,7 @@ __all__ = (
     "crash_subject",
     "fan_out_graph",
     "fan_out_subject",
+    "map_graph",
     "rich_graph",
 )
 
@@ -211,3 +213,43 @@ fan_out_graph = _fan_out_graph()
 def fan_out_subject(workdir: Path) -> CrashSubject:
     """The builder crash test's subject: 150 squares, 4 at a time, each writing its step id to `workdir/effects.log`."""
     return CrashSubject(fan_out_graph, state=FanOutState(), deps=Effects(str(workdir / "effects.log")), inputs=150)
+
+
+@dataclass
+class FailPlan:
+    """Makes `map_graph`'s step fail once, on item `fail_at`, and counts every call per item."""
+
+    fail_at: int | None = None
+    calls: dict[int, int] = field(default_factory=dict[int, int])
+
+
+def _map_graph() -> Any:
+    from railyard.builder import GraphBuilder, StepContext, reduce_sum
+
+    g = GraphBuilder(name="map_graph", deps_type=FailPlan, input_type=int, output_type=int)
+
+    @g.step
+    async def items(ctx: StepContext[None, FailPlan, int]) -> list[int]:
+        return list(range(ctx.inputs))
+
+    @g.step
+    async def cube(ctx: StepContext[None, FailPlan, int]) -> int:
+        plan = ctx.deps
+        plan.calls[ctx.inputs] = plan.calls.get(ctx.inputs, 0) + 1
+        await anyio.lowlevel.checkpoint()
+        if ctx.inputs == plan.fail_at:
+            raise RuntimeError(f"asked to fail at item {ctx.inputs}")
+        return ctx.inputs**3
+
+    total = g.join(reduce_sum, initial=0, node_id="total")
+    g.add(
+        g.edge_from(g.start_node).to(items),
+        g.edge_from(items).map(downstream_join_id="total", max_concurrency=2).to(cube),
+        g.edge_from(cube).to(total),
+        g.edge_from(total).to(g.end_node),
+    )
+    return g.build()
+
+
+map_graph = _map_graph()
+"""A builder graph that maps `cube` over `range(n)`, two at a time, and sums the cubes."""
