@@ -23,6 +23,7 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 from opentelemetry import trace
 
+from railyard._ids import new_hex_id
 from railyard.exceptions import GraphStepLimitError
 from railyard.runtime._end import End
 from railyard.runtime._executor import Executor, InProcessExecutor
@@ -106,6 +107,7 @@ class Loop:
         """The open joins, by join instance."""
         self._pulled = False
         self._task_ids = itertools.count()
+        self._id_suffix = new_hex_id()
         self._closes: list[tuple[str, str, list[Task]]] = []
         self._live: Counter[str] = Counter()
         self._running: dict[str, Task] = {}
@@ -133,8 +135,12 @@ class Loop:
         return self.ctx.deps
 
     def new_task(self, node_id: str, inputs: Any, fork_stack: ForkStack) -> Task:
-        """A task with a new id of this run (`task:N`)."""
-        return self.task_class(node_id, inputs, fork_stack, f"task:{next(self._task_ids) + 1}")
+        """A task with a new id: `task:N:<hex>`, numbered in the run and unique across runs.
+
+        The id is the step's `ctx.step_id`, an idempotency key: it must not repeat in
+        another run of the same graph, and stays the same when the step is run again.
+        """
+        return self.task_class(node_id, inputs, fork_stack, f"task:{next(self._task_ids) + 1}:{self._id_suffix}")
 
     def number_tasks_from(self, number: int) -> None:
         """Give the next new task the id `task:{number}` (a resumed run goes on with its numbering)."""
