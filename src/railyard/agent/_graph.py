@@ -13,6 +13,7 @@ in `AgentDeps`, which the agent rebuilds when a stored run is resumed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -56,6 +57,7 @@ __all__ = (
     "ModelRequestNode",
     "UserPromptNode",
     "agent_graph",
+    "named_agent_graph",
 )
 
 ResultDataT = TypeVar("ResultDataT")
@@ -475,4 +477,18 @@ def _count_result_retry(state: AgentState, deps: AgentDeps, cause: BaseException
 agent_graph: Graph[AgentState, AgentDeps, FinalResult[Any]] = Graph(
     nodes=(UserPromptNode, ModelRequestNode, CallToolsNode), name="agent", state_type=AgentState
 )
-"""The graph every agent run runs on."""
+"""The graph of the agent loop; a named agent's runs run on a copy named after it (`named_agent_graph`)."""
+
+
+def named_agent_graph(name: str | None) -> Graph[AgentState, AgentDeps, FinalResult[Any]]:
+    """`agent_graph` under the name `name` (itself for `None`): durable runs record that name.
+
+    A shallow copy: the nodes, their routes and the inferred types are `agent_graph`'s own,
+    so it costs a dict copy, not a graph build (no type hints are read again).
+    """
+    if name is None or name == agent_graph.name:
+        return agent_graph
+    _ = agent_graph.inferred_types  # worked out once, and shared by every copy
+    graph = copy.copy(agent_graph)
+    graph.name = name
+    return graph

@@ -24,7 +24,9 @@ from typing import Any, Generic, TypeGuard, overload
 
 from typing_extensions import TypeVar, Unpack
 
+from railyard._introspect import infer_name
 from railyard._sync import refuse_running_loop
+from railyard.agent._arguments import check_durable, new_state, pick
 from railyard.agent._capture import capture_run_messages, take_capture_list
 from railyard.agent._graph import (
     AgentDeps,
@@ -35,6 +37,7 @@ from railyard.agent._graph import (
     ModelRequestNode,
     UserPromptNode,
     agent_graph,
+    named_agent_graph,
 )
 from railyard.agent._prompts import PromptFunction
 from railyard.agent._result import ResultSchema, ResultValidator
@@ -48,6 +51,7 @@ from railyard.agent.settings import ModelSettings
 from railyard.agent.streaming import StreamedRunResult
 from railyard.agent.tools import Tool, ToolOptions
 from railyard.agent.usage import Usage, UsageLimits
+from railyard.graph import Graph
 from railyard.nodes import End
 from railyard.persistence import BaseStatePersistence
 from railyard.store import RunStore
@@ -98,13 +102,13 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         """Settings sent with every request; a run's own settings are merged over them."""
         self.end_strategy: EndStrategy = end_strategy
         """What happens to the other tool calls of the response that carries the final result."""
-        self.result_type: Any = _pick(result_type, output_type, "result_type", "output_type", str)
+        self.result_type: Any = pick(result_type, output_type, "result_type", "output_type", str)
         """The type of the runs' results."""
         self._result_tool_name = result_tool_name
         self._result_tool_description = result_tool_description
         self._result_schemas: dict[Any, ResultSchema] = {}
         self._result_schema(self.result_type)
-        self._max_result_retries = _pick(result_retries, output_retries, "result_retries", "output_retries", None)
+        self._max_result_retries = pick(result_retries, output_retries, "result_retries", "output_retries", None)
         if self._max_result_retries is None:
             self._max_result_retries = retries
         self._system_prompts = (system_prompt,) if isinstance(system_prompt, str) else tuple(system_prompt)
@@ -116,6 +120,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         self._tools: dict[str, Tool] = {}
         self._override_model: Model | None = None
         self._override_deps: tuple[Any] | None = None
+        self._run_graph = named_agent_graph(name)
         for tool in tools:
             self._add_tool(tool if isinstance(tool, Tool) else Tool(tool))
 
@@ -235,22 +240,16 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             TypeError: both `persistence` and `store` were given, or `run_id` without `store`.
             RunExists: `store` already holds a run `run_id`.
         """
-        _check_durable(persistence, store, run_id, "Agent.iter()")
+        check_durable(persistence, store, run_id, "Agent.iter()")
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         history = take_capture_list()
         if history is None:
             history = []
-        history.extend(message_history or [])
-        state = AgentState(
-            message_history=history,
-            usage=usage if usage is not None else Usage(),
-            prompt=user_prompt,
-            new_message_index=len(history),
-        )
-        result_type = _pick(result_type, output_type, "result_type", "output_type", None)
+        state = new_state(user_prompt, history, message_history, usage)
+        result_type = pick(result_type, output_type, "result_type", "output_type", None)
         agent_deps = self._agent_deps(result_type, model, deps, model_settings, usage_limits)
-        async with agent_graph.iter(
+        async with self._graph().iter(
             UserPromptNode(user_prompt),
             state=state,
             deps=agent_deps,
@@ -279,9 +278,9 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         and result type from this agent (or the arguments), so pass the same result type
         the run started with if it was not the agent's.
         """
-        result_type = _pick(result_type, output_type, "result_type", "output_type", None)
+        result_type = pick(result_type, output_type, "result_type", "output_type", None)
         agent_deps = self._agent_deps(result_type, model, deps, model_settings, usage_limits)
-        async with agent_graph.iter_from_persistence(persistence, deps=agent_deps, infer_name=False) as graph_run:
+        async with self._graph().iter_from_persistence(persistence, deps=agent_deps, infer_name=False) as graph_run:
             yield AgentRun(graph_run)
 
     @asynccontextmanager
@@ -306,9 +305,9 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             RunEnded: the run has ended.
             RunLocked: another driver is advancing the run.
         """
-        result_type = _pick(result_type, output_type, "result_type", "output_type", None)
+        result_type = pick(result_type, output_type, "result_type", "output_type", None)
         agent_deps = self._agent_deps(result_type, model, deps, model_settings, usage_limits)
-        async with agent_graph.iter_resume(store, run_id, deps=agent_deps) as graph_run:
+        async with self._graph().iter_resume(store, run_id, deps=agent_deps) as graph_run:
             yield AgentRun(graph_run)
 
     async def resume(
@@ -342,6 +341,31 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         async with context as run:
             return await finish(run)
 
+    async def initialize(
+        self,
+        user_prompt: str | Sequence[UserContent],
+        *,
+        store: RunStore,
+        run_id: str | None = None,
+        message_history: list[ModelMessage] | None = None,
+        usage: Usage | None = None,
+        infer_name: bool = True,
+    ) -> str:
+        """Create durable run `run_id` (a new id if none is given) without running it; return its id.
+
+        The run is recorded under the agent's name, for a worker (`run_worker([agent], store)`) or
+        `resume(store, run_id)` to carry on with the model and deps given then (neither is stored).
+
+        Raises:
+            RunExists: `store` already holds a run `run_id`.
+        """
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
+        state = new_state(user_prompt, [], message_history, usage)
+        created = await self._graph().initialize(UserPromptNode(user_prompt), store=store, run_id=run_id, state=state)
+        assert created is not None, "a run given a store has an id"
+        return created
+
     async def fork(self, store: RunStore, run_id: str, at_step: int, *, new_run_id: str | None = None) -> str:
         """Start a new run from step `at_step` of stored run `run_id` (0 = its start); return its id.
 
@@ -354,7 +378,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             RunNotFound: the store has no run `run_id`.
             RunExists: `new_run_id` is taken.
         """
-        return await agent_graph.fork(store, run_id, at_step, new_run_id=new_run_id)
+        return await self._graph().fork(store, run_id, at_step, new_run_id=new_run_id)
 
     async def run(
         self,
@@ -379,7 +403,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             TypeError: both `persistence` and `store` were given, or `run_id` without `store`.
             RunExists: `store` already holds a run `run_id`.
         """
-        _check_durable(persistence, store, run_id, "Agent.run()")
+        check_durable(persistence, store, run_id, "Agent.run()")
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         async with self.iter(
@@ -424,7 +448,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             TypeError: both `persistence` and `store` were given, or `run_id` without `store`.
             RunExists: `store` already holds a run `run_id`.
         """
-        _check_durable(persistence, store, run_id, "Agent.run_sync()")
+        check_durable(persistence, store, run_id, "Agent.run_sync()")
         refuse_running_loop("Agent.run_sync()", "await agent.run(...)")
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
@@ -505,6 +529,12 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
 
     # -- helpers ----------------------------------------------------------------------
 
+    def _graph(self) -> Graph[AgentState, AgentDeps, FinalResult[Any]]:
+        """The agent graph under this agent's name, which its durable runs are recorded under."""
+        if self._run_graph.name != (self.name or agent_graph.name):  # named (or renamed) since
+            self._run_graph = named_agent_graph(self.name)
+        return self._run_graph
+
     def _result_schema(self, result_type: Any) -> ResultSchema:
         schema = self._result_schemas.get(result_type)
         if schema is None:
@@ -545,14 +575,9 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         )
 
     def _infer_name(self, frame: types.FrameType | None) -> None:
-        caller = frame.f_back if frame is not None else None
-        if caller is None:
-            return
-        for scope in (caller.f_locals, caller.f_globals):
-            for key, value in scope.items():
-                if value is self:
-                    self.name = key
-                    return
+        name = infer_name(self, frame.f_back if frame is not None else None)
+        if name is not None:
+            self.name = name
 
     @staticmethod
     def is_user_prompt_node(node: Any) -> TypeGuard[UserPromptNode]:
@@ -579,20 +604,3 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             f"Agent(model={self.model!r}, name={self.name!r}, end_strategy={self.end_strategy!r}, "
             f"model_settings={self.model_settings!r})"
         )
-
-
-def _check_durable(
-    persistence: BaseStatePersistence[Any, Any] | None, store: RunStore | None, run_id: str | None, where: str
-) -> None:
-    """Refuse a run given both spellings of where to record it, or a run id and no store."""
-    if persistence is not None and store is not None:
-        raise TypeError(f"{where} takes persistence= or store=, not both: pass store= (and run_id=) alone.")
-    if store is None and run_id is not None:
-        raise TypeError(f"{where} was given run_id={run_id!r} but no store: pass store= to record the run.")
-
-
-def _pick(old: Any, new: Any, old_name: str, new_name: str, default: Any) -> Any:
-    """One of a pair of old/new parameter names (`result_type`/`output_type`, ...)."""
-    if new is not None and old is not None and old is not default:
-        raise UserError(f"`{old_name}` and `{new_name}` cannot be set at the same time.")
-    return new if new is not None else old
