@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import assert_type
 
 from railyard.builder import GraphBuilder, StepContext, reduce_list_append
+from railyard.runtime._executor import ThreadExecutor
+from railyard.store.sqlite import SqliteStore
 
 
 @dataclass
@@ -34,3 +36,14 @@ graph = g.build()
 async def typed() -> None:
     result = await graph.run(state=State(), inputs=[1, 2])
     assert_type(result, list[int])
+
+
+async def typed_durable(store: SqliteStore) -> None:
+    result = await graph.run(state=State(), inputs=[1, 2], store=store, run_id="r", executor=ThreadExecutor(2))
+    assert_type(result, list[int])
+    async with graph.iter(state=State(), inputs=[1], store=store) as run:
+        assert_type(run.run_id, str | None)
+    assert_type(await graph.resume(store, "r"), list[int])
+    assert_type(await graph.fork(store, "r", 2), str)
+    assert_type(await graph.initialize(store, state=State(), inputs=[3]), str)
+    graph.mermaid_save("diagram.md")

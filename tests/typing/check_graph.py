@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, assert_type
 
+from tests.typing.check_builder import graph as builder_graph
+
 from railyard import BaseNode, End, FullStatePersistence, Graph, GraphRunContext, GraphRunResult
+from railyard.graph import GraphRun
+from railyard.runtime._executor import ThreadExecutor
+from railyard.store.sqlite import SqliteStore
+from railyard.worker import run_worker
 
 
 @dataclass
@@ -61,3 +67,18 @@ assert_type(end.data, str)
 
 inferred = Graph(nodes=(Up, Done))
 assert_type(inferred, Graph[State, Deps, int])
+
+
+async def typed_durable(store: SqliteStore) -> None:
+    result = await graph.run(Up(), state=State(0), deps=Deps(1), store=store, run_id="r")
+    assert_type(result, GraphRunResult[State, int])
+    async with graph.iter(Up(), state=State(0), deps=Deps(1), store=store, executor=ThreadExecutor()) as run:
+        assert_type(run.run_id, str | None)
+        assert_type(run.ctx, GraphRunContext[State, Deps])
+    resumed = await graph.resume(store, "r", deps=Deps(1))
+    assert_type(resumed, GraphRunResult[State, int])
+    async with graph.iter_resume(store, "r", deps=Deps(1)) as again:
+        assert_type(again, GraphRun[State, Deps, int])
+    assert_type(await graph.fork(store, "r", 1), str)
+    assert_type(await graph.initialize(Up(), store=store, state=State(0)), str | None)
+    assert_type(await run_worker([graph, builder_graph], store, deps={"up": Deps(1)}), list[str])
