@@ -65,5 +65,5 @@ The pieces:
 
 Modules: `_tasks.py` (Task, ForkStackItem), `_end.py` (End), `_program.py`,
 `_executor.py`, `_recorder.py`, `_joins.py` (JoinState, closing ids), `_lanes.py`,
-`_loop.py`. Nothing here is public API: `railyard` re-exports what users need.
+`_maps.py` (a map part-way through), `_loop.py`. Nothing here is public API: `railyard` re-exports what users need.
 """

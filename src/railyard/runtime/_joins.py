@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ("JoinKey", "JoinState", "closing_id")
+__all__ = ("JoinKey", "JoinState", "closing_id", "join_holds")
 
 JoinKey = tuple[str, str]
 """A join instance: (join id, node run id of the fork whose branches it collects)."""
@@ -26,3 +26,8 @@ class JoinState:
 def closing_id(join_id: str, fork_run_id: str) -> str:
     """The id under which a join instance's closing (its value going on) is recorded."""
     return f"join:{join_id}:{fork_run_id}"
+
+
+def join_holds(key: JoinKey, downstream: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The forks around a join's own fork, which an open join keeps from finishing."""
+    return tuple(item for item in downstream if item.node_run_id != key[1])

@@ -14,7 +14,6 @@ import asyncio
 import itertools
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
@@ -27,8 +26,9 @@ from railyard._ids import new_hex_id
 from railyard.exceptions import GraphStepLimitError
 from railyard.runtime._end import End
 from railyard.runtime._executor import Executor, InProcessExecutor
-from railyard.runtime._joins import JoinKey, JoinState, closing_id
+from railyard.runtime._joins import JoinKey, JoinState, closing_id, join_holds
 from railyard.runtime._lanes import Lanes
+from railyard.runtime._maps import MapSource
 from railyard.runtime._program import MapItems, NodeKind, Program
 from railyard.runtime._recorder import Recorder
 from railyard.runtime._tasks import ForkStack, ForkStackItem, Task
@@ -37,26 +37,6 @@ __all__ = ("Loop",)
 
 _IN_PROCESS = InProcessExecutor()
 _STEP = NodeKind.STEP
-
-
-@dataclass
-class _MapSource:
-    """A map whose items have not all become tasks yet."""
-
-    fork_id: str
-    max_concurrency: int | None
-    downstream_join_id: str | None
-    items: Iterator[Any] | AsyncIterator[Any]
-    fork_stack: ForkStack
-    node_run_id: str
-    is_async: bool
-    index: int = 0
-    done: bool = False
-    waiting: anyio.Event | None = None
-
-    def inside(self, fork_run_id: str) -> bool:
-        """Whether this map runs inside fork run `fork_run_id`, or is it."""
-        return self.node_run_id == fork_run_id or any(item.node_run_id == fork_run_id for item in self.fork_stack)
 
 
 class Loop:
@@ -115,7 +95,7 @@ class Loop:
         self._completed: deque[tuple[str, Any]] = deque()
         self._inline: deque[Task] = deque()
         self._lanes = Lanes(self._step, self._arrive)
-        self._sources: list[_MapSource] = []
+        self._sources: list[MapSource] = []
         self._pumps: list[anyio.CancelScope] = []
         self._kinds = program.kinds
         self._run_node = self.executor.bind(program.runner(self))
@@ -157,12 +137,12 @@ class Loop:
     def restore_join(self, key: JoinKey, state: JoinState) -> None:
         """Hold an open join taken up from a stored run."""
         self.joins[key] = state
-        for item in _join_holds(key, state.downstream_fork_stack):
+        for item in join_holds(key, state.downstream_fork_stack):
             self._live[item.node_run_id] += 1
 
     def restore_map(self, spec: MapItems, fork_stack: ForkStack, node_run_id: str, start: int) -> None:
         """Go on with a map part-way through: its remaining items, the first of them numbered `start`."""
-        source = _MapSource(
+        source = MapSource(
             spec.fork_id,
             spec.max_concurrency,
             spec.downstream_join_id,
@@ -478,7 +458,7 @@ class Loop:
     def _map(self, task: Task, spec: MapItems) -> None:
         items = spec.items
         is_async = isinstance(items, AsyncIterator)
-        source = _MapSource(
+        source = MapSource(
             spec.fork_id,
             spec.max_concurrency,
             spec.downstream_join_id,
@@ -493,20 +473,20 @@ class Loop:
             assert self._task_group is not None
             self._task_group.start_soon(self._pump, source)
 
-    def _hold_source(self, source: _MapSource) -> None:
+    def _hold_source(self, source: MapSource) -> None:
         """A map holds its fork and the forks around it open until it is exhausted."""
         for item in source.fork_stack:
             self._live[item.node_run_id] += 1
         self._live[source.node_run_id] += 1
 
-    def _release_source(self, source: _MapSource) -> None:
+    def _release_source(self, source: MapSource) -> None:
         source.done = True
         self._sources.remove(source)
         for item in source.fork_stack:
             self._live[item.node_run_id] -= 1
         self._live[source.node_run_id] -= 1
 
-    def _map_capacity(self, source: _MapSource, pulled: int = 0) -> bool:
+    def _map_capacity(self, source: MapSource, pulled: int = 0) -> bool:
         limit = source.max_concurrency
         if limit is not None and self._live[source.node_run_id] - 1 >= limit:  # less the map's own hold
             return False
@@ -530,7 +510,7 @@ class Loop:
                 produced += self._map_item(source, item)
         return produced
 
-    async def _pump(self, source: _MapSource) -> None:
+    async def _pump(self, source: MapSource) -> None:
         """Pull an async iterable's items as capacity allows, handing each to the run."""
         items: AsyncIterator[Any] = source.items  # type: ignore[assignment]
         scope = anyio.CancelScope()
@@ -553,7 +533,7 @@ class Loop:
     def _async_sources_busy(self) -> bool:
         return any(source.is_async and not source.done for source in self._sources)
 
-    def _map_item(self, source: _MapSource, item: Any) -> list[Task]:
+    def _map_item(self, source: MapSource, item: Any) -> list[Task]:
         stack = (*source.fork_stack, ForkStackItem(source.fork_id, source.node_run_id, source.index))
         source.index += 1
         tasks = self.program.follow(source.fork_id, item, stack, self)
@@ -565,7 +545,7 @@ class Loop:
                 return []
         return tasks
 
-    def _source_done(self, source: _MapSource) -> list[Task]:
+    def _source_done(self, source: MapSource) -> list[Task]:
         if source.done:
             return []
         if source.index == 0 and source.downstream_join_id is not None:
@@ -585,7 +565,7 @@ class Loop:
             if closing_id(*key) in self.closed:
                 return None  # closed before a resume: its value has gone on already
             state = self.joins[key] = JoinState(self.program.join_initial(join_id), downstream)
-            for item in _join_holds(key, downstream):  # an open join holds the forks around it open
+            for item in join_holds(key, downstream):  # an open join holds the forks around it open
                 self._live[item.node_run_id] += 1
         return state
 
@@ -609,7 +589,7 @@ class Loop:
             if self._live[fork_run_id] > 0:
                 continue
             del self.joins[key]
-            for item in _join_holds(key, state.downstream_fork_stack):
+            for item in join_holds(key, state.downstream_fork_stack):
                 self._live[item.node_run_id] -= 1
             tasks = self.program.follow(join_id, state.current, state.downstream_fork_stack, self)
             self._count(tasks)
@@ -634,12 +614,3 @@ class Loop:
                 self._release_source(source)
                 if source.waiting is not None:
                     source.waiting.set()
-
-
-def _join_holds(key: JoinKey, downstream: ForkStack) -> ForkStack:
-    """The forks around a join's own fork, which an open join keeps from finishing."""
-    return tuple(item for item in downstream if item.node_run_id != key[1])
-
-
-def _nothing() -> None:
-    """Cancels a task that has already finished: nothing to do."""
