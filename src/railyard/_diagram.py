@@ -3,7 +3,7 @@
 Each front end turns its graph into a `Diagram` (the node API in `railyard.mermaid`,
 the builder in `railyard.builder.mermaid`); `write_mermaid` is the only code that
 spells mermaid syntax. The model holds no graph objects and imports nothing of
-railyard, so drawing a diagram never needs a graph module.
+railyard but its defaults, so drawing a diagram never needs a graph module.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
+
+from railyard._mermaid_defaults import DEFAULT_HIGHLIGHT_CSS
 
 __all__ = (
     "DEFAULT_HIGHLIGHT_CSS",
@@ -25,9 +27,6 @@ __all__ = (
     "StateKind",
     "write_mermaid",
 )
-
-DEFAULT_HIGHLIGHT_CSS = "fill:#fdff32"
-"""The CSS of highlighted states unless a diagram says otherwise."""
 
 StateDiagramDirection = Literal["TB", "LR", "RL", "BT"]
 """The direction a diagram flows in."""

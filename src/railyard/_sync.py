@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 __all__ = ("refuse_running_loop",)
 
 
@@ -13,6 +11,8 @@ def refuse_running_loop(method: str, instead: str) -> None:
     Raises:
         RuntimeError: naming `method` and what to call instead (`instead`).
     """
+    import asyncio  # here, not at the top: `import railyard` does not need asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, assert_type
 
 from tests.typing.check_builder import graph as builder_graph
 
+import railyard
 from railyard import BaseNode, End, FullStatePersistence, Graph, GraphRunContext, GraphRunResult
 from railyard.graph import GraphRun
 from railyard.runtime._executor import ThreadExecutor
@@ -82,3 +84,14 @@ async def typed_durable(store: SqliteStore) -> None:
     assert_type(await graph.fork(store, "r", 1), str)
     assert_type(await graph.initialize(Up(), store=store, state=State(0)), str | None)
     assert_type(await run_worker([graph, builder_graph], store, deps={"up": Deps(1)}), list[str])
+
+
+async def typed_top_level_names() -> None:
+    # the names `railyard` loads on first use are typed as their modules define them
+    assert_type(railyard.SqliteStore, type[SqliteStore])
+    assert_type(railyard.ThreadExecutor, type[ThreadExecutor])
+    assert railyard.run_worker is run_worker
+    store: railyard.RunStore = railyard.open_store("memory:")
+    assert_type(await store.runs(status=railyard.RunStatus.ENDED), Sequence[railyard.RunInfo])
+    persistence: railyard.DurablePersistence[State, int] = railyard.DurablePersistence(store, "r")
+    assert_type(persistence.run_id, str)

@@ -8,30 +8,30 @@ left inside the fork it waits for.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
-import anyio
 from typing_extensions import TypeVar
 
 from railyard._sync import refuse_running_loop
 from railyard.builder._program import BuilderProgram
-from railyard.builder.durable import ResumePoint, StoreRecorder
 from railyard.builder.join import Join
 from railyard.builder.node import START_ID
 from railyard.builder.parent_forks import ParentFork
 from railyard.builder.paths import Path, _check_concurrency  # pyright: ignore[reportPrivateUsage]
-from railyard.runtime._executor import Executor
-from railyard.runtime._loop import Loop
-from railyard.runtime._program import MapItems
 from railyard.runtime._tasks import ForkStack, ForkStackItem, Task
-from railyard.store import RunStore
-from railyard.tracing import active_tracer
+
+# The runtime loop, tracing, anyio and the durable machinery load when a run starts (in
+# `GraphRun` and the methods that start one), not when a graph is built.
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from railyard.builder.durable import ResumePoint, StoreRecorder
+    from railyard.runtime._executor import Executor
+    from railyard.store import RunStore
 
 __all__ = ("EndMarker", "ErrorMarker", "Graph", "GraphRun", "GraphTask", "GraphTaskRequest", "JoinItem")
 
@@ -212,6 +212,8 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         refuse_running_loop("Graph.run_sync()", "await graph.run(...)")
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
+        import asyncio
+
         return asyncio.run(
             self.run(
                 state=state,
@@ -357,7 +359,7 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         if store is None:
             return None
         from railyard._ids import new_hex_id
-        from railyard.builder.durable import builder_codec
+        from railyard.builder.durable import StoreRecorder, builder_codec
 
         return StoreRecorder(store, run_id or new_hex_id(), builder_codec(self), exists=False, graph=self.name)
 
@@ -441,6 +443,9 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         resume: bool = False,
         executor: Executor | None = None,
     ) -> None:
+        from railyard.runtime._loop import Loop
+        from railyard.tracing import active_tracer
+
         self.graph = graph
         self.inputs = inputs
         self._span = span
@@ -478,6 +483,8 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
 
     def _apply(self, point: ResumePoint) -> None:
         """Take up a stored run where it stands: its state, pending tasks, open joins and maps."""
+        from railyard.runtime._program import MapItems
+
         loop = self._loop
         loop.ctx = _RunContext(point.state, self.deps)
         loop.number_tasks_from(point.next_task_number)
@@ -533,6 +540,8 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         try:
             batch = await self._loop.advance()
         except BaseException as error:
+            import anyio
+
             if not isinstance(error, anyio.get_cancelled_exc_class()):
                 self._error = ErrorMarker(error)
             raise
@@ -576,6 +585,8 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             await self._loop.__aexit__(kind, error, traceback)
         finally:
             if self._recorder is not None:
+                import anyio
+
                 with anyio.CancelScope(shield=True):
                     await self._recorder.close()
             if self._span_context is not None:

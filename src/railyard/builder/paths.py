@@ -7,10 +7,11 @@ turns map and broadcast markers into fork nodes.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from railyard._ids import new_hex_id
 
 if TYPE_CHECKING:
     from railyard.builder.step import StepContext
@@ -41,7 +42,7 @@ PLACEHOLDER = "__placeholder__"
 
 def placeholder_id(kind: str) -> str:
     """A node id to be replaced at build time by `kind`, `kind_2`, ... (for forks, decisions, joins)."""
-    return f"{PLACEHOLDER}:{kind}:{uuid.uuid4().hex}"
+    return f"{PLACEHOLDER}:{kind}:{new_hex_id()}"
 
 
 def node_id_of(node: Any) -> str:

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal
 
-import pydantic
 from typing_extensions import TypeVar
 
 from railyard.nodes import BaseNode, End
 from railyard.persistence._schema import CustomNodeSchema
 
 if TYPE_CHECKING:
+    import pydantic
+
     from railyard.graph import Graph
     from railyard.runtime._recorder import Recorder
 
@@ -184,6 +185,8 @@ def build_snapshot_list_type_adapter(
     state_t: type[StateT], run_end_t: type[RunEndT]
 ) -> pydantic.TypeAdapter[list[Snapshot[StateT, RunEndT]]]:
     """A TypeAdapter that reads and writes a list of snapshots as JSON."""
+    import pydantic
+
     return pydantic.TypeAdapter(
         list[Annotated[Snapshot[state_t, run_end_t], pydantic.Discriminator("kind")]]  # type: ignore[valid-type]
     )

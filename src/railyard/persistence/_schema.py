@@ -6,13 +6,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
-from typing import Any
-
-import pydantic
-from pydantic_core import core_schema
+from typing import TYPE_CHECKING, Any
 
 from railyard.exceptions import GraphSetupError
 from railyard.nodes import BaseNode
+
+# pydantic loads when a node is first (de)serialized, not at `import railyard`.
+if TYPE_CHECKING:
+    import pydantic
+    from pydantic_core import core_schema
 
 __all__ = ("CustomNodeSchema", "node_adapter", "node_types", "nodes_schema")
 
@@ -34,6 +36,8 @@ def node_types(nodes: Sequence[type[AnyNode]]) -> Iterator[None]:
 @cache
 def node_adapter(node_class: type[AnyNode]) -> pydantic.TypeAdapter[Any]:
     """The TypeAdapter of one node class (its dataclass or model fields)."""
+    import pydantic
+
     return pydantic.TypeAdapter(node_class)
 
 
@@ -68,6 +72,8 @@ def _validator(known: dict[str, type[AnyNode]] | None) -> Any:
 
 def nodes_schema(known: dict[str, type[AnyNode]] | None = None) -> core_schema.CoreSchema:
     """The pydantic core schema of "any node of the graph", serialized with its `node_id`."""
+    from pydantic_core import core_schema
+
     return core_schema.no_info_plain_validator_function(
         _validator(known),
         serialization=core_schema.plain_serializer_function_ser_schema(_serialize),

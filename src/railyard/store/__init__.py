@@ -32,8 +32,10 @@ from railyard.store.records import (
     TaskClaimed,
     TasksScheduled,
 )
-from railyard.store.summary import RunInfo, summarize
+from railyard.store.summary import RunInfo, summarize  # noqa: F401 - summarize: importable, not public
 
+# `info_from_stored` (below) and `summarize` help the backends summarize a run; they are
+# importable from here but not public API, so not listed.
 __all__ = (
     "ErrorInfo",
     "RunInfo",
@@ -46,8 +48,6 @@ __all__ = (
     "StoredRecord",
     "TaskClaimed",
     "TasksScheduled",
-    "info_from_stored",
-    "summarize",
 )
 
 
