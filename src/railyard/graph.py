@@ -7,40 +7,42 @@ is the case of the shared runtime where exactly one task is pending at a time, s
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import types
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
-import pydantic
-from typing_extensions import Unpack
-
-from railyard import _introspect, mermaid
-from railyard._copy import deep_copy
+from railyard import _introspect
 from railyard._ids import new_snapshot_id
 from railyard._introspect import UNSET, NodeDef, Unset
+from railyard._mermaid_defaults import DEFAULT_HIGHLIGHT_CSS
 from railyard._sync import refuse_running_loop
 from railyard.exceptions import GraphRuntimeError, GraphSetupError
 from railyard.nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT, StateT, node_task
 from railyard.persistence import BaseStatePersistence
 from railyard.persistence._schema import node_types
-from railyard.persistence.in_mem import LogPersistence, SimpleStatePersistence
-from railyard.runtime._executor import Executor
-from railyard.runtime._loop import Loop
-from railyard.runtime._program import NodeKind
-from railyard.runtime._recorder import Outcome
-from railyard.runtime._tasks import ForkStack, Task
-from railyard.state import HistoryStep, HistoryView, history_type_adapter
-from railyard.tracing import active_tracer
+from railyard.runtime._tasks import Task
 
+# What only a run, a diagram or a history needs (the runtime loop, the in-memory log,
+# tracing, the mermaid code and service) is imported where it is first used: in the
+# functions that start a run, draw or dump, never on the per-step path.
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
+    from pathlib import Path
 
+    import pydantic
+    from opentelemetry.trace import Span
+    from typing_extensions import Unpack
+
+    from railyard import mermaid
+    from railyard.persistence.in_mem import SimpleStatePersistence
+    from railyard.runtime._executor import Executor
+    from railyard.runtime._loop import Loop
+    from railyard.runtime._recorder import Outcome
+    from railyard.runtime._tasks import ForkStack
+    from railyard.state import HistoryStep
     from railyard.store import RunStore
 
 __all__ = ("Graph", "GraphRun", "GraphRunResult")
@@ -90,7 +92,11 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         self._state_type = state_type
         self._run_end_type = run_end_type
         self.auto_instrument = auto_instrument
-        self._snapshot_state: Callable[[Any], Any] = snapshot_state if snapshot_state is not None else deep_copy
+        if snapshot_state is None:
+            from railyard._copy import deep_copy
+
+            snapshot_state = deep_copy
+        self._snapshot_state: Callable[[Any], Any] = snapshot_state
         frame = inspect.currentframe()
         local_ns = _introspect.parent_namespace(frame.f_back if frame is not None else None)
         self.node_defs = {}
@@ -213,6 +219,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         refuse_running_loop("Graph.run_sync()", "await graph.run(...)")
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
+        import asyncio
+
         return asyncio.run(
             self.run(
                 start_node,
@@ -436,6 +444,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
 
     def history_type_adapter(self) -> pydantic.TypeAdapter[list[HistoryStep[StateT, RunEndT]]]:
         """The TypeAdapter that reads and writes this graph's run histories."""
+        from railyard.state import history_type_adapter
+
         state_type, run_end_type = self.inferred_types
         adapter: pydantic.TypeAdapter[list[HistoryStep[StateT, RunEndT]]] = history_type_adapter(
             state_type, run_end_type
@@ -462,11 +472,13 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         edge_labels: bool = True,
         notes: bool = True,
         highlighted_nodes: Sequence[mermaid.NodeIdent] | mermaid.NodeIdent | None = None,
-        highlight_css: str = mermaid.DEFAULT_HIGHLIGHT_CSS,
+        highlight_css: str = DEFAULT_HIGHLIGHT_CSS,
         infer_name: bool = True,
         direction: mermaid.StateDiagramDirection | None = None,
     ) -> str:
         """The graph as a mermaid `stateDiagram-v2`."""
+        from railyard import mermaid
+
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         if title is None and self.name:
@@ -488,6 +500,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         Raises:
             MermaidServiceError: the service could not be reached or refused the diagram.
         """
+        from railyard import mermaid
+
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         if "title" not in kwargs and self.name:
@@ -498,6 +512,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         self, path: Path | str, /, *, infer_name: bool = True, **kwargs: Unpack[mermaid.MermaidConfig]
     ) -> None:
         """Save the graph's diagram: mermaid text for `.md`/`.mmd`, else an image by suffix."""
+        from railyard import mermaid
+
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         if "title" not in kwargs and self.name:
@@ -608,6 +624,8 @@ class _NodeProgram:
     __slots__ = ("graph", "kinds", "routes")
 
     def __init__(self, graph: Graph[Any, Any, Any]) -> None:
+        from railyard.runtime._program import NodeKind
+
         self.graph = graph
         self.routes: dict[str, _Route] = graph._routes  # pyright: ignore[reportPrivateUsage]
         self.kinds: dict[str, NodeKind] = dict.fromkeys(graph.node_defs, NodeKind.STEP)
@@ -713,6 +731,10 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         tracer: Any = None,
         executor: Executor | None = None,
     ) -> None:
+        from railyard.persistence.in_mem import LogPersistence
+        from railyard.runtime._loop import Loop
+        from railyard.state import HistoryView
+
         self.graph = graph
         self.persistence = persistence
         self.state = state
@@ -771,7 +793,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         """The steps run so far (the seeds' API), with the state after each step."""
         if self._history is None:
             return self._user_history if self._user_history is not None else []
-        return cast(list[HistoryStep[StateT, RunEndT]], self._history.sync())
+        return cast("list[HistoryStep[StateT, RunEndT]]", self._history.sync())
 
     async def next(
         self, node: BaseNode[StateT, DepsT, RunEndT] | None = None
@@ -826,6 +848,10 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
     async def _run_to_end(self) -> None:
         """Drive the run until it ends (`Graph.run`: no node is handed out, so none is yielded)."""
         loop = self._loop
+        if self._user_history is None:  # nobody looks at the steps as they happen
+            if self._next_task is not None:
+                self._went_to(await loop.run_to_end())
+            return
         while self._next_task is not None:
             self._went_to(await loop.advance())
 
@@ -900,6 +926,8 @@ class _RunContext(Generic[StateT, DepsT, RunEndT]):
             raise
 
     async def _start(self, persistence: BaseStatePersistence[StateT, RunEndT]) -> GraphRun[StateT, DepsT, RunEndT]:
+        from railyard.tracing import active_tracer
+
         graph = self.graph
         tracer = active_tracer(graph.auto_instrument)
         run_span: AbstractContextManager[Any] | None = self.span
@@ -1015,6 +1043,8 @@ def _default_persistence(graph: Graph[Any, Any, Any], *, keep_history: bool) -> 
     `history=` or the graph keeps it by default (`railyard.v0`); otherwise only the
     latest snapshot is, which keeps a run's cost per step flat and small.
     """
+    from railyard.persistence.in_mem import SimpleStatePersistence
+
     persistence: SimpleStatePersistence[Any, Any] = SimpleStatePersistence()
     if keep_history or graph._history_by_default:  # pyright: ignore[reportPrivateUsage]
         persistence._use_history_log(graph._snapshot_state)  # pyright: ignore[reportPrivateUsage]

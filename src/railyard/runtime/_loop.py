@@ -194,31 +194,71 @@ class Loop:
                 try:
                     routed = await self._step(task)
                 except BaseException as error:
-                    self.stop()
-                    if isinstance(error, Exception):
-                        self._noted(task, error)
+                    self._failed(task, error)
                     raise
-                if type(routed) is list and routed and not task.fork_stack and not self.joins:
-                    # where the node API always is: one task led to the next, outside any fork
-                    live = self._live
-                    for next_task in routed:
-                        for item in next_task.fork_stack:
-                            live[item.node_run_id] += 1
-                    self.ready = routed
-                    self.started = False
-                    return routed
-                produced = self._took(task, routed)
-                if type(produced) is not list:
-                    self.stop()
-                    return produced
-                if produced and not self.joins:
-                    self.ready = produced
-                    self.started = False
-                    return produced
-                self._completed.append(("led to", produced))
+                led_to = self._took_alone(task, routed)
+                if led_to is not None:
+                    return led_to
             else:
                 for task in ready:
                     self._start(task)
+        return await self._go_on()
+
+    async def run_to_end(self) -> End[Any]:
+        """Advance until the run ends and return its end, for a caller that looks at no batch.
+
+        The same as calling `advance` until it returns the end, but a run of lone tasks
+        (the node API's every run) goes round here without a coroutine per step.
+
+        Raises:
+            Exception: as `advance`.
+        """
+        while True:
+            ready = self.ready
+            if (
+                not self.started
+                and len(ready) == 1
+                and not (self._running or self._queued or self._completed or self._inline or self._sources)
+            ):
+                self.started = True
+                task = ready[0]
+                try:
+                    routed = await self._step(task)
+                except BaseException as error:
+                    self._failed(task, error)
+                    raise
+                outcome = self._took_alone(task, routed)
+                if outcome is None:
+                    outcome = await self._go_on()
+            else:
+                outcome = await self.advance()
+            if type(outcome) is not list:
+                return outcome  # type: ignore[return-value]  # not a batch: the end
+
+    def _took_alone(self, task: Task, routed: Any) -> list[Task] | End[Any] | None:
+        """Take in what the driver's own step led to: the next batch or the end, or `None` to go on waiting."""
+        if type(routed) is list and routed and not task.fork_stack and not self.joins:
+            # where the node API always is: one task led to the next, outside any fork
+            live = self._live
+            for next_task in routed:
+                for item in next_task.fork_stack:
+                    live[item.node_run_id] += 1
+            self.ready = routed
+            self.started = False
+            return routed
+        produced = self._took(task, routed)
+        if type(produced) is not list:
+            self.stop()
+            return produced
+        if produced and not self.joins:
+            self.ready = produced
+            self.started = False
+            return produced
+        self._completed.append(("led to", produced))
+        return None
+
+    async def _go_on(self) -> list[Task] | End[Any]:
+        """Wait for the started tasks until something leads on; that is the next batch, or the end."""
         try:
             outcome = await self._advance()
         except BaseException:
@@ -231,6 +271,12 @@ class Loop:
         self.started = self._pulled
         self._pulled = False
         return outcome
+
+    def _failed(self, task: Task, error: BaseException) -> None:
+        """The driver's own step raised: stop the run, and name the node on the error."""
+        self.stop()
+        if isinstance(error, Exception):
+            self._noted(task, error)
 
     def stop(self) -> None:
         """Cancel every task and map still running (the run has ended or failed, or its block exits).

@@ -261,7 +261,9 @@ async def crash_test(
             trial_dir = str(base / f"trial-{index}")
             first = _worker(target, store_url, run_id, trial_dir)
             began = await anyio.to_thread.run_sync(_wait_started, first, timeout)
-            delay = rng.uniform(0.0, reference_seconds)
+            # within the first three quarters of the reference's time: a kill lands mid-run even
+            # when this process runs a little faster than the reference did
+            delay = rng.uniform(0.0, 0.75 * reference_seconds)
             await anyio.sleep(max(0.0, began + delay - time.perf_counter()))
             killed = first.poll() is None
             if killed:
