@@ -1,30 +1,36 @@
 """The node API front end: `Graph`, `GraphRun` and `GraphRunResult`.
 
-A `Graph` is built from `BaseNode` classes; running it compiles nothing: the node API
-is the case of the shared runtime where exactly one task is pending at a time, so a
-`GraphRun` drives a `Scheduler` one step per `next()`.
+A `Graph` is built from `BaseNode` classes whose return hints are its edges. A run is
+the shared runtime's `Loop` with the node API's `Program` (`_node_program.py`): each
+step leads to at most one task, and a `GraphRun` (`_node_run.py`) advances the loop
+one step per `next()`.
 """
 
 from __future__ import annotations
 
 import inspect
 import types
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, ExitStack
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from railyard import _introspect
-from railyard._ids import new_snapshot_id
 from railyard._introspect import UNSET, NodeDef, Unset
 from railyard._mermaid_defaults import DEFAULT_HIGHLIGHT_CSS
+from railyard._node_program import Route
+from railyard._node_run import (
+    GraphRun,
+    GraphRunResult,
+    ResumeContext,
+    RunContext,
+    durable_persistence,
+)
 from railyard._sync import refuse_running_loop
 from railyard.exceptions import GraphRuntimeError, GraphSetupError
-from railyard.nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT, StateT, node_task
+from railyard.nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT, StateT
 from railyard.persistence import BaseStatePersistence
 from railyard.persistence._schema import node_types
-from railyard.runtime._tasks import Task
 
 # What only a run, a diagram or a history needs (the runtime loop, the in-memory log,
 # tracing, the mermaid code and service) is imported where it is first used: in the
@@ -33,22 +39,16 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import pydantic
-    from opentelemetry.trace import Span
     from typing_extensions import Unpack
 
     from railyard import mermaid
-    from railyard.persistence.in_mem import SimpleStatePersistence
     from railyard.runtime._executor import Executor
-    from railyard.runtime._loop import Loop
-    from railyard.runtime._recorder import Outcome
-    from railyard.runtime._tasks import ForkStack
     from railyard.state import HistoryStep
     from railyard.store import RunStore
 
 __all__ = ("Graph", "GraphRun", "GraphRunResult")
 
 AnyNode = BaseNode[Any, Any, Any]
-_SNAPSHOT_KEY = "__snapshot_id"
 
 
 class Graph(Generic[StateT, DepsT, RunEndT]):
@@ -103,7 +103,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         for node in nodes:
             self._register(node, local_ns)
         self._validate_edges()
-        self._routes = {node_id: _Route(self, node_def) for node_id, node_def in self.node_defs.items()}
+        self._routes = {node_id: Route(self, node_def) for node_id, node_def in self.node_defs.items()}
 
     def _register(self, node: Any, local_ns: dict[str, Any] | None) -> None:
         if isinstance(node, BaseNode):
@@ -263,12 +263,12 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
-        return _RunContext(
+        return RunContext(
             self,
             start_node,
             state=state,
             deps=deps,
-            persistence=_durable(persistence, store, run_id, "Graph.iter()"),
+            persistence=durable_persistence(persistence, store, run_id, "Graph.iter()"),
             span=span,
             max_steps=max_steps,
             history=history,
@@ -294,7 +294,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
-        return _ResumeContext(self, persistence, deps=deps, span=span, max_steps=max_steps, executor=executor)
+        return ResumeContext(self, persistence, deps=deps, span=span, max_steps=max_steps, executor=executor)
 
     def iter_resume(
         self,
@@ -315,7 +315,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         """
         from railyard.durable import DurablePersistence
 
-        return _ResumeContext(
+        return ResumeContext(
             self, DurablePersistence(store, run_id), deps=deps, span=span, max_steps=max_steps, executor=executor
         )
 
@@ -397,7 +397,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
-        target = _durable(persistence, store, run_id, "Graph.initialize()")
+        target = durable_persistence(persistence, store, run_id, "Graph.initialize()")
         if target is None:
             raise TypeError("Graph.initialize() needs a persistence or a store= to record the node in.")
         target.set_graph_types(self)
@@ -426,7 +426,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             self._infer_name(inspect.currentframe())
         if isinstance(node, End):
             raise GraphRuntimeError(f"Cannot call `next` with an `End` node: {node!r}.")
-        async with _RunContext(
+        async with RunContext(
             self,
             node,
             state=state,
@@ -573,479 +573,4 @@ def _infer_run_end_type(node_defs: Any) -> Any:
     return union
 
 
-class _Route:
-    """Where a node's result may go: checks it against the graph and the node's annotation.
-
-    Built once per node at graph construction; `__call__` is on the per-step path.
-    """
-
-    __slots__ = ("allowed", "any_node", "graph", "source")
-
-    def __init__(self, graph: Graph[Any, Any, Any], node_def: NodeDef) -> None:
-        self.graph = graph
-        self.source = node_def.node_id
-        self.allowed: dict[type, str] = {cls: node_id for node_id, cls in node_def.next_node_classes.items()}
-        self.any_node = node_def.returns_base_node
-
-    def __call__(self, result: Any) -> Outcome:
-        node_id = self.allowed.get(type(result))
-        if node_id is None:
-            if isinstance(result, End):
-                return result
-            node_id = self._check(result)
-        # every step gets a new id, even when a node returns itself or an earlier node
-        snapshot_id = result.__dict__[_SNAPSHOT_KEY] = new_snapshot_id(node_id)
-        return [Task(node_id, result, (), snapshot_id)]
-
-    def _check(self, result: Any) -> str:
-        if not isinstance(result, BaseNode):
-            raise GraphRuntimeError(
-                f"Invalid node return type: `{type(result).__name__}`. Expected `BaseNode` or `End`. "
-                f"`{self.source}.run` returned {result!r}."
-            )
-        node: AnyNode = result
-        node_id = node.get_node_id()
-        node_def = self.graph.node_defs.get(node_id)
-        if node_def is None or node_def.node is not type(node):
-            raise GraphRuntimeError(f"Node `{node!r}` is not in the graph.")
-        if not self.any_node:
-            allowed = ", ".join(f"`{name}`" for name in self.allowed.values()) or "no node"
-            raise GraphRuntimeError(
-                f"`{self.source}.run` returned `{node!r}`, but its return annotation does not allow "
-                f"`{node_id}` (it allows {allowed}). Add `{node_id}` to the annotation or return "
-                f"an allowed node."
-            )
-        return node_id
-
-
-class _NodeProgram:
-    """The node API as a runtime program: every task is a step whose result leads to at most one task."""
-
-    __slots__ = ("graph", "kinds", "routes")
-
-    def __init__(self, graph: Graph[Any, Any, Any]) -> None:
-        from railyard.runtime._program import NodeKind
-
-        self.graph = graph
-        self.routes: dict[str, _Route] = graph._routes  # pyright: ignore[reportPrivateUsage]
-        self.kinds: dict[str, NodeKind] = dict.fromkeys(graph.node_defs, NodeKind.STEP)
-        """Every node is a step."""
-
-    @property
-    def name(self) -> str | None:
-        """The graph's name."""
-        return self.graph.name
-
-    def runner(self, run: Loop) -> Callable[[Task], Any]:
-        """Calls the node's `run` on the run's one context (one task at a time: it can carry the step id)."""
-        ctx = run.ctx
-
-        def call(task: Task) -> Any:
-            ctx.step_id = task.task_id
-            return task.inputs.run(ctx)
-
-        return call
-
-    def inline(self, task: Task, run: Loop) -> Any:
-        """Never called: node graphs have only steps."""
-        raise AssertionError("node graphs have no inline nodes")
-
-    def route(self, task: Task, result: Any, run: Loop) -> Outcome:
-        """The next node's task, or the `End`; checked against the graph and the node's annotation."""
-        return self.routes[task.node_id](result)
-
-    def follow(self, source_id: str, value: Any, fork_stack: ForkStack, run: Loop) -> list[Task]:
-        """Never called: node graphs have no maps or joins."""
-        raise AssertionError("node graphs have no maps or joins")
-
-    def join_key(self, join_id: str, fork_stack: ForkStack) -> tuple[tuple[str, str], ForkStack]:
-        """Never called: node graphs have no joins."""
-        raise AssertionError("node graphs have no joins")
-
-    def join_initial(self, join_id: str) -> Any:
-        """Never called: node graphs have no joins."""
-        raise AssertionError("node graphs have no joins")
-
-    def reduce(self, task: Task, state: Any, run: Loop, cancel: Any) -> Any:
-        """Never called: node graphs have no joins."""
-        raise AssertionError("node graphs have no joins")
-
-    def error_note(self, task: Task) -> str | None:
-        """A node's exception propagates as it was raised, as in pydantic-graph."""
-        return None
-
-
-@dataclass(init=False)
-class GraphRunResult(Generic[StateT, RunEndT]):
-    """The result of a finished run: its output and final state."""
-
-    output: RunEndT
-    """The data of the `End` the run finished with."""
-    state: StateT
-    """The final state of the run."""
-    persistence: BaseStatePersistence[StateT, RunEndT] = field(repr=False)
-    """Where the run was recorded."""
-
-    def __init__(
-        self,
-        output: RunEndT,
-        state: StateT,
-        persistence: BaseStatePersistence[StateT, RunEndT],
-        traceparent: str | None = None,
-        history: list[HistoryStep[StateT, RunEndT]] | Callable[[], list[HistoryStep[StateT, RunEndT]]] | None = None,
-    ) -> None:
-        self.output = output
-        self.state = state
-        self.persistence = persistence
-        self._traceparent = traceparent
-        self._history = history
-
-    @property
-    def history(self) -> list[HistoryStep[StateT, RunEndT]]:
-        """The run's history, step by step (the seeds' API)."""
-        if self._history is None:
-            return []
-        if callable(self._history):
-            self._history = self._history()
-        return self._history
-
-
-class GraphRun(Generic[StateT, DepsT, RunEndT]):
-    """A run in progress: async-iterate over it, or drive it node by node with `next()`.
-
-    Get one from `Graph.iter` or `Graph.iter_from_persistence`.
-    """
-
-    def __init__(
-        self,
-        *,
-        graph: Graph[StateT, DepsT, RunEndT],
-        start_node: BaseNode[StateT, DepsT, RunEndT],
-        persistence: BaseStatePersistence[StateT, RunEndT],
-        state: StateT,
-        deps: DepsT,
-        traceparent: str | None = None,
-        snapshot_id: str | None = None,
-        max_steps: int | None = None,
-        history: list[HistoryStep[StateT, RunEndT]] | None = None,
-        tracer: Any = None,
-        executor: Executor | None = None,
-    ) -> None:
-        from railyard.persistence.in_mem import LogPersistence
-        from railyard.runtime._loop import Loop
-        from railyard.state import HistoryView
-
-        self.graph = graph
-        self.persistence = persistence
-        self.state = state
-        self.deps = deps
-        self._traceparent = traceparent
-        if snapshot_id is not None:
-            start_node.set_snapshot_id(snapshot_id)
-        elif isinstance(start_node, BaseNode):
-            # a new run's first step gets a new id, even if this node object started a run before
-            start_node.set_snapshot_id(new_snapshot_id(start_node.get_node_id()))
-        self._next_node: BaseNode[StateT, DepsT, RunEndT] | End[RunEndT] = start_node
-        self._next_task: Task | None = None if isinstance(start_node, End) else node_task(start_node)
-        self._recorder = persistence._recorder(graph)  # pyright: ignore[reportPrivateUsage]
-        self._loop = Loop(
-            _NodeProgram(graph),
-            graph._context_class(state=state, deps=deps),  # pyright: ignore[reportPrivateUsage]
-            recorder=self._recorder,
-            tracer=tracer,
-            executor=executor,
-            max_steps=max_steps,
-        )
-        if self._next_task is not None:
-            self._loop.schedule((self._next_task,))
-        log = persistence._log if isinstance(persistence, LogPersistence) else None  # pyright: ignore[reportPrivateUsage]
-        self._history = HistoryView(log, history) if log is not None else None
-        self._user_history = history
-        self._result: GraphRunResult[StateT, RunEndT] | None = None
-        if isinstance(start_node, End):
-            self._result = GraphRunResult(start_node.data, state, persistence, traceparent)
-        self._yielded_start = False
-        self._closed = False
-
-    @property
-    def next_node(self) -> BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]:
-        """The node that runs next, or the `End` once the run has ended."""
-        return self._next_node
-
-    @property
-    def run_id(self) -> str | None:
-        """The run's id in its store (`None` for a run that is not recorded durably)."""
-        run_id = getattr(self.persistence, "run_id", None)
-        return run_id if isinstance(run_id, str) else None
-
-    @property
-    def ctx(self) -> GraphRunContext[StateT, DepsT]:
-        """The context the run's nodes get: its state and dependencies."""
-        return self._loop.ctx  # type: ignore[no-any-return]
-
-    @property
-    def result(self) -> GraphRunResult[StateT, RunEndT] | None:
-        """The run's result once it has ended, else `None`."""
-        return self._result
-
-    @property
-    def history(self) -> list[HistoryStep[StateT, RunEndT]]:
-        """The steps run so far (the seeds' API), with the state after each step."""
-        if self._history is None:
-            return self._user_history if self._user_history is not None else []
-        return cast("list[HistoryStep[StateT, RunEndT]]", self._history.sync())
-
-    async def next(
-        self, node: BaseNode[StateT, DepsT, RunEndT] | None = None
-    ) -> BaseNode[StateT, DepsT, Any] | End[RunEndT]:
-        """Run `node` (by default `next_node`) and return the node after it, or the `End`.
-
-        Passing a node other than `next_node` runs that node instead: the run goes on from
-        whatever it returns.
-
-        Raises:
-            TypeError: called with an `End`, or after the run has ended.
-            GraphRuntimeError: the node is not in the graph, or returned something invalid.
-        """
-        if self._closed:
-            raise GraphRuntimeError(
-                f"This run of graph `{self.graph.name}` can no longer go on: its `async with` block has "
-                f"exited (and let go of the run). Resume it with `graph.iter_from_persistence(...)`."
-            )
-        if node is None or node is self._next_node:
-            task = self._next_task
-            if task is None:
-                raise TypeError(f"`next` must be called with a `BaseNode` instance, got {self._next_node!r}.")
-        else:
-            if not isinstance(node, BaseNode):
-                raise TypeError(f"`next` must be called with a `BaseNode` instance, got {node!r}.")
-            self.graph._check_in_graph(node)  # pyright: ignore[reportPrivateUsage]
-            task = node_task(node)
-            pending = self._recorder.tasks_created((task,), self.state)
-            if pending is not None:
-                await pending
-            self._loop.schedule((task,))
-        return self._went_to(await self._loop.advance())
-
-    def _went_to(self, outcome: list[Task] | End[Any]) -> BaseNode[StateT, DepsT, Any] | End[RunEndT]:
-        """Take in where the step led: the next node, or the end of the run."""
-        if not isinstance(outcome, list):
-            self._next_task = None
-            self._next_node = outcome
-            if self._user_history is not None and self._history is not None:
-                self._history.sync()
-            self._result = GraphRunResult(
-                outcome.data, self.state, self.persistence, self._traceparent, history=lambda: self.history
-            )
-            return outcome
-        next_task = outcome[0]
-        self._next_task = next_task
-        self._next_node = next_task.inputs
-        if self._user_history is not None and self._history is not None:
-            self._history.sync()  # the caller's list gets each step as it happens
-        return self._next_node
-
-    async def _run_to_end(self) -> None:
-        """Drive the run until it ends (`Graph.run`: no node is handed out, so none is yielded)."""
-        loop = self._loop
-        if self._user_history is None:  # nobody looks at the steps as they happen
-            if self._next_task is not None:
-                self._went_to(await loop.run_to_end())
-            return
-        while self._next_task is not None:
-            self._went_to(await loop.advance())
-
-    def __aiter__(self) -> AsyncIterator[BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]]:
-        return self
-
-    async def __anext__(self) -> BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]:
-        """The next node: first the current `next_node`, then what each step leads to."""
-        if not self._yielded_start:
-            self._yielded_start = True
-            return self._next_node
-        if self._next_task is None:
-            raise StopAsyncIteration
-        if self._closed:
-            return await self.next()  # which says why the run cannot go on
-        return self._went_to(await self._loop.advance())
-
-    def __repr__(self) -> str:
-        return f"<GraphRun graph={self.graph.name or '[unnamed]'}>"
-
-
 Graph._run_class = GraphRun  # pyright: ignore[reportPrivateUsage]
-
-
-class _RunContext(Generic[StateT, DepsT, RunEndT]):
-    """`Graph.iter`'s context manager: sets up recording and spans around a `GraphRun`."""
-
-    def __init__(
-        self,
-        graph: Graph[StateT, DepsT, RunEndT],
-        start_node: BaseNode[StateT, DepsT, RunEndT],
-        *,
-        state: StateT,
-        deps: DepsT,
-        persistence: BaseStatePersistence[StateT, RunEndT] | None,
-        span: AbstractContextManager[Any] | None,
-        max_steps: int | None,
-        history: list[HistoryStep[StateT, RunEndT]] | None,
-        snapshot_id: str | None,
-        record_start: bool,
-        executor: Executor | None = None,
-    ) -> None:
-        self.graph = graph
-        self.start_node = start_node
-        self.executor = executor
-        self.state = state
-        self.deps = deps
-        self.persistence = persistence
-        self.span = span
-        self.max_steps = max_steps
-        self.history = history
-        self.snapshot_id = snapshot_id
-        self.record_start = record_start
-        self._stack = ExitStack()
-        self._opened: BaseStatePersistence[StateT, RunEndT] | None = None
-        self._run: GraphRun[StateT, DepsT, RunEndT] | None = None
-
-    async def __aenter__(self) -> GraphRun[StateT, DepsT, RunEndT]:
-        graph = self.graph
-        graph._check_in_graph(self.start_node)  # pyright: ignore[reportPrivateUsage]
-        persistence = self.persistence
-        if persistence is None:
-            persistence = _default_persistence(graph, keep_history=self.history is not None)
-        persistence.set_graph_types(graph)
-        if self.record_start:
-            await persistence._open_run(new=True)  # pyright: ignore[reportPrivateUsage]
-        self._opened = persistence
-        try:
-            return await self._start(persistence)
-        except BaseException:
-            await persistence._close_run()  # pyright: ignore[reportPrivateUsage]
-            raise
-
-    async def _start(self, persistence: BaseStatePersistence[StateT, RunEndT]) -> GraphRun[StateT, DepsT, RunEndT]:
-        from railyard.tracing import active_tracer
-
-        graph = self.graph
-        tracer = active_tracer(graph.auto_instrument)
-        run_span: AbstractContextManager[Any] | None = self.span
-        if run_span is None and tracer is not None:
-            run_span = tracer.start_as_current_span(
-                f"run graph {graph.name}", attributes={"graph_name": str(graph.name)}
-            )
-        self._span: Span | None = self._stack.enter_context(run_span) if run_span is not None else None
-        graph_run = graph._run_class(
-            graph=graph,
-            start_node=self.start_node,
-            persistence=persistence,
-            state=self.state,
-            deps=self.deps,
-            snapshot_id=self.snapshot_id,
-            max_steps=self.max_steps,
-            history=self.history,
-            tracer=tracer,
-            executor=self.executor,
-        )
-        self._run = graph_run
-        if self.record_start and graph_run._next_task is not None:  # pyright: ignore[reportPrivateUsage]
-            pending = graph_run._recorder.tasks_created((graph_run._next_task,), self.state)  # pyright: ignore[reportPrivateUsage]
-            if pending is not None:
-                await pending
-        return graph_run
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        if self._run is not None:
-            self._run._closed = True  # pyright: ignore[reportPrivateUsage]
-        try:
-            self._stack.__exit__(*exc_info)
-        finally:
-            if self._opened is not None:
-                await self._opened._close_run()  # pyright: ignore[reportPrivateUsage]
-
-
-class _ResumeContext(Generic[StateT, DepsT, RunEndT]):
-    """`Graph.iter_from_persistence`'s context manager: loads the next node, then runs."""
-
-    def __init__(
-        self,
-        graph: Graph[StateT, DepsT, RunEndT],
-        persistence: BaseStatePersistence[StateT, RunEndT],
-        *,
-        deps: DepsT,
-        span: AbstractContextManager[Any] | None,
-        max_steps: int | None,
-        executor: Executor | None = None,
-    ) -> None:
-        self.graph = graph
-        self.persistence = persistence
-        self.deps = deps
-        self.span = span
-        self.max_steps = max_steps
-        self.executor = executor
-        self._inner: _RunContext[StateT, DepsT, RunEndT] | None = None
-
-    async def __aenter__(self) -> GraphRun[StateT, DepsT, RunEndT]:
-        persistence = self.persistence
-        persistence.set_graph_types(self.graph)
-        await persistence._open_run(new=False)  # pyright: ignore[reportPrivateUsage]
-        try:
-            return await self._resume()
-        except BaseException:
-            await persistence._close_run()  # pyright: ignore[reportPrivateUsage]
-            raise
-
-    async def _resume(self) -> GraphRun[StateT, DepsT, RunEndT]:
-        snapshot = await self.persistence.load_next()
-        if snapshot is None:
-            raise GraphRuntimeError("Unable to restore snapshot from state persistence.")
-        snapshot.node.set_snapshot_id(snapshot.id)
-        self._inner = _RunContext(
-            self.graph,
-            snapshot.node,
-            state=snapshot.state,
-            deps=self.deps,
-            persistence=self.persistence,
-            span=self.span,
-            max_steps=self.max_steps,
-            history=None,
-            snapshot_id=snapshot.id,
-            record_start=False,
-            executor=self.executor,
-        )
-        return await self._inner.__aenter__()
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        if self._inner is not None:
-            await self._inner.__aexit__(*exc_info)
-
-
-def _durable(
-    persistence: BaseStatePersistence[Any, Any] | None, store: RunStore | None, run_id: str | None, where: str
-) -> BaseStatePersistence[Any, Any] | None:
-    """The persistence of a run given `persistence=` (pydantic-graph's spelling) or `store=` and `run_id=`."""
-    if store is None:
-        if run_id is not None:
-            raise TypeError(f"{where} was given run_id={run_id!r} but no store: pass store= to record the run.")
-        return persistence
-    if persistence is not None:
-        raise TypeError(f"{where} takes persistence= or store=, not both.")
-    from railyard.durable import DurablePersistence
-
-    return DurablePersistence(store, run_id)
-
-
-def _default_persistence(graph: Graph[Any, Any, Any], *, keep_history: bool) -> SimpleStatePersistence[Any, Any]:
-    """The persistence of a run given none: the latest snapshot, and the history if asked for.
-
-    The history (a copy of the state at every step) is kept when the caller passes
-    `history=` or the graph keeps it by default (`railyard.v0`); otherwise only the
-    latest snapshot is, which keeps a run's cost per step flat and small.
-    """
-    from railyard.persistence.in_mem import SimpleStatePersistence
-
-    persistence: SimpleStatePersistence[Any, Any] = SimpleStatePersistence()
-    if keep_history or graph._history_by_default:  # pyright: ignore[reportPrivateUsage]
-        persistence._use_history_log(graph._snapshot_state)  # pyright: ignore[reportPrivateUsage]
-    return persistence
