@@ -88,7 +88,7 @@ async def test_a_run_cut_off_mid_fan_out_resumes_with_only_unfinished_branches(k
 
 async def finished_inputs(graph, store, run_id: str, node_id: str) -> set[int]:  # type: ignore[no-untyped-def]
     """The inputs of the `node_id` steps the store records as finished."""
-    from railyard.builder.durable import builder_codec
+    from railyard.builder._durable import builder_codec
     from railyard.durable import read_run
     from railyard.store.records import StepFinished, TasksScheduled
 

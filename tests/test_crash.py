@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from railyard.builder.durable import builder_codec
+from railyard.builder._durable import builder_codec
 from railyard.durable import read_run
 from railyard.store.codec import RecordCodec
 from railyard.store.records import StepFinished

@@ -16,7 +16,7 @@ from railyard.agent._graph import agent_graph
 from railyard.agent.messages import ModelMessage, ModelResponse, TextPart
 from railyard.agent.models import AgentInfo
 from railyard.agent.models.function import FunctionModel
-from railyard.builder.durable import builder_codec
+from railyard.builder._durable import builder_codec
 from railyard.durable import read_run
 from railyard.exceptions import RunExists
 from railyard.store import RunStatus, RunStore

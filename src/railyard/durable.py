@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from railyard._copy import deep_copy
 from railyard._ids import new_hex_id, new_snapshot_id
+from railyard._node_schema import node_types
 from railyard.exceptions import (
     CorruptRunError,
     GraphNodeStatusError,
@@ -33,7 +34,6 @@ from railyard.exceptions import (
 )
 from railyard.nodes import BaseNode, End
 from railyard.persistence import EndSnapshot, NodeSnapshot, RunEndT, StateT
-from railyard.persistence._schema import node_types
 from railyard.persistence._views import SnapshotView
 from railyard.persistence.in_mem import LogPersistence
 from railyard.runtime._recorder import Outcome
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from railyard.graph import Graph
     from railyard.runtime._recorder import Recorder
 
-__all__ = ("DurablePersistence", "decode_run", "fork_run", "read_run", "record_node_id")
+__all__ = ("DurablePersistence",)
 
 # A task not run yet, claimed but not started, cut off mid-step, or failed runs on resume.
 _UNFINISHED = ("created", "pending", "running", "error")

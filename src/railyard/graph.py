@@ -26,11 +26,11 @@ from railyard._node_run import (
     RunContext,
     durable_persistence,
 )
+from railyard._node_schema import node_types
 from railyard._sync import refuse_running_loop
 from railyard.exceptions import GraphRuntimeError, GraphSetupError
 from railyard.nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT, StateT
 from railyard.persistence import BaseStatePersistence
-from railyard.persistence._schema import node_types
 
 # What only a run, a diagram or a history needs (the runtime loop, the in-memory log,
 # tracing, the mermaid code and service) is imported where it is first used: in the

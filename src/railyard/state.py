@@ -16,8 +16,8 @@ from typing import Annotated, Any, Generic, Literal
 import pydantic
 from typing_extensions import TypeVar
 
+from railyard._node_schema import CustomNodeSchema
 from railyard.nodes import BaseNode, End
-from railyard.persistence._schema import CustomNodeSchema
 from railyard.store.memory import MemoryRunLog
 from railyard.store.records import StepFinished, StepStarted, TasksScheduled
 

@@ -29,7 +29,7 @@ from railyard.runtime._tasks import ForkStack, ForkStackItem, Task
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from railyard.builder.durable import ResumePoint, StoreRecorder
+    from railyard.builder._durable import ResumePoint, StoreRecorder
     from railyard.runtime._executor import Executor
     from railyard.store import RunStore
 
@@ -351,7 +351,7 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
             ValueError: the run has no step `at_step`, or had ended by then.
             RunExists: `new_run_id` is taken.
         """
-        from railyard.builder.durable import fork_builder_run
+        from railyard.builder._durable import fork_builder_run
 
         return await fork_builder_run(self, store, run_id, at_step, new_run_id=new_run_id)
 
@@ -359,7 +359,7 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         if store is None:
             return None
         from railyard._ids import new_hex_id
-        from railyard.builder.durable import StoreRecorder, builder_codec
+        from railyard.builder._durable import StoreRecorder, builder_codec
 
         return StoreRecorder(store, run_id or new_hex_id(), builder_codec(self), exists=False, graph=self.name)
 
@@ -566,7 +566,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             await self._recorder.open(new=not self._resuming)
             try:
                 if self._resuming:
-                    from railyard.builder.durable import replay
+                    from railyard.builder._durable import replay
 
                     self._apply(await replay(self.graph, self._recorder.store, self._recorder.run_id, self.deps))
                     self._recorder.exists = True

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal
 
 from typing_extensions import TypeVar
 
+from railyard._node_schema import CustomNodeSchema
 from railyard.nodes import BaseNode, End
-from railyard.persistence._schema import CustomNodeSchema
 
 if TYPE_CHECKING:
     import pydantic

@@ -16,10 +16,10 @@ from typing import Any
 import anyio.to_thread
 import pydantic
 
+from railyard._node_schema import node_types
 from railyard.durable import DurablePersistence, record_node_id
 from railyard.exceptions import PersistenceError, RunNotFound
 from railyard.persistence import NodeSnapshot, RunEndT, StateT
-from railyard.persistence._schema import node_types
 from railyard.persistence.in_mem import snapshot_records
 from railyard.store.file import FileStore
 

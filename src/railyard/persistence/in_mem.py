@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from railyard._copy import deep_copy as deep_copy_value
+from railyard._node_schema import node_types
 from railyard.exceptions import GraphNodeStatusError, GraphRuntimeError
 from railyard.nodes import BaseNode, End, node_task
 from railyard.persistence import (
@@ -25,7 +26,6 @@ from railyard.persistence import (
     StateT,
     build_snapshot_list_type_adapter,
 )
-from railyard.persistence._schema import node_types
 from railyard.persistence._views import SnapshotView
 from railyard.runtime._tasks import Task
 from railyard.store.memory import MemoryRecorder, MemoryRunLog

@@ -59,7 +59,7 @@ The pieces:
 - Replay: a stored run's records rebuild its position for resume and fork — for
   node runs through the persistence views (`railyard.durable.DurablePersistence`:
   the last scheduled node and its state), for builder runs through
-  `railyard.builder.durable.replay` (pending tasks, join values replayed through
+  `railyard.builder._durable.replay` (pending tasks, join values replayed through
   their reducers, maps part-way through, joins already closed). Both write the same
   record kinds through the store codec.
 

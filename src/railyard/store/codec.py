@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import pydantic
 import pydantic_core
 
+from railyard._node_schema import nodes_schema
 from railyard.nodes import BaseNode, End
-from railyard.persistence._schema import nodes_schema
 from railyard.runtime._tasks import ForkStackItem, Task
 from railyard.store import StoredRecord
 from railyard.store.records import (

@@ -23,7 +23,7 @@ from railyard.store.records import (
     TasksScheduled,
 )
 
-__all__ = ("MemoryRecorder", "MemoryRunLog", "MemoryStore")
+__all__ = ("MemoryStore",)
 
 _NO_TASKS: tuple[Task, ...] = ()
 

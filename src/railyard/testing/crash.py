@@ -122,7 +122,7 @@ def _codec(subject: CrashSubject) -> RecordCodec:
     if isinstance(graph, Graph):
         state_type, run_end_type = graph.inferred_types
         return RecordCodec(graph.get_nodes(), state_type, run_end_type)
-    from railyard.builder.durable import builder_codec
+    from railyard.builder._durable import builder_codec
 
     return builder_codec(graph)
 
