@@ -814,3 +814,34 @@ async def test_leaving_a_builder_run_early_cancels_its_steps_but_not_the_callers
     # leaving the block cancelled what the run had started
     assert sorted(cancelled) == [1, 2, 3]
     assert run.output is None
+
+
+async def test_cancelling_the_caller_cancels_every_step_and_returns() -> None:
+    g: GraphBuilder[None, None, list[int], list[int]] = GraphBuilder(input_type=list[int], output_type=list[int])
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    @g.step
+    async def work(ctx: StepContext[None, None, int]) -> int:
+        started.append(ctx.inputs)
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(ctx.inputs)
+            raise
+        return 0
+
+    collect = g.join(reduce_list_append, initial_factory=list[int])
+    g.add(g.edge_from(g.start_node).map().to(work), g.edge_from(work).to(collect), g.edge_from(collect).to(g.end_node))
+    graph = g.build()
+    scope = anyio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            await graph.run(inputs=[1, 2, 3])
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        await anyio.wait_all_tasks_blocked()  # every step is waiting in its lane
+        scope.cancel()
+    assert sorted(started) == sorted(cancelled) == [1, 2, 3]
