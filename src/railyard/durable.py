@@ -18,42 +18,34 @@ stored before its first node runs, a node's exception is stored and leaves the r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from time import time
 from typing import TYPE_CHECKING, Any
 
 from railyard._copy import deep_copy
 from railyard._ids import new_hex_id, new_snapshot_id
 from railyard._node_schema import node_types
+from railyard._run_log import StoreRecorder
 from railyard.exceptions import (
     CorruptRunError,
     GraphNodeStatusError,
     RunEnded,
-    RunExists,
-    RunNotFound,
 )
-from railyard.nodes import BaseNode, End
+from railyard.nodes import BaseNode
 from railyard.persistence import EndSnapshot, NodeSnapshot, RunEndT, StateT
 from railyard.persistence._views import SnapshotView
 from railyard.persistence.in_mem import LogPersistence
-from railyard.runtime._recorder import Outcome
 from railyard.runtime._tasks import Task
-from railyard.store import RunStatus, RunStore, StoredRecord
+from railyard.store import RunStore, StoredRecord
 from railyard.store.codec import RecordCodec, RecordDecodeError
 from railyard.store.memory import MemoryRunLog
 from railyard.store.records import (
-    ErrorInfo,
     RunRecord,
-    StepFailed,
     StepFinished,
-    StepStarted,
     TaskClaimed,
     TasksScheduled,
 )
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-
     from railyard.graph import Graph
     from railyard.runtime._recorder import Recorder
 
@@ -89,11 +81,9 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         self.run_id = run_id if run_id is not None else new_hex_id()
         """The run's id in the store."""
         self._codec: RecordCodec | None = None
-        self._exists: bool | None = None
-        self._lock: AbstractAsyncContextManager[None] | None = None
+        self._run_log: _NodeRunRecorder | None = None
         self._strict_new = True
         self._full = SnapshotView(MemoryRunLog())
-        self._status: RunStatus | None = None
         self._graph_name: str | None = None
 
     def __repr__(self) -> str:
@@ -120,6 +110,11 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         """Remember the graph's types, and build the codec its records are stored with."""
         super().set_types(state_type, run_end_type)
         self._codec = RecordCodec(self._nodes, state_type, run_end_type)
+        if self._run_log is None:
+            self._run_log = _NodeRunRecorder(self.store, self.run_id, self._codec, self._log, graph=self._graph_name)
+        else:  # the same run (perhaps open, holding its lock), told the graph's types again
+            self._run_log.codec = self._codec
+            self._run_log.graph = self._graph_name
 
     def _require_codec(self) -> RecordCodec:
         if self._codec is None:
@@ -131,67 +126,39 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
 
     # -- writing: the store first, then the in-memory view ---------------------------------
 
+    def _require_run_log(self) -> _NodeRunRecorder:
+        self._require_codec()
+        assert self._run_log is not None, "made with the codec"
+        return self._run_log
+
     async def _write(self, record: RunRecord, node_id: str | None) -> None:
         """Store one record, then add it to the in-memory view; only the lock holder writes.
 
         Called outside a run (a direct `snapshot_node` or `load_next`, say), it takes the
         run's lock for the one write, so it is refused while another driver holds the run.
         """
-        if self._lock is None:
-            async with self.store.lock(self.run_id):
-                await self._write_locked(record, node_id)
-        else:
-            await self._write_locked(record, node_id)
-
-    async def _write_locked(self, record: RunRecord, node_id: str | None) -> None:
-        codec = self._require_codec()
-        if self._exists is None:
-            self._exists = await self._stored()
-        stored = codec.stored(record, node_id=node_id, first=not self._exists, graph=self._graph_name)
-        if isinstance(record, TaskClaimed) and self._status is not None:
-            # claiming a step changes nothing about the run's state: a failed run stays failed
-            stored = replace(stored, status=self._status)
-        if self._exists:
-            await self.store.append(self.run_id, [stored])
-        else:
-            await self.store.create(self.run_id, [stored])
-            self._exists = True
-        self._status = stored.status
-        self._log.append(record)
-
-    async def _stored(self) -> bool:
-        try:
-            await self.store.read(self.run_id)
-        except RunNotFound:
-            return False
-        return True
+        await self._require_run_log().write(record, node_id)
 
     def _recorder(self, graph: Graph[Any, Any, Any]) -> Recorder:
-        return _DurableRecorder(self)
+        return self._require_run_log()
 
     # -- the run's lifecycle ----------------------------------------------------------------
 
     async def _open_run(self, *, new: bool) -> None:
         """Take the run's lock; for a new run, refuse an id the store already holds."""
-        lock = self.store.lock(self.run_id)
-        await lock.__aenter__()
-        self._lock = lock
-        try:
-            if new:
-                self._exists = await self._stored()
-                if self._exists and self._strict_new:
-                    raise RunExists(self.run_id, repr(self.store))
-                if self._exists:
-                    await self._reload()
-        except BaseException:
-            await self._close_run()
-            raise
+        run_log = self._require_run_log()
+        exists = await run_log.open(new=new, existing_ok=not self._strict_new)
+        if new and exists:
+            try:
+                await self._reload()
+            except BaseException:
+                await self._close_run()
+                raise
 
     async def _close_run(self) -> None:
         """Release the run's lock."""
-        lock, self._lock = self._lock, None
-        if lock is not None:
-            await lock.__aexit__(None, None, None)
+        if self._run_log is not None:
+            await self._run_log.close()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -204,8 +171,9 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         self._full = SnapshotView(full)
         self._log.reset(records)
         self._view.reset()
-        self._exists = True
-        self._status = stored[-1].status if stored else None
+        run_log = self._require_run_log()
+        run_log.exists = True
+        run_log.status = stored[-1].status if stored else None
 
     async def load_next(self) -> NodeSnapshot[StateT, RunEndT] | None:
         """Claim the node to run next: one not run yet, or one interrupted or failed.
@@ -236,43 +204,34 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         return list(self._full.snapshots())
 
 
-class _DurableRecorder:
-    """Records a run's events in its store (each awaited before the run goes on)."""
+class _NodeRunRecorder(StoreRecorder):
+    """The store recorder of a node-API run: it also keeps the persistence's in-memory log.
 
-    __slots__ = ("persistence",)
+    That log knows every task's status, so a task scheduled twice is recorded once, and a
+    step that already ran is refused before it runs again.
+    """
 
-    def __init__(self, persistence: DurablePersistence[Any, Any]) -> None:
-        self.persistence = persistence
+    def __init__(
+        self, store: RunStore, run_id: str, codec: RecordCodec, log: MemoryRunLog, *, graph: str | None
+    ) -> None:
+        super().__init__(store, run_id, codec, graph=graph, on_record=log.append)
+        self.log = log
 
     async def tasks_created(self, tasks: Sequence[Task], state: Any) -> None:
-        known = self.persistence._log.task_status  # pyright: ignore[reportPrivateUsage]
-        new = tuple(task for task in tasks if task.task_id not in known)
-        if new:
-            await self.persistence._write(TasksScheduled(new, state, time()), new[0].node_id)  # pyright: ignore[reportPrivateUsage]
+        """Record the tasks not recorded yet."""
+        known = self.log.task_status
+        await super().tasks_created([task for task in tasks if task.task_id not in known], state)
 
     async def step_started(self, task: Task, state: Any) -> None:
-        status = self.persistence._log.task_status.get(task.task_id)  # pyright: ignore[reportPrivateUsage]
+        """Record that the task starts, unless it already ran (or runs elsewhere).
+
+        Raises:
+            GraphNodeStatusError: the task is not waiting to run.
+        """
+        status = self.log.task_status.get(task.task_id)
         if status is not None:
             GraphNodeStatusError.check(status)
-        await self.persistence._write(StepStarted(task.task_id, time()), task.node_id)  # pyright: ignore[reportPrivateUsage]
-
-    async def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> None:
-        if isinstance(outcome, End):
-            record = StepFinished(task.task_id, duration, state, (), outcome, time())
-            node_id = task.node_id
-        else:
-            record = StepFinished(task.task_id, duration, state, tuple(outcome), None, time())
-            node_id = outcome[0].node_id if outcome else task.node_id  # where the run goes next
-        await self.persistence._write(record, node_id)  # pyright: ignore[reportPrivateUsage]
-
-    async def step_failed(self, task: Task, error: BaseException, duration: float) -> None:
-        if isinstance(error, Exception):
-            failed = StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time())
-            await self.persistence._write(failed, task.node_id)  # pyright: ignore[reportPrivateUsage]
-
-    async def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
-        record = StepFinished(close_id, 0.0, state, tuple(tasks), None, time())
-        await self.persistence._write(record, tasks[0].node_id if tasks else join_id)  # pyright: ignore[reportPrivateUsage]
+        await super().step_started(task, state)
 
 
 async def read_run(store: RunStore, run_id: str, codec: RecordCodec) -> list[RunRecord]:

@@ -12,35 +12,27 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from time import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_args
 
-import anyio
 import pydantic
-import pydantic_core
 
 from railyard._copy import deep_copy
 from railyard.builder.join import Join, ReducerContext
 from railyard.builder.node import Fork
 from railyard.builder.step import NodeStep, Step
 from railyard.durable import decode_run
-from railyard.exceptions import PersistenceError, RunEnded, RunExists, RunNotFound
-from railyard.nodes import End
+from railyard.exceptions import RunEnded
 from railyard.runtime._joins import JoinState, closing_id
-from railyard.runtime._recorder import Outcome
 from railyard.runtime._tasks import ForkStack, Task
 from railyard.store import RunStatus, RunStore
 from railyard.store.codec import RecordCodec
-from railyard.store.records import ErrorInfo, RunRecord, StepFailed, StepFinished, StepStarted, TasksScheduled
+from railyard.store.records import StepFinished, TasksScheduled
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-
     from railyard.builder.graph import Graph
 
-__all__ = ("ResumePoint", "StoreRecorder", "builder_codec", "fork_builder_run", "replay")
+__all__ = ("ResumePoint", "builder_codec", "fork_builder_run", "replay")
 
 
 def builder_codec(graph: Graph[Any, Any, Any, Any]) -> RecordCodec:
@@ -74,89 +66,6 @@ def _input_adapter(node: Any) -> pydantic.TypeAdapter[Any] | None:
             except pydantic.PydanticSchemaGenerationError:
                 return None
     return None
-
-
-class StoreRecorder:
-    """Records a builder run's events in a store; each write finishes before the run goes on."""
-
-    def __init__(
-        self, store: RunStore, run_id: str, codec: RecordCodec, *, exists: bool, graph: str | None = None
-    ) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.codec = codec
-        self.exists = exists
-        self.graph = graph
-        """The graph's name, recorded with a new run."""
-        self.failed = False
-        """Whether a step of this attempt failed: the run stays failed whatever its other branches record."""
-        self._order = anyio.Lock()
-        """Records land in the order they were made: a record's state must not run ahead of the records before it."""
-        self.lock: AbstractAsyncContextManager[None] | None = None
-
-    async def open(self, *, new: bool) -> None:
-        """Take the run's lock (and, for a new run, refuse an id the store holds)."""
-        lock = self.store.lock(self.run_id)
-        await lock.__aenter__()
-        self.lock = lock
-        if new:
-            try:
-                await self.store.read(self.run_id)
-            except RunNotFound:
-                return
-            await self.close()
-            raise RunExists(self.run_id, repr(self.store))
-
-    async def close(self) -> None:
-        """Release the run's lock."""
-        lock, self.lock = self.lock, None
-        if lock is not None:
-            await lock.__aexit__(None, None, None)
-
-    async def _write(self, record: RunRecord, node_id: str | None) -> None:
-        try:
-            stored = self.codec.stored(record, node_id=node_id, first=not self.exists, graph=self.graph)
-        except pydantic_core.PydanticSerializationError as err:
-            raise PersistenceError(
-                f"Run {self.run_id!r} cannot be recorded: a value flowing into `{node_id}` cannot be stored as "
-                f"JSON ({err}). Durable runs need JSON-serializable values (a map over an async iterable is not)."
-            ) from None
-        if isinstance(record, StepFailed):
-            self.failed = True
-        elif self.failed and stored.status is not RunStatus.ENDED:
-            stored = replace(stored, status=RunStatus.FAILED)  # a branch that finishes after a failure: still failed
-        async with self._order:  # fair: writers go in the order they came
-            if self.exists:
-                await self.store.append(self.run_id, [stored])
-            else:
-                await self.store.create(self.run_id, [stored])
-                self.exists = True
-
-    async def tasks_created(self, tasks: Sequence[Task], state: Any) -> None:
-        """Record tasks made outside a step (the start, a map's items)."""
-        if tasks:
-            await self._write(TasksScheduled(tuple(tasks), state, time()), tasks[0].node_id)
-
-    async def step_started(self, task: Task, state: Any) -> None:
-        """Record that a task starts."""
-        await self._write(StepStarted(task.task_id, time()), task.node_id)
-
-    async def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> None:
-        """Record a task's outcome and the state."""
-        if isinstance(outcome, End):
-            record = StepFinished(task.task_id, duration, state, (), outcome, time())
-        else:
-            record = StepFinished(task.task_id, duration, state, tuple(outcome), None, time())
-        await self._write(record, task.node_id)
-
-    async def step_failed(self, task: Task, error: BaseException, duration: float) -> None:
-        """Record a task's exception."""
-        if isinstance(error, Exception):
-            await self._write(StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time()), task.node_id)
-
-    async def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
-        """Record a join's closing as a finished step of its own, with the tasks its value went on to."""
-        await self._write(StepFinished(close_id, 0.0, state, tuple(tasks), None, time()), join_id)
 
 
 @dataclass

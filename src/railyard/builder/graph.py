@@ -29,7 +29,8 @@ from railyard.runtime._tasks import ForkStack, ForkStackItem, Task
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from railyard.builder._durable import ResumePoint, StoreRecorder
+    from railyard._run_log import StoreRecorder
+    from railyard.builder._durable import ResumePoint
     from railyard.runtime._executor import Executor
     from railyard.store import RunStore
 
@@ -359,7 +360,8 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         if store is None:
             return None
         from railyard._ids import new_hex_id
-        from railyard.builder._durable import StoreRecorder, builder_codec
+        from railyard._run_log import StoreRecorder
+        from railyard.builder._durable import builder_codec
 
         return StoreRecorder(store, run_id or new_hex_id(), builder_codec(self), exists=False, graph=self.name)
 

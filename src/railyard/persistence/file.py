@@ -22,6 +22,7 @@ from railyard.exceptions import PersistenceError, RunNotFound
 from railyard.persistence import NodeSnapshot, RunEndT, StateT
 from railyard.persistence.in_mem import snapshot_records
 from railyard.store.file import FileStore
+from railyard.store.records import RunRecord
 
 __all__ = ("FileStatePersistence",)
 
@@ -76,9 +77,14 @@ class FileStatePersistence(DurablePersistence[StateT, RunEndT]):
         await self._convert_legacy_file()
         await super()._reload()
 
-    async def _stored(self) -> bool:
-        await self._convert_legacy_file()
-        return await super()._stored()
+    async def _open_run(self, *, new: bool) -> None:
+        await self._convert_legacy_file()  # before the run's existence is asked
+        await super()._open_run(new=new)
+
+    async def _write(self, record: RunRecord, node_id: str | None) -> None:
+        if self._require_run_log().exists is None:
+            await self._convert_legacy_file()  # before the run's existence is asked
+        await super()._write(record, node_id)
 
     async def _convert_legacy_file(self) -> None:
         """Rewrite a file in pydantic-graph's format (a JSON list of snapshots) as a run log."""
