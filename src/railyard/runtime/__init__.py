@@ -56,12 +56,15 @@ The pieces:
   A lone task with nothing else in flight runs in the driver itself, which keeps the
   node API's per-step cost near a plain loop's. Recording and tracing never change
   which code runs a step.
+- The durable recorder: every durable run records through one
+  `railyard._run_log.StoreRecorder`, which holds the run's lock and appends each
+  event as a record, in order, before the run goes on (the node API's persistence
+  adds its in-memory task log on top).
 - Replay: a stored run's records rebuild its position for resume and fork — for
   node runs through the persistence views (`railyard.durable.DurablePersistence`:
   the last scheduled node and its state), for builder runs through
   `railyard.builder._durable.replay` (pending tasks, join values replayed through
-  their reducers, maps part-way through, joins already closed). Both write the same
-  record kinds through the store codec.
+  their reducers, maps part-way through, joins already closed).
 
 Modules: `_tasks.py` (Task, ForkStackItem), `_end.py` (End), `_program.py`,
 `_executor.py`, `_recorder.py`, `_joins.py` (JoinState, closing ids), `_lanes.py`,
