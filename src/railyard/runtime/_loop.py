@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from time import perf_counter
 from typing import Any
 
@@ -28,10 +28,10 @@ from railyard.runtime._end import End
 from railyard.runtime._executor import Executor, InProcessExecutor
 from railyard.runtime._joins import JoinKey, JoinState, closing_id, join_holds
 from railyard.runtime._lanes import Lanes
-from railyard.runtime._maps import MapSource
+from railyard.runtime._maps import MapSource, MapSources
 from railyard.runtime._program import MapItems, NodeKind, Program
 from railyard.runtime._recorder import Recorder
-from railyard.runtime._tasks import ForkStack, ForkStackItem, Task
+from railyard.runtime._tasks import ForkStack, Task
 
 __all__ = ("Loop",)
 
@@ -39,7 +39,7 @@ _IN_PROCESS = InProcessExecutor()
 _STEP = NodeKind.STEP
 
 
-class Loop:
+class Loop(MapSources):
     """Runs one graph run: starts its tasks, routes their results, and records every step.
 
     A front end keeps one `Loop` per run. `ready` is the batch of tasks about to start;
@@ -478,130 +478,12 @@ class Loop:
                 if pending is not None:
                     await pending
 
-    # -- live counts: a fork run is finished when no task, map or open join is left in it ---
-
-    def _count(self, tasks: Sequence[Task]) -> None:
-        live = self._live
-        for task in tasks:
-            for item in task.fork_stack:
-                live[item.node_run_id] += 1
-
-    def _uncount(self, tasks: Sequence[Task]) -> None:
-        live = self._live
-        for task in tasks:
-            for item in task.fork_stack:
-                live[item.node_run_id] -= 1
-
     def _capacity_freed(self) -> None:
         while self._queued and (self.limit is None or len(self._running) < self.limit):
             self._start(self._queued.popleft())
         for source in self._sources:
             if source.waiting is not None:
                 source.waiting.set()
-
-    # -- maps -------------------------------------------------------------------------------
-
-    def _map(self, task: Task, spec: MapItems) -> None:
-        items = spec.items
-        is_async = isinstance(items, AsyncIterator)
-        source = MapSource(
-            spec.fork_id,
-            spec.max_concurrency,
-            spec.downstream_join_id,
-            items,  # type: ignore[arg-type]  # the program hands over an iterator
-            task.fork_stack,
-            task.task_id,  # the map's task names its branches (so a resume can find them)
-            is_async=is_async,
-        )
-        self._hold_source(source)
-        self._sources.append(source)
-        if is_async:
-            assert self._task_group is not None
-            self._task_group.start_soon(self._pump, source)
-
-    def _hold_source(self, source: MapSource) -> None:
-        """A map holds its fork and the forks around it open until it is exhausted."""
-        for item in source.fork_stack:
-            self._live[item.node_run_id] += 1
-        self._live[source.node_run_id] += 1
-
-    def _release_source(self, source: MapSource) -> None:
-        source.done = True
-        self._sources.remove(source)
-        for item in source.fork_stack:
-            self._live[item.node_run_id] -= 1
-        self._live[source.node_run_id] -= 1
-
-    def _map_capacity(self, source: MapSource, pulled: int = 0) -> bool:
-        limit = source.max_concurrency
-        if limit is not None and self._live[source.node_run_id] - 1 >= limit:  # less the map's own hold
-            return False
-        return self.limit is None or len(self._running) + len(self._queued) + pulled < self.limit
-
-    def _pull_sync_items(self) -> list[Task]:
-        produced: list[Task] = []
-        if not self._sources:
-            return produced
-        for source in list(self._sources):
-            if source.is_async or source.done:
-                continue
-            while self._map_capacity(source, len(produced)):
-                items = source.items
-                assert isinstance(items, Iterator)
-                try:
-                    item = next(items)
-                except StopIteration:
-                    self._source_done(source)
-                    break
-                produced += self._map_item(source, item)
-        return produced
-
-    async def _pump(self, source: MapSource) -> None:
-        """Pull an async iterable's items as capacity allows, handing each to the run."""
-        items: AsyncIterator[Any] = source.items  # type: ignore[assignment]
-        scope = anyio.CancelScope()
-        self._pumps.append(scope)
-        try:
-            with scope:
-                async for item in items:
-                    while not self._map_capacity(source) and not source.done:
-                        source.waiting = anyio.Event()
-                        await source.waiting.wait()
-                    if source.done:  # cancelled: its fork was cut short
-                        return
-                    self._live[source.node_run_id] += 1  # the item counts at once, so capacity holds
-                    self._arrive("item", (source, item))
-                    await anyio.lowlevel.checkpoint()
-                self._arrive("source_done", source)
-        finally:
-            self._pumps.remove(scope)
-
-    def _async_sources_busy(self) -> bool:
-        return any(source.is_async and not source.done for source in self._sources)
-
-    def _map_item(self, source: MapSource, item: Any) -> list[Task]:
-        stack = (*source.fork_stack, ForkStackItem(source.fork_id, source.node_run_id, source.index))
-        source.index += 1
-        tasks = self.program.follow(source.fork_id, item, stack, self)
-        self._count(tasks)
-        if source.is_async:
-            self._live[source.node_run_id] -= 1  # the pump's reservation, now held by the tasks
-            if source.done:
-                self._uncount(tasks)
-                return []
-        return tasks
-
-    def _source_done(self, source: MapSource) -> list[Task]:
-        if source.done:
-            return []
-        if source.index == 0 and source.downstream_join_id is not None:
-            # mapping nothing: the join downstream still produces its initial value, for this
-            # run of the map (as if a branch of it had arrived)
-            inside = (*source.fork_stack, ForkStackItem(source.fork_id, source.node_run_id, -1))
-            key, downstream = self.program.join_key(source.downstream_join_id, inside)
-            self._open_join(source.downstream_join_id, key, downstream)
-        self._release_source(source)
-        return []
 
     # -- joins ------------------------------------------------------------------------------
 
