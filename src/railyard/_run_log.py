@@ -7,7 +7,7 @@ with the graph's codec, and appends it before the run goes on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from time import time
@@ -20,7 +20,7 @@ from railyard.exceptions import PersistenceError, RunExists, RunNotFound
 from railyard.runtime._end import End
 from railyard.runtime._recorder import Outcome
 from railyard.runtime._tasks import Task
-from railyard.store import RunStatus, RunStore
+from railyard.store import RunStatus, RunStore, StoredRecord
 from railyard.store.codec import RecordCodec
 from railyard.store.records import (
     ErrorInfo,
@@ -69,9 +69,14 @@ class StoreRecorder:
         self.failed = False
         """Whether a step of this attempt failed."""
         self.on_record = on_record
-        """Told every record once it is stored (a persistence's in-memory view)."""
+        """Told every record as it is queued to be stored (a persistence's in-memory view)."""
         self._lock: AbstractAsyncContextManager[None] | None = None
-        self._order = anyio.Lock()
+        self._pending: list[StoredRecord] = []
+        self._told = 0
+        self._durable = 0
+        self._flushing: anyio.Event | None = None
+        self._broken: BaseException | None = None
+        self._creating = False
 
     @property
     def locked(self) -> bool:
@@ -102,18 +107,27 @@ class StoreRecorder:
         return bool(self.exists)
 
     async def close(self) -> None:
-        """Release the run's lock (shielded: a cancelled driver still lets go of its run)."""
-        lock, self._lock = self._lock, None
-        if lock is not None:
-            with anyio.CancelScope(shield=True):
+        """Commit what is queued and release the run's lock (shielded: a cancelled driver still lets go)."""
+        lock = self._lock
+        if lock is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                if self._broken is None:
+                    pending = self.flush()
+                    if pending is not None:
+                        await pending
+            finally:
+                self._lock = None
                 await lock.__aexit__(None, None, None)
 
     async def write(self, record: RunRecord, node_id: str | None) -> None:
-        """Store one record; outside an open run, take the run's lock for this one write.
+        """Store one record (with any told before it); outside an open run, take the run's lock for it.
 
         Raises:
             RunLocked: outside an open run, while another driver holds the run.
-            PersistenceError: a value in the record cannot be stored as JSON.
+            PersistenceError: a value in the record cannot be stored as JSON, or the store
+                failed to write.
         """
         if self._lock is None:
             async with self.store.lock(self.run_id):
@@ -124,8 +138,18 @@ class StoreRecorder:
     async def _write(self, record: RunRecord, node_id: str | None) -> None:
         if self.exists is None:
             self.exists = await self._stored()
+        self.tell(record, node_id)
+        await self._commit()
+
+    def tell(self, record: RunRecord, node_id: str | None) -> None:
+        """Queue one record for the next commit (it is durable once `flush` or a later `write` returns).
+
+        Raises:
+            PersistenceError: a value in the record cannot be stored as JSON (nothing is queued).
+        """
         try:
-            stored = self.codec.stored(record, node_id=node_id, first=not self.exists, graph=self.graph)
+            first = not self.exists and not self._creating  # the record that creates the run
+            stored = self.codec.stored(record, node_id=node_id, first=first, graph=self.graph)
         except pydantic_core.PydanticSerializationError as err:
             raise PersistenceError(
                 f"Run {self.run_id!r} cannot be recorded: a value flowing into `{node_id}` cannot be stored as "
@@ -137,15 +161,50 @@ class StoreRecorder:
             stored = replace(stored, status=self.status)  # claiming a step changes nothing: failed stays failed
         elif self.failed and stored.status is not RunStatus.ENDED:
             stored = replace(stored, status=RunStatus.FAILED)  # a branch that finishes after a failure
-        async with self._order:  # fair: writers go in the order they came
-            if self.exists:
-                await self.store.append(self.run_id, [stored])
-            else:
-                await self.store.create(self.run_id, [stored])
-                self.exists = True
+        self._creating = self._creating or first
+        self._pending.append(stored)
+        self._told += 1
         self.status = stored.status
         if self.on_record is not None:
             self.on_record(record)
+
+    def flush(self) -> Awaitable[None] | None:
+        """Make every record told so far durable (`None`: nothing is waiting to be written)."""
+        if self._durable == self._told:
+            return None
+        return self._commit()
+
+    async def _commit(self) -> None:
+        """Write the queued records in one transaction; records told meanwhile go in the next one.
+
+        Group commit: a writer whose record is queued while another commit is in flight
+        waits for that commit, then writes everything queued since, its own record with it.
+        """
+        target = self._told
+        while self._durable < target:
+            if self._broken is not None:
+                raise PersistenceError(
+                    f"Run {self.run_id!r} in {self.store!r} could not be recorded: {self._broken}"
+                ) from self._broken
+            flushing = self._flushing
+            if flushing is not None:
+                await flushing.wait()
+                continue
+            batch, self._pending = self._pending, []
+            self._flushing = done = anyio.Event()
+            try:
+                if self.exists:
+                    await self.store.append(self.run_id, batch)
+                else:
+                    await self.store.create(self.run_id, batch)
+                    self.exists = True
+            except BaseException as error:
+                self._broken = error  # what was told is lost: nothing after it may be written
+                raise
+            finally:
+                self._flushing = None
+                done.set()
+            self._durable += len(batch)
 
     async def _stored(self) -> bool:
         try:
@@ -156,31 +215,46 @@ class StoreRecorder:
 
     # -- the loop's events (the runtime's `Recorder`) -------------------------------------------
 
-    async def tasks_created(self, tasks: Sequence[Task], state: Any) -> None:
-        """Record tasks scheduled from outside a step: the start, `next(node)`, a map's items."""
-        if tasks:
-            await self.write(TasksScheduled(tuple(tasks), state, time()), tasks[0].node_id)
+    def _queue(self, record: RunRecord, node_id: str | None) -> Awaitable[None] | None:
+        """Queue a record for the next commit, when the run is open and known; else write it now."""
+        if self._lock is None or self.exists is None:
+            return self.write(record, node_id)
+        self.tell(record, node_id)
+        return None
+
+    def tasks_created(self, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
+        """Queue tasks scheduled from outside a step: the start, `next(node)`, a map's items.
+
+        They are durable before any of them starts (`step_started` commits them).
+        """
+        if not tasks:
+            return None
+        return self._queue(TasksScheduled(tuple(tasks), state, time()), tasks[0].node_id)
 
     async def step_started(self, task: Task, state: Any) -> None:
-        """Record that a task starts."""
+        """Record that a task starts, with every record queued before it, in one commit."""
         await self.write(StepStarted(task.task_id, time()), task.node_id)
 
-    async def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> None:
-        """Record a task's outcome and the state after it, in one record."""
+    def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> Awaitable[None] | None:
+        """Queue a task's outcome and the state after it, in one record.
+
+        It is committed with the next step's start (one transaction for both), or by
+        `flush` when the run hands control back to its caller.
+        """
         if isinstance(outcome, End):
             record = StepFinished(task.task_id, duration, state, (), outcome, time())
             node_id = task.node_id
         else:
             record = StepFinished(task.task_id, duration, state, tuple(outcome), None, time())
             node_id = outcome[0].node_id if outcome else task.node_id  # where the run goes next
-        await self.write(record, node_id)
+        return self._queue(record, node_id)
 
     async def step_failed(self, task: Task, error: BaseException, duration: float) -> None:
         """Record a task's exception (a cancellation is not a failure: nothing is recorded)."""
         if isinstance(error, Exception):
             await self.write(StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time()), task.node_id)
 
-    async def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
-        """Record a join's closing as a finished step of its own, with the tasks its value went on to."""
+    def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
+        """Queue a join's closing as a finished step of its own, with the tasks its value went on to."""
         record = StepFinished(close_id, 0.0, state, tuple(tasks), None, time())
-        await self.write(record, tasks[0].node_id if tasks else join_id)
+        return self._queue(record, tasks[0].node_id if tasks else join_id)

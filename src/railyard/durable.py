@@ -17,7 +17,7 @@ stored before its first node runs, a node's exception is stored and leaves the r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from time import time
 from typing import TYPE_CHECKING, Any
 
@@ -217,10 +217,10 @@ class _NodeRunRecorder(StoreRecorder):
         super().__init__(store, run_id, codec, graph=graph, on_record=log.append)
         self.log = log
 
-    async def tasks_created(self, tasks: Sequence[Task], state: Any) -> None:
+    def tasks_created(self, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
         """Record the tasks not recorded yet."""
         known = self.log.task_status
-        await super().tasks_created([task for task in tasks if task.task_id not in known], state)
+        return super().tasks_created([task for task in tasks if task.task_id not in known], state)
 
     async def step_started(self, task: Task, state: Any) -> None:
         """Record that the task starts, unless it already ran (or runs elsewhere).

@@ -189,8 +189,7 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
             run_id=run_id,
             executor=executor,
         ) as run:
-            async for _ in run:
-                pass
+            await run._run_to_end()  # pyright: ignore[reportPrivateUsage]
         return run.output  # type: ignore[return-value]  # the run reached the end
 
     def run_sync(
@@ -309,8 +308,7 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         async with self.iter_resume(
             store, run_id, deps=deps, max_concurrency=max_concurrency, executor=executor
         ) as run:
-            async for _ in run:
-                pass
+            await run._run_to_end()  # pyright: ignore[reportPrivateUsage]
         return run.output  # type: ignore[return-value]  # the run reached the end
 
     async def initialize(
@@ -534,6 +532,22 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
     def __aiter__(self) -> AsyncIterator[EndMarker[OutputT] | Sequence[GraphTask]]:
         return self
 
+    async def _run_to_end(self) -> None:
+        """Drive the run to its end without handing out batches (`Graph.run`, `Graph.resume`)."""
+        if self._end_marker is not None:
+            return
+        if self._error is not None:
+            raise self._error.error
+        try:
+            end = await self._loop.run_to_end()
+        except BaseException as error:
+            import anyio
+
+            if not isinstance(error, anyio.get_cancelled_exc_class()):
+                self._error = ErrorMarker(error)
+            raise
+        self._end_marker = EndMarker(end.data)
+
     async def __anext__(self) -> EndMarker[OutputT] | Sequence[GraphTask]:
         if self._end_marker is not None:
             raise StopAsyncIteration
@@ -573,7 +587,9 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
                     self._apply(await replay(self.graph, self._recorder.store, self._recorder.run_id, self.deps))
                     self._recorder.exists = True
                 else:
-                    await self._recorder.tasks_created(self._loop.ready, self.state)
+                    pending = self._recorder.tasks_created(self._loop.ready, self.state)
+                    if pending is not None:
+                        await pending
             except BaseException:
                 await self._recorder.close()
                 raise

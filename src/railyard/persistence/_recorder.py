@@ -53,6 +53,9 @@ class PersistenceRecorder:
         for next_task in tasks:
             await self.persistence.snapshot_node(state, next_task.inputs)
 
+    def flush(self) -> None:
+        """Nothing to do: every call above has reached the persistence before it returned."""
+
     async def _close(self, task: Task, error: BaseException | None) -> None:
         manager = self._open.pop(task.task_id, None)
         if manager is None:

@@ -179,10 +179,22 @@ class Loop(MapSources):
     async def advance(self) -> list[Task] | End[Any]:
         """Start the `ready` batch (unless started) and return the next batch, or the run's end.
 
+        What the run recorded up to here is durable when this returns (the recorder's `flush`).
+
         Raises:
             Exception: a step's exception, as raised (with the program's note); the other
                 tasks are cancelled first.
         """
+        outcome = await self._next_batch()
+        recorder = self.recorder
+        if recorder is not None:
+            pending = recorder.flush()
+            if pending is not None:
+                await pending
+        return outcome
+
+    async def _next_batch(self) -> list[Task] | End[Any]:
+        """`advance` without the flush."""
         ready = self.ready
         if not self.started:
             self.started = True
@@ -208,7 +220,8 @@ class Loop(MapSources):
         """Advance until the run ends and return its end, for a caller that looks at no batch.
 
         The same as calling `advance` until it returns the end, but a run of lone tasks
-        (the node API's every run) goes round here without a coroutine per step.
+        (the node API's every run) goes round here without a coroutine per step, and a
+        step's finish is committed with the next step's start.
 
         Raises:
             Exception: as `advance`.
@@ -231,8 +244,13 @@ class Loop(MapSources):
                 if outcome is None:
                     outcome = await self._go_on()
             else:
-                outcome = await self.advance()
+                outcome = await self._next_batch()
             if type(outcome) is not list:
+                recorder = self.recorder
+                if recorder is not None:
+                    pending = recorder.flush()
+                    if pending is not None:
+                        await pending
                 return outcome  # type: ignore[return-value]  # not a batch: the end
 
     def _took_alone(self, task: Task, routed: Any) -> list[Task] | End[Any] | None:

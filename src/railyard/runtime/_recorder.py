@@ -18,8 +18,12 @@ class Recorder(Protocol):
     """Receives a run's events in order; implemented over a run store or a persistence.
 
     A method either records the event before it returns (and returns `None`), or returns
-    an awaitable that records it; either way the event is recorded before the run goes
-    on, so a recorder that writes durably makes each event durable before the next one.
+    an awaitable that records it. A durable recorder may queue an event instead and
+    commit it with a later one (group commit), within one rule: `step_started` and
+    `step_failed` are durable, with every event before them, when their awaitable
+    returns, and so is everything told before `flush`, which the loop calls whenever it
+    hands control back to its caller. A step therefore never starts before what it
+    depends on is durable, and no caller sees a step's outcome before it is durable.
     In-memory recorders return `None`: the per-step path then awaits nothing extra.
     """
 
@@ -49,4 +53,8 @@ class Recorder(Protocol):
 
     def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
         """Join `join_id` closed (every branch of its fork had arrived): its value went on to `tasks`."""
+        ...
+
+    def flush(self) -> Awaitable[None] | None:
+        """Make every event told so far durable (`None`: nothing is waiting)."""
         ...

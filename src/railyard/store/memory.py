@@ -150,6 +150,9 @@ class MemoryRecorder:
             StepFinished(close_id, 0.0, state if copy_state is None else copy_state(state), tuple(tasks), None, time())
         )
 
+    def flush(self) -> None:
+        """Nothing to do: every event is in the log as soon as it is told."""
+
 
 class MemoryStore(LockingStore):
     """A `RunStore` that keeps every run in this process; lost when it exits."""
