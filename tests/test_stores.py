@@ -133,7 +133,7 @@ async def test_sqlite_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not sqlite" * 100)
     store = SqliteStore(path)
-    with pytest.raises(PersistenceError, match=r"junk\.db is not a usable railyard SQLite database"):
+    with pytest.raises(PersistenceError, match=r"junk\.db is not a SQLite database \(it starts with b'this is not"):
         await store.runs()
     assert path.read_bytes() == b"this is not sqlite" * 100
 
@@ -185,11 +185,13 @@ async def test_sqlite_version_1_is_upgraded_in_place_and_its_runs_go_on(tmp_path
         assert connection.execute("SELECT value FROM railyard_meta").fetchone() == (str(SCHEMA_VERSION),)
 
 
-async def test_sqlite_shares_a_database_with_other_tables(tmp_path: Path) -> None:
+async def test_sqlite_shares_a_database_with_other_tables_only_when_asked(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     with sqlite3.connect(path) as connection:
         connection.execute("CREATE TABLE app_users (id INTEGER PRIMARY KEY)")
-    store = SqliteStore(path)
+    with pytest.raises(PersistenceError, match=r"shared\.db is not a railyard database: .*\(app_users\)"):
+        await SqliteStore(path).runs()
+    store = SqliteStore(path, share_database=True)
     await _count_run(store, "r")
     assert [info.run_id for info in await store.runs()] == ["r"]
 

@@ -8,13 +8,16 @@ of microseconds, less than the hop to a thread; the WAL is checkpointed in the w
 thread. The database is in WAL mode; with `synchronous="NORMAL"` (the
 default) a committed record survives the process dying, and with `"FULL"` it also
 survives the machine losing power. Records are rows of JSON text, readable with the
-`sqlite3` shell. Only one driver advances a run at a time: a lock file per run, in a
-directory next to the database, held while the run is driven.
+`sqlite3` shell. Only one driver advances a run at a time: it holds a lock on a byte of
+the database file itself (one byte per run, far past the bytes SQLite locks), which any
+path to the file reaches and the kernel drops when the driver dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import sqlite3
 import threading
 import time
@@ -27,6 +30,8 @@ import anyio.to_thread
 
 from railyard.exceptions import CorruptRunError, PersistenceError, RunExists, RunNotFound
 from railyard.store import RunInfo, RunStatus, StoredRecord
+from railyard.store._range_lock import SUPPORTED as RANGE_LOCKS
+from railyard.store._range_lock import RangeLock, run_offset
 from railyard.store.base import LockingStore, Release
 from railyard.store.locks import FileLock
 
@@ -77,10 +82,19 @@ _RECORD_COLUMNS = ("run_id", "seq", "kind", "status", "node_id", "finishes_step"
 class SqliteStore(LockingStore):
     """A `RunStore` in one SQLite database file."""
 
-    def __init__(self, path: Path | str, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> None:
+    def __init__(
+        self, path: Path | str, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL", share_database: bool = False
+    ) -> None:
+        """Keep runs in the SQLite database at `path`, made there if the path does not exist.
+
+        `synchronous="FULL"` also survives the machine losing power, at a cost per step.
+        A database holding other applications' tables is refused, unless `share_database`
+        (then railyard adds its `railyard_*` tables beside them).
+        """
         super().__init__()
         self.path = Path(path)
         self.synchronous = synchronous
+        self.share_database = share_database
         self._connection: sqlite3.Connection | None = None
         self._guard = threading.Lock()
         self._limiter = anyio.CapacityLimiter(1)
@@ -98,32 +112,87 @@ class SqliteStore(LockingStore):
     def _connect(self) -> sqlite3.Connection:
         if self._connection is not None:
             return self._connection
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            self._create_database()
+        self._check_file()
         connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
         try:
+            self._check_schema(connection)  # before anything is written: a foreign database is left as it is
             _retry_busy(lambda: connection.execute("PRAGMA journal_mode=WAL"))
             connection.execute(f"PRAGMA synchronous={self.synchronous}")
-            self._check_schema(connection)
         except sqlite3.DatabaseError as err:
             connection.close()
-            raise PersistenceError(f"{self.path} is not a usable railyard SQLite database: {err}") from None
+            raise PersistenceError(
+                f"{self.path} is not a usable railyard SQLite database: {err}. Nothing was written to it; "
+                f"check it with `sqlite3 {self.path} 'PRAGMA integrity_check'`, or use another file."
+            ) from None
         except BaseException:
             connection.close()
             raise
         self._connection = connection
         return connection
 
+    def _create_database(self) -> None:
+        """Make a new database at `path`, whole: built aside, then linked into place (never half made).
+
+        Another process creating it at the same moment wins or loses the link; either way
+        the path only ever holds a complete railyard database.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.new")
+        try:
+            connection = sqlite3.connect(temporary, isolation_level=None)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.executescript(
+                    f"BEGIN; {_SCHEMA} INSERT INTO railyard_meta (key, value) "
+                    f"VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+                )
+            finally:
+                connection.close()  # checkpoints the WAL into the file
+            with contextlib.suppress(FileExistsError):  # made meanwhile by another process: checked like any
+                os.link(temporary, self.path)  # atomic, and fails if the path exists
+        finally:
+            for leftover in (temporary, *(temporary.with_name(temporary.name + end) for end in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
+
+    def _check_file(self) -> None:
+        """Refuse, before SQLite opens it, a file that is not a SQLite database at all."""
+        try:
+            with open(self.path, "rb") as file:
+                header = file.read(16)
+        except IsADirectoryError:
+            raise PersistenceError(f"{self.path} is a directory, not a SQLite database file.") from None
+        if not header:
+            raise PersistenceError(
+                f"{self.path} is an empty file, not a railyard database (railyard makes its database itself). "
+                f"Nothing was written to it: delete it, or give SqliteStore a path that does not exist yet."
+            )
+        if header != b"SQLite format 3\x00":
+            raise PersistenceError(
+                f"{self.path} is not a SQLite database (it starts with {header[:16]!r}). Nothing was written "
+                f"to it: give SqliteStore a path that does not exist yet, or an existing railyard database."
+            )
+
     def _check_schema(self, connection: sqlite3.Connection) -> None:
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
         ours = {"railyard_meta", "railyard_runs", "railyard_records"}
-        if not tables & ours:
-            # the tables and the version row in one transaction: no reader sees one without the other
+        if not names & ours and (not names or self.share_database):  # empty, or shared on purpose: set it up
             script = (
                 f"BEGIN IMMEDIATE; {_SCHEMA} INSERT OR IGNORE INTO railyard_meta (key, value) "
                 f"VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
             )
             _retry_busy(lambda: connection.executescript(script))
-            tables |= ours
+            names |= ours
+        tables = names & ours
+        if not tables:
+            others = sorted(name for name in names if not name.startswith("sqlite_"))
+            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            raise PersistenceError(
+                f"{self.path} is not a railyard database: it holds another application's tables ({shown}) "
+                f"and none of railyard's. Nothing was written to it; give SqliteStore a file of its own, or "
+                f"pass share_database=True to add railyard's tables beside the others."
+            )
         if "railyard_meta" not in tables:
             raise PersistenceError(
                 f"{self.path} has railyard tables but no railyard_meta table: it was not written by railyard, "
@@ -197,7 +266,7 @@ class SqliteStore(LockingStore):
                 try:
                     result = work(connection)
                 except sqlite3.OperationalError as err:
-                    if "locked" not in str(err) and "busy" not in str(err):
+                    if not _busy(err):
                         raise
                 else:
                     self._unchecked += size
@@ -238,7 +307,15 @@ class SqliteStore(LockingStore):
                 connection.execute("ROLLBACK")
                 raise
 
-        await self._write(create, _size(records))
+        def guarded(connection: sqlite3.Connection) -> None:
+            try:
+                create(connection)
+            except sqlite3.DatabaseError as err:
+                if _busy(err):
+                    raise  # the fast path hands it to the worker thread, which waits
+                raise self._damaged(err, run_id) from None
+
+        await self._write(guarded, _size(records))
 
     async def append(self, run_id: str, records: Sequence[StoredRecord]) -> None:
         """Append records to the run in one transaction."""
@@ -252,32 +329,69 @@ class SqliteStore(LockingStore):
                 connection.execute("ROLLBACK")
                 raise
 
-        await self._write(append, _size(records))
+        def guarded(connection: sqlite3.Connection) -> None:
+            try:
+                append(connection)
+            except sqlite3.DatabaseError as err:
+                if _busy(err):
+                    raise  # the fast path hands it to the worker thread, which waits
+                raise self._damaged(err, run_id) from None
+
+        await self._write(guarded, _size(records))
 
     async def read(self, run_id: str) -> Sequence[StoredRecord]:
-        """Every record of the run, in order."""
+        """Every record of the run, in order.
+
+        Raises:
+            RunNotFound: the database holds no such run.
+            CorruptRunError: a record is missing or damaged (the message names the run, the
+                record and the file).
+            PersistenceError: the database file itself is damaged.
+        """
 
         def read(connection: sqlite3.Connection) -> list[StoredRecord]:
-            run = connection.execute("SELECT graph FROM railyard_runs WHERE run_id = ?", (run_id,)).fetchone()
-            if run is None:
-                raise RunNotFound(run_id, repr(self))
-            rows = connection.execute(
-                "SELECT seq, kind, status, node_id, finishes_step, ts, body FROM railyard_records "
-                "WHERE run_id = ? ORDER BY seq",
-                (run_id,),
-            ).fetchall()
-            records: list[StoredRecord] = []
-            for index, (seq, kind, status, node_id, finishes_step, ts, body) in enumerate(rows):
-                if seq != index:
-                    raise CorruptRunError(run_id, repr(self), index + 1, f"records jump from {index - 1} to {seq}")
-                graph = run[0] if index == 0 else None
-                try:
-                    records.append(StoredRecord(kind, body, RunStatus(status), node_id, bool(finishes_step), ts, graph))
-                except ValueError as err:
-                    raise CorruptRunError(run_id, repr(self), index + 1, str(err)) from None
-            return records
+            try:
+                return self._read(connection, run_id)
+            except sqlite3.OperationalError as err:
+                if "decode" not in str(err):
+                    raise self._damaged(err, run_id) from None
+                raise CorruptRunError(
+                    run_id, repr(self), _undecodable(connection, run_id), "its text is not valid UTF-8"
+                ) from None
+            except sqlite3.DatabaseError as err:
+                raise self._damaged(err, run_id) from None
 
         return await self._call(read)
+
+    def _read(self, connection: sqlite3.Connection, run_id: str) -> list[StoredRecord]:
+        run = connection.execute("SELECT graph FROM railyard_runs WHERE run_id = ?", (run_id,)).fetchone()
+        if run is None:
+            raise RunNotFound(run_id, repr(self))
+        rows = connection.execute(
+            "SELECT seq, kind, status, node_id, finishes_step, ts, body FROM railyard_records "
+            "WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        ).fetchall()
+        records: list[StoredRecord] = []
+        for index, (seq, kind, status, node_id, finishes_step, ts, body) in enumerate(rows):
+            if seq != index:
+                missing = f"record {index + 1} is" if seq == index + 1 else f"records {index + 1} to {seq} are"
+                raise CorruptRunError(
+                    run_id, repr(self), index + 1, f"{missing} missing (deleted from the database, or cut off)"
+                )
+            graph = run[0] if index == 0 else None
+            try:
+                records.append(StoredRecord(kind, body, RunStatus(status), node_id, bool(finishes_step), ts, graph))
+            except ValueError as err:
+                raise CorruptRunError(run_id, repr(self), index + 1, str(err)) from None
+        return records
+
+    def _damaged(self, error: sqlite3.Error, run_id: str | None = None) -> PersistenceError:
+        about = f" reading run {run_id!r}" if run_id is not None else ""
+        return PersistenceError(
+            f"{self.path} is damaged ({error}){about}. Nothing was changed; check it with "
+            f"`sqlite3 {self.path} 'PRAGMA integrity_check'` and restore it from a backup."
+        )
 
     async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
         """Summaries of the runs, oldest first."""
@@ -294,12 +408,29 @@ class SqliteStore(LockingStore):
                 for run_id, state, started, steps, last_node, graph in rows
             ]
 
-        return await self._call(runs)
+        def guarded(connection: sqlite3.Connection) -> list[RunInfo]:
+            try:
+                return runs(connection)
+            except sqlite3.DatabaseError as err:
+                raise self._damaged(err) from None
+
+        return await self._call(guarded)
 
     async def _try_lock(self, run_id: str) -> Release | None:
-        """Take the run's lock file (in `<database>.locks/`)."""
-        name = hashlib.sha256(run_id.encode()).hexdigest()[:32]
-        lock = FileLock(self.path.with_name(f"{self.path.name}.locks") / f"{name}.lock")
+        """Take the run's lock: a lock on a byte of the database file itself (see `_range_lock`).
+
+        Where the platform has no such locks, a lock file in `<database>.locks/`, next to
+        the database's real path (so a symlink to it finds the same lock).
+        """
+        if self._connection is None:
+            await self._call(lambda connection: None)  # the database exists (and is ours) before it is locked
+        lock: RangeLock | FileLock
+        if RANGE_LOCKS:
+            lock = RangeLock(self.path, run_offset(run_id))
+        else:  # pragma: no cover - platforms without open file description locks
+            real = self.path.resolve()
+            name = hashlib.sha256(run_id.encode()).hexdigest()[:32]
+            lock = FileLock(real.with_name(f"{real.name}.locks") / f"{name}.lock")
         if not await anyio.to_thread.run_sync(lock.acquire):
             return None
 
@@ -337,6 +468,28 @@ def _size(records: Sequence[StoredRecord]) -> int:
 def _checkpoint(connection: sqlite3.Connection) -> None:
     """Copy the WAL into the database without waiting on readers (SQLite's own automatic checkpoint)."""
     connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _busy(error: sqlite3.Error) -> bool:
+    """Whether `error` says another connection holds the database (worth waiting for, not damage)."""
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
+
+
+def _undecodable(connection: sqlite3.Connection, run_id: str) -> int:
+    """The 1-based number of the run's first record whose text is not valid UTF-8 (0: none found)."""
+    rows = connection.execute(
+        "SELECT CAST(kind AS BLOB), CAST(status AS BLOB), CAST(node_id AS BLOB), CAST(body AS BLOB) "
+        "FROM railyard_records WHERE run_id = ? ORDER BY seq",
+        (run_id,),
+    )
+    for number, row in enumerate(rows, start=1):
+        try:
+            for cell in row:
+                if cell is not None:
+                    bytes(cell).decode()
+        except UnicodeDecodeError:
+            return number
+    return 0
 
 
 def _retry_busy(work: Callable[[], object], attempts: int = 50) -> None:
