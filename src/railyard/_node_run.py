@@ -302,7 +302,11 @@ class RunContext(Generic[StateT, DepsT, RunEndT]):
         )
         self._run = graph_run
         if self.record_start and graph_run._next_task is not None:  # pyright: ignore[reportPrivateUsage]
-            pending = graph_run._recorder.tasks_created((graph_run._next_task,), self.state)  # pyright: ignore[reportPrivateUsage]
+            recorder = graph_run._recorder  # pyright: ignore[reportPrivateUsage]
+            pending = recorder.tasks_created((graph_run._next_task,), self.state)  # pyright: ignore[reportPrivateUsage]
+            if pending is not None:
+                await pending
+            pending = recorder.flush()  # the run exists once its block is entered
             if pending is not None:
                 await pending
         return graph_run

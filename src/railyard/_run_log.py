@@ -21,6 +21,7 @@ from railyard.runtime._end import End
 from railyard.runtime._recorder import Outcome
 from railyard.runtime._tasks import Task
 from railyard.store import RunStatus, RunStore, StoredRecord
+from railyard.store._deltas import StateDeltas
 from railyard.store.codec import RecordCodec
 from railyard.store.records import (
     ErrorInfo,
@@ -77,6 +78,7 @@ class StoreRecorder:
         self._flushing: anyio.Event | None = None
         self._broken: BaseException | None = None
         self._creating = False
+        self._deltas = StateDeltas()
 
     @property
     def locked(self) -> bool:
@@ -96,6 +98,7 @@ class StoreRecorder:
         lock = self.store.lock(self.run_id)
         await lock.__aenter__()
         self._lock = lock
+        self._deltas.reset()  # the first state this driver stores is whole: it trusts no earlier writer
         try:
             if new:
                 self.exists = await self._stored()
@@ -131,6 +134,7 @@ class StoreRecorder:
         """
         if self._lock is None:
             async with self.store.lock(self.run_id):
+                self._deltas.reset()  # another driver may have written since: store this state whole
                 await self._write(record, node_id)
         else:
             await self._write(record, node_id)
@@ -149,7 +153,7 @@ class StoreRecorder:
         """
         try:
             first = not self.exists and not self._creating  # the record that creates the run
-            stored = self.codec.stored(record, node_id=node_id, first=first, graph=self.graph)
+            stored = self.codec.stored(record, node_id=node_id, first=first, graph=self.graph, deltas=self._deltas)
         except pydantic_core.PydanticSerializationError as err:
             raise PersistenceError(
                 f"Run {self.run_id!r} cannot be recorded: a value flowing into `{node_id}` cannot be stored as "

@@ -36,6 +36,7 @@ from railyard.persistence._views import SnapshotView
 from railyard.persistence.in_mem import LogPersistence
 from railyard.runtime._tasks import Task
 from railyard.store import RunStore, StoredRecord
+from railyard.store._deltas import StateRebuild
 from railyard.store.codec import RecordCodec, RecordDecodeError
 from railyard.store.memory import MemoryRunLog
 from railyard.store.records import (
@@ -248,9 +249,10 @@ async def read_run(store: RunStore, run_id: str, codec: RecordCodec) -> list[Run
 def decode_run(run_id: str, store: RunStore, stored: Sequence[StoredRecord], codec: RecordCodec) -> list[RunRecord]:
     """Decode a run's stored records; a record that does not decode is a `CorruptRunError`."""
     records: list[RunRecord] = []
+    states = StateRebuild()  # states stored by change are rebuilt record by record
     for index, item in enumerate(stored, start=1):
         try:
-            records.append(codec.decode(item.body))
+            records.append(codec.decode(item.body, states))
         except RecordDecodeError as err:
             raise CorruptRunError(run_id, repr(store), index, str(err)) from None
     return records

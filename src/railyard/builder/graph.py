@@ -590,6 +590,9 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
                     pending = self._recorder.tasks_created(self._loop.ready, self.state)
                     if pending is not None:
                         await pending
+                    pending = self._recorder.flush()  # the run exists once its block is entered
+                    if pending is not None:
+                        await pending
             except BaseException:
                 await self._recorder.close()
                 raise

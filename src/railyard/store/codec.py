@@ -17,6 +17,7 @@ from railyard._node_schema import nodes_schema
 from railyard.nodes import BaseNode, End
 from railyard.runtime._tasks import ForkStackItem, Task
 from railyard.store import StoredRecord
+from railyard.store._deltas import PatchError, StateDeltas, StateRebuild
 from railyard.store.records import (
     ErrorInfo,
     RunRecord,
@@ -71,31 +72,38 @@ class RecordCodec:
 
     # -- encoding -------------------------------------------------------------------------
 
-    def encode(self, record: RunRecord) -> bytes:
-        """One record as compact JSON."""
-        return pydantic_core.to_json(self.dump(record))
+    def encode(self, record: RunRecord, deltas: StateDeltas | None = None) -> bytes:
+        """One record as compact JSON (its state as a patch where `deltas` says so)."""
+        return pydantic_core.to_json(self.dump(record, deltas))
 
-    def dump(self, record: RunRecord) -> dict[str, Any]:
-        """One record as a JSON-compatible dict."""
+    def dump(self, record: RunRecord, deltas: StateDeltas | None = None) -> dict[str, Any]:
+        """One record as a JSON-compatible dict.
+
+        With `deltas` (the run's writer), a record's state is stored as a patch against
+        the run's previous state where that is smaller (see `railyard.store._deltas`).
+        """
         match record:
             case TasksScheduled(tasks=tasks, state=state, ts=ts):
                 tasks_json = self._tasks(tasks)
-                return {"kind": "tasks_scheduled", "tasks": tasks_json, "state": self._dump_state(state), "ts": ts}
+                body = {"kind": "tasks_scheduled", "tasks": tasks_json, "ts": ts}
+                self._put_state(body, state, deltas)  # last: once the writer has it, nothing may fail
+                return body
             case TaskClaimed(task_id=task_id, ts=ts):
                 return {"kind": "task_claimed", "task_id": task_id, "ts": ts}
             case StepStarted(task_id=task_id, ts=ts):
                 return {"kind": "step_started", "task_id": task_id, "ts": ts}
             case StepFinished(task_id=task_id, duration=duration, state=state, next_tasks=next_tasks, end=end, ts=ts):
-                return {
+                body = {
                     "kind": "step_finished",
                     "task_id": task_id,
                     "duration": duration,
-                    "state": self._dump_state(state),
                     "next_tasks": self._tasks(next_tasks),
                     "end": None if end is None else self._end.dump_python(end, mode="json"),
                     "end_id": None if end is None else end.get_snapshot_id(),
                     "ts": ts,
                 }
+                self._put_state(body, state, deltas)  # last: once the writer has it, nothing may fail
+                return body
             case StepFailed(task_id=task_id, duration=duration, error=error, ts=ts):
                 return {
                     "kind": "step_failed",
@@ -107,6 +115,14 @@ class RecordCodec:
 
     def _dump_state(self, state: Any) -> Any:
         return self._state.dump_python(state, mode="json")
+
+    def _put_state(self, body: dict[str, Any], state: Any, deltas: StateDeltas | None) -> None:
+        dumped = self._dump_state(state)
+        if deltas is None:
+            body["state"] = dumped
+        else:
+            key, value = deltas.encode(dumped)
+            body[key] = value
 
     def _tasks(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
         return [
@@ -120,12 +136,19 @@ class RecordCodec:
         ]
 
     def stored(
-        self, record: RunRecord, *, node_id: str | None, first: bool = False, graph: str | None = None
+        self,
+        record: RunRecord,
+        *,
+        node_id: str | None,
+        first: bool = False,
+        graph: str | None = None,
+        deltas: StateDeltas | None = None,
     ) -> StoredRecord:
         """`record` as a backend keeps it: its JSON and the run's status after it.
 
         `node_id` is the node the record is about; `first` marks the record that creates
-        the run, which carries the name of its `graph`.
+        the run, which carries the name of its `graph`; `deltas` is the run's writer of
+        states by change (`None`: the whole state).
         """
         match record:
             case TasksScheduled():
@@ -140,7 +163,7 @@ class RecordCodec:
                 status = RunStatus.WAITING
         return StoredRecord(
             kind=_KINDS[type(record)],
-            body=self.encode(record).decode(),
+            body=self.encode(record, deltas).decode(),
             status=status,
             node_id=node_id,
             finishes_step=isinstance(record, StepFinished) and bool(record.task_id),
@@ -150,8 +173,8 @@ class RecordCodec:
 
     # -- decoding -------------------------------------------------------------------------
 
-    def decode(self, data: bytes | str) -> RunRecord:
-        """One record from JSON.
+    def decode(self, data: bytes | str, states: StateRebuild | None = None) -> RunRecord:
+        """One record from JSON; `states` rebuilds states stored by change (the run's records, in order).
 
         Raises:
             RecordDecodeError: the JSON is invalid, or does not fit the graph's types; the
@@ -161,25 +184,30 @@ class RecordCodec:
             value = pydantic_core.from_json(data)
         except ValueError as err:
             raise RecordDecodeError(f"not valid JSON: {err}") from None
-        return self.load(value)
+        return self.load(value, states)
 
-    def load(self, data: Any) -> RunRecord:
+    def load(self, data: Any, states: StateRebuild | None = None) -> RunRecord:
         """One record from a JSON-compatible dict (see `decode`)."""
         if not isinstance(data, dict) or "kind" not in data:
             raise RecordDecodeError("a record must be a JSON object with a `kind`")
         record: dict[str, Any] = data  # pyright: ignore[reportUnknownVariableType]
         try:
-            return self._load(record)
-        except (KeyError, TypeError) as err:
-            raise RecordDecodeError(f"{record.get('kind')} record is missing or has a malformed field: {err}") from None
+            return self._load(record, states if states is not None else StateRebuild())
+        except PatchError as err:
+            raise RecordDecodeError(f"field `state_patch`: {err}") from None
+        except KeyError as err:
+            raise RecordDecodeError(f"{record.get('kind')} record has no field {err}") from None
+        except TypeError as err:
+            raise RecordDecodeError(f"{record.get('kind')} record has a malformed field: {err}") from None
 
-    def _load(self, data: dict[str, Any]) -> RunRecord:
+    def _load(self, data: dict[str, Any], states: StateRebuild) -> RunRecord:
         kind = data["kind"]
         for field in ("ts", "duration"):
             if field in data and (isinstance(data[field], bool) or not isinstance(data[field], int | float)):
                 raise RecordDecodeError(f"field `{field}`: must be a number (stored value: {data[field]!r})")
         if kind == "tasks_scheduled":
-            return TasksScheduled(self._load_tasks(data["tasks"], "tasks"), self._load_state(data["state"]), data["ts"])
+            state = self._load_state(states.decode(data))
+            return TasksScheduled(self._load_tasks(data["tasks"], "tasks"), state, data["ts"])
         if kind == "task_claimed":
             return TaskClaimed(data["task_id"], data["ts"])
         if kind == "step_started":
@@ -193,7 +221,7 @@ class RecordCodec:
             return StepFinished(
                 data["task_id"],
                 data["duration"],
-                self._load_state(data["state"]),
+                self._load_state(states.decode(data)),
                 self._load_tasks(data["next_tasks"], "next_tasks"),
                 end,
                 data["ts"],
