@@ -4,11 +4,16 @@ It is a `DurablePersistence` over a one-run `FileStore`: the file is an append-o
 Lines run log, written record by record (a step costs the same at step 10 and at step
 100,000), with a lock file beside it so that only one process drives the run. A file in
 pydantic-graph's format (a JSON list of snapshots) is read as well, and rewritten as a
-run log the first time the run is recorded to.
+run log the first time the run is recorded to (the original kept beside it, in
+`<file>.pydantic-graph`; `[]`, a run not started yet, is moved there and leaves no file).
+
+As in pydantic-graph, a missing file holds no run yet, and an empty file is an error: a
+`CorruptRunError` naming the file (a run log is created whole, with its first record).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -112,6 +117,11 @@ class FileStatePersistence(DurablePersistence[StateT, RunEndT]):
             for index, record in enumerate(records)
         ]
         legacy = path.with_name(f"{path.name}.pydantic-graph")
+        if not lines:
+            # `[]`: pydantic-graph's file of a run not started yet, which a run may start in. A run
+            # log has no empty form (an empty run file is damaged), so the run file goes aside whole.
+            await anyio.to_thread.run_sync(os.replace, path, legacy)
+            return
         # the original is copied aside first, then the run log replaces it in one rename:
         # a crash at any moment leaves the run readable
         await anyio.to_thread.run_sync(shutil.copy2, path, legacy)
