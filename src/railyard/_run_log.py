@@ -14,6 +14,7 @@ from time import time
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pydantic_core
 
 from railyard.exceptions import PersistenceError, RunExists, RunNotFound
@@ -235,9 +236,27 @@ class StoreRecorder:
             return None
         return self._queue(TasksScheduled(tuple(tasks), state, time()), tasks[0].node_id)
 
-    async def step_started(self, task: Task, state: Any) -> None:
-        """Record that a task starts, with every record queued before it, in one commit."""
-        await self.write(StepStarted(task.task_id, time()), task.node_id)
+    async def step_started(self, task: Task, state: Any, *, concurrent: bool = False) -> None:
+        """Record that a task starts, with every record queued before it, in one commit.
+
+        Group commit: with `concurrent` (other steps are running), the record is queued,
+        then the task lets the other branches ready to run queue theirs (one pass of the
+        event loop) before committing; the first to commit takes every record queued, and
+        the others find theirs durable already.
+        """
+        record = StepStarted(task.task_id, time())
+        if not concurrent or self._lock is None or self.exists is None:
+            await self.write(record, task.node_id)
+            return
+        self.tell(record, task.node_id)
+        await anyio.lowlevel.checkpoint()
+        await self._commit()
+
+    def structural_started(self, task: Task, state: Any) -> None:
+        """Nothing to record: a task the loop runs itself leaves the log only its `step_finished`.
+
+        It runs whole, in the driver; cut off before its finish, it is replayed from the log.
+        """
 
     def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> Awaitable[None] | None:
         """Queue a task's outcome and the state after it, in one record.

@@ -29,11 +29,15 @@ class PersistenceRecorder:
         for task in tasks:
             await self.persistence.snapshot_node_if_new(task.task_id, state, task.inputs)
 
-    async def step_started(self, task: Task, state: Any) -> None:
+    async def step_started(self, task: Task, state: Any, *, concurrent: bool = False) -> None:
         """Enter `record_run` for the task's snapshot."""
         manager = self.persistence.record_run(task.task_id)
         await manager.__aenter__()
         self._open[task.task_id] = manager
+
+    async def structural_started(self, task: Task, state: Any) -> None:
+        """As `step_started`: the persistence sees every step alike."""
+        await self.step_started(task, state)
 
     async def step_finished(self, task: Task, outcome: Outcome, state: Any, duration: float) -> None:
         """Leave `record_run` cleanly, then record what the step led to."""

@@ -329,7 +329,10 @@ class Loop(MapSources):
         state = self.ctx.state
         start = 0.0
         if recorder is not None:
-            pending = recorder.step_started(task, state)
+            if self._kinds[task.node_id] is _STEP:
+                pending = recorder.step_started(task, state, concurrent=len(self._running) > 1)
+            else:
+                pending = recorder.structural_started(task, state)
             if pending is not None:
                 await pending
             start = perf_counter()

@@ -31,11 +31,22 @@ class Recorder(Protocol):
         """`tasks` were scheduled from outside a step (the start of a run, `next(node)`, a map's items)."""
         ...
 
-    def step_started(self, task: Task, state: Any) -> Awaitable[None] | None:
-        """`task` starts running now.
+    def step_started(self, task: Task, state: Any, *, concurrent: bool = False) -> Awaitable[None] | None:
+        """`task` starts running now; `concurrent`: other steps are running beside it.
+
+        With `concurrent`, a durable recorder may wait one pass of the event loop so that
+        the other steps' records go into the same commit (group commit).
 
         Raises:
             GraphNodeStatusError: the task already ran, or is running elsewhere.
+        """
+        ...
+
+    def structural_started(self, task: Task, state: Any) -> Awaitable[None] | None:
+        """A task the loop runs itself (a fork, a decision, a join's reduction) starts now.
+
+        Such a task has no effect outside the run and is replayed from the log, so a durable
+        recorder need not commit its start before it runs (it may queue it).
         """
         ...
 
