@@ -1,20 +1,22 @@
 """The PostgreSQL backend: many runs, many workers, many machines (`pip install 'railyard[postgres]'`).
 
-psycopg 3, async, with a connection pool. Records are rows of JSON, readable in `psql`
-(`SELECT seq, kind, body->>'state' FROM railyard_records WHERE run_id = '...'`).
+psycopg 3, async, with pooled sessions. Records are rows of JSON, readable in `psql`
+(`SELECT seq, kind, body->>'state' FROM railyard_records WHERE run_id = '...'`). A batch
+of records is one statement and one commit (`_APPEND`), so one round trip.
 
 Exactly one driver advances a run: driving takes a session-level advisory lock on a
-connection of its own, which PostgreSQL drops when that connection ends, so a crashed
-driver's runs become free again. The driver's records are written on that same
-connection: a driver that has lost its lock cannot write another step. Workers find
-runs ready to go on with `SELECT ... FOR UPDATE SKIP LOCKED` (see `claim`), so many
-workers can claim runs at once without waiting on each other.
+session of its own (from a pool kept for them), which PostgreSQL drops when that session
+ends, so a crashed driver's runs become free again; TCP keepalives end a partitioned
+one's. The driver's records are written on that same session: a driver that has lost its
+lock cannot write another step. Workers find runs ready to go on with
+`SELECT ... FOR UPDATE SKIP LOCKED` (see `claim`), so many workers can claim runs at once
+without waiting on each other.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +28,7 @@ from railyard.store.base import READY, LockingStore, Release
 
 try:
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
     from psycopg_pool import AsyncConnectionPool
 except ImportError as err:  # pragma: no cover - depends on the installed extras
     raise ImportError("The PostgreSQL store needs psycopg: pip install 'railyard[postgres]'") from err
@@ -41,6 +44,8 @@ database is upgraded in place (one transaction adding the column) when first ope
 
 _SCHEMA_LOCK = 0x7261696C  # an advisory lock key serializing schema creation
 _LOCK_SALT = 0x72756E  # mixed into run lock keys, so they do not collide with other uses
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+"""libpq's TCP keepalives: a silent peer is given up on after about a minute (30 s + 3 x 10 s)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS railyard_meta (
@@ -77,19 +82,94 @@ _COLUMNS = {
 }
 
 
+# The records of a batch, from arrays: one row each, numbered from 1 (`n`) in the batch's order.
+_RECORDS = """unnest(%(kinds)s::text[], %(statuses)s::text[], %(node_ids)s::text[], %(finishes)s::boolean[],
+           %(ts)s::double precision[], %(bodies)s::text[])
+    WITH ORDINALITY AS r (kind, status, node_id, finishes_step, ts, body, n)"""
+
+# One statement per batch, so one round trip and one commit: the run's row moves on (its
+# row lock orders concurrent writers) and hands the batch its first sequence number; no
+# row comes back when the run is missing, and then nothing is written.
+_APPEND = f"""
+WITH run AS (
+    UPDATE railyard_runs SET
+        next_seq = next_seq + %(count)s::integer,
+        steps = steps + %(steps)s::integer,
+        last_node = COALESCE(%(last_node)s::text, last_node),
+        status = COALESCE(%(status)s::text, status),
+        updated_at = COALESCE(%(updated_at)s::double precision, updated_at)
+    WHERE run_id = %(run_id)s::text
+    RETURNING next_seq - %(count)s::integer AS first_seq
+), written AS (
+    INSERT INTO railyard_records (run_id, seq, kind, status, node_id, finishes_step, ts, body)
+    SELECT %(run_id)s::text, run.first_seq + r.n - 1, r.kind, r.status, r.node_id, r.finishes_step, r.ts, r.body::json
+    FROM run, {_RECORDS}
+)
+SELECT first_seq FROM run
+"""
+
+# The run's row is written as the batch leaves it; no row comes back (and nothing is
+# written) when a run with this id exists.
+_CREATE = f"""
+WITH run AS (
+    INSERT INTO railyard_runs (run_id, status, started_at, updated_at, steps, last_node, next_seq, graph)
+    VALUES (%(run_id)s::text, %(status)s::text, %(started_at)s::double precision, %(updated_at)s::double precision,
+            %(steps)s::integer, %(last_node)s::text, %(count)s::integer, %(graph)s::text)
+    ON CONFLICT DO NOTHING
+    RETURNING run_id
+), written AS (
+    INSERT INTO railyard_records (run_id, seq, kind, status, node_id, finishes_step, ts, body)
+    SELECT run.run_id, r.n - 1, r.kind, r.status, r.node_id, r.finishes_step, r.ts, r.body::json
+    FROM run, {_RECORDS}
+)
+SELECT 1 FROM run
+"""
+
+
+def _batch(records: Sequence[StoredRecord]) -> dict[str, Any]:
+    """The parameters `_APPEND` and `_CREATE` take for a batch of records."""
+    last = records[-1] if records else None
+    return {
+        "count": len(records),
+        "steps": sum(record.finishes_step for record in records),
+        "last_node": next((record.node_id for record in reversed(records) if record.node_id), None),
+        "status": last.status.value if last is not None else None,
+        "updated_at": last.ts if last is not None else None,
+        "kinds": [record.kind for record in records],
+        "statuses": [record.status.value for record in records],
+        "node_ids": [record.node_id for record in records],
+        "finishes": [record.finishes_step for record in records],
+        "ts": [record.ts for record in records],
+        "bodies": [record.body for record in records],
+    }
+
+
 def _redact(conninfo: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", conninfo)
 
 
 class PostgresStore(LockingStore):
-    """A `RunStore` in a PostgreSQL database."""
+    """A `RunStore` in a PostgreSQL database.
 
-    def __init__(self, conninfo: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    Two pools of sessions: up to `max_size` for reading and for writes made outside a
+    driver, and up to `max_locks` holding runs' locks, one per run this store drives or
+    has claimed (a worker polling `claim` reuses one). With all of those in use, `lock`
+    and `claim` wait up to 10 s for one, then raise `PersistenceError`.
+
+    Sessions use TCP keepalives, so a partitioned peer is noticed in about a minute at
+    both ends and the server frees its runs: by default `keepalives_idle=30`,
+    `keepalives_interval=10`, `keepalives_count=3`, each overridable in `conninfo`
+    (`keepalives=0` turns them off).
+    """
+
+    def __init__(self, conninfo: str, *, min_size: int = 1, max_size: int = 10, max_locks: int = 100) -> None:
         super().__init__()
         self.conninfo = conninfo
         self.min_size = min_size
         self.max_size = max_size
+        self.max_locks = max_locks
         self._pool: AsyncConnectionPool[Any] | None = None
+        self._lock_pool: AsyncConnectionPool[Any] | None = None
         self._opening = anyio.Lock()
         self._held: dict[str, tuple[psycopg.AsyncConnection[Any], anyio.Lock]] = {}
 
@@ -103,30 +183,51 @@ class PostgresStore(LockingStore):
             return self._pool
         async with self._opening:
             if self._pool is None:
+                keepalives = _keepalives(self.conninfo)
                 try:  # fail at once, with the server's own words, when it cannot be reached
-                    probe = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, connect_timeout=10)
+                    probe = await psycopg.AsyncConnection.connect(
+                        self.conninfo, autocommit=True, connect_timeout=10, **keepalives
+                    )
                 except psycopg.OperationalError as err:
                     raise PersistenceError(f"Cannot connect to {self!r}: {str(err).strip()}") from None
                 try:
                     await self._check_schema(probe)
                 finally:
                     await probe.close()
+                configure = _server_keepalives(keepalives)
                 pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                     self.conninfo,
                     min_size=self.min_size,
                     max_size=self.max_size,
-                    kwargs={"autocommit": True},
+                    kwargs={"autocommit": True, **keepalives},
+                    configure=configure,
+                    check=_check_alive,
                     open=False,
+                    name="railyard",
+                )
+                lock_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                    self.conninfo,
+                    min_size=0,
+                    max_size=self.max_locks,
+                    kwargs={"autocommit": True, **keepalives},
+                    configure=configure,
+                    check=_check_alive,
+                    open=False,
+                    name="railyard-locks",
+                    timeout=10.0,
                 )
                 try:
                     await pool.open(wait=True, timeout=10.0)
+                    await lock_pool.open()
                 except psycopg.OperationalError as err:
                     await pool.close()
+                    await lock_pool.close()
                     raise PersistenceError(f"Cannot connect to {self!r}: {err}") from None
-                except Exception:
+                except BaseException:
                     await pool.close()
+                    await lock_pool.close()
                     raise
-                self._pool = pool
+                self._pool, self._lock_pool = pool, lock_pool
         return self._pool
 
     async def _check_schema(self, connection: psycopg.AsyncConnection[Any]) -> None:
@@ -177,72 +278,49 @@ class PostgresStore(LockingStore):
     # -- the RunStore protocol ------------------------------------------------------------
 
     async def create(self, run_id: str, records: Sequence[StoredRecord]) -> None:
-        """Create the run with its first records in one transaction."""
-        pool = await self._connection_pool()
-        first_ts = records[0].ts if records else 0.0
-        async with pool.connection() as connection, connection.transaction():
-            cursor = await connection.execute(
-                "INSERT INTO railyard_runs VALUES (%s, %s, %s, %s, 0, NULL, 0, %s) ON CONFLICT DO NOTHING RETURNING 1",
-                (run_id, RunStatus.CREATED.value, first_ts, first_ts, records[0].graph if records else None),
-            )
-            if await cursor.fetchone() is None:
-                raise RunExists(run_id, repr(self))
-            await self._insert(connection, run_id, records)
+        """Create the run with its first records: one statement, one commit.
+
+        A driver creates on the connection holding the run's lock, so one that has lost it
+        cannot write.
+        """
+        params = {
+            **_batch(records),
+            "run_id": run_id,
+            "status": records[-1].status.value if records else RunStatus.CREATED.value,
+            "started_at": records[0].ts if records else 0.0,
+            "updated_at": records[-1].ts if records else 0.0,
+            "graph": records[0].graph if records else None,
+        }
+        if not await self._write(run_id, _CREATE, params):
+            raise RunExists(run_id, repr(self))
 
     async def append(self, run_id: str, records: Sequence[StoredRecord]) -> None:
-        """Append records in one transaction; a driver writes on the connection holding its lock."""
-        held = self._held.get(run_id)
-        if held is not None:
-            connection, guard = held
-            async with guard:
-                try:
-                    async with connection.transaction():
-                        await self._insert(connection, run_id, records)
-                except psycopg.OperationalError as err:
-                    raise PersistenceError(
-                        f"Lost the connection holding run {run_id!r}'s lock in {self!r} ({err}); another driver "
-                        f"may take the run over, so this one stops. Resume the run to go on."
-                    ) from None
-            return
-        pool = await self._connection_pool()
-        async with pool.connection() as connection, connection.transaction():
-            await self._insert(connection, run_id, records)
+        """Append records: one statement, one commit, so all or none.
 
-    async def _insert(
-        self, connection: psycopg.AsyncConnection[Any], run_id: str, records: Sequence[StoredRecord]
-    ) -> None:
-        cursor = await connection.execute(
-            "SELECT next_seq, steps, last_node, status FROM railyard_runs WHERE run_id = %s FOR UPDATE", (run_id,)
-        )
-        row = await cursor.fetchone()
-        if row is None:
+        A driver appends on the connection holding the run's lock, so one that has lost it
+        cannot write another step. A cancelled append wrote nothing or everything (the
+        server may finish the statement after the call is cancelled, with the lock still
+        held by its session until then).
+        """
+        if not await self._write(run_id, _APPEND, {**_batch(records), "run_id": run_id}):
             raise RunNotFound(run_id, repr(self))
-        seq, steps, last_node, status = row
-        rows = []
-        for record in records:
-            rows.append(
-                (
-                    run_id,
-                    seq,
-                    record.kind,
-                    record.status.value,
-                    record.node_id,
-                    record.finishes_step,
-                    record.ts,
-                    record.body,
-                )
-            )
-            seq += 1
-            steps += int(record.finishes_step)
-            last_node = record.node_id or last_node
-            status = record.status.value
-        async with connection.cursor() as insert:
-            await insert.executemany("INSERT INTO railyard_records VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
-        await connection.execute(
-            "UPDATE railyard_runs SET next_seq = %s, steps = %s, last_node = %s, status = %s, updated_at = %s "
-            "WHERE run_id = %s",
-            (seq, steps, last_node, status, records[-1].ts if records else 0.0, run_id),
-        )
+
+    async def _write(self, run_id: str, statement: str, params: dict[str, Any]) -> bool:
+        """Run one writing statement in autocommit; say whether it wrote (it returns a row if so)."""
+        held = self._held.get(run_id)
+        if held is None:
+            pool = await self._connection_pool()
+            async with pool.connection() as connection:
+                return await (await connection.execute(statement, params)).fetchone() is not None
+        connection, guard = held
+        async with guard:
+            try:
+                return await (await connection.execute(statement, params)).fetchone() is not None
+            except psycopg.OperationalError as err:
+                raise PersistenceError(
+                    f"Lost the connection holding run {run_id!r}'s lock in {self!r} ({err}); another driver "
+                    f"may take the run over, so this one stops. Resume the run to go on."
+                ) from None
 
     async def read(self, run_id: str) -> Sequence[StoredRecord]:
         """Every record of the run, in order."""
@@ -289,35 +367,59 @@ class PostgresStore(LockingStore):
 
     # -- locks and claims -----------------------------------------------------------------
 
-    async def _lock_connection(self) -> psycopg.AsyncConnection[Any]:
+    async def _lock_session(self) -> tuple[AsyncConnectionPool[Any], psycopg.AsyncConnection[Any]]:
+        """A session of the lock pool, holding no lock, and the pool to give it back to."""
         await self._connection_pool()  # the schema is checked before any lock is taken
+        pool = self._lock_pool
+        assert pool is not None
         try:
-            return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            connection: psycopg.AsyncConnection[Any] = await pool.getconn()
         except psycopg.OperationalError as err:
+            if len(self._held) >= self.max_locks:
+                raise PersistenceError(
+                    f"{self!r} holds the locks of {len(self._held)} runs, its max_locks, and none was let go of "
+                    f"within {pool.timeout:g} s. Drive fewer runs at once, or make the store with a larger max_locks."
+                ) from None
             raise PersistenceError(f"Cannot connect to {self!r}: {err}") from None
+        return pool, connection
+
+    @staticmethod
+    async def _give_back(
+        pool: AsyncConnectionPool[Any], connection: psycopg.AsyncConnection[Any], *, locked: bool = True
+    ) -> None:
+        """Return a lock session to its pool with its locks released, or end it (which releases them)."""
+        if locked and not connection.closed:
+            try:
+                await connection.execute("SELECT pg_advisory_unlock_all()")
+            except Exception:  # in doubt (a broken or busy session): end it
+                await connection.close()
+        await pool.putconn(connection)  # a closed session is dropped; so is any, once the pool is closed
 
     async def _try_lock(self, run_id: str) -> Release | None:
-        """Take the run's advisory lock on a connection of its own."""
-        connection = await self._lock_connection()
+        """Take the run's advisory lock on a session of its own."""
+        pool, connection = await self._lock_session()
         try:
             cursor = await connection.execute(
                 "SELECT pg_try_advisory_lock(hashtextextended(%s, %s))", (run_id, _LOCK_SALT)
             )
             row = await cursor.fetchone()
         except BaseException:
-            await connection.close()
+            with anyio.CancelScope(shield=True):
+                await self._give_back(pool, connection)
             raise
         if row is None or not row[0]:
-            await connection.close()
+            await self._give_back(pool, connection, locked=False)
             return None
-        return self._hold(run_id, connection)
+        return self._hold(run_id, pool, connection)
 
-    def _hold(self, run_id: str, connection: psycopg.AsyncConnection[Any]) -> Release:
+    def _hold(self, run_id: str, pool: AsyncConnectionPool[Any], connection: psycopg.AsyncConnection[Any]) -> Release:
         self._held[run_id] = (connection, anyio.Lock())
 
         async def release() -> None:
-            self._held.pop(run_id, None)
-            await connection.close()  # ending the session releases its advisory lock
+            held = self._held.get(run_id)
+            if held is not None and held[0] is connection:
+                del self._held[run_id]
+            await self._give_back(pool, connection)
 
         return release
 
@@ -333,49 +435,88 @@ class PostgresStore(LockingStore):
         Returns the run's id (`None` if no run is ready); drive it with
         `graph.resume(store, run_id)`, which takes the claim over. Runs in `exclude`,
         runs whose driver is alive and, with `graphs`, runs of other graphs are passed over.
+        One statement on a pooled session: polling an empty store opens no connection.
         """
-        connection = await self._lock_connection()
+        pool, connection = await self._lock_session()
         passed = set(exclude) | set(self._claimed) | set(self._held)
         try:
-            while True:  # a page at a time, past the runs other drivers hold
-                async with connection.transaction():
-                    cursor = await connection.execute(
-                        "SELECT run_id FROM railyard_runs WHERE status = ANY(%s) AND NOT (run_id = ANY(%s)) "
-                        "AND (%s OR graph = ANY(%s) OR (%s AND graph IS NULL)) "
-                        "ORDER BY updated_at FOR UPDATE SKIP LOCKED LIMIT 32",
-                        (
-                            [status.value for status in statuses],
-                            list(passed),
-                            graphs is None,
-                            [name for name in graphs or () if name is not None],
-                            graphs is not None and None in graphs,
-                        ),
-                    )
-                    page = [run_id for (run_id,) in await cursor.fetchall()]
-                    for run_id in page:
-                        locked = await connection.execute(
-                            "SELECT pg_try_advisory_lock(hashtextextended(%s, %s))", (run_id, _LOCK_SALT)
-                        )
-                        row = await locked.fetchone()
-                        if row is not None and row[0]:
-                            self._claimed[run_id] = self._hold(run_id, connection)
-                            return str(run_id)
-                        passed.add(run_id)
-                if not page:
-                    break
+            # Oldest first, skipping rows other claimers are looking at; a row's lock keeps its
+            # status from changing between reading it and taking the run's advisory lock. The
+            # CTE is materialized so the volatile lock call is not pushed down into the scan:
+            # it runs on the rows as they come, and stops at the first run it gets.
+            cursor = await connection.execute(
+                "WITH ready AS MATERIALIZED ("
+                "SELECT run_id FROM railyard_runs WHERE status = ANY(%s) AND NOT (run_id = ANY(%s)) "
+                "AND (%s OR graph = ANY(%s) OR (%s AND graph IS NULL)) "
+                "ORDER BY updated_at FOR UPDATE SKIP LOCKED"
+                ") SELECT run_id FROM ready WHERE pg_try_advisory_lock(hashtextextended(run_id, %s)) LIMIT 1",
+                (
+                    [status.value for status in statuses],
+                    list(passed),
+                    graphs is None,
+                    [name for name in graphs or () if name is not None],
+                    graphs is not None and None in graphs,
+                    _LOCK_SALT,
+                ),
+            )
+            row = await cursor.fetchone()
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await connection.close()
+                await self._give_back(pool, connection)
             raise
-        await connection.close()
-        return None
+        if row is None:
+            await self._give_back(pool, connection, locked=False)
+            return None
+        run_id = str(row[0])
+        self._claimed[run_id] = self._hold(run_id, pool, connection)
+        return run_id
 
     async def aclose(self) -> None:
-        """Release held locks and close the pool."""
+        """Release held locks and close the pools."""
         await self.release_claims()
         for connection, _ in list(self._held.values()):
-            await connection.close()
+            await connection.close()  # ending the session releases its locks
         self._held.clear()
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        pools = (self._pool, self._lock_pool)
+        self._pool = self._lock_pool = None
+        for pool in pools:
+            if pool is not None:
+                await pool.close()
+
+
+def _keepalives(conninfo: str) -> dict[str, Any]:
+    """The TCP keepalive parameters for libpq: railyard's defaults, unless `conninfo` sets them."""
+    try:
+        given = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return {}  # connecting says what is wrong with the conninfo
+    return {name: str(given.get(name, default)) for name, default in _KEEPALIVES.items()}
+
+
+def _server_keepalives(keepalives: dict[str, Any]) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]] | None:
+    """A pool's `configure`: set the server's keepalives of each new session to the client's.
+
+    The server ends a partitioned client's session, and so frees the runs it holds, only
+    when its own socket gives up; libpq's keepalives alone only tell the client.
+    """
+    if keepalives.get("keepalives", "0") == "0":
+        return None
+    settings = (keepalives["keepalives_idle"], keepalives["keepalives_interval"], keepalives["keepalives_count"])
+
+    async def configure(connection: psycopg.AsyncConnection[Any]) -> None:
+        await connection.execute(
+            "SELECT set_config('tcp_keepalives_idle', %s, false), set_config('tcp_keepalives_interval', %s, false), "
+            "set_config('tcp_keepalives_count', %s, false)",
+            settings,
+        )
+
+    return configure
+
+
+async def _check_alive(connection: psycopg.AsyncConnection[Any]) -> None:
+    """Refuse a pooled session the server has ended, without a round trip.
+
+    The first read may only take in the server's goodbye; the second sees the socket closed.
+    """
+    for _ in range(2):
+        connection.pgconn.consume_input()  # raises OperationalError once the socket is closed
