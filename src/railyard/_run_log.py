@@ -14,7 +14,6 @@ from time import time
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import pydantic_core
 
 from railyard.exceptions import PersistenceError, RunExists, RunNotFound
@@ -236,20 +235,19 @@ class StoreRecorder:
             return None
         return self._queue(TasksScheduled(tuple(tasks), state, time()), tasks[0].node_id)
 
-    async def step_started(self, task: Task, state: Any, *, concurrent: bool = False) -> None:
-        """Record that a task starts, with every record queued before it, in one commit.
+    async def step_started(self, task: Task, state: Any) -> None:
+        """Record that a task starts, with every record queued before it, in one commit."""
+        await self.write(StepStarted(task.task_id, time()), task.node_id)
 
-        Group commit: with `concurrent` (other steps are running), the record is queued,
-        then the task lets the other branches ready to run queue theirs (one pass of the
-        event loop) before committing; the first to commit takes every record queued, and
-        the others find theirs durable already.
-        """
-        record = StepStarted(task.task_id, time())
-        if not concurrent or self._lock is None or self.exists is None:
-            await self.write(record, task.node_id)
+    async def steps_started(self, tasks: Sequence[Task], state: Any) -> None:
+        """Record that `tasks` start side by side, in one commit (with every record queued before)."""
+        if self._lock is None or self.exists is None:
+            for task in tasks:
+                await self.step_started(task, state)
             return
-        self.tell(record, task.node_id)
-        await anyio.lowlevel.checkpoint()
+        ts = time()
+        for task in tasks:
+            self.tell(StepStarted(task.task_id, ts), task.node_id)
         await self._commit()
 
     def structural_started(self, task: Task, state: Any) -> None:

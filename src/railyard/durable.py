@@ -223,7 +223,7 @@ class _NodeRunRecorder(StoreRecorder):
         known = self.log.task_status
         return super().tasks_created([task for task in tasks if task.task_id not in known], state)
 
-    async def step_started(self, task: Task, state: Any, *, concurrent: bool = False) -> None:
+    async def step_started(self, task: Task, state: Any) -> None:
         """Record that the task starts, unless it already ran (or runs elsewhere).
 
         Raises:
@@ -232,7 +232,19 @@ class _NodeRunRecorder(StoreRecorder):
         status = self.log.task_status.get(task.task_id)
         if status is not None:
             GraphNodeStatusError.check(status)
-        await super().step_started(task, state, concurrent=concurrent)
+        await super().step_started(task, state)
+
+    async def steps_started(self, tasks: Sequence[Task], state: Any) -> None:
+        """Record that the tasks start, unless one of them already ran (or runs elsewhere).
+
+        Raises:
+            GraphNodeStatusError: a task is not waiting to run.
+        """
+        for task in tasks:
+            status = self.log.task_status.get(task.task_id)
+            if status is not None:
+                GraphNodeStatusError.check(status)
+        await super().steps_started(tasks, state)
 
 
 async def read_run(store: RunStore, run_id: str, codec: RecordCodec) -> list[RunRecord]:

@@ -29,11 +29,16 @@ class PersistenceRecorder:
         for task in tasks:
             await self.persistence.snapshot_node_if_new(task.task_id, state, task.inputs)
 
-    async def step_started(self, task: Task, state: Any, *, concurrent: bool = False) -> None:
+    async def step_started(self, task: Task, state: Any) -> None:
         """Enter `record_run` for the task's snapshot."""
         manager = self.persistence.record_run(task.task_id)
         await manager.__aenter__()
         self._open[task.task_id] = manager
+
+    async def steps_started(self, tasks: Sequence[Task], state: Any) -> None:
+        """Enter `record_run` for each task's snapshot, in order."""
+        for task in tasks:
+            await self.step_started(task, state)
 
     async def structural_started(self, task: Task, state: Any) -> None:
         """As `step_started`: the persistence sees every step alike."""

@@ -94,6 +94,9 @@ class Loop(MapSources):
         self._queued: deque[Task] = deque()
         self._completed: deque[tuple[str, Any]] = deque()
         self._inline: deque[Task] = deque()
+        self._starting: list[Task] = []
+        """Steps started in this pass of the driver whose start is not recorded yet (see `_launch`)."""
+        self._start_recorded: set[str] = set()
         self._lanes = Lanes(self._step, self._arrive)
         self._sources: list[MapSource] = []
         self._pumps: list[anyio.CancelScope] = []
@@ -279,6 +282,8 @@ class Loop(MapSources):
         """Wait for the started tasks until something leads on; that is the next batch, or the end."""
         try:
             outcome = await self._advance()
+            if self._starting:
+                await self._launch()  # what this pass started runs while the caller looks at the batch
         except BaseException:
             self.stop()
             raise
@@ -303,6 +308,7 @@ class Loop(MapSources):
         block goes on.
         """
         self._lanes.cancel_all()
+        self._starting.clear()
         for scope in self._pumps:
             scope.cancel()
         self._inline.clear()
@@ -329,8 +335,11 @@ class Loop(MapSources):
         state = self.ctx.state
         start = 0.0
         if recorder is not None:
-            if self._kinds[task.node_id] is _STEP:
-                pending = recorder.step_started(task, state, concurrent=len(self._running) > 1)
+            if task.task_id in self._start_recorded:  # recorded with the others started beside it
+                self._start_recorded.discard(task.task_id)
+                pending = None
+            elif self._kinds[task.node_id] is _STEP:
+                pending = recorder.step_started(task, state)
             else:
                 pending = recorder.structural_started(task, state)
             if pending is not None:
@@ -377,7 +386,31 @@ class Loop(MapSources):
             self._queued.append(task)
             return
         self._running[task.task_id] = task
-        self._lanes.start(task)
+        if self.recorder is None:
+            self._lanes.start(task)
+        else:
+            self._starting.append(task)  # launched once the pass's starts are recorded
+
+    async def _launch(self) -> None:
+        """Record the start of every step started in this pass, in one commit, then run them.
+
+        Group commit for concurrent branches: however many steps a pass starts (a map's
+        items, a fork's branches), their starts are durable together before any of them
+        runs, and no step holds a lane while it waits for its record.
+        """
+        starting = self._starting
+        if not starting:
+            return
+        self._starting = []
+        assert self.recorder is not None, "steps wait to launch only when a recorder records their start"
+        pending = self.recorder.steps_started(starting, self.ctx.state)
+        if pending is not None:
+            await pending
+        running = self._running
+        for task in starting:
+            if task.task_id in running:  # not cancelled meanwhile
+                self._start_recorded.add(task.task_id)
+                self._lanes.start(task)
 
     def _arrive(self, kind: str, payload: Any) -> None:
         """Hand the driver something that happened in a lane or a pump (it may be waiting for it)."""
@@ -424,6 +457,8 @@ class Loop(MapSources):
                     "Graph run completed, but no result was produced. This is either a bug in the graph or a bug "
                     "in the graph runner."
                 )
+            if self._starting:
+                await self._launch()
             while not self._completed:
                 self._wakeup = wakeup = anyio.Event()
                 await wakeup.wait()
@@ -553,6 +588,8 @@ class Loop(MapSources):
                 self._lanes.cancel(running)
                 del self._running[task_id]
                 self._uncount([running])
+                if running in self._starting:
+                    self._starting.remove(running)
         for waiting in (self._queued, self._inline):
             for queued in list(waiting):
                 if any(item.node_run_id == fork_run_id for item in queued.fork_stack):

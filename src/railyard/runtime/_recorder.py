@@ -31,14 +31,19 @@ class Recorder(Protocol):
         """`tasks` were scheduled from outside a step (the start of a run, `next(node)`, a map's items)."""
         ...
 
-    def step_started(self, task: Task, state: Any, *, concurrent: bool = False) -> Awaitable[None] | None:
-        """`task` starts running now; `concurrent`: other steps are running beside it.
-
-        With `concurrent`, a durable recorder may wait one pass of the event loop so that
-        the other steps' records go into the same commit (group commit).
+    def step_started(self, task: Task, state: Any) -> Awaitable[None] | None:
+        """`task` starts running now.
 
         Raises:
             GraphNodeStatusError: the task already ran, or is running elsewhere.
+        """
+        ...
+
+    def steps_started(self, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
+        """`tasks` start running side by side now (as `step_started` for each, in one commit).
+
+        Raises:
+            GraphNodeStatusError: a task already ran, or is running elsewhere.
         """
         ...
 

@@ -104,7 +104,7 @@ class MemoryRecorder:
             copy_state = self.copy_state
             self.log.append(TasksScheduled(new, state if copy_state is None else copy_state(state), time()))
 
-    def step_started(self, task: Task, state: Any, *, concurrent: bool = False) -> None:
+    def step_started(self, task: Task, state: Any) -> None:
         """Record that `task` runs now; refuse a task that already ran."""
         log = self.log
         task_id = task.task_id
@@ -113,6 +113,11 @@ class MemoryRecorder:
             GraphNodeStatusError.check(status)
         log.task_status[task_id] = "running"
         log.records.append(StepStarted(task_id, time()))
+
+    def steps_started(self, tasks: Sequence[Task], state: Any) -> None:
+        """Record that each task runs now."""
+        for task in tasks:
+            self.step_started(task, state)
 
     def structural_started(self, task: Task, state: Any) -> None:
         """A task the loop runs itself starts: recorded as any other."""

@@ -510,25 +510,16 @@ def _insert(connection: sqlite3.Connection, run_id: str, records: Sequence[Store
     ).fetchone()
     if row is None:
         raise RunNotFound(run_id, where)
-    seq, steps, last_node, status = row
-    for record in records:
-        connection.execute(
-            "INSERT INTO railyard_records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run_id,
-                seq,
-                record.kind,
-                record.status.value,
-                record.node_id,
-                int(record.finishes_step),
-                record.ts,
-                record.body,
-            ),
-        )
-        seq += 1
-        steps += int(record.finishes_step)
-        last_node = record.node_id or last_node
-        status = record.status.value
+    first, steps, last_node, status = row
+    rows = [
+        (run_id, seq, r.kind, r.status.value, r.node_id, int(r.finishes_step), r.ts, r.body)
+        for seq, r in enumerate(records, start=first)
+    ]
+    connection.executemany("INSERT INTO railyard_records VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    seq = first + len(rows)
+    steps += sum(r.finishes_step for r in records)
+    last_node = next((r.node_id for r in reversed(records) if r.node_id), last_node)
+    status = records[-1].status.value if records else status
     updated = records[-1].ts if records else 0.0
     connection.execute(
         "UPDATE railyard_runs SET next_seq = ?, steps = ?, last_node = ?, status = ?, updated_at = ? WHERE run_id = ?",
