@@ -377,7 +377,7 @@ def test_approval_waits_for_a_person_across_processes(tmp_path: Path) -> None:
     )
     assert approval("submit", "A-7", "2500").stdout == "A-7 waits for approval ($2500 is over $1000)\n"
     assert approval("list").stdout == (
-        "A-1: ended, 3 steps, last node Fulfil\nA-7: waiting, 1 steps, last node AwaitApproval\n"
+        "A-1: ended, 3 steps, last node Fulfil\nA-7: waiting, 1 steps, last node Validate\n"
     )
     # the decision arrives in another process, later
     assert approval("decide", "A-7", "approve", "looks fine").stdout == (

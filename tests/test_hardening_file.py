@@ -160,7 +160,7 @@ async def test_file_persistence_on_an_empty_pydantic_graph_list_starts_a_run(tmp
     result = await count_graph.run(CountTo(2), state=CrashState(), persistence=FileStatePersistence(path))
     assert result.output == 2
     assert (tmp_path / "run.json.pydantic-graph").read_bytes() == b"[]"
-    assert json.loads(path.read_bytes().splitlines()[0])["kind"] == "tasks_scheduled"
+    assert json.loads(path.read_bytes().splitlines()[0])["kind"] == "run_created"
 
 
 # -- 3. garbage, 4. JSON that is not a record, 5. bytes that are not UTF-8 --------------------------
@@ -291,7 +291,7 @@ async def test_a_torn_last_line_is_skipped_then_cut_off_and_kept(tmp_path: Path,
     path = await _waiting_run(store)
     complete = path.read_bytes()
     lines = complete.splitlines()
-    torn = _cuts(lines[1])[cut]  # a step's start, cut short
+    torn = _cuts(lines[2])[cut]  # a step's start (after the run's creation and its first task), cut short
     path.write_bytes(complete + torn)
     before = _digest(tmp_path)
 

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import pydantic_core
 
+from railyard._version import railyard_version
 from railyard.exceptions import PersistenceError, RunExists, RunNotFound
 from railyard.runtime._end import End
 from railyard.runtime._recorder import Outcome
@@ -24,7 +25,10 @@ from railyard.store import RunStatus, RunStore, StoredRecord
 from railyard.store._deltas import StateDeltas
 from railyard.store.codec import RecordCodec
 from railyard.store.records import (
+    DIALECT,
     ErrorInfo,
+    JoinClosed,
+    RunCreated,
     RunRecord,
     StepFailed,
     StepFinished,
@@ -52,6 +56,7 @@ class StoreRecorder:
         codec: RecordCodec,
         *,
         graph: str | None = None,
+        fingerprint: str | None = None,
         exists: bool | None = None,
         on_record: Callable[[RunRecord], None] | None = None,
     ) -> None:
@@ -63,6 +68,8 @@ class StoreRecorder:
         """Encodes the records with the graph's types."""
         self.graph = graph
         """The graph's name, recorded with a new run."""
+        self.fingerprint = fingerprint
+        """A digest of the graph's shape, recorded with a new run."""
         self.exists = exists
         """Whether the store holds the run (`None`: not known yet, asked at the first write)."""
         self.status: RunStatus | None = None
@@ -151,9 +158,15 @@ class StoreRecorder:
         Raises:
             PersistenceError: a value in the record cannot be stored as JSON (nothing is queued).
         """
+        first = not self.exists and not self._creating  # the record that creates the run
+        if first and not isinstance(record, RunCreated):
+            self.tell(self._created(), None)  # every run opens with what made it
+            first = False
+        creating = not self.exists
         try:
-            first = not self.exists and not self._creating  # the record that creates the run
-            stored = self.codec.stored(record, node_id=node_id, first=first, graph=self.graph, deltas=self._deltas)
+            stored = self.codec.stored(
+                record, node_id=node_id, first=creating, graph=self.graph if first else None, deltas=self._deltas
+            )
         except pydantic_core.PydanticSerializationError as err:
             raise PersistenceError(
                 f"Run {self.run_id!r} cannot be recorded: a value flowing into `{node_id}` cannot be stored as "
@@ -171,6 +184,9 @@ class StoreRecorder:
         self.status = stored.status
         if self.on_record is not None:
             self.on_record(record)
+
+    def _created(self) -> RunCreated:
+        return RunCreated(self.graph, self.fingerprint, railyard_version(), DIALECT, time())
 
     def flush(self) -> Awaitable[None] | None:
         """Make every record told so far durable (`None`: nothing is waiting to be written)."""
@@ -263,12 +279,10 @@ class StoreRecorder:
         `flush` when the run hands control back to its caller.
         """
         if isinstance(outcome, End):
-            record = StepFinished(task.task_id, duration, state, (), outcome, time())
-            node_id = task.node_id
+            record = StepFinished(task.task_id, duration, state, (), outcome, time(), task.node_id)
         else:
-            record = StepFinished(task.task_id, duration, state, tuple(outcome), None, time())
-            node_id = outcome[0].node_id if outcome else task.node_id  # where the run goes next
-        return self._queue(record, node_id)
+            record = StepFinished(task.task_id, duration, state, tuple(outcome), None, time(), task.node_id)
+        return self._queue(record, task.node_id)
 
     async def step_failed(self, task: Task, error: BaseException, duration: float) -> None:
         """Record a task's exception (a cancellation is not a failure: nothing is recorded)."""
@@ -277,5 +291,4 @@ class StoreRecorder:
 
     def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
         """Queue a join's closing as a finished step of its own, with the tasks its value went on to."""
-        record = StepFinished(close_id, 0.0, state, tuple(tasks), None, time())
-        return self._queue(record, tasks[0].node_id if tasks else join_id)
+        return self._queue(JoinClosed(join_id, close_id, state, tuple(tasks), time()), join_id)

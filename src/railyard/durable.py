@@ -25,6 +25,7 @@ from railyard._copy import deep_copy
 from railyard._ids import new_hex_id, new_snapshot_id
 from railyard._node_schema import node_types
 from railyard._run_log import StoreRecorder
+from railyard._version import railyard_version
 from railyard.exceptions import (
     CorruptRunError,
     GraphNodeStatusError,
@@ -40,6 +41,9 @@ from railyard.store._deltas import StateRebuild
 from railyard.store.codec import RecordCodec, RecordDecodeError
 from railyard.store.memory import MemoryRunLog
 from railyard.store.records import (
+    DIALECT,
+    JoinClosed,
+    RunCreated,
     RunRecord,
     StepFinished,
     TaskClaimed,
@@ -86,6 +90,7 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         self._strict_new = True
         self._full = SnapshotView(MemoryRunLog())
         self._graph_name: str | None = None
+        self._fingerprint: str | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(store={self.store!r}, run_id={self.run_id!r})"
@@ -103,8 +108,11 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
     # -- types ------------------------------------------------------------------------------
 
     def set_graph_types(self, graph: Graph[StateT, Any, RunEndT]) -> None:
-        """Remember the graph's node classes, types and name (recorded with a new run)."""
+        """Remember the graph's node classes, types, name and fingerprint (recorded with a new run)."""
+        from railyard._fingerprint import node_fingerprint
+
         self._graph_name = graph.name
+        self._fingerprint = node_fingerprint(graph.node_defs)
         super().set_graph_types(graph)
 
     def set_types(self, state_type: type[StateT], run_end_type: type[RunEndT]) -> None:
@@ -112,10 +120,13 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         super().set_types(state_type, run_end_type)
         self._codec = RecordCodec(self._nodes, state_type, run_end_type)
         if self._run_log is None:
-            self._run_log = _NodeRunRecorder(self.store, self.run_id, self._codec, self._log, graph=self._graph_name)
+            self._run_log = _NodeRunRecorder(
+                self.store, self.run_id, self._codec, self._log, graph=self._graph_name, fingerprint=self._fingerprint
+            )
         else:  # the same run (perhaps open, holding its lock), told the graph's types again
             self._run_log.codec = self._codec
             self._run_log.graph = self._graph_name
+            self._run_log.fingerprint = self._fingerprint
 
     def _require_codec(self) -> RecordCodec:
         if self._codec is None:
@@ -213,9 +224,16 @@ class _NodeRunRecorder(StoreRecorder):
     """
 
     def __init__(
-        self, store: RunStore, run_id: str, codec: RecordCodec, log: MemoryRunLog, *, graph: str | None
+        self,
+        store: RunStore,
+        run_id: str,
+        codec: RecordCodec,
+        log: MemoryRunLog,
+        *,
+        graph: str | None,
+        fingerprint: str | None,
     ) -> None:
-        super().__init__(store, run_id, codec, graph=graph, on_record=log.append)
+        super().__init__(store, run_id, codec, graph=graph, fingerprint=fingerprint, on_record=log.append)
         self.log = log
 
     def tasks_created(self, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
@@ -278,6 +296,7 @@ async def fork_run(
     *,
     new_run_id: str | None = None,
     graph: str | None = None,
+    fingerprint: str | None = None,
 ) -> str:
     """Start a new run from the state and next node after step `at_step` of run `run_id`.
 
@@ -305,9 +324,16 @@ async def fork_run(
         raise ValueError(f"Run {run_id!r} has {len(finished)} finished steps; cannot fork at step {at_step}.")
     new_tasks = tuple(_fresh(task) for task in tasks)
     new_id = new_run_id if new_run_id is not None else new_hex_id()
+    created = RunCreated(graph, fingerprint, railyard_version(), DIALECT, time())
     record = TasksScheduled(new_tasks, state, time())
     node_id = new_tasks[0].node_id if new_tasks else None
-    await store.create(new_id, [codec.stored(record, node_id=node_id, first=True, graph=graph)])
+    await store.create(
+        new_id,
+        [
+            codec.stored(created, node_id=None, first=True, graph=graph),
+            codec.stored(record, node_id=node_id, first=True),
+        ],
+    )
     return new_id
 
 
@@ -315,6 +341,12 @@ def record_node_id(record: RunRecord) -> str | None:
     """The id of the node a record is about, as far as the record itself tells."""
     if isinstance(record, TasksScheduled):
         return record.tasks[0].node_id if record.tasks else None
+    if isinstance(record, RunCreated):
+        return None
+    if isinstance(record, JoinClosed):
+        return record.join_id
+    if isinstance(record, StepFinished) and record.node_id is not None:
+        return record.node_id
     return record.task_id.partition(":")[0] or None
 
 

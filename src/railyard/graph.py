@@ -375,7 +375,17 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
 
         state_type, run_end_type = self.inferred_types
         codec = RecordCodec(self.get_nodes(), state_type, run_end_type)
-        return await fork_run(store, run_id, at_step, codec, new_run_id=new_run_id, graph=self.name)
+        from railyard._fingerprint import node_fingerprint
+
+        return await fork_run(
+            store,
+            run_id,
+            at_step,
+            codec,
+            new_run_id=new_run_id,
+            graph=self.name,
+            fingerprint=node_fingerprint(self.node_defs),
+        )
 
     async def initialize(
         self,

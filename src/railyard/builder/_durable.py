@@ -27,7 +27,7 @@ from railyard.runtime._joins import JoinState, closing_id
 from railyard.runtime._tasks import ForkStack, Task
 from railyard.store import RunStatus, RunStore
 from railyard.store.codec import RecordCodec
-from railyard.store.records import StepFinished, TasksScheduled
+from railyard.store.records import JoinClosed, StepFinished, TasksScheduled
 
 if TYPE_CHECKING:
     from railyard.builder.graph import Graph
@@ -95,6 +95,7 @@ async def replay(graph: Graph[Any, Any, Any, Any], store: RunStore, run_id: str,
     tasks: dict[str, Task] = {}
     finished: list[str] = []
     finished_set: set[str] = set()
+    closed: set[str] = set()
     state: Any = None
     for record in records:
         if isinstance(record, TasksScheduled):
@@ -109,8 +110,13 @@ async def replay(graph: Graph[Any, Any, Any, Any], store: RunStore, run_id: str,
             finished_set.add(record.task_id)
             for task in record.next_tasks:
                 tasks.setdefault(task.task_id, task)
+        elif isinstance(record, JoinClosed):
+            state = record.state
+            closed.add(record.close_id)
+            for task in record.next_tasks:
+                tasks.setdefault(task.task_id, task)
     point = ResumePoint(state=state)
-    point.closed = {task_id for task_id in finished_set if task_id.startswith("join:")}
+    point.closed = closed
     scratch = _Scratch(deep_copy(state), deps)
     for task_id in finished:  # replay every value that reached a join, in order
         reached = tasks.get(task_id)

@@ -19,7 +19,10 @@ from railyard.runtime._tasks import ForkStackItem, Task
 from railyard.store import StoredRecord
 from railyard.store._deltas import PatchError, StateDeltas, StateRebuild
 from railyard.store.records import (
+    DIALECT,
     ErrorInfo,
+    JoinClosed,
+    RunCreated,
     RunRecord,
     RunStatus,
     StepFailed,
@@ -32,6 +35,8 @@ from railyard.store.records import (
 __all__ = ("RecordCodec", "RecordDecodeError")
 
 _KINDS: dict[type, str] = {
+    RunCreated: "run_created",
+    JoinClosed: "join_closed",
     TasksScheduled: "tasks_scheduled",
     TaskClaimed: "task_claimed",
     StepStarted: "step_started",
@@ -83,6 +88,27 @@ class RecordCodec:
         the run's previous state where that is smaller (see `railyard.store._deltas`).
         """
         match record:
+            case StepStarted(task_id=task_id, ts=ts):
+                return {"kind": "step_started", "task_id": task_id, "ts": ts}
+            case RunCreated(graph=graph, fingerprint=fingerprint, railyard_version=version, dialect=dialect, ts=ts):
+                return {
+                    "kind": "run_created",
+                    "graph": graph,
+                    "fingerprint": fingerprint,
+                    "railyard_version": version,
+                    "dialect": dialect,
+                    "ts": ts,
+                }
+            case JoinClosed(join_id=join_id, close_id=close_id, state=state, next_tasks=next_tasks, ts=ts):
+                body = {
+                    "kind": "join_closed",
+                    "join_id": join_id,
+                    "close_id": close_id,
+                    "next_tasks": self._tasks(next_tasks),
+                    "ts": ts,
+                }
+                self._put_state(body, state, deltas)  # last: once the writer has it, nothing may fail
+                return body
             case TasksScheduled(tasks=tasks, state=state, ts=ts):
                 tasks_json = self._tasks(tasks)
                 body = {"kind": "tasks_scheduled", "tasks": tasks_json, "ts": ts}
@@ -90,12 +116,11 @@ class RecordCodec:
                 return body
             case TaskClaimed(task_id=task_id, ts=ts):
                 return {"kind": "task_claimed", "task_id": task_id, "ts": ts}
-            case StepStarted(task_id=task_id, ts=ts):
-                return {"kind": "step_started", "task_id": task_id, "ts": ts}
             case StepFinished(task_id=task_id, duration=duration, state=state, next_tasks=next_tasks, end=end, ts=ts):
                 body = {
                     "kind": "step_finished",
                     "task_id": task_id,
+                    "node_id": record.node_id,
                     "duration": duration,
                     "next_tasks": self._tasks(next_tasks),
                     "end": None if end is None else self._end.dump_python(end, mode="json"),
@@ -151,6 +176,10 @@ class RecordCodec:
         states by change (`None`: the whole state).
         """
         match record:
+            case RunCreated():
+                status = RunStatus.CREATED
+            case JoinClosed():
+                status = RunStatus.WAITING
             case TasksScheduled():
                 status = RunStatus.CREATED if first else RunStatus.WAITING
             case StepStarted():
@@ -205,6 +234,24 @@ class RecordCodec:
         for field in ("ts", "duration"):
             if field in data and (isinstance(data[field], bool) or not isinstance(data[field], int | float)):
                 raise RecordDecodeError(f"field `{field}`: must be a number (stored value: {data[field]!r})")
+        if kind == "run_created":
+            dialect = data["dialect"]
+            if not isinstance(dialect, int) or dialect > DIALECT:
+                raise RecordDecodeError(
+                    f"the run was written in record dialect {dialect!r}, newer than this railyard reads "
+                    f"(up to {DIALECT}): upgrade railyard (it was made by railyard {data.get('railyard_version')})"
+                )
+            return RunCreated(data["graph"], data["fingerprint"], data["railyard_version"], dialect, data["ts"])
+        if kind == "join_closed":
+            state = self._load_state(states.decode(data))
+            tasks = self._load_tasks(data["next_tasks"], "next_tasks")
+            return JoinClosed(data["join_id"], data["close_id"], state, tasks, data["ts"])
+        if kind == "step_finished" and str(data.get("task_id", "")).startswith("join:"):
+            # dialect 1: a join's closing, recorded as a step finished under its closing id
+            close_id = data["task_id"]
+            state = self._load_state(states.decode(data))
+            tasks = self._load_tasks(data["next_tasks"], "next_tasks")
+            return JoinClosed(close_id[len("join:") :].rpartition(":")[0], close_id, state, tasks, data["ts"])
         if kind == "tasks_scheduled":
             state = self._load_state(states.decode(data))
             return TasksScheduled(self._load_tasks(data["tasks"], "tasks"), state, data["ts"])
@@ -225,6 +272,7 @@ class RecordCodec:
                 self._load_tasks(data["next_tasks"], "next_tasks"),
                 end,
                 data["ts"],
+                data.get("node_id"),  # dialect 1 named no node
             )
         if kind == "step_failed":
             error = data["error"]

@@ -14,6 +14,7 @@ from railyard.store import RunInfo, StoredRecord, info_from_stored
 from railyard.store.base import LockingStore, Release
 from railyard.store.records import (
     ErrorInfo,
+    JoinClosed,
     RunRecord,
     RunStatus,
     StepFailed,
@@ -78,6 +79,9 @@ class MemoryRunLog:
                     status.setdefault(task.task_id, "created")
             case TaskClaimed(task_id=task_id):
                 status[task_id] = "pending"
+            case JoinClosed(next_tasks=next_tasks):
+                for task in next_tasks:
+                    status[task.task_id] = "created"
             case StepFailed(task_id=task_id):
                 status[task_id] = "error"
         self.records.append(record)
@@ -135,7 +139,13 @@ class MemoryRecorder:
             next_tasks, end = tuple(outcome), None
         copy_state = self.copy_state
         record = StepFinished(
-            task.task_id, duration, state if copy_state is None else copy_state(state), next_tasks, end, time()
+            task.task_id,
+            duration,
+            state if copy_state is None else copy_state(state),
+            next_tasks,
+            end,
+            time(),
+            task.node_id,
         )
         status = log.task_status
         if log.keep_all:
@@ -156,7 +166,7 @@ class MemoryRecorder:
         """Record a join's closing as a finished step, with the tasks its value went on to."""
         copy_state = self.copy_state
         self.log.append(
-            StepFinished(close_id, 0.0, state if copy_state is None else copy_state(state), tuple(tasks), None, time())
+            JoinClosed(join_id, close_id, state if copy_state is None else copy_state(state), tuple(tasks), time())
         )
 
     def flush(self) -> None:

@@ -16,7 +16,10 @@ from railyard.runtime._end import End
 from railyard.runtime._tasks import Task
 
 __all__ = (
+    "DIALECT",
     "ErrorInfo",
+    "JoinClosed",
+    "RunCreated",
     "RunRecord",
     "RunStatus",
     "StepFailed",
@@ -25,6 +28,17 @@ __all__ = (
     "TaskClaimed",
     "TasksScheduled",
 )
+
+
+DIALECT = 2
+"""The version of the record dialect this railyard writes (and the newest it reads).
+
+1: the first (no `run_created`; join closings were `step_finished` records with `join:`
+ids; a step's finish named no node of its own). 2: `run_created` opens a run, with its
+graph's name and fingerprint and the railyard that made it; `join_closed` records a join's
+value going on; `step_finished` names its node; states may be stored by change. Logs of
+dialect 1 are read as they are, translated record by record.
+"""
 
 
 class RunStatus(StrEnum):
@@ -62,6 +76,22 @@ class ErrorInfo:
             message=str(error),
             traceback="".join(traceback.format_exception(error)),
         )
+
+
+@dataclass(slots=True)
+class RunCreated:
+    """A run was created: the first record of every run (of dialect 2 on)."""
+
+    graph: str | None
+    """The name of the run's graph."""
+    fingerprint: str | None
+    """A digest of the graph's nodes and edges when the run was created (see `railyard._fingerprint`)."""
+    railyard_version: str
+    """The version of railyard that created the run."""
+    dialect: int
+    """The record dialect the run is written in (`DIALECT`)."""
+    ts: float
+    """When, as a POSIX timestamp."""
 
 
 @dataclass(slots=True)
@@ -112,6 +142,25 @@ class StepFinished:
     """The run's end, if the step ended it."""
     ts: float
     """When the step finished, as a POSIX timestamp."""
+    node_id: str | None = None
+    """The id of the node that ran (`None` in dialect 1 logs, and for an end recorded by a
+    persistence's `snapshot_end`, whose `task_id` is empty)."""
+
+
+@dataclass(slots=True)
+class JoinClosed:
+    """A join closed (every branch of its fork had arrived): its value went on to `next_tasks`."""
+
+    join_id: str
+    """The join's node id."""
+    close_id: str
+    """The id of this closing: one per join instance (`join:<join id>:<fork run id>`)."""
+    state: Any
+    """The state when it closed."""
+    next_tasks: tuple[Task, ...]
+    """The tasks the join's value went on to."""
+    ts: float
+    """When, as a POSIX timestamp."""
 
 
 @dataclass(slots=True)
@@ -128,5 +177,5 @@ class StepFailed:
     """When, as a POSIX timestamp."""
 
 
-RunRecord = TasksScheduled | TaskClaimed | StepStarted | StepFinished | StepFailed
+RunRecord = RunCreated | TasksScheduled | TaskClaimed | StepStarted | StepFinished | StepFailed | JoinClosed
 """Any record of a run log."""
