@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from railyard.exceptions import (
     CorruptRunError,
     GraphBuildingError,
+    GraphMismatchError,
     GraphNodeStatusError,
     GraphRuntimeError,
     GraphSetupError,
@@ -82,6 +83,7 @@ __all__ = (
     # errors
     "CorruptRunError",
     "GraphBuildingError",
+    "GraphMismatchError",
     "GraphNodeStatusError",
     "GraphRuntimeError",
     "GraphSetupError",

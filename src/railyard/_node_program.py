@@ -120,7 +120,11 @@ class NodeProgram:
         """Never called: node graphs have no joins."""
         raise AssertionError("node graphs have no joins")
 
-    def reduce(self, task: Task, state: Any, run: Loop, cancel: Any) -> Any:
+    def map_spec(self, task: Task) -> None:
+        """Node graphs have no maps."""
+        return None
+
+    def reduce(self, task: Task, state: Any, run: Any, cancel: Any) -> Any:
         """Never called: node graphs have no joins."""
         raise AssertionError("node graphs have no joins")
 

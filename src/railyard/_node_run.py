@@ -103,9 +103,11 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         self._next_node: BaseNode[StateT, DepsT, RunEndT] | End[RunEndT] = start_node
         self._next_task: Task | None = None if isinstance(start_node, End) else node_task(start_node)
         self._recorder = persistence._recorder(graph)  # pyright: ignore[reportPrivateUsage]
+        ctx = graph._context_class(state=state, deps=deps)  # pyright: ignore[reportPrivateUsage]
+        ctx.run_id = self.run_id  # set, not passed: a subclass's __init__ (railyard.v0's) may not take it
         self._loop = Loop(
             NodeProgram(graph),
-            graph._context_class(state=state, deps=deps),  # pyright: ignore[reportPrivateUsage]
+            ctx,
             recorder=self._recorder,
             tracer=tracer,
             executor=executor,
@@ -135,7 +137,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
 
     @property
     def ctx(self) -> GraphRunContext[StateT, DepsT]:
-        """The context the run's nodes get: its state and dependencies."""
+        """The context the run's nodes get: its state, dependencies and `run_id`."""
         return self._loop.ctx  # type: ignore[no-any-return]
 
     @property

@@ -24,15 +24,17 @@ from typing import TYPE_CHECKING, Any
 from railyard._copy import deep_copy
 from railyard._ids import new_hex_id, new_snapshot_id
 from railyard._node_schema import node_types
+from railyard._replay import replay
 from railyard._run_log import StoreRecorder
 from railyard._version import railyard_version
 from railyard.exceptions import (
     CorruptRunError,
+    GraphMismatchError,
     GraphNodeStatusError,
     RunEnded,
 )
 from railyard.nodes import BaseNode
-from railyard.persistence import EndSnapshot, NodeSnapshot, RunEndT, StateT
+from railyard.persistence import NodeSnapshot, RunEndT, StateT
 from railyard.persistence._views import SnapshotView
 from railyard.persistence.in_mem import LogPersistence
 from railyard.runtime._tasks import Task
@@ -118,7 +120,7 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
     def set_types(self, state_type: type[StateT], run_end_type: type[RunEndT]) -> None:
         """Remember the graph's types, and build the codec its records are stored with."""
         super().set_types(state_type, run_end_type)
-        self._codec = RecordCodec(self._nodes, state_type, run_end_type)
+        self._codec = _codec_for(tuple(self._nodes), state_type, run_end_type)
         if self._run_log is None:
             self._run_log = _NodeRunRecorder(
                 self.store, self.run_id, self._codec, self._log, graph=self._graph_name, fingerprint=self._fingerprint
@@ -174,7 +176,7 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
 
     # -- reading ----------------------------------------------------------------------------
 
-    async def _reload(self) -> None:
+    async def _reload(self) -> list[RunRecord]:
         """Read the run's records from the store: all of them into `history`, the tail into the log."""
         stored = await self.store.read(self.run_id)
         records = decode_run(self.run_id, self.store, stored, self._require_codec())
@@ -186,6 +188,7 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         run_log = self._require_run_log()
         run_log.exists = True
         run_log.status = stored[-1].status if stored else None
+        return records
 
     async def load_next(self) -> NodeSnapshot[StateT, RunEndT] | None:
         """Claim the node to run next: one not run yet, or one interrupted or failed.
@@ -194,17 +197,19 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
             RunNotFound: the store has no such run.
             RunEnded: the run has ended.
         """
-        await self._reload()
-        snapshots = self._full.snapshots()
-        # Snapshots come in the order their nodes were scheduled, so the last one is where the
-        # run stands: the end, or the node to run next (not run yet, claimed, cut off mid-step,
-        # or failed). A node scheduled earlier and never run was replaced (`run.next(node)`).
-        last = snapshots[-1] if snapshots else None
-        if isinstance(last, EndSnapshot):
+        records = await self._reload()
+        # The one replay every kind of run resumes through: the pending tasks in the order they
+        # were scheduled, so the last is the node to run next (not run yet, claimed, cut off
+        # mid-step, or failed); one scheduled earlier and never run was replaced (`run.next(node)`).
+        position = replay(records)
+        GraphMismatchError.check(self.run_id, repr(self.store), position.graph, self._graph_name)
+        if position.end is not None:
             raise RunEnded(self.run_id, repr(self.store))
-        if not isinstance(last, NodeSnapshot) or last.status not in _UNFINISHED:
+        if not position.pending:
             return None
-        waiting = last
+        waiting = self._full.get(position.pending[-1].task_id)
+        if not isinstance(waiting, NodeSnapshot) or waiting.status not in _UNFINISHED:
+            return None
         if waiting.status != "pending":
             await self._write(TaskClaimed(waiting.id, time()), waiting.node.get_node_id())
             waiting.status = "pending"
@@ -214,6 +219,24 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         """Every snapshot of the run, read from the store."""
         await self._reload()
         return list(self._full.snapshots())
+
+
+_CODECS: dict[tuple[Any, ...], RecordCodec] = {}
+"""Codecs by (node classes, state type, end type): building one costs about a millisecond."""
+
+
+def _codec_for(nodes: tuple[type[BaseNode[Any, Any, Any]], ...], state_type: Any, run_end_type: Any) -> RecordCodec:
+    """The record codec of a graph's types, made once per process (a persistence is made per run)."""
+    key = (nodes, state_type, run_end_type)
+    try:
+        codec = _CODECS.get(key)
+    except TypeError:  # an unhashable type: no caching
+        return RecordCodec(nodes, state_type, run_end_type)
+    if codec is None:
+        if len(_CODECS) >= 256:
+            _CODECS.clear()
+        codec = _CODECS[key] = RecordCodec(nodes, state_type, run_end_type)
+    return codec
 
 
 class _NodeRunRecorder(StoreRecorder):

@@ -39,6 +39,7 @@ __all__ = (
     "RunLocked",
     "RunEnded",
     "CorruptRunError",
+    "GraphMismatchError",
     "MermaidServiceError",
 )
 
@@ -171,6 +172,26 @@ class CorruptRunError(PersistenceError):
         )
         self.run_id = run_id
         self.record = record
+
+
+class GraphMismatchError(PersistenceError):
+    """A stored run is taken up with another graph than the one it was created for."""
+
+    def __init__(self, run_id: str, where: str, recorded: str, given: str) -> None:
+        super().__init__(
+            f"Run {run_id!r} in {where} was created by graph {recorded!r}, not by graph {given!r}: resume it "
+            f"with graph {recorded!r} (a worker chooses it by that name). Nothing was changed.",
+            run_id=run_id,
+        )
+        self.run_id = run_id
+        self.recorded = recorded
+        self.given = given
+
+    @classmethod
+    def check(cls, run_id: str, where: str, recorded: str | None, given: str | None) -> None:
+        """Raise unless the graphs agree (a run or a graph without a name agrees with any)."""
+        if recorded is not None and given is not None and recorded != given:
+            raise cls(run_id, where, recorded, given)
 
 
 class MermaidServiceError(RailyardError):

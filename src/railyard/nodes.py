@@ -44,7 +44,7 @@ _SNAPSHOT_KEY = "__snapshot_id"
 
 @dataclass(kw_only=True, slots=True)
 class GraphRunContext(Generic[StateT, DepsT]):
-    """What a node's `run` gets: the run's state and dependencies."""
+    """What a node's `run` gets: the run's state and dependencies, and which run and step this is."""
 
     state: StateT
     """The state of the run; nodes may mutate it."""
@@ -56,6 +56,13 @@ class GraphRunContext(Generic[StateT, DepsT]):
     It is the same every time this step is attempted: a step that was running when its
     process died runs again on resume with the same id, so use it as an idempotency key
     for side effects. Read it during the step; the context is reused for the next one.
+    """
+    run_id: str | None = field(default=None, repr=False, compare=False)
+    """The id of the durable run this step belongs to, or `None` for a run kept in memory.
+
+    It is the run's `GraphRun.run_id`: the same for every step of the run, and after the
+    run is resumed (a forked run has its own). Step ids are unique only within a run, so
+    `(run_id, step_id)` identifies a step across runs and re-runs of it.
     """
 
 

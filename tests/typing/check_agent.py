@@ -26,6 +26,7 @@ city_agent = Agent(FunctionModel(answer), result_type=City, deps_type=int)
 
 @city_agent.tool
 def population(ctx: RunContext[int], city: str) -> int:
+    assert_type(ctx.run_id, str | None)
     return ctx.deps
 
 

@@ -24,6 +24,7 @@ g: GraphBuilder[State, None, list[int], list[int]] = GraphBuilder(
 async def double(ctx: StepContext[State, None, int]) -> int:
     assert_type(ctx.inputs, int)
     assert_type(ctx.state, State)
+    assert_type(ctx.run_id, str | None)
     ctx.state.seen += 1
     return ctx.inputs * 2
 

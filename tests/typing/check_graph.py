@@ -31,6 +31,7 @@ class Up(BaseNode[State, Deps, int]):
     async def run(self, ctx: GraphRunContext[State, Deps]) -> Up | Done | End[int]:
         assert_type(ctx.state, State)
         assert_type(ctx.deps, Deps)
+        assert_type(ctx.run_id, str | None)
         ctx.state.count += ctx.deps.step
         return Done() if ctx.state.count > 3 else Up()
 

@@ -126,6 +126,8 @@ class AgentDeps:
     instruction_functions: Sequence[PromptFunction] = ()
     usage_limits: UsageLimits = field(default_factory=UsageLimits)
     model_settings: ModelSettings | None = None
+    run_id: str | None = None
+    """The id of the durable run these deps drive (`None` in memory); set once the run is entered."""
     function_tool_defs: list[ToolDefinition] = field(init=False)
     prepares_tools: bool = field(init=False)
 
@@ -156,6 +158,7 @@ class AgentDeps:
             list(state.message_history),
             retry=retry,
             run_step=state.run_step,
+            run_id=self.run_id,
         )
 
 

@@ -258,6 +258,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             store=store,
             run_id=run_id,
         ) as graph_run:
+            agent_deps.run_id = graph_run.run_id  # known once the run is entered (a store may make it up)
             yield AgentRun(graph_run)
 
     @asynccontextmanager
@@ -281,6 +282,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         result_type = pick(result_type, output_type, "result_type", "output_type", None)
         agent_deps = self._agent_deps(result_type, model, deps, model_settings, usage_limits)
         async with self._graph().iter_from_persistence(persistence, deps=agent_deps, infer_name=False) as graph_run:
+            agent_deps.run_id = graph_run.run_id
             yield AgentRun(graph_run)
 
     @asynccontextmanager
@@ -308,6 +310,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         result_type = pick(result_type, output_type, "result_type", "output_type", None)
         agent_deps = self._agent_deps(result_type, model, deps, model_settings, usage_limits)
         async with self._graph().iter_resume(store, run_id, deps=agent_deps) as graph_run:
+            agent_deps.run_id = graph_run.run_id
             yield AgentRun(graph_run)
 
     async def resume(

@@ -19,7 +19,7 @@ AgentDepsT = TypeVar("AgentDepsT")
 
 @dataclass
 class RunContext(Generic[AgentDepsT]):
-    """The run a tool is called in: its dependencies, model, usage and conversation so far."""
+    """The run a tool is called in: its dependencies, model, usage, conversation so far and id."""
 
     deps: AgentDepsT
     """The dependencies the run was given."""
@@ -39,6 +39,12 @@ class RunContext(Generic[AgentDepsT]):
     """How many times this tool has failed in this run so far."""
     run_step: int = 0
     """How many model requests the run has made."""
+    run_id: str | None = None
+    """The id of the durable run this is, or `None` for a run kept in memory.
+
+    It is the run's `AgentRun.run_id`: the same for every tool call and prompt of the run,
+    and after the run is resumed (a forked run has its own).
+    """
 
 
 def callable_takes_ctx(function: Callable[..., Any]) -> bool:

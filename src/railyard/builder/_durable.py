@@ -3,36 +3,32 @@
 Every task's start and finish is recorded in the store, with the tasks it led to and
 the state, as for node-API runs; so are the tasks a map pulls and the value a join sends
 on when it closes. What a run holds in memory (pending tasks, fork stacks, join values,
-maps part-way through) is rebuilt from those records on resume: a join's value is
-replayed from the values that reached it, and a map goes on from its first item not yet
-handed out. Only branches that had not finished run again.
+maps part-way through) is rebuilt from those records on resume by the one replay every
+kind of run shares (`railyard._replay`): a join's value is replayed from the values that
+reached it, and a map goes on from its first item not yet handed out. Only branches
+that had not finished run again.
 """
 
 from __future__ import annotations
 
 import inspect
 import typing
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_args
 
 import pydantic
 
-from railyard._copy import deep_copy
-from railyard.builder.join import Join, ReducerContext
-from railyard.builder.node import Fork
+from railyard._replay import Position
+from railyard._replay import replay as replay_records
 from railyard.builder.step import NodeStep, Step
 from railyard.durable import decode_run
-from railyard.exceptions import RunEnded
-from railyard.runtime._joins import JoinState, closing_id
-from railyard.runtime._tasks import ForkStack, Task
+from railyard.exceptions import GraphMismatchError, RunEnded
 from railyard.store import RunStatus, RunStore
 from railyard.store.codec import RecordCodec
-from railyard.store.records import JoinClosed, StepFinished, TasksScheduled
 
 if TYPE_CHECKING:
     from railyard.builder.graph import Graph
 
-__all__ = ("ResumePoint", "builder_codec", "fork_builder_run", "replay")
+__all__ = ("builder_codec", "fork_builder_run", "replay")
 
 
 def builder_codec(graph: Graph[Any, Any, Any, Any]) -> RecordCodec:
@@ -68,107 +64,23 @@ def _input_adapter(node: Any) -> pydantic.TypeAdapter[Any] | None:
     return None
 
 
-@dataclass
-class ResumePoint:
-    """Where a stored builder run stands: what to run next and what is held open."""
-
-    state: Any
-    pending: list[Task] = field(default_factory=list[Task])
-    joins: dict[tuple[str, str], JoinState] = field(default_factory=dict[tuple[str, str], JoinState])
-    closed: set[str] = field(default_factory=set[str])
-    maps: list[tuple[Fork, list[Any], ForkStack, str, int]] = field(default_factory=list)
-    next_task_number: int = 1
-
-
-async def replay(graph: Graph[Any, Any, Any, Any], store: RunStore, run_id: str, deps: Any) -> ResumePoint:
-    """Rebuild a stored builder run's position from its records.
+async def replay(graph: Graph[Any, Any, Any, Any], store: RunStore, run_id: str, deps: Any) -> Position:
+    """Read a stored builder run and rebuild its position (the one replay: `railyard._replay`).
 
     Raises:
         RunNotFound: no such run.
         RunEnded: the run has ended.
         CorruptRunError: a record cannot be decoded.
+        GraphMismatchError: the run was created by another graph.
     """
-    from railyard.builder._program import join_key
-
     stored = await store.read(run_id)
     records = decode_run(run_id, store, stored, builder_codec(graph))
-    tasks: dict[str, Task] = {}
-    finished: list[str] = []
-    finished_set: set[str] = set()
-    closed: set[str] = set()
-    state: Any = None
-    for record in records:
-        if isinstance(record, TasksScheduled):
-            state = record.state
-            for task in record.tasks:
-                tasks.setdefault(task.task_id, task)
-        elif isinstance(record, StepFinished):
-            state = record.state if record.state is not None else state
-            if record.end is not None:
-                raise RunEnded(run_id, repr(store))
-            finished.append(record.task_id)
-            finished_set.add(record.task_id)
-            for task in record.next_tasks:
-                tasks.setdefault(task.task_id, task)
-        elif isinstance(record, JoinClosed):
-            state = record.state
-            closed.add(record.close_id)
-            for task in record.next_tasks:
-                tasks.setdefault(task.task_id, task)
-    point = ResumePoint(state=state)
-    point.closed = closed
-    scratch = _Scratch(deep_copy(state), deps)
-    for task_id in finished:  # replay every value that reached a join, in order
-        reached = tasks.get(task_id)
-        node = graph.nodes.get(reached.node_id) if reached is not None else None
-        if reached is None or not isinstance(node, Join):
-            continue
-        key, downstream = join_key(graph, node.id, reached.fork_stack)
-        if closing_id(*key) in point.closed:
-            continue
-        join_state = point.joins.get(key)
-        if join_state is None:
-            join_state = point.joins[key] = JoinState(node.initial_factory(), downstream)
-        context: ReducerContext[Any] = ReducerContext(
-            state=scratch.state, deps=scratch.deps, join_state=join_state, cancel=_no_cancel
-        )
-        join_state.current = node.reduce(context, join_state.current, reached.inputs)
-    cut_short = {key[1] for key, join_state in point.joins.items() if join_state.cancelled_sibling_tasks}
-    for task_id, task in tasks.items():
-        if task_id in finished_set or any(item.node_run_id in cut_short for item in task.fork_stack):
-            continue
-        point.pending.append(task)
-    for task_id in finished:  # maps part-way through go on from their first item not handed out
-        fork_task = tasks.get(task_id)
-        fork = graph.nodes.get(fork_task.node_id) if fork_task is not None else None
-        if fork_task is None or not isinstance(fork, Fork) or not fork.is_map or task_id in cut_short:
-            continue
-        if any(item.node_run_id in cut_short for item in fork_task.fork_stack):
-            continue
-        items = list(fork_task.inputs) if fork_task.inputs is not None else []
-        handed_out = [
-            t.fork_stack[-1].thread_index
-            for t in tasks.values()
-            if t.fork_stack and t.fork_stack[-1].node_run_id == task_id
-        ]
-        start = max(handed_out) + 1 if handed_out else 0
-        if start < len(items) or (not items and fork.downstream_join_id is not None):
-            point.maps.append((fork, items[start:], fork_task.fork_stack, task_id, start))
-    numbers = [int(t.split(":")[1]) for t in tasks if t.startswith("task:") and t.split(":")[1].isdigit()]
-    point.next_task_number = max(numbers, default=0) + 1
-    return point
-
-
-@dataclass
-class _Scratch:
-    """State for replaying reducers (the real state comes from the latest record)."""
-
-    state: Any
-    deps: Any
-
-
-def _no_cancel() -> None:
-    """Cancelling siblings while replaying: they are dropped from the pending tasks instead."""
+    position = replay_records(records, graph._program, deps, run_id)  # pyright: ignore[reportPrivateUsage]
+    recorded = position.graph if position.graph is not None else (stored[0].graph if stored else None)
+    GraphMismatchError.check(run_id, repr(store), recorded, graph.name)
+    if position.end is not None:
+        raise RunEnded(run_id, repr(store))
+    return position
 
 
 async def fork_builder_run(

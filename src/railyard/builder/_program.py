@@ -12,7 +12,7 @@ from railyard.builder.paths import DestinationMarker, Path, TransformMarker
 from railyard.builder.step import NodeStep, Step, StepContext
 from railyard.nodes import BaseNode, End, GraphRunContext
 from railyard.runtime._joins import JoinState
-from railyard.runtime._program import MapItems, NodeKind, Routed
+from railyard.runtime._program import HasContext, MapItems, NodeKind, Routed
 from railyard.runtime._tasks import ForkStack, ForkStackItem, Task
 
 if TYPE_CHECKING:
@@ -56,8 +56,12 @@ class BuilderProgram:
             ctx = run.ctx  # read at each step: a resumed run's context replaces the first one
             if isinstance(node, NodeStep):
                 instance: BaseNode[Any, Any, Any] = task.inputs
-                return instance.run(GraphRunContext(state=ctx.state, deps=ctx.deps, step_id=task.task_id))
-            context = StepContext(state=ctx.state, deps=ctx.deps, inputs=task.inputs, step_id=task.task_id)
+                return instance.run(
+                    GraphRunContext(state=ctx.state, deps=ctx.deps, step_id=task.task_id, run_id=ctx.run_id)
+                )
+            context = StepContext(
+                state=ctx.state, deps=ctx.deps, inputs=task.inputs, step_id=task.task_id, run_id=ctx.run_id
+            )
             if node.stream:
                 return _value(node.call(context))  # its items flow on through a map as they are yielded
             return node.call(context)
@@ -103,7 +107,7 @@ class BuilderProgram:
         for transforms, destination in routes:
             current = value
             for transform in transforms:
-                current = transform(StepContext(state=ctx.state, deps=ctx.deps, inputs=current))
+                current = transform(StepContext(state=ctx.state, deps=ctx.deps, inputs=current, run_id=ctx.run_id))
             if destination is not None:
                 tasks.append(run.new_task(destination, current, fork_stack))
         return tasks
@@ -127,11 +131,21 @@ class BuilderProgram:
         join: Join[Any] = self.graph.nodes[join_id]
         return join.initial_factory()
 
-    def reduce(self, task: Task, state: JoinState, run: Loop, cancel: Callable[[], None]) -> Any:
+    def map_spec(self, task: Task) -> MapItems | None:
+        """The map a finished task of a map fork began, with its items as stored (a list)."""
+        fork = self.graph.nodes.get(task.node_id)
+        if not isinstance(fork, Fork) or not fork.is_map:
+            return None
+        items = list(task.inputs) if task.inputs is not None else []
+        return MapItems(fork.id, items, fork.max_concurrency, fork.downstream_join_id)
+
+    def reduce(self, task: Task, state: JoinState, run: HasContext, cancel: Callable[[], None]) -> Any:
         """The join's reducer applied to the value so far and the arriving one."""
         join: Join[Any] = self.graph.nodes[task.node_id]
         ctx = run.ctx
-        context: ReducerContext[Any] = ReducerContext(state=ctx.state, deps=ctx.deps, join_state=state, cancel=cancel)
+        context: ReducerContext[Any] = ReducerContext(
+            state=ctx.state, deps=ctx.deps, join_state=state, cancel=cancel, run_id=ctx.run_id
+        )
         return join.reduce(context, state.current, task.inputs)
 
     def error_note(self, task: Task) -> str | None:

@@ -29,8 +29,8 @@ from railyard.runtime._tasks import ForkStack, ForkStackItem, Task
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from railyard._replay import Position
     from railyard._run_log import StoreRecorder
-    from railyard.builder._durable import ResumePoint
     from railyard.runtime._executor import Executor
     from railyard.store import RunStore
 
@@ -357,11 +357,19 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
     def _store_recorder(self, store: RunStore | None, run_id: str | None) -> StoreRecorder | None:
         if store is None:
             return None
+        from railyard._fingerprint import builder_fingerprint
         from railyard._ids import new_hex_id
         from railyard._run_log import StoreRecorder
         from railyard.builder._durable import builder_codec
 
-        return StoreRecorder(store, run_id or new_hex_id(), builder_codec(self), exists=False, graph=self.name)
+        return StoreRecorder(
+            store,
+            run_id or new_hex_id(),
+            builder_codec(self),
+            exists=False,
+            graph=self.name,
+            fingerprint=builder_fingerprint(self.nodes, self.edges_by_source),
+        )
 
     def _infer_name(self, frame: Any) -> None:
         from railyard._introspect import infer_name
@@ -425,6 +433,7 @@ class _RunContext:
 
     state: Any
     deps: Any
+    run_id: str | None
 
 
 class GraphRun(Generic[StateT, DepsT, OutputT]):
@@ -453,7 +462,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         self._resuming = resume
         self._loop = Loop(
             graph._program,  # pyright: ignore[reportPrivateUsage]
-            _RunContext(state, deps),
+            _RunContext(state, deps, recorder.run_id if recorder is not None else None),
             recorder=recorder,
             tracer=active_tracer(graph.auto_instrument),
             executor=executor,
@@ -481,19 +490,16 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         """The run's id in its store (`None` for a run that is not recorded)."""
         return self._recorder.run_id if self._recorder is not None else None
 
-    def _apply(self, point: ResumePoint) -> None:
+    def _apply(self, point: Position) -> None:
         """Take up a stored run where it stands: its state, pending tasks, open joins and maps."""
-        from railyard.runtime._program import MapItems
-
         loop = self._loop
-        loop.ctx = _RunContext(point.state, self.deps)
+        loop.ctx = _RunContext(point.state, self.deps, self.run_id)
         loop.number_tasks_from(point.next_task_number)
         loop.closed = set(point.closed)
         loop.schedule([GraphTask(t.node_id, t.inputs, t.fork_stack, t.task_id) for t in point.pending])
         for key, join_state in point.joins.items():
             loop.restore_join(key, join_state)
-        for fork, items, fork_stack, node_run_id, start in point.maps:
-            spec = MapItems(fork.id, items, fork.max_concurrency, fork.downstream_join_id)
+        for spec, fork_stack, node_run_id, start in point.maps:
             loop.restore_map(spec, fork_stack, node_run_id, start)
 
     # -- the public API -----------------------------------------------------------------

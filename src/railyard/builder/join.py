@@ -31,13 +31,23 @@ V = TypeVar("V")
 class ReducerContext(Generic[T]):
     """What a three-argument reducer gets: the run's state and deps, and a way to stop the fork."""
 
-    __slots__ = ("_cancel", "_deps", "_join_state", "_state")
+    __slots__ = ("_cancel", "_deps", "_join_state", "_state", "run_id")
 
-    def __init__(self, *, state: Any, deps: Any, join_state: JoinState, cancel: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        *,
+        state: Any,
+        deps: Any,
+        join_state: JoinState,
+        cancel: Callable[[], None],
+        run_id: str | None = None,
+    ) -> None:
         self._state = state
         self._deps = deps
         self._join_state = join_state
         self._cancel = cancel
+        self.run_id = run_id
+        """The id of the durable run the join belongs to, or `None` in memory (as `StepContext.run_id`)."""
 
     @property
     def state(self) -> Any:

@@ -18,16 +18,25 @@ OutputT = TypeVar("OutputT", default=Any)
 
 
 class StepContext(Generic[StateT, DepsT, InputT]):
-    """What a step gets: the run's state and dependencies, and the value flowing into it."""
+    """What a step gets: the run's state and dependencies, the value flowing into it, its run and step ids."""
 
-    __slots__ = ("_deps", "_inputs", "_state", "step_id")
+    __slots__ = ("_deps", "_inputs", "_state", "run_id", "step_id")
 
-    def __init__(self, *, state: StateT, deps: DepsT, inputs: InputT, step_id: str = "") -> None:
+    def __init__(
+        self, *, state: StateT, deps: DepsT, inputs: InputT, step_id: str = "", run_id: str | None = None
+    ) -> None:
         self._state = state
         self._deps = deps
         self._inputs = inputs
         self.step_id = step_id
         """The id of this step's task: the same on every attempt of it (an idempotency key)."""
+        self.run_id = run_id
+        """The id of the durable run this step belongs to, or `None` for a run kept in memory.
+
+        It is the run's `GraphRun.run_id`: the same for every step of the run, and after the
+        run is resumed (a forked run has its own). Step ids are unique only within a run, so
+        `(run_id, step_id)` identifies a step across runs and re-runs of it.
+        """
 
     @property
     def state(self) -> StateT:

@@ -78,9 +78,9 @@ class FileStatePersistence(DurablePersistence[StateT, RunEndT]):
         except RunNotFound:
             return []
 
-    async def _reload(self) -> None:
+    async def _reload(self) -> list[RunRecord]:
         await self._convert_legacy_file()
-        await super()._reload()
+        return await super()._reload()
 
     async def _open_run(self, *, new: bool) -> None:
         await self._convert_legacy_file()  # before the run's existence is asked

@@ -46,25 +46,35 @@ The pieces:
   `ThreadExecutor` runs each step on a worker thread; a cluster engine plugs in here.
 - `Recorder` (`_recorder.py`): hears one event per happening, in order —
   `tasks_created` (the start, `next(node)`, a map's items as they are pulled),
-  `step_started`, `step_finished` (with what the step led to and the state),
-  `step_failed`, `join_closed`. A method records before it returns, or returns an
-  awaitable that does; the loop awaits it before going on, so a durable recorder
-  makes each event durable before the next. `None` (no recorder) costs nothing.
-  Tracing is the other hook: a span per step when an OpenTelemetry SDK is set up.
+  `step_started` / `steps_started` (the steps one pass of the driver starts, together),
+  `structural_started` (a fork, decision or join arrival the loop runs itself),
+  `step_finished` (with what the step led to and the state), `step_failed`,
+  `join_closed`, and `flush`. The durability rule: a step's start (with everything
+  told before it) is durable before the step runs, a failure before it propagates,
+  and everything before `flush`, which the loop calls whenever it hands control back
+  (`advance` / `run_to_end` returning). Everything else may be queued and committed
+  with the next of those: group commit. `None` (no recorder) costs nothing. Tracing
+  is the other hook: a span per step when an OpenTelemetry SDK is set up.
 - The driver: `Loop.advance()` starts the ready batch and returns the next one (the
   tasks finished steps led to, or a map's items as they are pulled) or the `End`.
   A lone task with nothing else in flight runs in the driver itself, which keeps the
-  node API's per-step cost near a plain loop's. Recording and tracing never change
-  which code runs a step.
+  node API's per-step cost near a plain loop's. With a recorder, the steps a pass
+  starts wait in `_starting` until `_launch` has recorded all their starts in one
+  commit; then they go to lanes. Recording and tracing never change which code runs
+  a step.
 - The durable recorder: every durable run records through one
-  `railyard._run_log.StoreRecorder`, which holds the run's lock and appends each
-  event as a record, in order, before the run goes on (the node API's persistence
-  adds its in-memory task log on top).
-- Replay: a stored run's records rebuild its position for resume and fork — for
-  node runs through the persistence views (`railyard.durable.DurablePersistence`:
-  the last scheduled node and its state), for builder runs through
-  `railyard.builder._durable.replay` (pending tasks, join values replayed through
-  their reducers, maps part-way through, joins already closed).
+  `railyard._run_log.StoreRecorder`, which holds the run's lock, queues each event as
+  a record (record dialect 2, `railyard.store.records`: `run_created` first, with the
+  graph's name and fingerprint; states stored by change, `railyard.store._deltas`) and
+  commits what is queued in one transaction at the points above. The node API's
+  persistence adds its in-memory task log on top.
+- Replay: one function, `railyard._replay.replay(records, program)`, turns a stored
+  run's records into its `Position` — state, pending tasks in scheduling order, open
+  joins with their values reduced again, closed joins, maps part-way through, the next
+  task number, the end, and the graph the run was made by. Builder runs resume from
+  the whole position (`railyard.builder._durable.replay`); node runs take the last
+  pending task (`DurablePersistence.load_next`, pydantic-graph's `load_next`); either
+  refuses a run another graph made (`GraphMismatchError`).
 
 Modules: `_tasks.py` (Task, ForkStackItem), `_end.py` (End), `_program.py`,
 `_executor.py`, `_recorder.py`, `_joins.py` (JoinState, closing ids), `_lanes.py`,

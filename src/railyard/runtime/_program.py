@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from railyard.runtime._joins import JoinState
     from railyard.runtime._loop import Loop
 
-__all__ = ("MapItems", "NodeKind", "Program", "Routed")
+__all__ = ("HasContext", "MapItems", "NodeKind", "Program", "Routed")
 
 
 class NodeKind(Enum):
@@ -45,6 +45,15 @@ class MapItems:
     """At most this many of the map's branches at once (`None`: only the run's limit)."""
     downstream_join_id: str | None
     """The join that collects the branches: it still closes (on its initial value) when there are no items."""
+
+
+class HasContext(Protocol):
+    """What a reducer needs of its run: the context (`state`, `deps`, `run_id`)."""
+
+    @property
+    def ctx(self) -> Any:
+        """The run's context."""
+        ...
 
 
 Routed = Sequence[Task] | MapItems | End[Any]
@@ -99,7 +108,14 @@ class Program(Protocol):
         """The value a join starts from."""
         ...
 
-    def reduce(self, task: Task, state: JoinState, run: Loop, cancel: Any) -> Any:
+    def map_spec(self, task: Task) -> MapItems | None:
+        """The map a finished `task` began (its items as a list, read from the log), or `None`.
+
+        The replay asks this of every finished task, to go on with maps part-way through.
+        """
+        ...
+
+    def reduce(self, task: Task, state: JoinState, run: HasContext, cancel: Any) -> Any:
         """Combine a `JOIN` task's value into `state.current` and return the new value.
 
         `cancel()` stops the other branches of the join's fork (first-value joins).
