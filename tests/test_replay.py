@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from railyard import Graph, GraphMismatchError, SqliteStore
 from railyard._replay import replay
 from railyard.durable import read_run
 from railyard.store.codec import RecordCodec
-from railyard.store.records import RunCreated
+from railyard.store.records import RunCreated, TasksScheduled
 from railyard.testing._sample import CountTo, CrashState, FailPlan, count_graph, map_graph
 
 pytestmark = pytest.mark.anyio
@@ -78,4 +79,45 @@ async def test_a_run_is_resumed_only_by_the_graph_that_made_it(tmp_path: Path) -
     store = SqliteStore(path)
     assert (await count_graph.resume(store, "node-run")).output == 3  # the right graph goes on
     assert await map_graph.resume(store, "map-run", deps=FailPlan()) == sum(n**3 for n in range(6))
+    await store.aclose()
+
+
+def _double_graph() -> Any:
+    from railyard.builder import GraphBuilder, StepContext
+
+    g = GraphBuilder(name="double_graph", input_type=int, output_type=int)
+
+    @g.step
+    async def double(ctx: StepContext[None, None, int]) -> int:
+        return ctx.inputs * 2
+
+    g.add(g.edge_from(g.start_node).to(double), g.edge_from(double).to(g.end_node))
+    return g.build()
+
+
+async def test_a_builder_run_resumes_with_the_tasks_a_caller_put_in_place(tmp_path: Path) -> None:
+    from railyard.builder import GraphTaskRequest
+
+    graph = _double_graph()
+    store = SqliteStore(tmp_path / "runs.db")
+    async with graph.iter(inputs=1, store=store, run_id="r") as run:
+        batch = await run.next()  # the start ran: `double` of 1 is about to start
+        assert [(task.node_id, task.inputs) for task in batch] == [("double", 1)]
+        run.override_next([GraphTaskRequest("double", 21, batch[0].fork_stack)])
+    # stopped before the replacement ran: resuming runs it, and never the task it replaced
+    assert await graph.resume(store, "r") == 42
+    await store.aclose()
+
+
+async def test_a_node_replaced_by_the_caller_is_not_pending(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    async with count_graph.iter(CountTo(5), state=CrashState(), store=store, run_id="r") as run:
+        replaced = await run.next()  # CountTo(5), about to run
+        await run.next(CountTo(2))  # the caller runs another node in its place
+    records = await read_run(store, "r", _codec())
+    scheduled = [r for r in records if isinstance(r, TasksScheduled) and r.replaces]
+    assert [r.replaces for r in scheduled] == [(replaced.get_snapshot_id(),)]
+    position = replay(records)
+    assert [task.inputs for task in position.pending] == [CountTo(2)]  # not the replaced CountTo(5)
+    assert (await count_graph.resume(store, "r")).output == 2
     await store.aclose()

@@ -178,7 +178,8 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
                 raise TypeError(f"`next` must be called with a `BaseNode` instance, got {node!r}.")
             self.graph._check_in_graph(node)  # pyright: ignore[reportPrivateUsage]
             task = node_task(node)
-            pending = self._recorder.tasks_created((task,), self.state)
+            replaced = () if self._next_task is None else (self._next_task.task_id,)
+            pending = self._recorder.tasks_created((task,), self.state, replaced)
             if pending is not None:
                 await pending
             self._loop.schedule((task,))

@@ -5,8 +5,8 @@ rebuilds what the loop held when the run stopped:
 
 - the state (the latest recorded);
 - the pending tasks: every task scheduled (at the start, by a step, by a join, by a
-  caller's `next(...)`) that has not finished, in the order they were scheduled; a task
-  that was running or failed when the run stopped is pending again;
+  caller's `next(...)`) that has not finished and was not replaced, in the order they
+  were scheduled; a task that was running or failed when the run stopped is pending again;
 - the open joins, each value that reached them reduced again in the order it arrived
   (on a scratch copy of the state: reducers' effects on the state are in the state
   recorded after them);
@@ -99,6 +99,7 @@ def replay(
                 tasks.setdefault(task.task_id, task)
         elif type(record) is TasksScheduled:
             position.state = record.state
+            done.update(record.replaces)  # never to run: a caller scheduled others in their place
             position.end = None  # scheduled from outside after an end: the log goes on (a new run in a file)
             for task in record.tasks:
                 tasks.setdefault(task.task_id, task)

@@ -242,14 +242,14 @@ class StoreRecorder:
         self.tell(record, node_id)
         return None
 
-    def tasks_created(self, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
+    def tasks_created(self, tasks: Sequence[Task], state: Any, replaces: Sequence[str] = ()) -> Awaitable[None] | None:
         """Queue tasks scheduled from outside a step: the start, `next(node)`, a map's items.
 
         They are durable before any of them starts (`step_started` commits them).
         """
         if not tasks:
             return None
-        return self._queue(TasksScheduled(tuple(tasks), state, time()), tasks[0].node_id)
+        return self._queue(TasksScheduled(tuple(tasks), state, time(), tuple(replaces)), tasks[0].node_id)
 
     async def step_started(self, task: Task, state: Any) -> None:
         """Record that a task starts, with every record queued before it, in one commit."""

@@ -259,10 +259,10 @@ class _NodeRunRecorder(StoreRecorder):
         super().__init__(store, run_id, codec, graph=graph, fingerprint=fingerprint, on_record=log.append)
         self.log = log
 
-    def tasks_created(self, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
+    def tasks_created(self, tasks: Sequence[Task], state: Any, replaces: Sequence[str] = ()) -> Awaitable[None] | None:
         """Record the tasks not recorded yet."""
         known = self.log.task_status
-        return super().tasks_created([task for task in tasks if task.task_id not in known], state)
+        return super().tasks_created([task for task in tasks if task.task_id not in known], state, replaces)
 
     async def step_started(self, task: Task, state: Any) -> None:
         """Record that the task starts, unless it already ran (or runs elsewhere).

@@ -9,7 +9,7 @@ left inside the fork it waits for.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic
@@ -460,6 +460,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         self._span = span
         self._recorder = recorder
         self._resuming = resume
+        self._override_record: Awaitable[None] | None = None
         self._loop = Loop(
             graph._program,  # pyright: ignore[reportPrivateUsage]
             _RunContext(state, deps, recorder.run_id if recorder is not None else None),
@@ -525,7 +526,12 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             self._loop.stop()
             return
         loop = self._loop
-        loop.schedule([loop.new_task(r.node_id, r.inputs, r.fork_stack) for r in value])
+        replaced = () if loop.started else tuple(task.task_id for task in loop.ready)
+        tasks = [loop.new_task(r.node_id, r.inputs, r.fork_stack) for r in value]
+        loop.schedule(tasks)
+        if self._recorder is not None and tasks:
+            # recorded before they start: queued when the run is open, else written before the next batch
+            self._override_record = self._recorder.tasks_created(tasks, self.state, replaced)
 
     async def next(
         self, value: EndMarker[OutputT] | Sequence[GraphTaskRequest] | None = None
@@ -559,6 +565,9 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             raise StopAsyncIteration
         if self._error is not None:
             raise self._error.error
+        recording, self._override_record = self._override_record, None
+        if recording is not None:
+            await recording
         try:
             batch = await self._loop.advance()
         except BaseException as error:

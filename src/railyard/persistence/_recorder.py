@@ -24,8 +24,8 @@ class PersistenceRecorder:
         self.persistence = persistence
         self._open: dict[str, AbstractAsyncContextManager[None]] = {}
 
-    async def tasks_created(self, tasks: Sequence[Task], state: Any) -> None:
-        """Record each task's node unless it is recorded already."""
+    async def tasks_created(self, tasks: Sequence[Task], state: Any, replaces: Sequence[str] = ()) -> None:
+        """Record each task's node unless it is recorded already (a persistence has no notion of `replaces`)."""
         for task in tasks:
             await self.persistence.snapshot_node_if_new(task.task_id, state, task.inputs)
 

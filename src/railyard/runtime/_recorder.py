@@ -27,8 +27,12 @@ class Recorder(Protocol):
     In-memory recorders return `None`: the per-step path then awaits nothing extra.
     """
 
-    def tasks_created(self, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
-        """`tasks` were scheduled from outside a step (the start of a run, `next(node)`, a map's items)."""
+    def tasks_created(self, tasks: Sequence[Task], state: Any, replaces: Sequence[str] = ()) -> Awaitable[None] | None:
+        """`tasks` were scheduled from outside a step (the start of a run, `next(node)`, a map's items).
+
+        `replaces`: the ids of tasks scheduled before, never started, that these take the
+        place of (a caller's `next(...)` with other tasks): a replay must not run them.
+        """
         ...
 
     def step_started(self, task: Task, state: Any) -> Awaitable[None] | None:

@@ -109,9 +109,11 @@ class RecordCodec:
                 }
                 self._put_state(body, state, deltas)  # last: once the writer has it, nothing may fail
                 return body
-            case TasksScheduled(tasks=tasks, state=state, ts=ts):
+            case TasksScheduled(tasks=tasks, state=state, ts=ts, replaces=replaces):
                 tasks_json = self._tasks(tasks)
                 body = {"kind": "tasks_scheduled", "tasks": tasks_json, "ts": ts}
+                if replaces:
+                    body["replaces"] = list(replaces)
                 self._put_state(body, state, deltas)  # last: once the writer has it, nothing may fail
                 return body
             case TaskClaimed(task_id=task_id, ts=ts):
@@ -254,7 +256,10 @@ class RecordCodec:
             return JoinClosed(close_id[len("join:") :].rpartition(":")[0], close_id, state, tasks, data["ts"])
         if kind == "tasks_scheduled":
             state = self._load_state(states.decode(data))
-            return TasksScheduled(self._load_tasks(data["tasks"], "tasks"), state, data["ts"])
+            replaces = data.get("replaces", [])
+            if not isinstance(replaces, list) or not all(isinstance(r, str) for r in replaces):  # pyright: ignore[reportUnknownVariableType]
+                raise RecordDecodeError(f"field `replaces`: must be a list of task ids (stored value: {replaces!r})")
+            return TasksScheduled(self._load_tasks(data["tasks"], "tasks"), state, data["ts"], tuple(replaces))
         if kind == "task_claimed":
             return TaskClaimed(data["task_id"], data["ts"])
         if kind == "step_started":

@@ -100,13 +100,14 @@ class MemoryRecorder:
         self.log = log
         self.copy_state = copy_state
 
-    def tasks_created(self, tasks: Sequence[Task], state: Any) -> None:
-        """Record tasks scheduled from outside a step."""
+    def tasks_created(self, tasks: Sequence[Task], state: Any, replaces: Sequence[str] = ()) -> None:
+        """Record tasks scheduled from outside a step (and which they replace)."""
         known = self.log.task_status
         new = tuple(task for task in tasks if task.task_id not in known)
         if new:
             copy_state = self.copy_state
-            self.log.append(TasksScheduled(new, state if copy_state is None else copy_state(state), time()))
+            copied = state if copy_state is None else copy_state(state)
+            self.log.append(TasksScheduled(new, copied, time(), tuple(replaces)))
 
     def step_started(self, task: Task, state: Any) -> None:
         """Record that `task` runs now; refuse a task that already ran."""

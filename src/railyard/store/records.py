@@ -104,6 +104,9 @@ class TasksScheduled:
     """The state when they were scheduled."""
     ts: float
     """When, as a POSIX timestamp."""
+    replaces: tuple[str, ...] = ()
+    """Ids of tasks scheduled before and not started that these replace (a caller's `next(...)`):
+    they will never run."""
 
 
 @dataclass(slots=True)
