@@ -203,3 +203,61 @@ def test_killed_mid_fan_out_with_sigkill_then_resumed(tmp_path: Path) -> None:
     assert set(after) == {str(i) for i in range(60)}
     # a branch that had finished never ran again; at most the few in flight (4 at a time) did
     assert sum(after.values()) - 60 <= 4
+
+
+async def test_step_ids_of_two_runs_of_one_graph_never_repeat(tmp_path: Path) -> None:
+    from railyard import SqliteStore
+    from railyard.builder import GraphBuilder, reduce_list_append
+
+    seen: list[str] = []
+    g = GraphBuilder(name="ids_graph", input_type=list[int], output_type=list[int])
+
+    @g.step
+    async def note(ctx: StepContext[None, None, int]) -> int:
+        seen.append(ctx.step_id)
+        return ctx.inputs
+
+    collect = g.join(reduce_list_append, initial_factory=list[int])
+    g.add(g.edge_from(g.start_node).map().to(note), g.edge_from(note).to(collect), g.edge_from(collect).to(g.end_node))
+    graph = g.build()
+    store = SqliteStore(tmp_path / "runs.db")
+    await graph.run(inputs=[1, 2, 3], store=store, run_id="one")
+    first = set(seen)
+    seen.clear()
+    await graph.run(inputs=[1, 2, 3], store=store, run_id="two")
+    assert len(first) == 3 and len(set(seen)) == 3
+    assert first.isdisjoint(seen)  # a sink keyed on ctx.step_id keeps both runs' effects
+    await store.aclose()
+
+
+async def test_a_run_whose_branch_failed_stays_failed_when_siblings_finish_after(tmp_path: Path) -> None:
+    import anyio
+
+    from railyard import RunStatus, SqliteStore
+    from railyard.builder import GraphBuilder, reduce_sum
+
+    released = anyio.Event()
+    g = GraphBuilder(name="late_siblings", input_type=list[int], output_type=int)
+
+    @g.step
+    async def item(ctx: StepContext[None, None, int]) -> int:
+        if ctx.inputs == 0:
+            await anyio.wait_all_tasks_blocked()  # every sibling waits on `released`
+            released.set()  # they go on (and finish) while the failure is on its way to the driver
+            raise RuntimeError("item 0 failed")
+        await released.wait()
+        return ctx.inputs
+
+    total = g.join(reduce_sum, initial=0)
+    g.add(g.edge_from(g.start_node).map().to(item), g.edge_from(item).to(total), g.edge_from(total).to(g.end_node))
+    graph = g.build()
+    store = SqliteStore(tmp_path / "runs.db")
+    with pytest.raises(RuntimeError, match="item 0 failed"):
+        await graph.run(inputs=list(range(20)), store=store, run_id="r")
+    records = await store.read("r")
+    failed_at = next(index for index, record in enumerate(records) if record.kind == "step_failed")
+    assert any(record.kind == "step_finished" for record in records[failed_at + 1 :])  # siblings did finish after it
+    (info,) = await store.runs()
+    assert info.status is RunStatus.FAILED
+    assert [i.run_id for i in await store.runs(status=RunStatus.FAILED)] == ["r"]
+    await store.aclose()
