@@ -23,6 +23,7 @@ by side.
     .venv/bin/python bench/durable.py                 # about 4 minutes on a quiet 2-core machine
     .venv/bin/python bench/durable.py --quick         # a smoke test: small N, one round
     .venv/bin/python bench/durable.py --postgres postgresql://user@host/db
+    .venv/bin/python bench/durable.py --postgres auto  # a temporary local server
     .venv/bin/python bench/durable.py --check         # exit 1 if a target is missed
 """
 
@@ -771,7 +772,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="railyard's durable runs vs LangGraph's checkpointers, and the floor.")
     parser.add_argument("--quick", action="store_true", help="smoke test: small N, one round")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of the timed measurements (default 3)")
-    parser.add_argument("--postgres", metavar="URL", default=None, help="also measure PostgreSQL at this URL")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=None,
+        help="also measure PostgreSQL at this URL ('auto': a temporary local server, as the tests start)",
+    )
     parser.add_argument(
         "--storage-limit", type=float, default=None, help="seconds a storage run may take (default 180)"
     )
@@ -796,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  LangGraph side: {versions}")
     scratch = tempfile.gettempdir()
     print(f"  SQLite {sqlite3.sqlite_version}; databases in {scratch} ({_filesystem(scratch)})")
-    if args.postgres:
+    if args.postgres and args.postgres != "auto":
         print(f"  PostgreSQL: {redacted(args.postgres)}")
     print(f"  machine: {platform.machine()}, {os.cpu_count()} cpus, load average at start {load_average()}")
     long = f"; LangGraph at N >= {plan.long_n:,}: {plan.long_rounds}" if plan.node_ns[-1] >= plan.long_n else ""
@@ -806,7 +812,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  storage N = {plan.storage_n:,} (once each); a fresh process and a fresh database per measurement")
     sys.stdout.flush()
 
-    results = measure(plan, railyard, langgraph, args.postgres)
+    server = None
+    if args.postgres == "auto":
+        sys.path.insert(0, str(REPO))
+        from tests.support.postgres import PostgresServer  # the server the test suite starts
+
+        server = PostgresServer.start()
+        args.postgres = server.url
+        print(f"  PostgreSQL: a temporary server at {redacted(server.url)}")
+    try:
+        results = measure(plan, railyard, langgraph, args.postgres)
+    finally:
+        if server is not None:
+            server.stop()
     ok = report(results, args.quick)
     print()
     print(f"load average at end {load_average()}; total {time.perf_counter() - started:.0f}s")
