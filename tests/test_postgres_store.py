@@ -371,3 +371,19 @@ async def test_keepalives_can_be_turned_off(url: str) -> None:
             assert connection.info.get_parameters()["keepalives"] == "0"
     finally:
         await store.aclose()
+
+
+async def test_records_with_awkward_text_come_back_exactly(store: PostgresStore) -> None:
+    # a batch travels as one JSON array: names with quotes and backslashes, and bodies with
+    # non-ASCII text and escapes, must come back byte for byte
+    body = '{"text":"caf\\u00e9 \\"quoted\\" \\\\ back\\\\slash","emoji":"\U0001f682","n":1.5e-7}'
+    records = [
+        StoredRecord("step_started", body, RunStatus.RUNNING, 'No"de\\1', False, 1_700_000_000.123456),
+        StoredRecord("step_finished", '{"ü":[1,2,{"a":null}]}', RunStatus.WAITING, None, True, 1e9),
+    ]
+    await store.create("awkward", records[:1])
+    await store.append("awkward", records[1:])
+    assert list(await store.read("awkward")) == [
+        StoredRecord("step_started", body, RunStatus.RUNNING, 'No"de\\1', False, 1_700_000_000.123456, None),
+        StoredRecord("step_finished", '{"ü":[1,2,{"a":null}]}', RunStatus.WAITING, None, True, 1e9),
+    ]

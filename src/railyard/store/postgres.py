@@ -15,6 +15,7 @@ without waiting on each other.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
@@ -82,9 +83,10 @@ _COLUMNS = {
 }
 
 
-# The records of a batch, from arrays: one row each, numbered from 1 (`n`) in the batch's order.
-_RECORDS = """unnest(%(kinds)s::text[], %(statuses)s::text[], %(node_ids)s::text[], %(finishes)s::boolean[],
-           %(ts)s::double precision[], %(bodies)s::text[])
+# The records of a batch, from one JSON array (one parameter: cheaper to send and parse than
+# an array per column): one row each, numbered from 1 (`n`) in the batch's order.
+_RECORDS = """ROWS FROM (json_to_recordset(%(records)s::json)
+        AS (kind text, status text, node_id text, finishes_step boolean, ts double precision, body json))
     WITH ORDINALITY AS r (kind, status, node_id, finishes_step, ts, body, n)"""
 
 # One statement per batch, so one round trip and one commit: the run's row moves on (its
@@ -102,7 +104,7 @@ WITH run AS (
     RETURNING next_seq - %(count)s::integer AS first_seq
 ), written AS (
     INSERT INTO railyard_records (run_id, seq, kind, status, node_id, finishes_step, ts, body)
-    SELECT %(run_id)s::text, run.first_seq + r.n - 1, r.kind, r.status, r.node_id, r.finishes_step, r.ts, r.body::json
+    SELECT %(run_id)s::text, run.first_seq + r.n - 1, r.kind, r.status, r.node_id, r.finishes_step, r.ts, r.body
     FROM run, {_RECORDS}
 )
 SELECT first_seq FROM run
@@ -119,11 +121,24 @@ WITH run AS (
     RETURNING run_id
 ), written AS (
     INSERT INTO railyard_records (run_id, seq, kind, status, node_id, finishes_step, ts, body)
-    SELECT run.run_id, r.n - 1, r.kind, r.status, r.node_id, r.finishes_step, r.ts, r.body::json
+    SELECT run.run_id, r.n - 1, r.kind, r.status, r.node_id, r.finishes_step, r.ts, r.body
     FROM run, {_RECORDS}
 )
 SELECT 1 FROM run
 """
+
+
+def _records_json(records: Sequence[StoredRecord]) -> str:
+    """The batch as one JSON array; each record's body (JSON already) goes in as it is."""
+    return (
+        "["
+        + ",".join(
+            f'{{"kind":{json.dumps(r.kind)},"status":{json.dumps(r.status.value)},"node_id":{json.dumps(r.node_id)},'
+            f'"finishes_step":{"true" if r.finishes_step else "false"},"ts":{float(r.ts)!r},"body":{r.body}}}'
+            for r in records
+        )
+        + "]"
+    )
 
 
 def _batch(records: Sequence[StoredRecord]) -> dict[str, Any]:
@@ -135,12 +150,7 @@ def _batch(records: Sequence[StoredRecord]) -> dict[str, Any]:
         "last_node": next((record.node_id for record in reversed(records) if record.node_id), None),
         "status": last.status.value if last is not None else None,
         "updated_at": last.ts if last is not None else None,
-        "kinds": [record.kind for record in records],
-        "statuses": [record.status.value for record in records],
-        "node_ids": [record.node_id for record in records],
-        "finishes": [record.finishes_step for record in records],
-        "ts": [record.ts for record in records],
-        "bodies": [record.body for record in records],
+        "records": _records_json(records),
     }
 
 
