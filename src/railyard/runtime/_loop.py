@@ -309,6 +309,7 @@ class Loop(MapSources):
         """
         self._lanes.cancel_all()
         self._starting.clear()
+        self._start_recorded.clear()
         for scope in self._pumps:
             scope.cancel()
         self._inline.clear()
@@ -590,6 +591,7 @@ class Loop(MapSources):
                 self._uncount([running])
                 if running in self._starting:
                     self._starting.remove(running)
+                self._start_recorded.discard(task_id)
         for waiting in (self._queued, self._inline):
             for queued in list(waiting):
                 if any(item.node_run_id == fork_run_id for item in queued.fork_stack):
