@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from railyard import FileStore, RunEnded, SqliteStore
-from railyard.durable import DurablePersistence
+from railyard.durable import DurablePersistence, read_run
 from railyard.store import RunStore
+from railyard.store.codec import RecordCodec
 from railyard.testing._sample import CrashState, FailPlan, count_graph, map_graph
 
 pytestmark = pytest.mark.anyio
@@ -67,3 +68,37 @@ async def test_a_fork_of_an_old_run_goes_on_in_the_new_format(old_store: RunStor
     result = await count_graph.resume(old_store, new_id)
     assert result.output == 4
     await old_store.aclose()
+
+
+def test_dialect_1_records_are_read_in_dialect_2s_kinds() -> None:
+    from railyard.store.records import JoinClosed, RunEndRecorded
+
+    codec = RecordCodec(count_graph.get_nodes(), CrashState, int)
+    end = codec.decode(
+        b'{"kind":"step_finished","task_id":"","duration":0.0,"state":{"count":3,"checksum":0},'
+        b'"next_tasks":[],"end":{"data":3},"end_id":"end:1","ts":1.0}'
+    )
+    assert isinstance(end, RunEndRecorded) and end.end.data == 3 and end.state == CrashState(count=3)
+    closed = codec.decode(
+        b'{"kind":"step_finished","task_id":"join:total:task:3:ab","duration":0.0,"state":{"count":0,"checksum":0},'
+        b'"next_tasks":[],"end":null,"end_id":null,"ts":1.0}'
+    )
+    assert isinstance(closed, JoinClosed) and (closed.join_id, closed.close_id) == ("total", "join:total:task:3:ab")
+
+
+async def test_an_end_given_to_a_persistence_is_a_run_ended_record(tmp_path: Path) -> None:
+    from railyard import End
+    from railyard.store.records import RunEndRecorded
+
+    store = SqliteStore(tmp_path / "runs.db")
+    persistence: DurablePersistence[CrashState, int] = DurablePersistence(store, "r")
+    persistence.set_graph_types(count_graph)
+    await persistence.snapshot_end(CrashState(count=7), End(7))
+    assert [record.kind for record in await store.read("r")] == ["run_created", "run_ended"]
+    (info,) = await store.runs()
+    assert info.status.value == "ended"
+    records = await read_run(store, "r", RecordCodec(count_graph.get_nodes(), CrashState, int))
+    assert isinstance(records[-1], RunEndRecorded) and records[-1].end.data == 7
+    snapshots = await persistence.load_all()
+    assert [type(snapshot).__name__ for snapshot in snapshots] == ["EndSnapshot"]
+    await store.aclose()

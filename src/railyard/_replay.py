@@ -30,7 +30,7 @@ from railyard.runtime._end import End
 from railyard.runtime._joins import JoinKey, JoinState, closing_id
 from railyard.runtime._program import MapItems, NodeKind, Program
 from railyard.runtime._tasks import ForkStack, Task
-from railyard.store.records import JoinClosed, RunCreated, RunRecord, StepFinished, TasksScheduled
+from railyard.store.records import JoinClosed, RunCreated, RunEndRecorded, RunRecord, StepFinished, TasksScheduled
 
 __all__ = ("Position", "replay")
 
@@ -89,7 +89,7 @@ def replay(
     position = Position()
     for record in records:
         if type(record) is StepFinished:
-            position.state = record.state if record.state is not None or not record.task_id else position.state
+            position.state = record.state if record.state is not None else position.state
             if record.end is not None:
                 position.end = record.end
             if record.task_id:
@@ -108,6 +108,8 @@ def replay(
             position.closed.add(record.close_id)
             for task in record.next_tasks:
                 tasks.setdefault(task.task_id, task)
+        elif type(record) is RunEndRecorded:
+            position.state, position.end = record.state, record.end
         elif type(record) is RunCreated:
             position.graph, position.fingerprint = record.graph, record.fingerprint
     cut_short: set[str] = set()

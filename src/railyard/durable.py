@@ -46,6 +46,7 @@ from railyard.store.records import (
     DIALECT,
     JoinClosed,
     RunCreated,
+    RunEndRecorded,
     RunRecord,
     StepFinished,
     TaskClaimed,
@@ -364,7 +365,7 @@ def record_node_id(record: RunRecord) -> str | None:
     """The id of the node a record is about, as far as the record itself tells."""
     if isinstance(record, TasksScheduled):
         return record.tasks[0].node_id if record.tasks else None
-    if isinstance(record, RunCreated):
+    if isinstance(record, RunCreated | RunEndRecorded):
         return None
     if isinstance(record, JoinClosed):
         return record.join_id

@@ -19,7 +19,7 @@ from typing_extensions import TypeVar
 from railyard._node_schema import CustomNodeSchema
 from railyard.nodes import BaseNode, End
 from railyard.store.memory import MemoryRunLog
-from railyard.store.records import StepFinished, StepStarted, TasksScheduled
+from railyard.store.records import RunEndRecorded, StepFinished, StepStarted, TasksScheduled
 
 __all__ = (
     "EndStep",
@@ -146,6 +146,8 @@ class HistoryView:
                         self._nodes[task.task_id] = task.inputs
                     if end is not None:
                         self.steps.append(EndStep(result=end, ts=datetime.fromtimestamp(ts, UTC)))
+                case RunEndRecorded(end=end, ts=ts):
+                    self.steps.append(EndStep(result=end, ts=datetime.fromtimestamp(ts, UTC)))
                 case _:
                     pass
         self._seen = len(records)

@@ -8,6 +8,7 @@ from typing import Any
 from railyard.persistence import EndSnapshot, NodeSnapshot, Snapshot
 from railyard.store.memory import MemoryRunLog
 from railyard.store.records import (
+    RunEndRecorded,
     RunRecord,
     StepFailed,
     StepFinished,
@@ -88,6 +89,10 @@ class SnapshotView:
                             state=state, result=end, ts=datetime.fromtimestamp(ts, UTC), id=end.get_snapshot_id()
                         )
                     )
+            case RunEndRecorded(state=state, end=end, ts=ts):
+                self._add(
+                    EndSnapshot(state=state, result=end, ts=datetime.fromtimestamp(ts, UTC), id=end.get_snapshot_id())
+                )
             case StepFailed(task_id=task_id, duration=duration):
                 if (node := self._node(task_id)) is not None:
                     node.status = "error"

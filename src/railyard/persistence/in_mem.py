@@ -31,6 +31,7 @@ from railyard.runtime._tasks import Task
 from railyard.store.memory import MemoryRecorder, MemoryRunLog
 from railyard.store.records import (
     ErrorInfo,
+    RunEndRecorded,
     RunRecord,
     StepFailed,
     StepFinished,
@@ -95,7 +96,7 @@ class LogPersistence(BaseStatePersistence[StateT, RunEndT]):
 
     async def snapshot_end(self, state: StateT, end: End[RunEndT]) -> None:
         """Record the end of the run."""
-        await self._write(StepFinished("", 0.0, self._copy(state), (), end, time()), None)
+        await self._write(RunEndRecorded(self._copy(state), end, time()), None)
 
     @asynccontextmanager
     async def record_run(self, snapshot_id: str) -> AsyncIterator[None]:
@@ -156,7 +157,7 @@ def snapshot_records(snapshots: Sequence[Snapshot[Any, Any]]) -> list[RunRecord]
     for snapshot in snapshots:
         if isinstance(snapshot, EndSnapshot):
             snapshot.result.set_snapshot_id(snapshot.id)
-            records.append(StepFinished("", 0.0, snapshot.state, (), snapshot.result, snapshot.ts.timestamp()))
+            records.append(RunEndRecorded(snapshot.state, snapshot.result, snapshot.ts.timestamp()))
             continue
         node: AnyNode = snapshot.node
         node.set_snapshot_id(snapshot.id)

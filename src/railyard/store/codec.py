@@ -23,6 +23,7 @@ from railyard.store.records import (
     ErrorInfo,
     JoinClosed,
     RunCreated,
+    RunEndRecorded,
     RunRecord,
     RunStatus,
     StepFailed,
@@ -37,6 +38,7 @@ __all__ = ("RecordCodec", "RecordDecodeError")
 _KINDS: dict[type, str] = {
     RunCreated: "run_created",
     JoinClosed: "join_closed",
+    RunEndRecorded: "run_ended",
     TasksScheduled: "tasks_scheduled",
     TaskClaimed: "task_claimed",
     StepStarted: "step_started",
@@ -105,6 +107,15 @@ class RecordCodec:
                     "join_id": join_id,
                     "close_id": close_id,
                     "next_tasks": self._tasks(next_tasks),
+                    "ts": ts,
+                }
+                self._put_state(body, state, deltas)  # last: once the writer has it, nothing may fail
+                return body
+            case RunEndRecorded(state=state, end=end, ts=ts):
+                body = {
+                    "kind": "run_ended",
+                    "end": self._end.dump_python(end, mode="json"),
+                    "end_id": end.get_snapshot_id(),
                     "ts": ts,
                 }
                 self._put_state(body, state, deltas)  # last: once the writer has it, nothing may fail
@@ -182,6 +193,8 @@ class RecordCodec:
                 status = RunStatus.CREATED
             case JoinClosed():
                 status = RunStatus.WAITING
+            case RunEndRecorded():
+                status = RunStatus.ENDED
             case TasksScheduled():
                 status = RunStatus.CREATED if first else RunStatus.WAITING
             case StepStarted():
@@ -253,7 +266,14 @@ class RecordCodec:
             close_id = data["task_id"]
             state = self._load_state(states.decode(data))
             tasks = self._load_tasks(data["next_tasks"], "next_tasks")
-            return JoinClosed(close_id[len("join:") :].rpartition(":")[0], close_id, state, tasks, data["ts"])
+            join_id = close_id[len("join:") :].partition(":")[0]  # join:<join id>:<fork run's task id>
+            return JoinClosed(join_id, close_id, state, tasks, data["ts"])
+        if kind == "run_ended" or (kind == "step_finished" and data.get("task_id") == "" and data.get("end")):
+            # dialect 1 recorded a persistence's `snapshot_end` as a step finished with no task
+            ended: End[Any] = _validate(self._end, data["end"], "end")
+            if data.get("end_id"):
+                ended.set_snapshot_id(data["end_id"])
+            return RunEndRecorded(self._load_state(states.decode(data)), ended, data["ts"])
         if kind == "tasks_scheduled":
             state = self._load_state(states.decode(data))
             replaces = data.get("replaces", [])

@@ -15,6 +15,7 @@ from railyard.store.base import LockingStore, Release
 from railyard.store.records import (
     ErrorInfo,
     JoinClosed,
+    RunEndRecorded,
     RunRecord,
     RunStatus,
     StepFailed,
@@ -79,6 +80,11 @@ class MemoryRunLog:
                     status.setdefault(task.task_id, "created")
             case TaskClaimed(task_id=task_id):
                 status[task_id] = "pending"
+            case RunEndRecorded():
+                if not self.keep_all:
+                    self.records.clear()
+                if not self.keep_status:
+                    status.clear()
             case JoinClosed(next_tasks=next_tasks):
                 for task in next_tasks:
                     status[task.task_id] = "created"

@@ -20,6 +20,7 @@ __all__ = (
     "ErrorInfo",
     "JoinClosed",
     "RunCreated",
+    "RunEndRecorded",
     "RunRecord",
     "RunStatus",
     "StepFailed",
@@ -36,7 +37,8 @@ DIALECT = 2
 1: the first (no `run_created`; join closings were `step_finished` records with `join:`
 ids; a step's finish named no node of its own). 2: `run_created` opens a run, with its
 graph's name and fingerprint and the railyard that made it; `join_closed` records a join's
-value going on; `step_finished` names its node; states may be stored by change. Logs of
+value going on; `step_finished` names its node; `run_ended` records an end given apart from a step
+(dialect 1: a `step_finished` with an empty task id); states may be stored by change. Logs of
 dialect 1 are read as they are, translated record by record.
 """
 
@@ -146,8 +148,19 @@ class StepFinished:
     ts: float
     """When the step finished, as a POSIX timestamp."""
     node_id: str | None = None
-    """The id of the node that ran (`None` in dialect 1 logs, and for an end recorded by a
-    persistence's `snapshot_end`, whose `task_id` is empty)."""
+    """The id of the node that ran (`None` in dialect 1 logs)."""
+
+
+@dataclass(slots=True)
+class RunEndRecorded:
+    """The run's end was recorded apart from any step: a persistence's `snapshot_end`."""
+
+    state: Any
+    """The state at the end."""
+    end: End[Any]
+    """The run's end."""
+    ts: float
+    """When, as a POSIX timestamp."""
 
 
 @dataclass(slots=True)
@@ -180,5 +193,7 @@ class StepFailed:
     """When, as a POSIX timestamp."""
 
 
-RunRecord = RunCreated | TasksScheduled | TaskClaimed | StepStarted | StepFinished | StepFailed | JoinClosed
+RunRecord = (
+    RunCreated | TasksScheduled | TaskClaimed | StepStarted | StepFinished | StepFailed | JoinClosed | RunEndRecorded
+)
 """Any record of a run log."""

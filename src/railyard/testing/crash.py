@@ -48,7 +48,7 @@ from railyard.graph import Graph
 from railyard.nodes import BaseNode
 from railyard.store import RunStore
 from railyard.store.codec import RecordCodec
-from railyard.store.records import RunRecord, StepFinished, StepStarted
+from railyard.store.records import RunEndRecorded, RunRecord, StepFinished, StepStarted
 from railyard.store.urls import open_store
 
 if TYPE_CHECKING:
@@ -286,7 +286,7 @@ async def crash_test(
             finished_before = {r.task_id for r in before if isinstance(r, StepFinished) and r.task_id}
             started_before = [r.task_id for r in before if isinstance(r, StepStarted)]
 
-            if not any(isinstance(r, StepFinished) and r.end is not None for r in before):
+            if not any(isinstance(r, StepFinished | RunEndRecorded) and r.end is not None for r in before):
                 second = _worker(target, store_url, run_id, trial_dir)
                 await anyio.to_thread.run_sync(_wait_started, second, timeout)
                 await anyio.to_thread.run_sync(_finish, second, timeout, f"resume of trial {index}")
