@@ -132,3 +132,11 @@ from railyard import {name}
 print(json.dumps({name} is getattr(sys.modules[{module!r}], {name!r})))
 """
     assert _fresh(probe) is True
+
+
+def test_the_version_comes_from_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    import railyard
+
+    assert railyard.__version__ == version("railyard")

@@ -37,6 +37,9 @@ from railyard.nodes import BaseNode, Edge, End, GraphRunContext
 from railyard.persistence import EndSnapshot, NodeSnapshot, Snapshot
 
 if TYPE_CHECKING:
+    __version__: str
+    """The installed railyard's version (read from its package metadata when first asked for)."""
+
     from railyard.durable import DurablePersistence
     from railyard.persistence.file import FileStatePersistence
     from railyard.persistence.in_mem import FullStatePersistence, SimpleStatePersistence
@@ -121,6 +124,11 @@ _LAZY: dict[str, str] = {
 
 def __getattr__(name: str) -> object:
     """Load a store, persistence, executor or the worker the first time it is asked for."""
+    if name == "__version__":  # the installed distribution's version, read from its metadata once
+        from railyard._version import railyard_version
+
+        version = globals()["__version__"] = railyard_version()
+        return version
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'railyard' has no attribute {name!r}")
