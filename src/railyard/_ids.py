@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 
-__all__ = ("new_hex_id", "new_snapshot_id")
+__all__ = ("default_snapshot_id", "new_hex_id", "new_snapshot_id")
 
 _prefix = os.urandom(8).hex()
 _counter = itertools.count()
@@ -30,6 +31,22 @@ def new_hex_id() -> str:
     return f"{_prefix}{next(_counter):016x}"
 
 
-def new_snapshot_id(node_id: str) -> str:
+def default_snapshot_id(node_id: str) -> str:
     """A new snapshot id in pydantic-graph's shape: `'<node id>:<32 hex digits>'`."""
     return f"{node_id}:{_prefix}{next(_counter):016x}"
+
+
+def new_snapshot_id(node_id: str) -> str:
+    """A new snapshot id, made by `railyard.nodes.generate_snapshot_id` as it is now.
+
+    Looked up at each call, as pydantic-graph does, so that patching
+    `railyard.nodes.generate_snapshot_id` (tests do, for ids like `Node:1`) takes effect
+    everywhere ids are made.
+    """
+    nodes = sys.modules.get("railyard.nodes")
+    if nodes is None:
+        return default_snapshot_id(node_id)
+    generate = nodes.generate_snapshot_id
+    if generate is default_snapshot_id:
+        return f"{node_id}:{_prefix}{next(_counter):016x}"  # the usual case, without a second call
+    return str(generate(node_id))

@@ -45,6 +45,7 @@ class Route:
         node_id = self.allowed.get(type(result))
         if node_id is None:
             if isinstance(result, End):
+                result.get_snapshot_id()  # the end's id is made now, as the run ends (a patched generator sees it)
                 return result
             node_id = self._check(result)
         # every step gets a new id, even when a node returns itself or an earlier node

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Never
 
 from typing_extensions import TypeVar
 
-from railyard._ids import new_snapshot_id
+from railyard._ids import default_snapshot_id, new_snapshot_id
 from railyard.runtime._end import End, RunEndT
 from railyard.runtime._tasks import Task
 
@@ -31,6 +31,12 @@ __all__ = (
     "NodeRunEndT",
     "StateT",
 )
+
+generate_snapshot_id = default_snapshot_id
+"""Make a new snapshot id from a node id (`'<node id>:<32 hex digits>'`).
+
+A module attribute to allow patching, as in pydantic-graph: every snapshot id railyard
+makes (nodes, ends, a run's start) calls what this name holds at that moment."""
 
 StateT = TypeVar("StateT", default=None)
 """Type of a graph's state."""
