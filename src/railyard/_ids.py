@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
+from types import ModuleType
 
-__all__ = ("default_snapshot_id", "new_hex_id", "new_snapshot_id")
+__all__ = ("default_snapshot_id", "new_hex_id", "new_snapshot_id", "register_nodes")
 
 _prefix = os.urandom(8).hex()
 _counter = itertools.count()
@@ -31,6 +31,16 @@ def new_hex_id() -> str:
     return f"{_prefix}{next(_counter):016x}"
 
 
+_nodes: ModuleType | None = None
+"""`railyard.nodes`, once imported (it registers itself with `register_nodes`)."""
+
+
+def register_nodes(module: ModuleType) -> None:
+    """Make ids with `module.generate_snapshot_id` (called by `railyard.nodes` as it is imported)."""
+    global _nodes  # noqa: PLW0603 - the one module whose attribute may be patched
+    _nodes = module
+
+
 def default_snapshot_id(node_id: str) -> str:
     """A new snapshot id in pydantic-graph's shape: `'<node id>:<32 hex digits>'`."""
     return f"{node_id}:{_prefix}{next(_counter):016x}"
@@ -43,10 +53,7 @@ def new_snapshot_id(node_id: str) -> str:
     `railyard.nodes.generate_snapshot_id` (tests do, for ids like `Node:1`) takes effect
     everywhere ids are made.
     """
-    nodes = sys.modules.get("railyard.nodes")
-    if nodes is None:
-        return default_snapshot_id(node_id)
-    generate = nodes.generate_snapshot_id
+    generate = _nodes.generate_snapshot_id if _nodes is not None else default_snapshot_id
     if generate is default_snapshot_id:
         return f"{node_id}:{_prefix}{next(_counter):016x}"  # the usual case, without a second call
     return str(generate(node_id))

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import inspect
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Never
 
 from typing_extensions import TypeVar
 
-from railyard._ids import default_snapshot_id, new_snapshot_id
+from railyard._ids import default_snapshot_id, new_snapshot_id, register_nodes
 from railyard.runtime._end import End, RunEndT
 from railyard.runtime._tasks import Task
 
@@ -37,6 +38,7 @@ generate_snapshot_id = default_snapshot_id
 
 A module attribute to allow patching, as in pydantic-graph: every snapshot id railyard
 makes (nodes, ends, a run's start) calls what this name holds at that moment."""
+register_nodes(sys.modules[__name__])
 
 StateT = TypeVar("StateT", default=None)
 """Type of a graph's state."""
