@@ -270,10 +270,7 @@ class RecordCodec:
             return JoinClosed(join_id, close_id, state, tasks, data["ts"])
         if kind == "run_ended" or (kind == "step_finished" and data.get("task_id") == "" and data.get("end")):
             # dialect 1 recorded a persistence's `snapshot_end` as a step finished with no task
-            ended: End[Any] = _validate(self._end, data["end"], "end")
-            if data.get("end_id"):
-                ended.set_snapshot_id(data["end_id"])
-            return RunEndRecorded(self._load_state(states.decode(data)), ended, data["ts"])
+            return RunEndRecorded(self._load_state(states.decode(data)), self._load_end(data), data["ts"])
         if kind == "tasks_scheduled":
             state = self._load_state(states.decode(data))
             replaces = data.get("replaces", [])
@@ -285,11 +282,7 @@ class RecordCodec:
         if kind == "step_started":
             return StepStarted(data["task_id"], data["ts"])
         if kind == "step_finished":
-            end: End[Any] | None = None
-            if data["end"] is not None:
-                end = _validate(self._end, data["end"], "end")
-                if data.get("end_id"):
-                    end.set_snapshot_id(data["end_id"])
+            end = None if data["end"] is None else self._load_end(data)
             return StepFinished(
                 data["task_id"],
                 data["duration"],
@@ -308,6 +301,13 @@ class RecordCodec:
                 data["ts"],
             )
         raise RecordDecodeError(f"unknown record kind {kind!r}")
+
+    def _load_end(self, data: dict[str, Any]) -> End[Any]:
+        """A record's `end`, with the snapshot id it was stored with."""
+        end: End[Any] = _validate(self._end, data["end"], "end")
+        if data.get("end_id"):
+            end.set_snapshot_id(data["end_id"])
+        return end
 
     def _load_state(self, state: Any) -> Any:
         return _validate(self._state, state, "state")
