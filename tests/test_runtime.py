@@ -434,6 +434,8 @@ async def test_a_reducer_can_cancel_sibling_tasks_itself() -> None:
     cancelled: list[int] = []
     never = anyio.Event()
     quick_done = {n: anyio.Event() for n in (0, 1)}
+    slow_started: list[int] = []
+    all_slow_started = anyio.Event()
 
     @g.step
     async def work(ctx: StepContext[None, None, int]) -> int:
@@ -442,9 +444,12 @@ async def test_a_reducer_can_cancel_sibling_tasks_itself() -> None:
                 if ctx.inputs == 1:
                     await quick_done[0].wait()
                 else:
-                    await anyio.lowlevel.checkpoint()
+                    await all_slow_started.wait()  # every sibling is running before the first two arrive
                 quick_done[ctx.inputs].set()
                 return ctx.inputs
+            slow_started.append(ctx.inputs)
+            if len(slow_started) == 3:
+                all_slow_started.set()
             await never.wait()
         except anyio.get_cancelled_exc_class():
             cancelled.append(ctx.inputs)
