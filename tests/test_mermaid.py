@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from railyard import BaseNode, Edge, End, Graph, GraphRunContext
@@ -309,6 +310,10 @@ def test_service_error_status_is_a_clear_error() -> None:
     with FakeMermaidService(status=400) as failing, pytest.raises(MermaidServiceError) as info:
         never_42_graph.mermaid_image(base_url=failing.url)
     assert str(info.value) == "400 error generating image:\nbad diagram"
+    # code written for pydantic-graph catches httpx's error and reads the response
+    assert isinstance(info.value, httpx.HTTPStatusError)
+    assert info.value.response.status_code == 400
+    assert info.value.response.content == b"bad diagram"
 
 
 def test_unreachable_service_is_a_clear_error() -> None:

@@ -31,14 +31,14 @@ def new_hex_id() -> str:
     return f"{_prefix}{next(_counter):016x}"
 
 
-_nodes: ModuleType | None = None
-"""`railyard.nodes`, once imported (it registers itself with `register_nodes`)."""
+_nodes_modules: list[ModuleType] = []
+"""The modules whose `generate_snapshot_id` may be patched (`railyard.nodes`, `railyard.v0.nodes`)."""
 
 
 def register_nodes(module: ModuleType) -> None:
-    """Make ids with `module.generate_snapshot_id` (called by `railyard.nodes` as it is imported)."""
-    global _nodes  # noqa: PLW0603 - the one module whose attribute may be patched
-    _nodes = module
+    """Make ids with `module.generate_snapshot_id` when it is patched (called by the nodes modules)."""
+    if module not in _nodes_modules:
+        _nodes_modules.append(module)
 
 
 def default_snapshot_id(node_id: str) -> str:
@@ -47,13 +47,14 @@ def default_snapshot_id(node_id: str) -> str:
 
 
 def new_snapshot_id(node_id: str) -> str:
-    """A new snapshot id, made by `railyard.nodes.generate_snapshot_id` as it is now.
+    """A new snapshot id, made by `generate_snapshot_id` of the nodes modules as it is now.
 
     Looked up at each call, as pydantic-graph does, so that patching
-    `railyard.nodes.generate_snapshot_id` (tests do, for ids like `Node:1`) takes effect
-    everywhere ids are made.
+    `railyard.nodes.generate_snapshot_id` or `railyard.v0.nodes.generate_snapshot_id` (tests
+    do, for ids like `Node:1`) takes effect everywhere ids are made.
     """
-    generate = _nodes.generate_snapshot_id if _nodes is not None else default_snapshot_id
-    if generate is default_snapshot_id:
-        return f"{node_id}:{_prefix}{next(_counter):016x}"  # the usual case, without a second call
-    return str(generate(node_id))
+    for module in _nodes_modules:
+        generate = module.generate_snapshot_id
+        if generate is not default_snapshot_id:
+            return str(generate(node_id))
+    return f"{node_id}:{_prefix}{next(_counter):016x}"

@@ -9,16 +9,15 @@ import inspect
 import sys
 import types
 import typing
-from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin
 
 import typing_extensions
 from typing_extensions import get_original_bases
 
 from railyard.exceptions import GraphSetupError
-from railyard.nodes import BaseNode, Edge, End
+from railyard.nodes import BaseNode, Edge, End, NodeDef
 
-__all__ = ("NodeDef", "node_def", "infer_state_type", "infer_name", "parent_namespace", "Unset", "UNSET")
+__all__ = ("node_def", "infer_state_type", "infer_name", "parent_namespace", "Unset", "UNSET")
 
 
 class Unset:
@@ -29,30 +28,6 @@ class Unset:
 
 
 UNSET = Unset()
-
-
-@dataclass(slots=True)
-class NodeDef:
-    """What a graph knows about one node class: its id, note and outgoing edges."""
-
-    node: type[BaseNode[Any, Any, Any]]
-    """The node class."""
-    node_id: str
-    """The node's id in the graph."""
-    note: str | None
-    """The note shown on diagrams."""
-    next_node_edges: dict[str, Edge] = field(default_factory=dict[str, Edge])
-    """The nodes this node may hand over to, by id, with their edge annotation."""
-    next_node_classes: dict[str, type[BaseNode[Any, Any, Any]]] = field(
-        default_factory=dict[str, type[BaseNode[Any, Any, Any]]], repr=False
-    )
-    """The classes named in the return annotation, by node id."""
-    end_edge: Edge | None = None
-    """The edge to the end, if the node may end the run."""
-    end_types: list[Any] = field(default_factory=list[Any], repr=False)
-    """The `T` of each `End[T]` in the return annotation."""
-    returns_base_node: bool = False
-    """Whether the annotation says plain `BaseNode`: any node of the graph may follow."""
 
 
 _UNION_ORIGINS: tuple[Any, ...] = (Union, types.UnionType)
@@ -115,7 +90,7 @@ def _collect_edges(node_id: str, hint: Any, edge: Edge | None, result: NodeDef) 
         return
     cls = origin if origin is not None else hint
     if isinstance(cls, type) and issubclass(cls, BaseNode):
-        if cls is BaseNode:
+        if cls.__dict__.get("_stands_for_any_node", False):  # `BaseNode` itself (or `railyard.v0`'s)
             result.returns_base_node = True
             return
         next_id = cls.get_node_id()
@@ -155,15 +130,22 @@ def parent_namespace(frame: types.FrameType | None) -> dict[str, Any] | None:
     Nodes defined inside a function refer to each other by names that only that
     function's locals hold; resolving their forward references needs them.
     """
-    if frame is None:
-        return None
-    if frame.f_locals is frame.f_globals:
+    frame = _skip_typing_frames(frame)
+    if frame is None or frame.f_locals is frame.f_globals:
         return None
     return dict(frame.f_locals)
 
 
+def _skip_typing_frames(frame: types.FrameType | None) -> types.FrameType | None:
+    """`frame`, or its caller when `frame` is `typing`'s: `Graph[S, D, R](...)` calls through it."""
+    while frame is not None and frame.f_globals.get("__name__") in ("typing", "typing_extensions"):
+        frame = frame.f_back
+    return frame
+
+
 def infer_name(target: object, frame: types.FrameType | None) -> str | None:
     """The name of the variable that holds `target` in `frame` (or its module), if any."""
+    frame = _skip_typing_frames(frame)
     if frame is None:
         return None
     for name, value in frame.f_locals.items():

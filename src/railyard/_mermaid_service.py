@@ -8,8 +8,9 @@ The functions here take the diagram's text, so they know nothing of graphs.
 from __future__ import annotations
 
 import base64
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
@@ -113,8 +114,31 @@ def request_image(code: str, /, **kwargs: Unpack[ImageConfig]) -> bytes:
             f"or point base_url= (or RAILYARD_MERMAID_URL) at a reachable service."
         ) from err
     if not response.is_success:
-        raise MermaidServiceError(f"{response.status_code} error generating image:\n{response.text}")
+        raise _status_error_class(httpx)(
+            f"{response.status_code} error generating image:\n{response.text}",
+            request=response.request,
+            response=response,
+        )
     return response.content
+
+
+@functools.cache
+def _status_error_class(httpx: Any) -> Callable[..., MermaidServiceError]:
+    """The error for a service's error answer: a `MermaidServiceError` and an `httpx.HTTPStatusError`.
+
+    Code written for pydantic-graph catches `httpx.HTTPStatusError` and reads its
+    `response`; code written for railyard catches `MermaidServiceError`. Both work.
+    """
+
+    class MermaidServiceStatusError(MermaidServiceError, httpx.HTTPStatusError):  # type: ignore[misc]
+        """The mermaid rendering service answered with an error status (see `response`)."""
+
+        def __init__(self, message: str, *, request: httpx.Request, response: httpx.Response) -> None:
+            httpx.HTTPStatusError.__init__(self, message, request=request, response=response)
+            self.message = message
+
+    MermaidServiceStatusError.__module__ = "railyard.exceptions"
+    return MermaidServiceStatusError
 
 
 def save_image(path: Path | str, code: str, /, **kwargs: Unpack[ImageConfig]) -> None:

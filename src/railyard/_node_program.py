@@ -6,9 +6,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from railyard._ids import new_snapshot_id
-from railyard._introspect import NodeDef
 from railyard.exceptions import GraphRuntimeError
-from railyard.nodes import BaseNode, End
+from railyard.nodes import BaseNode, End, NodeDef
 from railyard.runtime._tasks import Task
 
 # What only a run, a diagram or a history needs (the runtime loop, the in-memory log,
@@ -54,10 +53,11 @@ class Route:
 
     def _check(self, result: Any) -> str:
         if not isinstance(result, BaseNode):
-            raise GraphRuntimeError(
-                f"Invalid node return type: `{type(result).__name__}`. Expected `BaseNode` or `End`. "
-                f"`{self.source}.run` returned {result!r}."
+            error = GraphRuntimeError(
+                f"Invalid node return type: `{type(result).__name__}`. Expected `BaseNode` or `End`."
             )
+            error.add_note(f"`{self.source}.run` returned {result!r}.")
+            raise error
         node: AnyNode = result
         node_id = node.get_node_id()
         node_def = self.graph.node_defs.get(node_id)

@@ -7,7 +7,6 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, cast
 
-from railyard._ids import new_snapshot_id
 from railyard._node_program import NodeProgram
 from railyard.exceptions import GraphRuntimeError
 from railyard.nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT, StateT, node_task
@@ -98,8 +97,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         if snapshot_id is not None:
             start_node.set_snapshot_id(snapshot_id)
         elif isinstance(start_node, BaseNode):
-            # a new run's first step gets a new id, even if this node object started a run before
-            start_node.set_snapshot_id(new_snapshot_id(start_node.get_node_id()))
+            start_node.get_snapshot_id()  # made now if the node has none (a node object keeps its id, as upstream)
         self._next_node: BaseNode[StateT, DepsT, RunEndT] | End[RunEndT] = start_node
         self._next_task: Task | None = None if isinstance(start_node, End) else node_task(start_node)
         self._recorder = persistence._recorder(graph)  # pyright: ignore[reportPrivateUsage]

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from railyard import _introspect
-from railyard._introspect import UNSET, NodeDef, Unset
+from railyard._introspect import UNSET, Unset
 from railyard._mermaid_defaults import DEFAULT_HIGHLIGHT_CSS
 from railyard._node_program import Route
 from railyard._node_run import (
@@ -29,7 +29,7 @@ from railyard._node_run import (
 from railyard._node_schema import node_types
 from railyard._sync import refuse_running_loop
 from railyard.exceptions import GraphRuntimeError, GraphSetupError
-from railyard.nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT, StateT
+from railyard.nodes import BaseNode, DepsT, End, GraphRunContext, NodeDef, RunEndT, StateT
 from railyard.persistence import BaseStatePersistence
 
 # What only a run, a diagram or a history needs (the runtime loop, the in-memory log,
@@ -556,6 +556,13 @@ def _comma_and(items: Sequence[str]) -> str:
 
 
 def _infer_run_end_type(node_defs: Any) -> Any:
+    """The result type: the third argument a node gives `BaseNode`, else the union of its `End[T]`s."""
+    run_end_type = generic_run_end_type(node_defs)
+    return _union_of_end_types(node_defs) if run_end_type is UNSET else run_end_type
+
+
+def generic_run_end_type(node_defs: Any) -> Any:
+    """The third argument the first node that gives one gives `BaseNode`, else `UNSET`."""
     for node_def in node_defs:
         for base in _introspect._generic_bases(node_def.node):  # pyright: ignore[reportPrivateUsage]
             args: tuple[Any, ...] = getattr(base, "__args__", ())
@@ -568,6 +575,10 @@ def _infer_run_end_type(node_defs: Any) -> Any:
                 and not isinstance(args[2], TypeVar)
             ):
                 return args[2]
+    return UNSET
+
+
+def _union_of_end_types(node_defs: Any) -> Any:
     end_types: list[Any] = []
     for node_def in node_defs:
         for end_type in node_def.end_types:
@@ -584,3 +595,12 @@ def _infer_run_end_type(node_defs: Any) -> Any:
 
 
 Graph._run_class = GraphRun  # pyright: ignore[reportPrivateUsage]
+
+
+def __getattr__(name: str) -> Any:
+    """`SimpleStatePersistence`, imported on first use (as pydantic-graph's `graph` module re-exports it)."""
+    if name == "SimpleStatePersistence":
+        from railyard.persistence.in_mem import SimpleStatePersistence
+
+        return SimpleStatePersistence
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

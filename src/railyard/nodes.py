@@ -11,16 +11,13 @@ import inspect
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Never
+from typing import Any, ClassVar, Generic, Never
 
 from typing_extensions import TypeVar
 
 from railyard._ids import default_snapshot_id, new_snapshot_id, register_nodes
 from railyard.runtime._end import End, RunEndT
 from railyard.runtime._tasks import Task
-
-if TYPE_CHECKING:
-    from railyard._introspect import NodeDef
 
 __all__ = (
     "BaseNode",
@@ -30,6 +27,7 @@ __all__ = (
     "DepsT",
     "RunEndT",
     "NodeRunEndT",
+    "NodeDef",
     "StateT",
 )
 
@@ -84,6 +82,8 @@ class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):
 
     docstring_notes: ClassVar[bool] = False
     """If true, the class docstring is shown as a note on mermaid diagrams."""
+    _stands_for_any_node: ClassVar[bool] = True
+    """Set in this class's own namespace only: in a return annotation it means "any node of the graph"."""
 
     @abstractmethod
     async def run(self, ctx: GraphRunContext[StateT, DepsT]) -> BaseNode[StateT, DepsT, Any] | End[NodeRunEndT]:
@@ -146,6 +146,30 @@ class Edge:
 
     label: str | None
     """The label shown on the edge in mermaid diagrams."""
+
+
+@dataclass(slots=True)
+class NodeDef:
+    """What a graph knows about one node class: its id, note and outgoing edges."""
+
+    node: type[BaseNode[Any, Any, Any]]
+    """The node class."""
+    node_id: str
+    """The node's id in the graph."""
+    note: str | None
+    """The note shown on diagrams."""
+    next_node_edges: dict[str, Edge] = field(default_factory=dict[str, Edge])
+    """The nodes this node may hand over to, by id, with their edge annotation."""
+    next_node_classes: dict[str, type[BaseNode[Any, Any, Any]]] = field(
+        default_factory=dict[str, type[BaseNode[Any, Any, Any]]], repr=False, compare=False
+    )
+    """The classes named in the return annotation, by node id."""
+    end_edge: Edge | None = None
+    """The edge to the end, if the node may end the run."""
+    end_types: list[Any] = field(default_factory=list[Any], repr=False, compare=False)
+    """The `T` of each `End[T]` in the return annotation."""
+    returns_base_node: bool = False
+    """Whether the annotation says plain `BaseNode`: any node of the graph may follow."""
 
 
 def node_task(node: BaseNode[Any, Any, Any]) -> Task:

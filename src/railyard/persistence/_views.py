@@ -27,12 +27,18 @@ class SnapshotView:
     a log that keeps only its current step is re-read whole (it holds a few records).
     """
 
-    __slots__ = ("_by_id", "_seen", "_snapshots", "log")
+    __slots__ = ("_by_id", "_earlier", "_loaded_times", "_seen", "_snapshots", "log")
 
-    def __init__(self, log: MemoryRunLog) -> None:
+    def __init__(
+        self, log: MemoryRunLog, loaded_times: dict[str, tuple[datetime | None, float | None]] | None = None
+    ) -> None:
         self.log = log
+        self._loaded_times = loaded_times or {}
+        """Start times and durations of snapshots loaded as given (kept until the step runs)."""
         self._snapshots: list[Snapshot[Any, Any]] = []
         self._by_id: dict[str, Snapshot[Any, Any]] = {}
+        self._earlier: dict[str, Snapshot[Any, Any]] = {}
+        """The snapshots of the read before a re-read: a snapshot read again is the same object."""
         self._seen = 0
 
     def reset(self) -> None:
@@ -45,7 +51,9 @@ class SnapshotView:
         """Every snapshot of the run, in the order they were recorded."""
         records = self.log.records
         if not self.log.keep_all or self._seen > len(records):
+            earlier = self._by_id
             self.reset()
+            self._earlier = earlier
         for record in records[self._seen :]:
             self._apply(record)
         self._seen = len(records)
@@ -58,6 +66,11 @@ class SnapshotView:
 
     def _add(self, snapshot: Snapshot[Any, Any]) -> None:
         if snapshot.id not in self._by_id:
+            if (same := self._earlier.pop(snapshot.id, None)) is not None and type(same) is type(snapshot):
+                same.__dict__.update(snapshot.__dict__)  # the caller's object, brought up to date
+                snapshot = same
+            if self._loaded_times and isinstance(snapshot, NodeSnapshot) and snapshot.id in self._loaded_times:
+                snapshot.start_ts, snapshot.duration = self._loaded_times[snapshot.id]
             self._by_id[snapshot.id] = snapshot
             self._snapshots.append(snapshot)
 

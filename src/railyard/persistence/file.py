@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,36 @@ import pydantic
 from railyard._node_schema import node_types
 from railyard.durable import DurablePersistence, record_node_id
 from railyard.exceptions import PersistenceError, RunNotFound
-from railyard.persistence import NodeSnapshot, RunEndT, StateT
+from railyard.nodes import BaseNode, End
+from railyard.persistence import (
+    BaseStatePersistence,
+    EndSnapshot,
+    NodeSnapshot,
+    RunEndT,
+    Snapshot,
+    SnapshotStatus,
+    StateT,
+    build_snapshot_list_type_adapter,
+)
 from railyard.persistence.in_mem import snapshot_records
 from railyard.store.file import FileStore
 from railyard.store.records import RunRecord
 
-__all__ = ("FileStatePersistence",)
+__all__ = (
+    "FileStatePersistence",
+    # re-exported, as pydantic-graph's `persistence.file` has them
+    "BaseNode",
+    "BaseStatePersistence",
+    "End",
+    "EndSnapshot",
+    "Snapshot",
+    "SnapshotStatus",
+    "build_snapshot_list_type_adapter",
+)
+
+
+_LOCK_POLL = 0.01
+"""Seconds between attempts to take a lock file another holder has."""
 
 
 class _OneRunFileStore(FileStore):
@@ -63,6 +89,28 @@ class FileStatePersistence(DurablePersistence[StateT, RunEndT]):
 
     def __repr__(self) -> str:
         return f"FileStatePersistence(json_file={self.json_file!r})"
+
+    @asynccontextmanager
+    async def _lock(self, *, timeout: float = 1.0) -> AsyncIterator[None]:  # noqa: ASYNC109 - pydantic-graph's signature
+        """Hold the file's lock (`<file>.lock`), waiting for another holder at most `timeout` seconds.
+
+        pydantic-graph's private spelling, kept for code that takes the lock itself; a run
+        holds this lock while it drives the file.
+
+        Raises:
+            TimeoutError: another holder kept the lock for `timeout` seconds.
+        """
+        store = self.store
+        assert isinstance(store, _OneRunFileStore)
+        with anyio.fail_after(timeout):
+            # the holder may be another process: there is no event to wait on, only the lock file
+            while (release := await store._try_lock(self.run_id)) is None:  # noqa: ASYNC110  # pyright: ignore[reportPrivateUsage]
+                await anyio.sleep(_LOCK_POLL)
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                await release()
 
     async def load_next(self) -> NodeSnapshot[StateT, RunEndT] | None:
         """Claim the node to run next, or `None` if the file holds no run yet."""

@@ -135,7 +135,12 @@ class LogPersistence(BaseStatePersistence[StateT, RunEndT]):
     def _replace(self, snapshots: Sequence[Snapshot[StateT, RunEndT]]) -> None:
         """Replace the whole log by records equivalent to `snapshots`."""
         self._log.reset(snapshot_records(snapshots))
-        self._view = SnapshotView(self._log)
+        loaded_times = {
+            snapshot.id: (snapshot.start_ts, snapshot.duration)
+            for snapshot in snapshots
+            if isinstance(snapshot, NodeSnapshot) and (snapshot.start_ts is not None or snapshot.duration is not None)
+        }
+        self._view = SnapshotView(self._log, loaded_times)
 
     def dump_json(self, *, indent: int | None = None) -> bytes:
         """The snapshots as JSON (pydantic-graph's format: a list of snapshots)."""
