@@ -285,3 +285,33 @@ async def test_file_persistence_lock_waits_at_most_its_timeout(tmp_path: Path) -
                 pass
     async with persistence._lock(timeout=0.05):  # let go: free again
         pass
+
+
+async def test_an_in_memory_run_goes_on_after_its_block_exits() -> None:
+    async with counter_graph.iter(Start(), state=Counter()) as run:
+        pass
+    assert await run.next() == Finish()  # as upstream; a run on a store refuses (it let go of the run's lock)
+    assert await run.next() == End(1)
+
+
+async def test_v0_has_the_persistence_package_0_0_40_added() -> None:
+    from railyard.v0 import BaseNode as V0Node
+    from railyard.v0 import End as V0End
+    from railyard.v0 import FullStatePersistence as V0Full
+    from railyard.v0 import Graph as V0Graph
+    from railyard.v0 import GraphRunContext as V0Context
+    from railyard.v0.persistence import BaseStatePersistence as V0Base
+    from railyard.v0.persistence.file import FileStatePersistence as V0File
+    from railyard.v0.persistence.in_mem import SimpleStatePersistence as V0Simple
+
+    assert (V0Full, V0Simple, V0File) == (FullStatePersistence, SimpleStatePersistence, FileStatePersistence)
+
+    @dataclass
+    class Once(V0Node[None, None, int]):
+        async def run(self, ctx: V0Context) -> V0End[int]:
+            return V0End(5)
+
+    sp = V0Full()
+    assert isinstance(sp, V0Base)
+    assert (await V0Graph(nodes=[Once]).run(Once(), persistence=sp)).output == 5
+    assert [type(s).__name__ for s in sp.history] == ["NodeSnapshot", "EndSnapshot"]

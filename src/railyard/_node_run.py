@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
@@ -56,9 +57,17 @@ class GraphRunResult(Generic[StateT, RunEndT]):
 
     @property
     def history(self) -> list[HistoryStep[StateT, RunEndT]]:
-        """The run's history, step by step (the seeds' API)."""
+        """The run's history, step by step (the seeds' API).
+
+        Raises:
+            AttributeError: the run kept no history (pydantic-graph 1.x's results have none).
+        """
         if self._history is None:
-            return []
+            raise AttributeError(
+                "This run kept no history: pydantic-graph 1.x's `GraphRunResult` has none. Read the "
+                "steps from a `FullStatePersistence` (`persistence.history`), pass `history=[]` to "
+                "`Graph.iter`, or use `railyard.v0`, whose runs keep one."
+            )
         if callable(self._history):
             self._history = self._history()
         return self._history
@@ -313,7 +322,9 @@ class RunContext(Generic[StateT, DepsT, RunEndT]):
         return graph_run
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        if self._run is not None:
+        durable = sys.modules.get("railyard.durable")  # not imported: no run of this process is on a store
+        if self._run is not None and durable is not None and isinstance(self._opened, durable.DurablePersistence):
+            # the block let go of the stored run (its lock); an in-memory run may go on, as upstream
             self._run._closed = True  # pyright: ignore[reportPrivateUsage]
         try:
             self._stack.__exit__(*exc_info)

@@ -15,11 +15,16 @@ Where it differs from `railyard` (which follows pydantic-graph 1.x):
   with an `End`, raises `GraphRuntimeError`.
 - `GraphRunContext(state, deps)` may be called positionally, and a node's id comes from
   `get_id()`.
+
+The modules are pydantic-graph 0.0.39's (`railyard.v0.nodes`, `.graph`, `.state`,
+`.mermaid`, `.exceptions`), plus the `persistence` package 0.0.40 added.
 """
 
 from __future__ import annotations
 
 from railyard.exceptions import GraphRuntimeError, GraphSetupError
+from railyard.persistence import EndSnapshot, NodeSnapshot, Snapshot
+from railyard.persistence.in_mem import FullStatePersistence, SimpleStatePersistence
 from railyard.state import EndStep, HistoryStep, NodeStep
 from railyard.v0.graph import Graph, GraphRun, GraphRunResult
 from railyard.v0.nodes import BaseNode, Edge, End, GraphRunContext
@@ -28,7 +33,9 @@ __all__ = (
     "BaseNode",
     "Edge",
     "End",
+    "EndSnapshot",
     "EndStep",
+    "FullStatePersistence",
     "Graph",
     "GraphRun",
     "GraphRunContext",
@@ -36,5 +43,8 @@ __all__ = (
     "GraphRuntimeError",
     "GraphSetupError",
     "HistoryStep",
+    "NodeSnapshot",
     "NodeStep",
+    "SimpleStatePersistence",
+    "Snapshot",
 )
