@@ -315,3 +315,13 @@ async def test_v0_has_the_persistence_package_0_0_40_added() -> None:
     assert isinstance(sp, V0Base)
     assert (await V0Graph(nodes=[Once]).run(Once(), persistence=sp)).output == 5
     assert [type(s).__name__ for s in sp.history] == ["NodeSnapshot", "EndSnapshot"]
+
+
+def test_a_snapshot_schema_needs_the_graph_s_node_types() -> None:
+    from railyard.persistence import build_snapshot_list_type_adapter
+
+    with pytest.raises(RuntimeError, match=r"^Unable to build a Pydantic schema for `BaseNode` without setting"):
+        build_snapshot_list_type_adapter(int, int)
+    sp = FullStatePersistence()
+    sp.set_graph_types(counter_graph)  # what a run does: the persistence knows the nodes
+    assert sp.dump_json() == b"[]"

@@ -87,4 +87,16 @@ class CustomNodeSchema:
     def __get_pydantic_core_schema__(
         self, source: Any, handler: pydantic.GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
+        """The schema of "a node of the graph"; only where the graph's node types are known.
+
+        Raises:
+            RuntimeError: no graph's node types are set here (as pydantic-graph raises).
+        """
+        if _node_types.get() is None:
+            raise RuntimeError(
+                "Unable to build a Pydantic schema for `BaseNode` without setting the graph's node types. "
+                "Read and write snapshots through a persistence that knows the graph: "
+                "`persistence.set_graph_types(graph)` (Graph.run and Graph.iter call it), then "
+                "`dump_json` / `load_json`."
+            )
         return nodes_schema()
