@@ -101,7 +101,7 @@ async def test_a_builder_run_resumes_with_the_tasks_a_caller_put_in_place(tmp_pa
     graph = _double_graph()
     store = SqliteStore(tmp_path / "runs.db")
     async with graph.iter(inputs=1, store=store, run_id="r") as run:
-        batch = await run.next()  # the start ran: `double` of 1 is about to start
+        batch = await anext(run)  # the start ran: `double` of 1 is about to start
         assert [(task.node_id, task.inputs) for task in batch] == [("double", 1)]
         run.override_next([GraphTaskRequest("double", 21, batch[0].fork_stack)])
     # stopped before the replacement ran: resuming runs it, and never the task it replaced

@@ -36,12 +36,10 @@ from railyard.builder.join import (
     reduce_sum,
 )
 from railyard.builder.node import EndNode, Fork, StartNode
-from railyard.builder.step import NodeStep, Step, StepContext
+from railyard.builder.step import NodeStep, Step, StepContext, StepNode
 from railyard.builder.util import TypeExpression
 from railyard.exceptions import GraphBuildingError, GraphRuntimeError, GraphSetupError, GraphValidationError
 from railyard.nodes import BaseNode, Edge, End, GraphRunContext
-
-StepNode = NodeStep
 
 __all__ = (
     "BaseNode",

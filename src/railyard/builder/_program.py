@@ -6,10 +6,11 @@ from collections.abc import AsyncIterable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from railyard.builder.decision import Decision
-from railyard.builder.join import Join, ReducerContext
+from railyard.builder.join import Join, JoinNode, ReducerContext
 from railyard.builder.node import EndNode, Fork, StartNode
 from railyard.builder.paths import DestinationMarker, Path, TransformMarker
-from railyard.builder.step import NodeStep, Step, StepContext
+from railyard.builder.step import NodeStep, Step, StepContext, StepNode
+from railyard.exceptions import GraphRuntimeError
 from railyard.nodes import BaseNode, End, GraphRunContext
 from railyard.runtime._joins import JoinState
 from railyard.runtime._program import HasContext, MapItems, NodeKind, Routed
@@ -28,7 +29,7 @@ _Route = tuple[tuple[Callable[[StepContext[Any, Any, Any]], Any], ...], str | No
 class BuilderProgram:
     """Routes a builder run's values through forks, maps, decisions and joins."""
 
-    __slots__ = ("_branches", "_routes", "graph", "kinds")
+    __slots__ = ("_blocking", "_branches", "_routes", "graph", "join_blocking", "kinds")
 
     def __init__(self, graph: Graph[Any, Any, Any, Any], branch_paths: dict[str, list[list[Path]]]) -> None:
         self.graph = graph
@@ -41,6 +42,20 @@ class BuilderProgram:
         }
         self.kinds: dict[str, NodeKind] = {node_id: _kind(node) for node_id, node in graph.nodes.items()}
         """Steps run through the executor; forks, decisions, start and end inline; joins reduce."""
+        self._blocking: dict[str, frozenset[str]] = {
+            join_id: frozenset({*parent.intermediate_nodes, join_id, parent.fork_id})
+            for join_id, parent in graph.parent_forks.items()
+        }
+        self.join_blocking: Callable[[str], frozenset[str]] | None = (
+            self._blocking.__getitem__ if _needs_blocking(graph, self._blocking) else None
+        )
+        """The nodes where a task of a join's fork run keeps the join open: the way from the fork to it.
+
+        A task of the same fork run elsewhere (a branch that does not lead to the join) does
+        not keep it waiting. `None` when no join's fork run can hold such a task while the
+        join is open: then anything in the fork run keeps it open, which is the same, and
+        the loop need not track where tasks are.
+        """
 
     @property
     def name(self) -> str | None:
@@ -90,7 +105,32 @@ class BuilderProgram:
             return self._along(self._branches[node.id][node.branches.index(branch)], result, task.fork_stack, run)
         if isinstance(node, Join):
             return []
+        if isinstance(node, NodeStep):
+            return self._after_node(node, result, task.fork_stack, run)
         return self.follow(task.node_id, result, task.fork_stack, run)
+
+    def _after_node(self, step: NodeStep, result: Any, fork_stack: ForkStack, run: Loop) -> Routed:
+        """A node-API node leads where the value it returned says: another node, a step, a join, or the end."""
+        if isinstance(result, StepNode):
+            target, inputs = result.step.id, result.inputs
+        elif isinstance(result, JoinNode):
+            target, inputs = result.join.id, result.inputs
+        elif isinstance(result, BaseNode):
+            target, inputs = type(result).get_node_id(), result
+        elif isinstance(result, End):
+            return End(result.data)
+        else:
+            raise GraphRuntimeError(
+                f"Node `{step.id}` returned {result!r}: a node's `run` must return another node, `End(...)`, "
+                f"or `my_step.as_node(...)` / `my_join.as_node(...)`."
+            )
+        if target not in self.graph.nodes:
+            raise GraphRuntimeError(
+                f"Node `{step.id}` returned {result!r}, which leads to `{target}`, but the graph has no node "
+                f"`{target}`. Add it (`g.node(...)` for a node class) or name it in the return annotation "
+                f"of `{step.id}.run`."
+            )
+        return [run.new_task(target, inputs, fork_stack)]
 
     def follow(self, source_id: str, value: Any, fork_stack: ForkStack, run: Loop) -> list[Task]:
         """The tasks `value` leads to along the paths leaving `source_id`."""
@@ -128,7 +168,7 @@ class BuilderProgram:
 
     def join_initial(self, join_id: str) -> Any:
         """A fresh initial value of the join."""
-        join: Join[Any] = self.graph.nodes[join_id]
+        join: Join[Any, Any, Any, Any] = self.graph.nodes[join_id]
         return join.initial_factory()
 
     def map_spec(self, task: Task) -> MapItems | None:
@@ -141,9 +181,9 @@ class BuilderProgram:
 
     def reduce(self, task: Task, state: JoinState, run: HasContext, cancel: Callable[[], None]) -> Any:
         """The join's reducer applied to the value so far and the arriving one."""
-        join: Join[Any] = self.graph.nodes[task.node_id]
+        join: Join[Any, Any, Any, Any] = self.graph.nodes[task.node_id]
         ctx = run.ctx
-        context: ReducerContext[Any] = ReducerContext(
+        context: ReducerContext[Any, Any] = ReducerContext(
             state=ctx.state, deps=ctx.deps, join_state=state, cancel=cancel, run_id=ctx.run_id
         )
         return join.reduce(context, state.current, task.inputs)
@@ -160,13 +200,37 @@ def join_key(
     """The join instance a branch's value belongs to, and the fork stack the joined value continues with.
 
     The joined value leaves the join's parent fork: it continues with the stack outside
-    that fork (the start of the run, the outermost fork, is never left).
+    that fork (the start of the run, the outermost fork, is never left) — unless a later
+    join waits for a fork this join's branches are in (the join is one of its intermediate
+    nodes): then the value keeps its branch's stack, so that it reaches that join's
+    instance for the same fork run.
     """
     fork_id = graph.get_parent_fork(join_id).fork_id
+    final = graph.is_final_join(join_id)
     for index in range(len(fork_stack) - 1, -1, -1):
         if fork_stack[index].fork_id == fork_id:
-            return (join_id, fork_stack[index].node_run_id), fork_stack[: max(index, 1)]
-    return (join_id, fork_stack[0].node_run_id), fork_stack[:1]
+            return (join_id, fork_stack[index].node_run_id), fork_stack[: max(index, 1)] if final else fork_stack
+    return (join_id, fork_stack[0].node_run_id), fork_stack[:1] if final else fork_stack
+
+
+def _needs_blocking(graph: Graph[Any, Any, Any, Any], blocking: dict[str, frozenset[str]]) -> bool:
+    """Whether some join's fork reaches, without passing the join, a node not on the way to it."""
+    successors = {
+        source: [item.destination_id for path in paths for item in path.items if isinstance(item, DestinationMarker)]
+        for source, paths in graph.edges_by_source.items()
+    }
+    for join_id, parent in graph.parent_forks.items():
+        seen = {parent.fork_id}
+        todo = [parent.fork_id]
+        while todo:
+            for following in successors.get(todo.pop(), ()):
+                if following == join_id or following in seen:
+                    continue
+                if following not in blocking[join_id]:
+                    return True
+                seen.add(following)
+                todo.append(following)
+    return False
 
 
 def _kind(node: Any) -> NodeKind:

@@ -116,6 +116,8 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             self._loop.schedule([self._loop.new_task(START_ID, inputs, (ForkStackItem(START_ID, "task:0", 0),))])
         self._error: ErrorMarker | None = None
         self._end_marker: EndMarker[OutputT] | None = None
+        self._handed_out = resume
+        """Whether a batch has been handed out (a resumed run's pending batch counts as one)."""
         self._span_context: AbstractContextManager[Any] | None = None
 
     @property
@@ -162,24 +164,56 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         return self._end_marker.value if self._end_marker is not None else None
 
     def override_next(self, value: Sequence[GraphTaskRequest] | EndMarker[OutputT]) -> None:
-        """Replace the tasks about to start (or end the run with an `EndMarker`)."""
+        """Replace the tasks about to start (or end the run with an `EndMarker`).
+
+        Exactly the tasks given run next, each once (with new task ids); the ones they
+        replace never run. After a step raised (`next_task` is an `ErrorMarker`), this is
+        how a caller recovers: the run goes on with the given tasks (the branches the error
+        cancelled stay cancelled; joins keep the values they had). Call it between
+        iterations, not while one is in flight.
+        """
+        loop = self._loop
+        if self._error is not None:
+            self._error = None
+            loop.recover()
         if isinstance(value, EndMarker):
             self._end_marker = value
-            self._loop.stop()
+            loop.stop()
             return
-        loop = self._loop
-        replaced = () if loop.started else tuple(task.task_id for task in loop.ready)
-        tasks = [loop.new_task(r.node_id, r.inputs, r.fork_stack) for r in value]
+        pending = {id(task): task for task in loop.ready}
+        tasks: list[Task] = [
+            pending[id(request)]
+            if id(request) in pending
+            else loop.new_task(request.node_id, request.inputs, request.fork_stack)
+            for request in value
+        ]
+        kept = {id(task) for task in tasks}
+        replaced = tuple(task.task_id for task in loop.ready if id(task) not in kept)
+        created = [task for task in tasks if id(task) not in pending]
         loop.schedule(tasks)
-        if self._recorder is not None and tasks:
+        if self._recorder is not None and (created or replaced):
             # recorded before they start: queued when the run is open, else written before the next batch
-            self._override_record = self._recorder.tasks_created(tasks, self.state, replaced)
+            # (a filter creates nothing: the kept tasks, scheduled again, carry what it replaced)
+            self._override_record = self._recorder.tasks_created(created or tasks, self.state, replaced)
 
     async def next(
         self, value: EndMarker[OutputT] | Sequence[GraphTaskRequest] | None = None
     ) -> EndMarker[OutputT] | Sequence[GraphTask]:
-        """Start the pending tasks (or `value` instead) and return the next batch, or the end."""
-        if value is not None and value is not self.next_task:
+        """Start the pending tasks (or `value` instead) and return the next batch, or the end.
+
+        Handing back the pending batch itself (`run.next(run.next_task)`) runs it as it is.
+        As in pydantic-graph, a first `next()` before any batch was handed out runs the
+        start's batch first, then the one after it (or `value` in its place).
+
+        Raises:
+            StopAsyncIteration: the run has ended (`value` an `EndMarker` ends it so).
+            Exception: a step's exception, until the caller recovers with `override_next`.
+        """
+        if not self._handed_out:
+            await self.__anext__()  # the start's batch, run before `value` takes the place of what follows it
+        if value is not None and value is self.next_task:
+            value = None  # the pending batch, handed back: run it as it is
+        if value is not None:
             self.override_next(value)
         return await self.__anext__()
 
@@ -203,6 +237,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         self._end_marker = EndMarker(end.data)
 
     async def __anext__(self) -> EndMarker[OutputT] | Sequence[GraphTask]:
+        self._handed_out = True
         if self._end_marker is not None:
             raise StopAsyncIteration
         if self._error is not None:

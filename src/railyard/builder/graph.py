@@ -19,10 +19,24 @@ from typing_extensions import TypeVar
 from railyard._sync import refuse_running_loop
 from railyard.builder._program import BuilderProgram
 from railyard.builder._run import DepsT, EndMarker, ErrorMarker, GraphRun, GraphTask, GraphTaskRequest, OutputT, StateT
-from railyard.builder.join import Join
+from railyard.builder.decision import Decision
+from railyard.builder.id_types import ForkID, ForkStack, ForkStackItem, JoinID, NodeID, NodeRunID, TaskID
+from railyard.builder.join import Join, JoinNode, JoinState, ReducerContext
+from railyard.builder.node import EndNode, Fork, StartNode
+from railyard.builder.node_types import AnyNode
 from railyard.builder.parent_forks import ParentFork
-from railyard.builder.paths import Path, _check_concurrency  # pyright: ignore[reportPrivateUsage]
-from railyard.runtime._tasks import ForkStack
+from railyard.builder.paths import (
+    BroadcastMarker,
+    DestinationMarker,
+    LabelMarker,
+    MapMarker,
+    Path,
+    TransformMarker,
+    _check_concurrency,  # pyright: ignore[reportPrivateUsage]
+)
+from railyard.builder.step import NodeStep, Step, StepContext, StepNode
+from railyard.builder.util import infer_name, unpack_type_expression
+from railyard.nodes import BaseNode, End
 
 # The runtime loop, tracing, anyio and the durable machinery load when a run starts (in
 # `GraphRun` and the methods that start one), not when a graph is built.
@@ -31,7 +45,48 @@ if TYPE_CHECKING:
     from railyard.runtime._executor import Executor
     from railyard.store import RunStore
 
-__all__ = ("EndMarker", "ErrorMarker", "Graph", "GraphRun", "GraphTask", "GraphTaskRequest", "JoinItem")
+__all__ = (
+    "AnyNode",
+    "BaseExceptionGroup",
+    "BaseNode",
+    "BroadcastMarker",
+    "Decision",
+    "DestinationMarker",
+    "End",
+    "EndMarker",
+    "EndNode",
+    "ErrorMarker",
+    "Fork",
+    "ForkID",
+    "ForkStack",
+    "ForkStackItem",
+    "Graph",
+    "GraphRun",
+    "GraphTask",
+    "GraphTaskRequest",
+    "JoinID",
+    "JoinItem",
+    "JoinNode",
+    "JoinState",
+    "LabelMarker",
+    "MapMarker",
+    "NodeID",
+    "NodeRunID",
+    "NodeStep",
+    "ReducerContext",
+    "StartNode",
+    "Step",
+    "StepContext",
+    "StepNode",
+    "TaskID",
+    "TransformMarker",
+    "infer_obj_name",
+    "unpack_type_expression",
+)
+
+BaseExceptionGroup = BaseExceptionGroup  # noqa: PLW0127  # the builtin, where pydantic-graph's module offers it
+infer_obj_name = infer_name
+"""The name of the variable holding an object, `depth` frames up (pydantic-graph's name for `util.infer_name`)."""
 
 InputT = TypeVar("InputT", default=None)
 
@@ -79,6 +134,12 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         """Each join's parent fork."""
         self.max_concurrency = max_concurrency
         """At most this many tasks run at once in a run (`None`: no limit)."""
+        self.intermediate_join_nodes: dict[str, set[str]] = {
+            join_id: {n for n in parent.intermediate_nodes if isinstance(nodes.get(n), Join)}
+            for join_id, parent in parent_forks.items()
+        }
+        """For each join, the joins among its intermediate nodes (between its parent fork and itself)."""
+        self._inner_joins = {inner for joins in self.intermediate_join_nodes.values() for inner in joins}
         self._branch_paths = branch_paths
         self._program = BuilderProgram(self, branch_paths)
 
@@ -93,17 +154,9 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
             raise RuntimeError(f"Node {join_id} is not a join node or did not have a dominating fork (this is a bug)")
         return parent
 
-    @property
-    def intermediate_join_nodes(self) -> dict[str, set[str]]:
-        """For each join, the joins between its parent fork and itself."""
-        return {
-            join_id: {n for n in parent.intermediate_nodes if isinstance(self.nodes.get(n), Join)}
-            for join_id, parent in self.parent_forks.items()
-        }
-
     def is_final_join(self, join_id: str) -> bool:
-        """Whether no join comes after `join_id` on the way to the end."""
-        return not any(join_id in inner for inner in self.intermediate_join_nodes.values())
+        """Whether `join_id` is no other join's intermediate node (no join waits for what it gives)."""
+        return join_id not in self._inner_joins
 
     # -- running ------------------------------------------------------------------------
 

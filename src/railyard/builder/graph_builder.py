@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections import defaultdict
 from collections.abc import AsyncIterable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, overload
 
+import typing_extensions
 from typing_extensions import TypeVar
 
-from railyard._introspect import node_def
+from railyard._introspect import UNSET, Unset, parent_namespace
 from railyard.builder.decision import Decision, DecisionBranch, DecisionBranchBuilder
 from railyard.builder.graph import Graph
-from railyard.builder.join import Join, default_join_id
+from railyard.builder.id_types import ForkID, JoinID, NodeID, generate_placeholder_node_id, replace_placeholder_id
+from railyard.builder.join import Join, JoinNode, ReducerFunction, default_join_id
+from railyard.builder.mermaid import build_mermaid_graph
 from railyard.builder.node import END_ID, START_ID, EndNode, Fork, StartNode
-from railyard.builder.parent_forks import find_parent_forks
+from railyard.builder.node_types import AnyDestinationNode, AnyNode, DestinationNode, SourceNode
+from railyard.builder.parent_forks import ParentFork, ParentForkFinder, find_parent_forks
 from railyard.builder.paths import (
     PLACEHOLDER,
     BroadcastMarker,
@@ -31,16 +37,59 @@ from railyard.builder.paths import (
     node_id_of,
     placeholder_id,
 )
-from railyard.builder.step import NodeStep, Step, StepContext
-from railyard.exceptions import GraphBuildingError, GraphValidationError
+from railyard.builder.step import NodeStep, Step, StepContext, StepFunction, StepNode, StreamFunction
+from railyard.builder.util import TypeOrTypeExpression, get_callable_name, unpack_type_expression
+from railyard.exceptions import GraphBuildingError, GraphSetupError, GraphValidationError
 from railyard.nodes import BaseNode, End
 
-__all__ = ("GraphBuilder",)
+__all__ = (
+    "UNSET",
+    "AnyDestinationNode",
+    "AnyNode",
+    "DestinationNode",
+    "ForkID",
+    "GraphBuilder",
+    "GraphInputT",
+    "GraphOutputT",
+    "JoinID",
+    "JoinNode",
+    "NodeID",
+    "ParentFork",
+    "ParentForkFinder",
+    "ReducerFunction",
+    "SourceNode",
+    "SourceNodeT",
+    "SourceOutputT",
+    "SourceT",
+    "StepContext",
+    "StepFunction",
+    "StepNode",
+    "StreamFunction",
+    "T",
+    "TypeOrTypeExpression",
+    "Unset",
+    "build_mermaid_graph",
+    "generate_placeholder_node_id",
+    "get_callable_name",
+    "replace_placeholder_id",
+    "unpack_type_expression",
+)
 
 StateT = TypeVar("StateT", default=None)
 DepsT = TypeVar("DepsT", default=None)
 InputT = TypeVar("InputT", default=None)
 OutputT = TypeVar("OutputT", default=None)
+GraphInputT = TypeVar("GraphInputT", default=None)
+"""The type of a graph's `inputs`."""
+GraphOutputT = TypeVar("GraphOutputT", default=None)
+"""The type of a graph's output."""
+SourceT = TypeVar("SourceT", default=Any)
+"""The type a decision branch matches."""
+SourceNodeT = TypeVar("SourceNodeT", bound=BaseNode[Any, Any, Any], default=BaseNode[Any, Any, Any])
+"""A node-API class a decision branch matches."""
+SourceOutputT = TypeVar("SourceOutputT", default=Any)
+"""The type of the value leaving an edge's sources."""
+T = TypeVar("T")
 
 _SUPPRESS = (
     " If this is intentional, you can suppress this error by passing `validate_graph_structure=False` "
@@ -93,6 +142,12 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
         self._end: EndNode[OutputT] = EndNode()
         self._edges: list[EdgePath[Any]] = []
         self._node_classes: dict[type[BaseNode[Any, Any, Any]], NodeStep] = {}
+        self._nodes: dict[str, Any] = {}
+        self._seen_destinations: list[Any] = []
+        self._hinted: dict[str, tuple[Step[Any, Any, Any, Any], Any]] = {}
+        """Steps whose return annotation names nodes: they get edges to them unless given their own."""
+        self._namespaces: dict[type[BaseNode[Any, Any, Any]], dict[str, Any] | None] = {}
+        """Where a node class used as a destination was added: its annotations resolve there."""
 
     def __repr__(self) -> str:
         return (
@@ -162,36 +217,146 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
 
         return make(call) if call is not None else make
 
-    def node(self, node_type: type[BaseNode[Any, Any, Any]]) -> EdgePath[Any]:
-        """Add a node-API class: it runs as a step, and its `run` return annotation gives its edges."""
-        step = self._node_step(node_type)
-        definition = node_def(node_type, None)
-        targets: list[Any] = [self._node_step(cls) for cls in definition.next_node_classes.values()]
-        has_end = definition.end_edge is not None
-        if len(targets) + has_end == 1 and not definition.returns_base_node:
-            if has_end:
-                return EdgePath((step,), Path([TransformMarker(_end_data), DestinationMarker(END_ID)]), [self._end])
-            return EdgePath((step,), Path([DestinationMarker(targets[0].id)]), targets)
-        decision = self.decision()
-        for cls, target in zip(definition.next_node_classes.values(), targets, strict=True):
-            decision.branch(DecisionBranch(cls, None, Path([DestinationMarker(target.id)]), [target]))
-        if has_end:
-            decision.branch(
-                DecisionBranch(End, None, Path([TransformMarker(_end_data), DestinationMarker(END_ID)]), [self._end])
-            )
-        return EdgePath((step,), Path([DestinationMarker(decision.id)]), [decision])
+    def node(self, node_type: type[BaseNode[Any, Any, Any]]) -> EdgePath[StateT, DepsT]:
+        """Add a node-API class: it runs as a step, and its `run` return annotation gives its edges.
 
-    def _node_step(self, node_type: type[BaseNode[Any, Any, Any]]) -> NodeStep:
+        The annotation may name other node classes, `End[...]`, and a builder step or join
+        a node goes on to: `Annotated[StepNode[S, D], my_step]` (return
+        `my_step.as_node(value)`), `Annotated[JoinNode[S, D], my_join]`.
+
+        Raises:
+            GraphSetupError: `run` has no return annotation, or it cannot be resolved, or it
+                names something else (plain `BaseNode` included: name each class).
+        """
+        return self._node_edge(node_type, parent_namespace(inspect.currentframe().f_back))  # type: ignore[union-attr]
+
+    def _node_edge(self, node_type: Any, namespace: dict[str, Any] | None) -> EdgePath[StateT, DepsT]:
+        step = self._node_step(node_type)
+        node_id = step.node_type.get_node_id()
+        run = getattr(step.node_type, "run", None)
+        if run is None or getattr(run, "__isabstractmethod__", False) or not inspect.iscoroutinefunction(run):
+            raise GraphSetupError(f"`{node_id}.run` must be an `async def` method: `async def run(self, ctx) -> ...`.")
+        hint = _return_hint(run, namespace, f"`{node_id}.run`")
+        if hint is None:
+            raise GraphSetupError(
+                f"Node {step.node_type} is missing a return type hint on its `run` method. Annotate it with "
+                f"what it may return, e.g. `-> NextNode | End[int]`."
+            )
+        edge = self._edge_from_hint(step, hint, strict=True)
+        assert edge is not None, "a strict reading gives an edge or raises"
+        return edge
+
+    def _node_step(self, node_type: Any) -> NodeStep:
+        node_type = typing.get_origin(node_type) or node_type
         step = self._node_classes.get(node_type)
         if step is None:
             step = self._node_classes[node_type] = NodeStep(node_type)
         return step
 
+    def _edge_from_hint(self, source: Any, hint: Any, *, strict: bool) -> EdgePath[StateT, DepsT] | None:
+        """The edge a return annotation gives `source`, if every type it names is a node (or `End`).
+
+        `strict`: anything else in it is an error (a node-API class's `run`), not just no edge.
+        """
+        where = f"`{node_id_of(source)}`"
+        destinations: list[Any] = []
+        for member in _union_members(hint):
+            base, metadata = _unannotated(member)
+            origin = typing.get_origin(base) or base
+            if origin is End:
+                destinations.append(self._end)
+            elif origin is StepNode or origin is JoinNode:
+                kind = Step if origin is StepNode else Join
+                target = next((m for m in metadata if isinstance(m, kind)), None)
+                if target is None:
+                    name = origin.__name__
+                    raise GraphSetupError(
+                        f"{where} may return a `{name}`, but its return annotation does not say which "
+                        f"{kind.__name__.lower()} it leads to. Write `Annotated[{name}[StateT, DepsT], my_"
+                        f"{kind.__name__.lower()}]`, as `my_{kind.__name__.lower()}.as_node(...)` is returned."
+                    )
+                destinations.append(target)
+            elif isinstance(origin, type) and issubclass(origin, BaseNode):
+                if origin.__dict__.get("_stands_for_any_node", False):
+                    raise GraphSetupError(
+                        f"{where} return type hint includes a plain `BaseNode`. Edge inference requires each "
+                        f"possible returned `BaseNode` subclass to be listed explicitly."
+                    )
+                destinations.append(self._node_step(origin))
+            elif member in _NEVER:
+                continue
+            elif strict:
+                raise GraphSetupError(
+                    f"Invalid return type: {member!r} in the return annotation of {where}; it must name "
+                    f"`BaseNode` subclasses, `End[...]`, and `Annotated[StepNode[...], step]` or "
+                    f"`Annotated[JoinNode[...], join]` only."
+                )
+            else:
+                return None
+        if not destinations:
+            return None
+        builder: EdgePathBuilder[StateT, DepsT, Any] = EdgePathBuilder((source,), PathBuilder())
+        if len(destinations) == 1:
+            return builder.to(destinations[0])
+        # a node step's value is routed by what it returns; the decision draws (and validates) the ways out
+        decision = self.decision()
+        for destination in destinations:
+            decision.branch(self.match(_NONE_TYPE).to(destination))
+        return builder.to(decision)
+
     # -- edges ----------------------------------------------------------------------------
 
-    def add(self, *edges: EdgePath[Any]) -> None:
-        """Add edges to the graph (a node is in the graph once an edge names it)."""
-        self._edges.extend(edges)
+    def add(self, *edges: EdgePath[StateT, DepsT]) -> None:
+        """Add edges to the graph (a node is in the graph once an edge names it).
+
+        A step an edge leads to whose return annotation names only node-API classes (or
+        `End`) gets the edges to them too, unless it is given edges of its own. Two nodes
+        with one id are refused by `build`.
+        """
+        namespace = parent_namespace(inspect.currentframe().f_back)  # type: ignore[union-attr]
+        for edge in edges:
+            _canonical_node_steps(edge, self._node_step)
+            for source in edge.sources:
+                self._insert(source)
+            for destination in edge.destinations:
+                self._insert_destination(destination, namespace)
+            _insert_forks(edge.path, self._insert)
+            self._edges.append(edge)
+
+    def _insert(self, node: Any) -> None:
+        """Register `node` under its id (placeholder ids are unique).
+
+        Raises:
+            GraphBuildingError: another node already has this id (as pydantic-graph refuses at `add`).
+        """
+        if isinstance(node, StartNode | EndNode):
+            return
+        node_id = node_id_of(node)
+        existing = self._nodes.get(node_id)
+        if existing is None:
+            self._nodes[node_id] = node
+        elif existing is not node and not (isinstance(node, _ForkMarker) and existing == node):
+            raise GraphBuildingError(
+                f"All nodes must have unique node IDs. {node_id!r} was the ID for {existing!r} and {node!r}"
+            )
+
+    def _insert_destination(self, node: Any, namespace: dict[str, Any] | None) -> None:
+        if any(node is seen for seen in self._seen_destinations):
+            return  # a cycle of decisions, or a node already added
+        self._seen_destinations.append(node)
+        self._insert(node)
+        if isinstance(node, Decision):
+            for branch in node.branches:
+                _canonical_branch_steps(branch, self._node_step)
+                _insert_forks(branch.path, self._insert)
+                for destination in branch.destinations:
+                    self._insert_destination(destination, namespace)
+        elif isinstance(node, NodeStep):
+            self._namespaces.setdefault(node.node_type, namespace)
+        elif isinstance(node, Step) and not node.stream:
+            hint = _return_hint(node.call, namespace, None)
+            if hint is not None:
+                self._hinted[node.id] = (node, hint)
 
     def add_edge(self, source: Any, destination: Any, *, label: str | None = None) -> None:
         """Add a plain edge from `source` to `destination`."""
@@ -250,7 +415,7 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
         node_id: str | None = None,
         parent_fork_id: str | None = None,
         preferred_parent_fork: Literal["farthest", "closest"] = "farthest",
-    ) -> Join[Any]:
+    ) -> Join[Any, Any, Any, Any]:
         """A join: waits for the branches of its parent fork and reduces their values with `reducer`.
 
         `initial` (copied for each run) or `initial_factory` gives the value reduction starts from.
@@ -284,7 +449,7 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
         nodes: dict[str, Any] = {START_ID: self._start}
         objects: list[Any] = []
         edges = list(self._edges)
-        self._add_automatic_node_edges(edges)
+        self._add_automatic_node_edges(edges, parent_namespace(inspect.currentframe().f_back))  # type: ignore[union-attr]
 
         def register(node: Any) -> None:
             if any(node is seen for seen in objects):
@@ -349,7 +514,7 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
         if validate_graph_structure:
             _validate(ordered, edges_by_source)
             _check_types(ordered, edges_by_source)
-        parent_forks = find_parent_forks(ordered, edges_by_source)
+        parent_forks = find_parent_forks(ordered, edges_by_source, render=lambda: _diagram(ordered, edges_by_source))
         return Graph(
             name=self.name,
             state_type=self.state_type,
@@ -364,27 +529,150 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
             max_concurrency=self.max_concurrency,
         )
 
-    def _add_automatic_node_edges(self, edges: list[EdgePath[Any]]) -> None:
-        """Node-API classes used as destinations get their own edges, as `g.node(...)` gives."""
+    def _add_automatic_node_edges(self, edges: list[EdgePath[Any]], namespace: dict[str, Any] | None) -> None:
+        """Edges the graph implies: a node class's own edges, a step's from its return annotation.
+
+        A node-API class used as a destination gets the edges `g.node(...)` gives it; a step
+        whose return annotation names only nodes (and `End`) gets edges to them. Neither is
+        added when the node has edges of its own.
+        """
         sourced = {id(source) for edge in edges for source in edge.sources}
-        for edge in list(edges):
-            for destination in edge.destinations:
-                if _is_node_class(destination):
-                    step = self._node_step(destination)
-                    if id(step) not in sourced:
-                        sourced.add(id(step))
-                        edges.append(self.node(destination))
-        for edge in edges:
-            edge.destinations[:] = [self._node_step(d) if _is_node_class(d) else d for d in edge.destinations]
+        todo = list(edges)
+        while todo:
+            edge = todo.pop(0)
+            for destination in _all_destinations(edge):
+                if id(destination) in sourced:
+                    continue
+                implied: EdgePath[Any] | None = None
+                if isinstance(destination, NodeStep):
+                    local = self._namespaces.get(destination.node_type) or namespace
+                    implied = self._node_edge(destination.node_type, local)
+                elif isinstance(destination, Step) and destination.id in self._hinted:
+                    _, hint = self._hinted[destination.id]
+                    if isinstance(hint, _Unresolved):
+                        hint = _return_hint(destination.call, namespace, None)
+                    if hint is not None and not isinstance(hint, _Unresolved):
+                        implied = self._edge_from_hint(destination, hint, strict=False)
+                sourced.add(id(destination))
+                if implied is not None:
+                    _canonical_node_steps(implied, self._node_step)
+                    edges.append(implied)
+                    todo.append(implied)
+
+
+class _Unresolved:
+    """A return annotation that could not be resolved where the step was added (tried again at build)."""
+
+
+_NEVER: tuple[Any, ...] = (typing.NoReturn, typing_extensions.Never, typing_extensions.NoReturn)
+
+
+def _return_hint(function: Any, namespace: dict[str, Any] | None, strict_where: str | None) -> Any:
+    """`function`'s return annotation, resolved in its module and `namespace` (`None` if it has none).
+
+    Raises:
+        GraphSetupError: it cannot be resolved and `strict_where` names what it belongs to.
+    """
+    try:
+        hints = typing.get_type_hints(function, localns=namespace, include_extras=True)
+    except Exception as error:  # a name not defined yet, or not a type at all
+        if strict_where is None:
+            return _Unresolved()
+        raise GraphSetupError(
+            f"Cannot resolve the return annotation of {strict_where}: {error}. Define the names it uses at "
+            f"module level, or in the function that adds it to the graph, before adding it."
+        ) from None
+    return hints.get("return")
+
+
+def _union_members(hint: Any) -> tuple[Any, ...]:
+    base, _ = _unannotated(hint)
+    if typing.get_origin(base) in (typing.Union, types.UnionType):
+        return tuple(typing.get_args(base))
+    return (hint,)
+
+
+def _unannotated(hint: Any) -> tuple[Any, tuple[Any, ...]]:
+    if typing.get_origin(hint) is typing.Annotated:
+        base, *metadata = typing.get_args(hint)
+        return base, tuple(metadata)
+    return hint, ()
+
+
+def _all_destinations(edge: EdgePath[Any]) -> list[Any]:
+    """The edge's destinations, and the destinations of the decisions among them (recursively)."""
+    found: list[Any] = []
+
+    def visit(node: Any) -> None:
+        if any(node is seen for seen in found):
+            return
+        found.append(node)
+        if isinstance(node, Decision):
+            for branch in node.branches:
+                for destination in branch.destinations:
+                    visit(destination)
+
+    for destination in edge.destinations:
+        visit(destination)
+    return found
+
+
+def _canonical_node_steps(edge: EdgePath[Any], node_step: Callable[[Any], NodeStep]) -> None:
+    """One `NodeStep` per node class: the builder's (an edge may have made its own)."""
+    edge.destinations[:] = [
+        node_step(d.node_type if isinstance(d, NodeStep) else d) if _is_node_step_like(d) else d
+        for d in edge.destinations
+    ]
+    for destination in edge.destinations:
+        if isinstance(destination, Decision):
+            for branch in destination.branches:
+                _canonical_branch_steps(branch, node_step)
+
+
+def _canonical_branch_steps(branch: DecisionBranch[Any], node_step: Callable[[Any], NodeStep]) -> None:
+    branch.destinations[:] = [
+        node_step(d.node_type if isinstance(d, NodeStep) else d) if _is_node_step_like(d) else d
+        for d in branch.destinations
+    ]
+
+
+def _is_node_step_like(value: Any) -> bool:
+    return isinstance(value, NodeStep) or _is_node_class(typing.get_origin(value) or value)
+
+
+def _insert_forks(path: Path, insert: Callable[[Any], None]) -> None:
+    """Register the forks a path's maps and broadcasts will become (their markers stand for them)."""
+    for item in path.items:
+        if isinstance(item, MapMarker):
+            insert(_ForkMarker(item.fork_id, item))
+        elif isinstance(item, BroadcastMarker):
+            insert(_ForkMarker(item.fork_id, item))
+            for inner in item.paths:
+                _insert_forks(inner, insert)
+
+
+@dataclass(frozen=True)
+class _ForkMarker:
+    """A fork as `add` sees it: its id and the marker that makes it (the same marker is the same fork)."""
+
+    id: str
+    marker: Any = field(compare=False)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ForkMarker) and other.marker is self.marker
+
+    def __hash__(self) -> int:
+        return id(self.marker)
+
+
+def _diagram(nodes: dict[str, Any], edges: dict[str, list[Path]]) -> str:
+    from railyard.builder.mermaid import build_mermaid_graph
+
+    return build_mermaid_graph(nodes, edges).render()
 
 
 def _is_node_class(value: Any) -> bool:
     return isinstance(value, type) and issubclass(value, BaseNode)
-
-
-def _end_data(ctx: StepContext[Any, Any, Any]) -> Any:
-    end: End[Any] = ctx.inputs
-    return end.data
 
 
 def _resolve_placeholders(objects: list[Any], edges: list[EdgePath[Any]]) -> None:
@@ -471,18 +759,23 @@ def _order_nodes(nodes: dict[str, Any], edges: dict[str, list[Path]]) -> dict[st
 
 
 def _validate(nodes: dict[str, Any], edges: dict[str, list[Path]]) -> None:
-    for node_id, node in nodes.items():
-        if isinstance(node, Decision) and not node.branches:
-            raise GraphValidationError(
-                f"Decision node `{node_id}` has no branches: add one with `.branch(g.match(...).to(...))`.{_SUPPRESS}"
-            )
+    """pydantic-graph's structural checks, in its order, with what railyard can add about the cause."""
     if not edges.get(START_ID):
         raise GraphValidationError(f"The graph has no edges from the start node.{_SUPPRESS}")
+    empty = [n for n, node in nodes.items() if isinstance(node, Decision) and not node.branches]
     dead_ends = [n for n in nodes if n != END_ID and not edges.get(n)]
+    details = ""
     if dead_ends:
+        details = f" The following nodes have no outgoing edges: {dead_ends}."
         classes = [n for n in dead_ends if isinstance(nodes[n], NodeStep)]
-        hint = f" Node-API classes need `g.node(...)` to get their edges: {classes}." if classes else ""
-        raise GraphValidationError(f"The following nodes have no outgoing edges: {dead_ends}.{hint}{_SUPPRESS}")
+        if classes:
+            details += f" Node-API classes need `g.node(...)` to get their edges: {classes}."
+    for node_id in empty:
+        details += f" Decision node `{node_id}` has no branches: add one with `.branch(g.match(...).to(...))`."
+    if END_ID not in {d for paths in edges.values() for d in destinations(paths)}:
+        raise GraphValidationError(f"The graph has no edges to the end node.{details}{_SUPPRESS}")
+    if details:
+        raise GraphValidationError(f"{details.lstrip()}{_SUPPRESS}")
     reachable = _reach(START_ID, {s: destinations(p) for s, p in edges.items()})
     unreachable = [n for n in nodes if n not in reachable and n not in (START_ID, END_ID)]
     if unreachable:

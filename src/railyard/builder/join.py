@@ -5,13 +5,32 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, Self, overload
 
+from typing_extensions import TypeVar
+
+from railyard.builder.id_types import ForkID, ForkStack, JoinID
 from railyard.builder.util import get_callable_name
+from railyard.nodes import BaseNode, End, GraphRunContext
 from railyard.runtime._joins import JoinState
 
 __all__ = (
+    "BaseNode",
+    "ContextReducerFunction",
+    "DepsT",
+    "End",
+    "ForkID",
+    "ForkStack",
+    "GraphRunContext",
+    "InputT",
     "Join",
+    "JoinID",
+    "JoinNode",
+    "NumericT",
+    "OutputT",
+    "PlainReducerFunction",
+    "StateT",
+    "SupportsSum",
     "JoinState",
     "ReduceFirstValue",
     "ReducerContext",
@@ -26,9 +45,17 @@ __all__ = (
 T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
+StateT = TypeVar("StateT", default=Any)
+"""The run's state type."""
+DepsT = TypeVar("DepsT", default=Any)
+"""The run's dependencies type."""
+InputT = TypeVar("InputT", default=Any)
+"""The type of the values arriving at a join."""
+OutputT = TypeVar("OutputT", default=Any)
+"""The type of a join's reduced value."""
 
 
-class ReducerContext(Generic[T]):
+class ReducerContext(Generic[StateT, DepsT]):
     """What a three-argument reducer gets: the run's state and deps, and a way to stop the fork."""
 
     __slots__ = ("_cancel", "_deps", "_join_state", "_state", "run_id")
@@ -50,14 +77,14 @@ class ReducerContext(Generic[T]):
         """The id of the durable run the join belongs to, or `None` in memory (as `StepContext.run_id`)."""
 
     @property
-    def state(self) -> Any:
+    def state(self) -> StateT:
         """The run's state."""
-        return self._state
+        return self._state  # type: ignore[no-any-return]
 
     @property
-    def deps(self) -> Any:
+    def deps(self) -> DepsT:
         """The run's dependencies."""
-        return self._deps
+        return self._deps  # type: ignore[no-any-return]
 
     @property
     def join_state(self) -> JoinState:
@@ -80,6 +107,24 @@ class ReducerFunction(Protocol):
     def __call__(self, *args: Any) -> Any:
         """Fold one value into the current one and return the result."""
         ...
+
+
+PlainReducerFunction = Callable[[Any, Any], Any]
+"""A reducer of two arguments: `(current, inputs) -> new`."""
+ContextReducerFunction = Callable[["ReducerContext[Any, Any]", Any, Any], Any]
+"""A reducer that also gets a `ReducerContext`: `(ctx, current, inputs) -> new`."""
+
+
+class SupportsSum(Protocol):
+    """A value `reduce_sum` can add to: it has `+`."""
+
+    def __add__(self, other: Self, /) -> Self:
+        """The sum of this value and `other`."""
+        ...
+
+
+NumericT = TypeVar("NumericT", bound=SupportsSum)
+"""The type of the values `reduce_sum` adds."""
 
 
 def reduce_null(current: None, inputs: Any) -> None:
@@ -114,7 +159,7 @@ def reduce_sum(current: Any, inputs: Any) -> Any:
 class ReduceFirstValue(Generic[T]):
     """Keep the first value to arrive and cancel the fork's other branches."""
 
-    def __call__(self, ctx: ReducerContext[Any], current: T, inputs: T) -> T:
+    def __call__(self, ctx: ReducerContext[Any, Any], current: T, inputs: T) -> T:
         """Keep the first value; cancel the other branches when it arrives."""
         if ctx.join_state.cancelled_sibling_tasks:
             return current
@@ -133,7 +178,7 @@ def _takes_context(reducer: Callable[..., Any]) -> bool:
     return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in positional)
 
 
-class Join(Generic[T]):
+class Join(Generic[StateT, DepsT, InputT, OutputT]):
     """Waits for every branch of its parent fork and reduces their values into one."""
 
     def __init__(
@@ -165,11 +210,22 @@ class Join(Generic[T]):
         """Makes the value reduction starts from."""
         return self._initial_factory
 
-    def reduce(self, ctx: ReducerContext[Any], current: Any, inputs: Any) -> Any:
+    def reduce(self, ctx: ReducerContext[Any, Any], current: Any, inputs: Any) -> Any:
         """Fold one branch's value into `current`."""
         if self._with_context:
             return self._reducer(ctx, current, inputs)
         return self._reducer(current, inputs)
+
+    @overload
+    def as_node(self, inputs: None = None) -> JoinNode[StateT, DepsT]: ...
+    @overload
+    def as_node(self, inputs: InputT) -> JoinNode[StateT, DepsT]: ...
+    def as_node(self, inputs: InputT | None = None) -> JoinNode[StateT, DepsT]:
+        """A node-API value that sends `inputs` to this join: return it from a node's `run`.
+
+        The node's `run` annotation names the join: `-> Annotated[JoinNode[S, D], my_join]`.
+        """
+        return JoinNode(self, inputs)
 
     def __repr__(self) -> str:
         return (
@@ -181,3 +237,27 @@ class Join(Generic[T]):
 def default_join_id(reducer: Callable[..., Any]) -> str:
     """The id a join gets unless given one: the reducer's name."""
     return get_callable_name(reducer)
+
+
+@dataclass
+class JoinNode(BaseNode[StateT, DepsT, Any]):
+    """What a node-API node returns to send a value to a builder join.
+
+    It is a marker, not a node to run: the builder reduces `inputs` into `join`.
+    """
+
+    join: Join[StateT, DepsT, Any, Any]
+    """The join the value goes to."""
+    inputs: Any
+    """The value."""
+
+    async def run(self, ctx: GraphRunContext[StateT, DepsT]) -> BaseNode[StateT, DepsT, Any] | End[Any]:
+        """Not meant to be run: the builder routes a returned `JoinNode` to its join.
+
+        Raises:
+            NotImplementedError: always.
+        """
+        raise NotImplementedError(
+            "`JoinNode` is not meant to be run directly, it is meant to be used in `BaseNode` subclasses to "
+            "indicate a transition to v2-style steps."
+        )

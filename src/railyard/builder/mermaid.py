@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path as FilePath
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from typing_extensions import Unpack
 
@@ -19,15 +20,38 @@ from railyard import _mermaid_service
 from railyard._diagram import END, START, Diagram, Edge, Layout, State, StateDiagramDirection, StateKind, write_mermaid
 from railyard._mermaid_service import ImageConfig, image_options
 from railyard.builder.decision import Decision
+from railyard.builder.id_types import NodeID
 from railyard.builder.join import Join
-from railyard.builder.node import END_ID, START_ID, Fork
-from railyard.builder.paths import DestinationMarker, LabelMarker, Path
+from railyard.builder.node import END_ID, START_ID, EndNode, Fork, StartNode
+from railyard.builder.node_types import AnyNode
+from railyard.builder.paths import BroadcastMarker, DestinationMarker, LabelMarker, MapMarker, Path
 from railyard.builder.step import Step
 
-__all__ = ("MermaidConfig", "MermaidGraph", "mermaid_image", "mermaid_save", "render")
+__all__ = (
+    "DEFAULT_HIGHLIGHT_CSS",
+    "AnyNode",
+    "BroadcastMarker",
+    "EndNode",
+    "MapMarker",
+    "NodeID",
+    "StartNode",
+    "MermaidConfig",
+    "MermaidEdge",
+    "MermaidGraph",
+    "MermaidNode",
+    "NodeKind",
+    "StateDiagramDirection",
+    "build_mermaid_graph",
+    "mermaid_image",
+    "mermaid_save",
+    "render",
+)
+
+DEFAULT_HIGHLIGHT_CSS = "fill:#fdff32"
+"""The CSS mermaid diagrams highlight nodes with."""
 
 
-class MermaidGraph(Protocol):
+class _Drawable(Protocol):
     """What a diagram shows of a builder graph (a `railyard.builder.Graph` is one)."""
 
     @property
@@ -48,7 +72,88 @@ class MermaidConfig(ImageConfig, total=False):
     """Direction of the diagram."""
 
 
-def _edges(graph: MermaidGraph, source: str) -> list[tuple[str, str | None]]:
+NodeKind = Literal["broadcast", "map", "join", "start", "end", "step", "decision"]
+"""What a node of a diagram is."""
+
+_KINDS: dict[str, StateKind] = {
+    "broadcast": StateKind.FORK,
+    "map": StateKind.FORK,
+    "join": StateKind.JOIN,
+    "decision": StateKind.CHOICE,
+    "step": StateKind.PLAIN,
+    "start": StateKind.START,
+    "end": StateKind.END,
+}
+
+
+@dataclass
+class MermaidNode:
+    """A node of a diagram."""
+
+    id: str
+    """The node's id."""
+    kind: NodeKind
+    """What it is."""
+    label: str | None
+    """A step's label, shown in place of its id."""
+    note: str | None
+    """A decision's note."""
+
+
+@dataclass
+class MermaidEdge:
+    """An edge of a diagram."""
+
+    start_id: str
+    """Where the edge starts."""
+    end_id: str
+    """Where it leads."""
+    label: str | None
+    """The edge's label."""
+
+
+@dataclass
+class MermaidGraph:
+    """A builder graph's diagram: its nodes and edges in the order they are drawn."""
+
+    nodes: list[MermaidNode]
+    """The nodes, the start and the end among them."""
+    edges: list[MermaidEdge]
+    """The edges."""
+    title: str | None = None
+    """The diagram's title (`render`'s `title` wins when given)."""
+    direction: StateDiagramDirection | None = None
+    """Which way the diagram flows (`render`'s `direction` wins when given)."""
+
+    def render(
+        self,
+        direction: StateDiagramDirection | None = None,
+        title: str | None = None,
+        edge_labels: bool = True,
+    ) -> str:
+        """The diagram as a mermaid `stateDiagram-v2`: every node declared, then every edge."""
+        return write_mermaid(self._diagram(direction=direction, title=title, edge_labels=edge_labels))
+
+    def _diagram(self, *, direction: str | None = None, title: str | None = None, edge_labels: bool = True) -> Diagram:
+        states = {node.id: State(node.id, _KINDS[node.kind], label=node.label, note=node.note) for node in self.nodes}
+
+        def state(node_id: str) -> State:
+            if node_id == START_ID:
+                return START
+            if node_id == END_ID:
+                return END
+            return states.get(node_id, State(node_id))
+
+        return Diagram(
+            states=tuple(s for s in states.values() if s.kind not in (StateKind.START, StateKind.END)),
+            edges=tuple(Edge(state(e.start_id), state(e.end_id), e.label if edge_labels else None) for e in self.edges),
+            layout=Layout.DECLARED,
+            title=title or self.title,
+            direction=direction or self.direction or None,
+        )
+
+
+def _edges(graph: _Drawable, source: str) -> list[tuple[str, str | None]]:
     edges: list[tuple[str, str | None]] = []
     for path in graph.edges_by_source.get(source, []):
         label: str | None = None
@@ -60,7 +165,7 @@ def _edges(graph: MermaidGraph, source: str) -> list[tuple[str, str | None]]:
     return sorted(edges, key=lambda edge: (edge[0] == END_ID, edge[0]))  # by id, the end last
 
 
-def _order(graph: MermaidGraph) -> list[str]:
+def _order(graph: _Drawable) -> list[str]:
     """Node ids breadth-first from the start, then the ones the start does not reach."""
     order: list[str] = []
     seen = {START_ID}
@@ -75,51 +180,47 @@ def _order(graph: MermaidGraph) -> list[str]:
     return order + [node_id for node_id in graph.nodes if node_id not in seen]
 
 
-def _state(node_id: str, node: object) -> State:
+def _node(node_id: str, node: object) -> MermaidNode:
+    if node_id == START_ID:
+        return MermaidNode(node_id, "start", None, None)
+    if node_id == END_ID:
+        return MermaidNode(node_id, "end", None, None)
     if isinstance(node, Fork):
-        return State(node_id, StateKind.FORK)
+        return MermaidNode(node_id, "map" if node.is_map else "broadcast", None, None)
     if isinstance(node, Join):
-        return State(node_id, StateKind.JOIN)
+        return MermaidNode(node_id, "join", None, None)
     if isinstance(node, Decision):
-        return State(node_id, StateKind.CHOICE, note=node.note or None)
-    if isinstance(node, Step):
-        return State(node_id, label=node.label or None)
-    return State(node_id)
+        return MermaidNode(node_id, "decision", None, node.note or None)
+    label = node.label or None if isinstance(node, Step) else None
+    return MermaidNode(node_id, "step", label, None)
 
 
-def _diagram_of(graph: MermaidGraph, *, title: str | None = None, direction: str | None = None) -> Diagram:
-    """The diagram model of `graph`: every node declared, then every edge, both in `render`'s order."""
-    order = _order(graph)
-    states = {
-        node_id: _state(node_id, node)
-        for node_id in order
-        if node_id not in (START_ID, END_ID) and (node := graph.nodes.get(node_id)) is not None
-    }
+def build_mermaid_graph(
+    graph: _Drawable | Mapping[str, Any], edges_by_source: Mapping[str, Sequence[Path]] | None = None, /
+) -> MermaidGraph:
+    """The diagram of a built graph: `build_mermaid_graph(graph)`, or of its `(nodes, edges_by_source)`.
 
-    def state(node_id: str) -> State:
-        if node_id == START_ID:
-            return START
-        if node_id == END_ID:
-            return END
-        return states.get(node_id, State(node_id))
-
-    edges = tuple(
-        Edge(state(source), state(destination), label)
-        for source in order
-        for destination, label in _edges(graph, source)
-    )
-    return Diagram(
-        states=tuple(states.values()),
-        edges=edges,
-        layout=Layout.DECLARED,
-        title=title,
-        direction=direction or None,
-    )
+    Nodes come breadth-first from the start (then those it does not reach); each node's
+    edges in the order of their destinations' ids, the end last.
+    """
+    drawable: _Drawable = graph if edges_by_source is None else _Parts(graph, edges_by_source)  # type: ignore[arg-type,assignment]
+    order = _order(drawable)
+    nodes = [_node(node_id, drawable.nodes.get(node_id)) for node_id in order if node_id in drawable.nodes]
+    edges = [
+        MermaidEdge(source, destination, label) for source in order for destination, label in _edges(drawable, source)
+    ]
+    return MermaidGraph(nodes, edges)
 
 
-def render(graph: MermaidGraph, *, title: str | None = None, direction: str | None = None) -> str:
+@dataclass
+class _Parts:
+    nodes: Mapping[str, Any]
+    edges_by_source: Mapping[str, Sequence[Path]]
+
+
+def render(graph: _Drawable, *, title: str | None = None, direction: str | None = None) -> str:
     """The graph as a `stateDiagram-v2`: nodes in breadth-first order from the start, then edges."""
-    return write_mermaid(_diagram_of(graph, title=title, direction=direction))
+    return write_mermaid(build_mermaid_graph(graph)._diagram(title=title, direction=direction))  # pyright: ignore[reportPrivateUsage]
 
 
 _OPTIONS = MermaidConfig.__optional_keys__
@@ -135,7 +236,7 @@ def _check_options(kwargs: Mapping[str, Any], function: str) -> None:
         )
 
 
-def mermaid_image(graph: MermaidGraph, /, **kwargs: Unpack[MermaidConfig]) -> bytes:
+def mermaid_image(graph: _Drawable, /, **kwargs: Unpack[MermaidConfig]) -> bytes:
     """The graph's diagram (the text of `render`) drawn as an image by the mermaid rendering service.
 
     A railyard addition: pydantic-graph's builder graphs only `render`. The options are
@@ -154,7 +255,7 @@ def mermaid_image(graph: MermaidGraph, /, **kwargs: Unpack[MermaidConfig]) -> by
     return _mermaid_service.request_image(code, **image_options(kwargs))
 
 
-def mermaid_save(graph: MermaidGraph, path: FilePath | str, /, **kwargs: Unpack[MermaidConfig]) -> None:
+def mermaid_save(graph: _Drawable, path: FilePath | str, /, **kwargs: Unpack[MermaidConfig]) -> None:
     """Save the graph's diagram to `path`: `render`'s text for `.md`/`.mmd`/`.mermaid`, else an image.
 
     A railyard addition, with `mermaid_image`'s options. The image format comes from

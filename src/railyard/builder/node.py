@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Generic
+from typing import Any, ClassVar, Generic
 
 from typing_extensions import TypeVar
 
-__all__ = ("END_ID", "START_ID", "EndNode", "Fork", "StartNode")
+from railyard.builder.id_types import ForkID, JoinID, NodeID
 
+__all__ = (
+    "END_ID",
+    "START_ID",
+    "EndNode",
+    "Fork",
+    "ForkID",
+    "InputT",
+    "JoinID",
+    "NodeID",
+    "OutputT",
+    "StartNode",
+    "StateT",
+)
+
+StateT = TypeVar("StateT", default=Any)
+"""The run's state type."""
 OutputT = TypeVar("OutputT", default=object)
+"""The type of the value a node gives."""
+InputT = TypeVar("InputT", default=object)
+"""The type of the value a node takes."""
 
 START_ID = "__start__"
 """The node id of a graph's start."""
@@ -23,14 +42,14 @@ class StartNode(Generic[OutputT]):
     id: ClassVar[str] = START_ID
 
 
-class EndNode(Generic[OutputT]):
+class EndNode(Generic[InputT]):
     """Where a run ends; the value flowing into it is the run's output."""
 
     id: ClassVar[str] = END_ID
 
 
 @dataclass
-class Fork:
+class Fork(Generic[InputT, OutputT]):
     """Splits a value into branches: one per item (a map) or one per destination (a broadcast)."""
 
     id: str

@@ -7,17 +7,31 @@ turns map and broadcast markers into fork nodes.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic
 
-from railyard._ids import new_hex_id
+from typing_extensions import TypeVar
 
-if TYPE_CHECKING:
-    from railyard.builder.step import StepContext
+from railyard.builder.id_types import PLACEHOLDER_PREFIX, ForkID, JoinID, NodeID, generate_placeholder_node_id
+from railyard.builder.step import NodeStep, StepContext
+from railyard.exceptions import GraphBuildingError
+from railyard.nodes import BaseNode
 
 __all__ = (
+    "BaseNode",
     "BroadcastMarker",
+    "DepsT",
+    "ForkID",
+    "GraphBuildingError",
+    "InputT",
+    "JoinID",
+    "NodeID",
+    "NodeStep",
+    "OutputT",
+    "StateT",
+    "StepContext",
     "DestinationMarker",
     "EdgePath",
     "EdgePathBuilder",
@@ -28,27 +42,30 @@ __all__ = (
     "PathItem",
     "TransformFunction",
     "TransformMarker",
+    "generate_placeholder_node_id",
     "node_id_of",
     "placeholder_id",
 )
 
 T = TypeVar("T")
+StateT = TypeVar("StateT", default=Any)
+DepsT = TypeVar("DepsT", default=Any)
+InputT = TypeVar("InputT", default=Any)
+OutputT = TypeVar("OutputT", default=Any)
 
-TransformFunction = Callable[["StepContext[Any, Any, Any]"], Any]
+TransformFunction = Callable[[StepContext[Any, Any, Any]], Any]
 """Turns the value on an edge into another: gets a `StepContext` whose `inputs` is the value."""
 
-PLACEHOLDER = "__placeholder__"
+PLACEHOLDER = PLACEHOLDER_PREFIX
 
 
 def placeholder_id(kind: str) -> str:
     """A node id to be replaced at build time by `kind`, `kind_2`, ... (for forks, decisions, joins)."""
-    return f"{PLACEHOLDER}:{kind}:{new_hex_id()}"
+    return generate_placeholder_node_id(kind)
 
 
 def node_id_of(node: Any) -> str:
     """The node id of a step, join, decision, fork, start, end, or node-API class."""
-    from railyard.nodes import BaseNode
-
     if isinstance(node, type) and issubclass(node, BaseNode):
         return node.get_node_id()
     node_id: str = node.id
@@ -102,6 +119,24 @@ class Path:
     """What happens to a value on its way along an edge."""
 
     items: list[PathItem] = field(default_factory=list[PathItem])
+    """The markers, in the order the value meets them."""
+
+    @property
+    def last_fork(self) -> BroadcastMarker | MapMarker | None:
+        """The last map or broadcast on the path, or `None` if it has none."""
+        return _last_fork(self.items)
+
+    @property
+    def next_path(self) -> Path:
+        """The path without its first item."""
+        return Path(list(self.items[1:]))
+
+
+def _last_fork(items: Sequence[PathItem]) -> BroadcastMarker | MapMarker | None:
+    for item in reversed(items):
+        if isinstance(item, BroadcastMarker | MapMarker):
+            return item
+    return None
 
 
 def _check_concurrency(value: int | None, where: str) -> int | None:
@@ -113,67 +148,106 @@ def _check_concurrency(value: int | None, where: str) -> int | None:
 
 
 @dataclass
-class PathBuilder:
-    """Builds a path item by item."""
+class PathBuilder(Generic[StateT, DepsT, OutputT]):
+    """Builds a path item by item; `OutputT` is the type of the value at the end of it so far."""
 
-    working_items: list[PathItem] = field(default_factory=list[PathItem])
+    working_items: Sequence[PathItem] = field(default_factory=list[PathItem])
+    """The items so far."""
 
-    def _with(self, item: PathItem) -> PathBuilder:
+    def _with(self, item: PathItem) -> PathBuilder[Any, Any, Any]:
         return PathBuilder([*self.working_items, item])
 
-    def transform(self, func: TransformFunction, /) -> PathBuilder:
-        """Add a transform."""
+    @property
+    def last_fork(self) -> BroadcastMarker | MapMarker | None:
+        """The last map or broadcast so far, or `None`."""
+        return _last_fork(self.working_items)
+
+    def transform(self, func: TransformFunction, /) -> PathBuilder[StateT, DepsT, Any]:
+        """Add a transform: the value becomes `func(ctx)`, `ctx.inputs` being the value."""
         return self._with(TransformMarker(func))
 
-    def label(self, label: str, /) -> PathBuilder:
-        """Add a label."""
+    def label(self, label: str, /) -> PathBuilder[StateT, DepsT, OutputT]:
+        """Add a label (shown on diagrams)."""
         return self._with(LabelMarker(label))
 
     def map(
         self, *, fork_id: str | None = None, downstream_join_id: str | None = None, max_concurrency: int | None = None
-    ) -> PathBuilder:
+    ) -> PathBuilder[StateT, DepsT, Any]:
         """Fork over the items of the value."""
         limit = _check_concurrency(max_concurrency, "map()")
         return self._with(MapMarker(fork_id or placeholder_id("map"), downstream_join_id, limit))
 
-    def to(self, destination: Any, /, *extra_destinations: Any, fork_id: str | None = None) -> tuple[Path, list[Any]]:
+    def to(self, destination: Any, /, *extra_destinations: Any, fork_id: str | None = None) -> Path:
         """End the path at one destination, or broadcast to several."""
         destinations = [destination, *extra_destinations]
         if len(destinations) == 1:
-            return Path([*self.working_items, DestinationMarker(node_id_of(destination))]), destinations
+            return Path([*self.working_items, DestinationMarker(node_id_of(destination))])
         paths = [Path([DestinationMarker(node_id_of(d))]) for d in destinations]
-        return Path([*self.working_items, BroadcastMarker(paths, fork_id or placeholder_id("broadcast"))]), destinations
+        return Path([*self.working_items, BroadcastMarker(paths, fork_id or placeholder_id("broadcast"))])
+
+    def broadcast(self, forks: Sequence[Path], /, *, fork_id: str | None = None) -> Path:
+        """End the path in a fork sending the value down each of `forks`.
+
+        Raises:
+            GraphBuildingError: `forks` is empty.
+        """
+        if not forks:
+            raise GraphBuildingError("A broadcast needs at least one path to send the value down; it was given none.")
+        return Path([*self.working_items, BroadcastMarker(list(forks), fork_id or placeholder_id("broadcast"))])
 
 
-@dataclass
-class EdgePath(Generic[T]):
+class EdgePath(Generic[StateT, DepsT]):
     """An edge from some sources along a path to its destinations; add it with `GraphBuilder.add`."""
 
-    _sources: Sequence[Any]
-    path: Path
-    destinations: list[Any]
+    __slots__ = ("_sources", "destinations", "path")
+
+    def __init__(self, sources: Sequence[Any], path: Path, destinations: list[Any]) -> None:
+        self._sources = sources
+        self.path = path
+        """What happens to the value between the sources and the destinations."""
+        self.destinations = destinations
+        """The nodes the path's destination markers name."""
 
     @property
     def sources(self) -> Sequence[Any]:
         """The nodes the edge starts from."""
         return self._sources
 
+    def __repr__(self) -> str:
+        return f"EdgePath(_sources={self._sources!r}, path={self.path!r}, destinations={self.destinations!r})"
 
-class EdgePathBuilder(Generic[T]):
+
+class EdgePathBuilder(Generic[StateT, DepsT, OutputT]):
     """Builds an edge from `GraphBuilder.edge_from(...)`: chain `.transform`, `.label`, `.map`, then `.to`."""
 
-    def __init__(self, sources: Sequence[Any], path_builder: PathBuilder) -> None:
+    def __init__(self, sources: Sequence[Any], path_builder: PathBuilder[StateT, DepsT, OutputT]) -> None:
         self.sources = sources
-        self.path_builder = path_builder
+        """The nodes the edge starts from."""
+        self._path_builder = path_builder
 
-    def to(self, destination: Any, /, *extra_destinations: Any, fork_id: str | None = None) -> EdgePath[T]:
-        """The edge's destination; several destinations broadcast the value to each."""
-        path, destinations = self.path_builder.to(destination, *extra_destinations, fork_id=fork_id)
+    @property
+    def path_builder(self) -> PathBuilder[StateT, DepsT, OutputT]:
+        """The path so far."""
+        return self._path_builder
+
+    @property
+    def last_fork_id(self) -> str | None:
+        """The id of the last map or broadcast on the edge so far, or `None`."""
+        fork = self._path_builder.last_fork
+        return fork.fork_id if fork is not None else None
+
+    def to(self, destination: Any, /, *extra_destinations: Any, fork_id: str | None = None) -> EdgePath[StateT, DepsT]:
+        """The edge's destination; several destinations broadcast the value to each.
+
+        A node-API class (or a parametrized alias of one) stands for its node.
+        """
+        destinations = [_destination(d) for d in (destination, *extra_destinations)]
+        path = self._path_builder.to(*destinations, fork_id=fork_id)
         return EdgePath(self.sources, path, destinations)
 
     def map(
         self, *, fork_id: str | None = None, downstream_join_id: str | None = None, max_concurrency: int | None = None
-    ) -> EdgePathBuilder[Any]:
+    ) -> EdgePathBuilder[StateT, DepsT, Any]:
         """Fork: one branch per item of the value (an iterable or an async iterable).
 
         `downstream_join_id` names the join the branches meet at, so that mapping nothing
@@ -181,29 +255,62 @@ class EdgePathBuilder(Generic[T]):
         map's branches run at once.
 
         Raises:
+            NotImplementedError: the edge has several sources (make one edge per source).
             ValueError: `max_concurrency` is not a whole number of at least 1.
         """
+        if len(self.sources) > 1:
+            raise NotImplementedError(
+                "Map is not currently supported with multiple source nodes. "
+                "You can work around this by just creating a separate edge for each source."
+            )
         return EdgePathBuilder(
             self.sources,
-            self.path_builder.map(
+            self._path_builder.map(
                 fork_id=fork_id, downstream_join_id=downstream_join_id, max_concurrency=max_concurrency
             ),
         )
 
-    def transform(self, func: TransformFunction, /) -> EdgePathBuilder[Any]:
+    def transform(self, func: TransformFunction, /) -> EdgePathBuilder[StateT, DepsT, Any]:
         """Turn the value into `func(ctx)` (a sync function of a `StepContext`)."""
-        return EdgePathBuilder(self.sources, self.path_builder.transform(func))
+        return EdgePathBuilder(self.sources, self._path_builder.transform(func))
 
-    def label(self, label: str) -> EdgePathBuilder[T]:
+    def label(self, label: str) -> EdgePathBuilder[StateT, DepsT, OutputT]:
         """Label the edge on diagrams."""
-        return EdgePathBuilder(self.sources, self.path_builder.label(label))
+        return EdgePathBuilder(self.sources, self._path_builder.label(label))
 
     def broadcast(
-        self, get_forks: Callable[[EdgePathBuilder[T]], Sequence[EdgePath[Any]]], /, *, fork_id: str | None = None
-    ) -> EdgePath[T]:
-        """Fork: send the value down each of the edges `get_forks` builds from a fresh builder."""
-        forks = get_forks(EdgePathBuilder(self.sources, PathBuilder()))
-        paths = [fork.path for fork in forks]
+        self,
+        get_forks: Callable[[EdgePathBuilder[StateT, DepsT, OutputT]], Sequence[EdgePath[StateT, DepsT]]],
+        /,
+        *,
+        fork_id: str | None = None,
+    ) -> EdgePath[StateT, DepsT]:
+        """Fork: send the value down each of the edges `get_forks` builds from this builder.
+
+        Raises:
+            GraphBuildingError: `get_forks` built no edge.
+        """
+        forks = get_forks(self)
+        if not forks:
+            raise GraphBuildingError(f"The call to {get_forks} returned no branches, but must return at least one.")
+        # each fork was built from this builder, so it starts with this builder's items: keep the rest
+        prefix = len(self._path_builder.working_items)
+        paths = [
+            Path(list(fork.path.items[prefix:])) if _extends(fork.path, self._path_builder) else fork.path
+            for fork in forks
+        ]
         destinations = [d for fork in forks for d in fork.destinations]
-        marker = BroadcastMarker(paths, fork_id or placeholder_id("broadcast"))
-        return EdgePath(self.sources, Path([*self.path_builder.working_items, marker]), destinations)
+        return EdgePath(self.sources, self._path_builder.broadcast(paths, fork_id=fork_id), destinations)
+
+
+def _extends(path: Path, builder: PathBuilder[Any, Any, Any]) -> bool:
+    items = builder.working_items
+    return len(path.items) >= len(items) and all(a is b for a, b in zip(path.items, items, strict=False))
+
+
+def _destination(destination: Any) -> Any:
+    """A destination as a node: a node-API class (or an alias such as `Node[int]`) becomes its `NodeStep`."""
+    origin = typing.get_origin(destination) or destination
+    if isinstance(origin, type) and issubclass(origin, BaseNode):
+        return NodeStep(origin)
+    return destination

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable
-from typing import Any, Generic
+from dataclasses import dataclass
+from typing import Any, Generic, overload
 
 from typing_extensions import TypeVar
 
-from railyard.nodes import BaseNode
+from railyard.builder.id_types import NodeID
+from railyard.nodes import BaseNode, End, GraphRunContext
 
-__all__ = ("NodeStep", "Step", "StepContext", "StepFunction", "StreamFunction")
+__all__ = (
+    "AnyStepFunction",
+    "End",
+    "GraphRunContext",
+    "NodeID",
+    "NodeStep",
+    "Step",
+    "StepContext",
+    "StepFunction",
+    "StepNode",
+    "StreamFunction",
+)
 
 StateT = TypeVar("StateT", default=None)
 DepsT = TypeVar("DepsT", default=None)
@@ -61,6 +74,8 @@ StepFunction = Callable[[StepContext[Any, Any, Any]], Awaitable[Any]]
 """An async function taking a `StepContext`: the body of a step."""
 StreamFunction = Callable[[StepContext[Any, Any, Any]], AsyncIterable[Any]]
 """An async generator function taking a `StepContext`: a step whose items flow on as yielded."""
+AnyStepFunction = StepFunction
+"""A step function of any state, dependencies, input and output."""
 
 
 class Step(Generic[StateT, DepsT, InputT, OutputT]):
@@ -82,8 +97,43 @@ class Step(Generic[StateT, DepsT, InputT, OutputT]):
         """The function the step runs."""
         return self._call
 
+    @overload
+    def as_node(self, inputs: None = None) -> StepNode[StateT, DepsT]: ...
+    @overload
+    def as_node(self, inputs: InputT) -> StepNode[StateT, DepsT]: ...
+    def as_node(self, inputs: InputT | None = None) -> StepNode[StateT, DepsT]:
+        """A node-API value that leads to this step with `inputs`: return it from a node's `run`.
+
+        The node's `run` annotation names the step: `-> Annotated[StepNode[S, D], my_step]`.
+        """
+        return StepNode(self, inputs)
+
     def __repr__(self) -> str:
         return f"Step(id={self.id!r}, _call={self._call!r}, label={self.label!r})"
+
+
+@dataclass
+class StepNode(BaseNode[StateT, DepsT, Any]):
+    """What a node-API node returns to go on to a builder step: the step and the value it gets.
+
+    It is a marker, not a node to run: the builder sends `inputs` to `step`.
+    """
+
+    step: Step[StateT, DepsT, Any, Any]
+    """The step to go on to."""
+    inputs: Any
+    """The value the step gets."""
+
+    async def run(self, ctx: GraphRunContext[StateT, DepsT]) -> BaseNode[StateT, DepsT, Any] | End[Any]:
+        """Not meant to be run: the builder routes a returned `StepNode` to its step.
+
+        Raises:
+            NotImplementedError: always.
+        """
+        raise NotImplementedError(
+            "`StepNode` is not meant to be run directly, it is meant to be used in `BaseNode` subclasses to "
+            "indicate a transition to v2-style steps."
+        )
 
 
 class NodeStep(Step[Any, Any, Any, Any]):

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, Generic, TypeAlias, TypeVar, get_args, get_origin
+from dataclasses import dataclass
+from typing import Any, Generic, TypeAlias, get_args, get_origin
 
-__all__ = ("TypeExpression", "TypeOrTypeExpression", "get_callable_name", "matches_type", "unpack_type_expression")
+from typing_extensions import TypeVar
+
+__all__ = (
+    "Maybe",
+    "Some",
+    "TypeExpression",
+    "TypeOrTypeExpression",
+    "get_callable_name",
+    "infer_name",
+    "matches_type",
+    "unpack_type_expression",
+)
 
 T = TypeVar("T")
 
@@ -28,9 +41,37 @@ def unpack_type_expression(source: Any) -> Any:
 
 
 def get_callable_name(function: Callable[..., Any]) -> str:
-    """The name a step or reducer gets by default: its `__name__`, or its class's name."""
+    """The name a step or reducer gets by default: its `__name__`, or else its `str()`."""
     name = getattr(function, "__name__", None)
-    return name if isinstance(name, str) else type(function).__name__
+    return name if isinstance(name, str) else str(function)
+
+
+@dataclass
+class Some(Generic[T]):
+    """A value that is there, even when it is `None`: `Some(None)` is not `None` (see `Maybe`)."""
+
+    value: T
+    """The value."""
+
+
+Maybe: TypeAlias = "Some[T] | None"
+"""A value that may be missing: `None` when it is, `Some(value)` when it is there (even if `None`)."""
+
+
+def infer_name(obj: Any, *, depth: int) -> str | None:
+    """The name of the variable holding `obj` in the frame `depth` levels above the caller's.
+
+    `depth=1` looks in the caller's own frame: its local variables first, then its
+    module's globals. `None` when there is no such frame or no variable holds `obj`.
+    """
+    from railyard._introspect import infer_name as infer_in_frame
+
+    frame = inspect.currentframe()
+    for _ in range(depth):
+        if frame is None:
+            return None
+        frame = frame.f_back
+    return infer_in_frame(obj, frame)
 
 
 _UNIONS: tuple[Any, ...] = (typing.Union, types.UnionType)

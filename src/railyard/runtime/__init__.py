@@ -37,6 +37,11 @@ The pieces:
   that runs a step's node; `route(task, result, loop)` turns what it returned into
   the next tasks, a `MapItems` fan-out, or the run's `End`; `follow` routes a map's
   items and a join's value; `join_key`, `join_initial` and `reduce` define joins.
+  A join instance closes once nothing of its fork run can still reach it: by default
+  once no task, map or open join is left in the fork run; a program whose forks also
+  lead elsewhere gives `join_blocking(join_id)` (the nodes on the way from the fork to
+  the join), and then only tasks at those nodes, and joins among them open for the
+  same fork run, keep it open — the loop counts tasks per (fork run, node) for that.
   The node API's program routes to at most one task; the builder's routes through
   forks, maps, decisions and joins.
 - `Executor` (`_executor.py`): where a step's node runs. `bind(run)` is called once

@@ -90,6 +90,9 @@ class Loop(MapSources):
         self._id_suffix = new_hex_id()
         self._closes: list[tuple[str, str, list[Task]]] = []
         self._live: Counter[str] = Counter()
+        self._at: Counter[tuple[str, str]] = Counter()
+        # the nodes whose presences in a join's fork run keep it open (None: any presence does)
+        self._blocking = getattr(program, "join_blocking", None)
         self._running: dict[str, Task] = {}
         self._queued: deque[Task] = deque()
         self._completed: deque[tuple[str, Any]] = deque()
@@ -130,18 +133,48 @@ class Loop(MapSources):
         self._task_ids = itertools.count(number - 1)
 
     def schedule(self, tasks: Sequence[Task]) -> None:
-        """Make `tasks` the batch about to start, in place of one not started yet."""
+        """Make `tasks` the batch about to start, in place of the `ready` one.
+
+        A ready task that is among `tasks` (the same object) is kept as it is: if it has
+        started (a map's items start as they are pulled) it goes on, else it starts with the
+        others. A ready task left out never runs: one that has started is cancelled (before
+        it runs, unless the caller has waited since the batch was handed out).
+        """
+        kept = {id(task) for task in tasks}
+        ready = self.ready
         if not self.started:
-            self._uncount(self.ready)
-        self.ready = list(tasks)
-        self._count(self.ready)
+            self._uncount(ready)
+            self.ready = list(tasks)
+            self._count(self.ready)
+        else:
+            for task in ready:
+                if id(task) not in kept:
+                    self._drop(task)
+            running = {id(task) for task in ready}
+            self.ready = [task for task in tasks if id(task) not in running]
+            self._count(self.ready)
         self.started = False
+
+    def _drop(self, task: Task) -> None:
+        """Let go of a started task: it is cancelled where it is, and no longer counts."""
+        if self._running.pop(task.task_id, None) is not None:
+            self._lanes.cancel(task)
+            if task in self._starting:
+                self._starting.remove(task)
+        else:
+            for waiting in (self._queued, self._inline):
+                if task in waiting:
+                    waiting.remove(task)
+                    break
+            else:
+                return  # finished already: what it led to has been taken in
+        self._start_recorded.discard(task.task_id)
+        self._uncount([task])
 
     def restore_join(self, key: JoinKey, state: JoinState) -> None:
         """Hold an open join taken up from a stored run."""
         self.joins[key] = state
-        for item in join_holds(key, state.downstream_fork_stack):
-            self._live[item.node_run_id] += 1
+        self._hold_join(key, state.downstream_fork_stack, 1)
 
     def restore_map(self, spec: MapItems, fork_stack: ForkStack, node_run_id: str, start: int) -> None:
         """Go on with a map part-way through: its remaining items, the first of them numbered `start`."""
@@ -195,6 +228,27 @@ class Loop(MapSources):
             if pending is not None:
                 await pending
         return outcome
+
+    def recover(self) -> None:
+        """Forget the work a failure cut short, so the run can go on with the tasks scheduled next.
+
+        After a step raised, the loop has cancelled everything else that was running; a
+        caller that recovers (`GraphRun.override_next` after an error) schedules what runs
+        instead. Open joins keep the values they had.
+        """
+        self.stop()
+        self._running.clear()
+        self._queued.clear()
+        self._completed.clear()
+        for source in self._sources:
+            source.done = True
+        self._sources.clear()
+        self._live.clear()
+        self._at.clear()
+        for key, state in self.joins.items():
+            self._hold_join(key, state.downstream_fork_stack, 1)
+        self.ready = []
+        self.started = True
 
     async def _next_batch(self) -> list[Task] | End[Any]:
         """`advance` without the flush."""
@@ -260,10 +314,9 @@ class Loop(MapSources):
         """Take in what the driver's own step led to: the next batch or the end, or `None` to go on waiting."""
         if type(routed) is list and routed and not task.fork_stack and not self.joins:
             # where the node API always is: one task led to the next, outside any fork
-            live = self._live
             for next_task in routed:
-                for item in next_task.fork_stack:
-                    live[item.node_run_id] += 1
+                if next_task.fork_stack:  # never for the node API: no call on its hot path
+                    self._count((next_task,))
             self.ready = routed
             self.started = False
             return routed
@@ -435,9 +488,7 @@ class Loop(MapSources):
             produced = self._pull_sync_items()
             if produced:
                 await self._record_created(produced)
-                for task in produced:
-                    self._start(task)
-                self._pulled = True  # map items start as they are pulled
+                self._start_pulled(produced)
                 return produced
             if self._inline:
                 task = self._inline.popleft()
@@ -473,9 +524,7 @@ class Loop(MapSources):
                 outcome = self._map_item(source, item)
                 if outcome:
                     await self._record_created(outcome)
-                    for task in outcome:
-                        self._start(task)
-                    self._pulled = True  # started as they are made: an event of their own
+                    self._start_pulled(outcome)
                     return outcome
             elif kind == "source_done":
                 outcome = self._source_done(payload)
@@ -492,6 +541,16 @@ class Loop(MapSources):
             if outcome:
                 return outcome
 
+    def _start_pulled(self, tasks: list[Task]) -> None:
+        """A map's items start as they are pulled: the batch `advance` hands out is running already.
+
+        A caller replacing it (`schedule`) cancels the ones it drops before they run, as long
+        as it does so before it next waits.
+        """
+        for task in tasks:
+            self._start(task)
+        self._pulled = True
+
     def _finished(self, task: Task, outcome: Any) -> list[Task] | End[Any]:
         if self._running.pop(task.task_id, None) is None:
             return []  # cancelled (its fork was cut short) just as it finished: already let go of
@@ -505,15 +564,15 @@ class Loop(MapSources):
             produced: list[Task] = []
         elif kind is list or kind is tuple or isinstance(outcome, Sequence):
             produced = outcome if kind is list else list(outcome)
-            live = self._live
-            for next_task in produced:
-                for item in next_task.fork_stack:
-                    live[item.node_run_id] += 1
+            if produced:
+                self._count(produced)
         else:
             return outcome  # type: ignore[no-any-return]  # the end of the run
         live = self._live
         for item in task.fork_stack:
             live[item.node_run_id] -= 1
+        if self._blocking is not None:
+            self._count_at((task,), -1)
         if self._queued or self._sources:
             self._capacity_freed()
         return produced
@@ -550,9 +609,29 @@ class Loop(MapSources):
             if closing_id(*key) in self.closed:
                 return None  # closed before a resume: its value has gone on already
             state = self.joins[key] = JoinState(self.program.join_initial(join_id), downstream)
-            for item in join_holds(key, downstream):  # an open join holds the forks around it open
-                self._live[item.node_run_id] += 1
+            self._hold_join(key, downstream, 1)  # an open join holds the forks around it open
         return state
+
+    def _hold_join(self, key: JoinKey, downstream: ForkStack, change: int) -> None:
+        """An open join is at its node in the forks around its own: it keeps their joins after it open."""
+        live, at, tracked, join_id = self._live, self._at, self._blocking is not None, key[0]
+        for item in join_holds(key, downstream):
+            live[item.node_run_id] += change
+            if tracked:
+                at[item.node_run_id, join_id] += change
+
+    def _join_blocked(self, join_id: str, fork_run_id: str) -> bool:
+        """Whether something in fork run `fork_run_id` may still reach join `join_id`."""
+        blocking = self._blocking
+        if blocking is None:
+            return self._live[fork_run_id] > 0
+        on_the_way = blocking(join_id)
+        if self._live[fork_run_id] > 0:
+            at = self._at
+            if any(at[fork_run_id, node_id] > 0 for node_id in on_the_way):
+                return True
+        # a join on the way, open for the same fork run, has values still to pass on
+        return any(run == fork_run_id and other != join_id and other in on_the_way for other, run in self.joins)
 
     def _reduce(self, task: Task) -> None:
         key, downstream = self.program.join_key(task.node_id, task.fork_stack)
@@ -571,11 +650,10 @@ class Loop(MapSources):
         produced: list[Task] = []
         for key, state in list(self.joins.items()):
             join_id, fork_run_id = key
-            if self._live[fork_run_id] > 0:
+            if self._join_blocked(join_id, fork_run_id):
                 continue
             del self.joins[key]
-            for item in join_holds(key, state.downstream_fork_stack):
-                self._live[item.node_run_id] -= 1
+            self._hold_join(key, state.downstream_fork_stack, -1)
             tasks = self.program.follow(join_id, state.current, state.downstream_fork_stack, self)
             self._count(tasks)
             self._closes.append((closing_id(join_id, fork_run_id), join_id, tasks))

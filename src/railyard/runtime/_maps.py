@@ -49,6 +49,10 @@ class MapSources:
     program: Program
     limit: int | None
     _live: Counter[str]
+    _at: Counter[tuple[str, str]]
+    """Presences by (fork run id, node id): what keeps a join of that fork run open is where they are."""
+    _blocking: Callable[[str], frozenset[str]] | None
+    """The program's `join_blocking` (`None`: any presence in a join's fork run keeps it open)."""
     _sources: list[MapSource]
     _pumps: list[anyio.CancelScope]
     _queued: deque[Task]
@@ -67,12 +71,24 @@ class MapSources:
         for task in tasks:
             for item in task.fork_stack:
                 live[item.node_run_id] += 1
+        if self._blocking is not None:
+            self._count_at(tasks, 1)
 
     def _uncount(self, tasks: Sequence[Task]) -> None:
         live = self._live
         for task in tasks:
             for item in task.fork_stack:
                 live[item.node_run_id] -= 1
+        if self._blocking is not None:
+            self._count_at(tasks, -1)
+
+    def _count_at(self, tasks: Sequence[Task], change: int) -> None:
+        """Where the tasks are, per fork run (kept only when a join's program asks, see `_blocking`)."""
+        at = self._at
+        for task in tasks:
+            node_id = task.node_id
+            for item in task.fork_stack:
+                at[item.node_run_id, node_id] += change
 
     def _map(self, task: Task, spec: MapItems) -> None:
         items = spec.items
@@ -93,17 +109,30 @@ class MapSources:
             self._task_group.start_soon(self._pump, source)
 
     def _hold_source(self, source: MapSource) -> None:
-        """A map holds its fork and the forks around it open until it is exhausted."""
-        for item in source.fork_stack:
-            self._live[item.node_run_id] += 1
-        self._live[source.node_run_id] += 1
+        """A map holds its fork and the forks around it open until it is exhausted (it is at its fork node)."""
+        self._present(source, 1)
 
     def _release_source(self, source: MapSource) -> None:
         source.done = True
         self._sources.remove(source)
+        self._present(source, -1)
+
+    def _present(self, source: MapSource, change: int) -> None:
+        live = self._live
         for item in source.fork_stack:
-            self._live[item.node_run_id] -= 1
-        self._live[source.node_run_id] -= 1
+            live[item.node_run_id] += change
+        live[source.node_run_id] += change
+        if self._blocking is not None:
+            at, node_id = self._at, source.fork_id
+            for item in source.fork_stack:
+                at[item.node_run_id, node_id] += change
+            at[source.node_run_id, node_id] += change
+
+    def _reserve(self, source: MapSource, change: int) -> None:
+        """An item pulled from an async map counts in the map's own run until its tasks do."""
+        self._live[source.node_run_id] += change
+        if self._blocking is not None:
+            self._at[source.node_run_id, source.fork_id] += change
 
     def _map_capacity(self, source: MapSource, pulled: int = 0) -> bool:
         limit = source.max_concurrency
@@ -142,7 +171,7 @@ class MapSources:
                         await source.waiting.wait()
                     if source.done:  # cancelled: its fork was cut short
                         return
-                    self._live[source.node_run_id] += 1  # the item counts at once, so capacity holds
+                    self._reserve(source, 1)  # the item counts at once, so capacity holds
                     self._arrive("item", (source, item))
                     await anyio.lowlevel.checkpoint()
                 self._arrive("source_done", source)
@@ -158,7 +187,7 @@ class MapSources:
         tasks = self.program.follow(source.fork_id, item, stack, cast("Loop", self))
         self._count(tasks)
         if source.is_async:
-            self._live[source.node_run_id] -= 1  # the pump's reservation, now held by the tasks
+            self._reserve(source, -1)  # the pump's reservation, now held by the tasks
             if source.done:
                 self._uncount(tasks)
                 return []
