@@ -151,9 +151,7 @@ async def test_empty_response_and_bad_setup_are_named() -> None:
         await agent.run("q")
     with pytest.raises(UserError, match="Tool name conflicts with existing tool: 'paris_tool'"):
         Agent(FunctionModel(paris), tools=[paris_tool, paris_tool])
-    with pytest.raises(
-        UserError, match=r"^Unknown model: 'nope:x'; use 'test', 'openai:<model name>' or a Model instance$"
-    ):
+    with pytest.raises(UserError, match=r"^Unknown model: nope:x$"):
         Agent("nope:x")
     with pytest.raises(UserError, match=r"^`model` must be set either when creating the agent or when calling it\.$"):
         await Agent().run("q")

@@ -78,7 +78,7 @@ def test_sphinx_docstring_keeps_the_rest_of_the_text() -> None:
     assert description == "Add two numbers.\n\nLonger description line."
     assert schema["properties"] == {
         "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": "a note", "title": "Note"},
-        "kind": {"description": "the kind, on two lines", "enum": ["x", "y"], "title": "Kind", "type": "string"},
+        "kind": {"description": "the kind,\non two lines", "enum": ["x", "y"], "title": "Kind", "type": "string"},
         "xs": {"anyOf": [{"items": {"type": "string"}, "type": "array"}, {"type": "null"}], "title": "Xs"},
         "r": {"title": "R", "type": "number"},
     }
@@ -86,8 +86,9 @@ def test_sphinx_docstring_keeps_the_rest_of_the_text() -> None:
 
 
 def test_numpy_docstring() -> None:
+    # the description ends where the first section begins, as pydantic-ai reads it
     description, schema = function_schema(numpy_style, takes_ctx=False)
-    assert description == "Search.\n\nReturns\n-------\nNone"
+    assert description == "Search."
     assert schema["properties"]["q"]["description"] == "the query"
     assert schema["properties"]["limit"]["description"] == "how many"
     assert schema["required"] == ["q"]
@@ -183,14 +184,7 @@ def test_invalid_arguments_become_a_retry_prompt() -> None:
 
 
 def test_bad_tool_definitions_are_named() -> None:
-    def spread(*args: int) -> int:
-        return sum(args)
-
-    with pytest.raises(
-        UserError, match=r"Tool 'test_bad_tool_definitions_are_named.<locals>.spread': parameter 'args'"
-    ):
-        Tool(spread, takes_ctx=False)
-
+    # `*args` is accepted (as pydantic-ai accepts it): see test_agent_dropin_tools.py
     def no_ctx() -> None:
         return None
 
@@ -313,7 +307,9 @@ def test_docstring_format_and_required_parameter_descriptions() -> None:
         """
         return x
 
-    with pytest.raises(UserError, match=r"missing parameter descriptions for y$"):
+    with pytest.raises(
+        UserError, match=r"^Error generating schema for .*half_documented:\n  Missing parameter descriptions for y$"
+    ):
         Tool(half_documented, require_parameter_descriptions=True)
     assert Tool(half_documented).definition.description == "Do it."
 

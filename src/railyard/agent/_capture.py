@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 from railyard.agent.messages import ModelMessage
 
 __all__ = ("capture_run_messages", "take_capture_list")
 
-_captured: ContextVar[list[list[ModelMessage]] | None] = ContextVar("railyard_captured_messages", default=None)
+
+@dataclass
+class _Capture:
+    messages: list[ModelMessage]
+    taken: bool = False
+
+
+_captured: ContextVar[_Capture | None] = ContextVar("railyard_captured_messages", default=None)
 
 
 @contextmanager
@@ -26,18 +34,25 @@ def capture_run_messages() -> Iterator[list[ModelMessage]]:
         except UnexpectedModelBehavior:
             print(messages)
     ```
+
+    A block inside another gives the outer block's list (still filled by the first run).
     """
-    messages: list[ModelMessage] = []
-    token = _captured.set([messages])
+    outer = _captured.get()
+    if outer is not None:
+        yield outer.messages
+        return
+    capture = _Capture([])
+    token = _captured.set(capture)
     try:
-        yield messages
+        yield capture.messages
     finally:
         _captured.reset(token)
 
 
 def take_capture_list() -> list[ModelMessage] | None:
     """The capture block's list, the first time a run asks for it; else None."""
-    pending = _captured.get()
-    if not pending:
+    capture = _captured.get()
+    if capture is None or capture.taken:
         return None
-    return pending.pop()
+    capture.taken = True
+    return capture.messages

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -41,7 +41,7 @@ from railyard.agent.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
-from railyard.agent.models import AgentInfo, Model
+from railyard.agent.models import AgentInfo, Model, open_stream, send_request
 from railyard.agent.settings import ModelSettings
 from railyard.agent.tools import Tool, ToolDefinition
 from railyard.agent.usage import Usage, UsageLimits
@@ -115,7 +115,7 @@ class AgentDeps:
 
     user_deps: Any
     model: Model
-    tools: dict[str, Tool]
+    tools: dict[str, Tool[Any]]
     result_schema: ResultSchema
     result_validators: Sequence[ResultValidator] = ()
     max_result_retries: int = 1
@@ -133,7 +133,7 @@ class AgentDeps:
 
     def __post_init__(self) -> None:
         self.function_tool_defs = [tool.definition for tool in self.tools.values()]
-        self.prepares_tools = any(tool.prepare is not None for tool in self.tools.values())
+        self.prepares_tools = any(tool.prepares for tool in self.tools.values())
 
     async def tool_definitions(self, state: AgentState) -> list[ToolDefinition]:
         """The function tools to offer for the next request, after each tool's `prepare`."""
@@ -143,7 +143,7 @@ class AgentDeps:
         for tool in self.tools.values():
             ctx = self.run_context(state, retry=state.retries.get(tool.name, 0))
             ctx.tool_name = tool.name
-            definition = await tool.prepared_definition(ctx)
+            definition = await tool.prepare_tool_def(ctx)
             if definition is not None:
                 definitions.append(definition)
         return definitions
@@ -202,7 +202,7 @@ class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
             return streamed  # `stream()` already made the request
         state, deps = ctx.state, ctx.deps
         info = await self._prepare(state, deps)
-        response, request_usage = await deps.model.request(list(state.message_history), info)
+        response, request_usage = await send_request(deps.model, list(state.message_history), info)
         return self._finish(state, deps, response, request_usage)
 
     @asynccontextmanager
@@ -224,12 +224,23 @@ class ModelRequestNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
         self._did_stream = True
         state, deps = ctx.state, ctx.deps
         info = await self._prepare(state, deps)
-        async with deps.model.request_stream(list(state.message_history), info) as response:
-            events = AgentStream(response, state, deps)
+        async with open_stream(deps.model, list(state.message_history), info) as response:
+            events: AgentStream[Any, Any] = AgentStream(response, state, deps)
+            self._stream_done = lambda: self._finish(state, deps, response.get(), response.usage())
             yield events
             async for _ in events:
                 pass
-        self._streamed = self._finish(state, deps, response.get(), response.usage())
+            self.record_stream()
+
+    def record_stream(self) -> None:
+        """Record the streamed answer (read to its end) in the run's history and usage, once.
+
+        `stream()` does it when its block exits; `run_stream` does it as soon as the
+        answer is complete, inside the block.
+        """
+        if getattr(self, "_streamed", None) is None:
+            finish: Callable[[], CallToolsNode] = self._stream_done
+            self._streamed = finish()
 
     async def _prepare(self, state: AgentState, deps: AgentDeps) -> AgentInfo:
         state.message_history.append(self.request)
@@ -348,8 +359,9 @@ async def _handle_calls(
     for index, call in enumerate(calls):
         if call.tool_name not in deps.tools and call.tool_name not in result_tools:
             _count_result_retry(state, deps, None)
-            names = ", ".join([*deps.tools, *result_tools])
-            parts[index] = RetryPromptPart(f"Unknown tool name: {call.tool_name!r}. Available tools: {names}")
+            names = [*deps.tools, *result_tools]
+            known = f"Available tools: {', '.join(names)}" if names else "No tools available."
+            parts[index] = RetryPromptPart(f"Unknown tool name: {call.tool_name!r}. {known}")
 
     if final is None:
         await _run_tools(calls, parts, state, deps, emit)
@@ -421,7 +433,7 @@ async def _run_tools(
         for event in started.values():
             emit(event)
 
-    async def run_one(index: int, call: ToolCallPart, tool: Tool) -> None:
+    async def run_one(index: int, call: ToolCallPart, tool: Tool[Any]) -> None:
         def failed(cause: BaseException) -> None:
             # counted as each call fails, so several failing calls in one response add up
             failures = state.retries.get(tool.name, 0)

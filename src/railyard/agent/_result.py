@@ -16,8 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union, get_args, get_origin
 
+try:
+    from typing import TypeAliasType  # type: ignore[attr-defined,unused-ignore]  # Python 3.12+
+except ImportError:  # pragma: no cover - Python 3.11
+    from typing_extensions import TypeAliasType
+
 import anyio.to_thread
 import pydantic
+import typing_extensions
 from pydantic_core import ErrorDetails
 
 from railyard.agent.context import RunContext
@@ -119,6 +125,8 @@ class ResultSchema:
 
 
 def _union_members(result_type: Any) -> list[Any]:
+    while isinstance(result_type, TypeAliasType | typing_extensions.TypeAliasType):  # `type X = A | B`
+        result_type = result_type.__value__
     origin = get_origin(result_type)
     if origin is Union or origin is types.UnionType:
         return list(get_args(result_type))

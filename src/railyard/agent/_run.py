@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Generic
@@ -44,6 +45,10 @@ class AgentRunResult(Generic[ResultDataT]):
 
         `result_tool_return_content` replaces what the final result tool "returned" in
         the last message, to continue the conversation with that text.
+
+        Raises:
+            ValueError: `result_tool_return_content` was given, but the result was text.
+            LookupError: the last message has no return of the result tool.
         """
         messages = list(self._state.message_history)
         if result_tool_return_content is None:
@@ -57,8 +62,13 @@ class AgentRunResult(Generic[ResultDataT]):
                     parts = list(last.parts)
                     parts[index] = dataclasses.replace(part, content=result_tool_return_content)
                     messages[-1] = dataclasses.replace(last, parts=parts)
-                    break
-        return messages
+                    return messages
+        raise LookupError(f"No tool call found with tool name {self._result_tool_name!r}.")
+
+    @property
+    def _new_message_index(self) -> int:
+        """Where this run's messages begin in `all_messages()`; pydantic-ai's tests read it."""
+        return self._state.new_message_index
 
     def new_messages(self, *, result_tool_return_content: str | None = None) -> list[ModelMessage]:
         """The messages this run added."""
@@ -151,8 +161,14 @@ class AgentRun(Generic[AgentDepsT, ResultDataT]):
         return f"<AgentRun result={shown} usage={self.usage()!r}>"
 
 
-async def _end_streamed_run(run: AgentRun[Any, Any], call_tools: CallToolsNode, result: StreamedRunResult[Any]) -> None:
+async def _end_streamed_run(
+    run: AgentRun[Any, Any], node: ModelRequestNode, result: StreamedRunResult[Any, Any]
+) -> None:
     """Take the run to its end after a streamed answer, validating the result only if no one has."""
+    node.record_stream()
+    result._recorded = True  # pyright: ignore[reportPrivateUsage]
+    call_tools = await run.next(node)
+    assert isinstance(call_tools, CallToolsNode)
     validated = result._validated  # pyright: ignore[reportPrivateUsage]
     if validated is not None:
         call_tools.preset_result(result._final.tool_name, validated[0])  # pyright: ignore[reportPrivateUsage]
@@ -173,7 +189,7 @@ async def finish(run: AgentRun[Any, ResultDataT]) -> AgentRunResult[ResultDataT]
 
 
 @asynccontextmanager
-async def stream_result(run: AgentRun[Any, ResultDataT]) -> AsyncIterator[StreamedRunResult[ResultDataT]]:
+async def stream_result(run: AgentRun[Any, ResultDataT]) -> AsyncIterator[StreamedRunResult[Any, ResultDataT]]:
     """Drive `run` to the answer that carries its result, give that as a stream, then end the run with it."""
     node = run.next_node
     while not isinstance(node, ModelRequestNode):
@@ -181,20 +197,20 @@ async def stream_result(run: AgentRun[Any, ResultDataT]) -> AsyncIterator[Stream
             raise UnexpectedModelBehavior("The run ended without a streamed final result")
         node = await run.next(node)
     while True:
-        result: StreamedRunResult[ResultDataT] | None = None
+        result: StreamedRunResult[Any, ResultDataT] | None = None
         async with node.stream(run.ctx) as events:
             async for event in events:
                 if isinstance(event, FinalResultEvent):
+                    end = functools.partial(_end_streamed_run, run, node)
                     result = StreamedRunResult(run.ctx.state, run.ctx.deps, events, event)
+                    result._on_complete = functools.partial(end, result)  # pyright: ignore[reportPrivateUsage]
                     yield result
                     break
         if result is not None:
-            result._recorded = True  # pyright: ignore[reportPrivateUsage]
+            await result._record()  # pyright: ignore[reportPrivateUsage]
+            return
         call_tools = await run.next(node)
         assert isinstance(call_tools, CallToolsNode)
-        if result is not None:
-            await _end_streamed_run(run, call_tools, result)
-            return
         after = await run.next(call_tools)
         if not isinstance(after, ModelRequestNode):
             raise UnexpectedModelBehavior("The run ended without a streamed final result")

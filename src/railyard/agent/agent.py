@@ -16,11 +16,12 @@ print(run.result.data)
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import types
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Generic, TypeGuard, overload
+from typing import Any, ClassVar, Generic, TypeGuard, overload
 
 from typing_extensions import TypeVar, Unpack
 
@@ -47,9 +48,20 @@ from railyard.agent.content import UserContent
 from railyard.agent.exceptions import UserError
 from railyard.agent.messages import ModelMessage
 from railyard.agent.models import KnownModelName, Model, infer_model
-from railyard.agent.settings import ModelSettings
+from railyard.agent.models.instrumented import InstrumentationSettings, InstrumentedModel
+from railyard.agent.settings import ModelSettings, merge_model_settings
 from railyard.agent.streaming import StreamedRunResult
-from railyard.agent.tools import Tool, ToolOptions
+from railyard.agent.tools import (  # noqa: F401  # with names pydantic-ai's module offers too
+    DocstringFormat,
+    RunContext,
+    Tool,
+    ToolFuncContext,
+    ToolFuncEither,
+    ToolFuncPlain,
+    ToolOptions,
+    ToolParams,
+    ToolPrepareFunc,
+)
 from railyard.agent.usage import Usage, UsageLimits
 from railyard.graph import Graph
 from railyard.nodes import End
@@ -60,6 +72,11 @@ __all__ = ("Agent", "AgentRun", "AgentRunResult", "EndStrategy", "capture_run_me
 
 AgentDepsT = TypeVar("AgentDepsT", default=None)
 ResultDataT = TypeVar("ResultDataT", default=str)
+RunResultDataT = TypeVar("RunResultDataT")
+"""The result type of one run, when it is not the agent's."""
+T = TypeVar("T")
+S = TypeVar("S")
+NoneType = type(None)
 F = TypeVar("F", bound=Callable[..., Any])
 _NONE_TYPE: Any = type(None)
 
@@ -71,6 +88,13 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
     dataclass or other type makes the model answer through a result tool whose
     arguments are validated into that type.
     """
+
+    _instrument_default: ClassVar[InstrumentationSettings | bool] = False
+
+    @staticmethod
+    def instrument_all(instrument: InstrumentationSettings | bool = True) -> None:
+        """Instrument every agent whose own `instrument` is None (pydantic-ai's process-wide switch)."""
+        Agent._instrument_default = instrument
 
     def __init__(
         self,
@@ -88,9 +112,10 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         result_tool_description: str | None = None,
         result_retries: int | None = None,
         output_retries: int | None = None,
-        tools: Sequence[Tool | Callable[..., Any]] = (),
+        tools: Sequence[Tool[AgentDepsT] | Callable[..., Any]] = (),
         end_strategy: EndStrategy = "early",
         defer_model_check: bool = False,
+        instrument: InstrumentationSettings | bool | None = None,
     ) -> None:
         self.model: Model | KnownModelName | None = model if defer_model_check or model is None else infer_model(model)
         """The model runs talk to, unless a run names another."""
@@ -107,7 +132,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         self._result_tool_name = result_tool_name
         self._result_tool_description = result_tool_description
         self._result_schemas: dict[Any, ResultSchema] = {}
-        self._result_schema(self.result_type)
+        self._schema_for(self.result_type)
         self._max_result_retries = pick(result_retries, output_retries, "result_retries", "output_retries", None)
         if self._max_result_retries is None:
             self._max_result_retries = retries
@@ -117,20 +142,34 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         self._instruction_functions: list[PromptFunction] = []
         self._result_validators: list[ResultValidator] = []
         self._default_retries = retries
-        self._tools: dict[str, Tool] = {}
+        self._tools: dict[str, Tool[Any]] = {}
         self._override_model: Model | None = None
         self._override_deps: tuple[Any] | None = None
+        self.instrument = instrument
+        """OpenTelemetry spans for each model request: settings, True (the defaults), False, or None
+        (as `Agent.instrument_all()` says)."""
         self._run_graph = named_agent_graph(name)
         for tool in tools:
             self._add_tool(tool if isinstance(tool, Tool) else Tool(tool))
 
+    @property
+    def _result_schema(self) -> ResultSchema | None:
+        """The schema of the agent's result type, or None for plain text (pydantic-ai's name, which its tests read)."""
+        schema = self._schema_for(self.result_type)
+        return schema if schema.tools else None
+
+    @property
+    def _function_tools(self) -> dict[str, Tool[Any]]:
+        """The registered tools by name (pydantic-ai's name for them, which its tests read)."""
+        return self._tools
+
     # -- registration ------------------------------------------------------------------
 
-    def _add_tool(self, tool: Tool) -> None:
+    def _add_tool(self, tool: Tool[Any]) -> None:
         tool = tool.with_retries(self._default_retries)
         if tool.name in self._tools:
             raise UserError(f"Tool name conflicts with existing tool: {tool.name!r}")
-        if tool.name in self._result_schema(self.result_type).tools:
+        if tool.name in self._schema_for(self.result_type).tools:
             raise UserError(f"Tool name conflicts with result schema name: {tool.name!r}")
         self._tools[tool.name] = tool
 
@@ -490,7 +529,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         usage: Usage | None = None,
         infer_name: bool = True,
         persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
-    ) -> AsyncIterator[StreamedRunResult[ResultDataT]]:
+    ) -> AsyncIterator[StreamedRunResult[AgentDepsT, ResultDataT]]:
         """Run until the model starts the answer that carries the result, and give that as a stream.
 
         Tool rounds before it run as usual. When the block exits, the rest of the answer
@@ -538,7 +577,8 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             self._run_graph = named_agent_graph(self.name)
         return self._run_graph
 
-    def _result_schema(self, result_type: Any) -> ResultSchema:
+    def _schema_for(self, result_type: Any) -> ResultSchema:
+        """The result schema for `result_type`, built once per type."""
         schema = self._result_schemas.get(result_type)
         if schema is None:
             schema = ResultSchema.build(
@@ -555,17 +595,15 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         model_settings: ModelSettings | None,
         usage_limits: UsageLimits | None,
     ) -> AgentDeps:
-        chosen = self._override_model or model or self.model
-        if chosen is None:
-            raise UserError("`model` must be set either when creating the agent or when calling it.")
-        settings = model_settings or self.model_settings
-        if self.model_settings and model_settings:
-            settings = {**self.model_settings, **model_settings}
+        if result_type is not None and self._result_validators:
+            raise UserError("Cannot set a custom run `result_type` when the agent has result validators")
+        chosen = self._get_model(model)
+        settings = merge_model_settings(self.model_settings, model_settings)
         return AgentDeps(
             user_deps=self._override_deps[0] if self._override_deps is not None else deps,
-            model=infer_model(chosen),
+            model=chosen,
             tools=self._tools,
-            result_schema=self._result_schema(self.result_type if result_type is None else result_type),
+            result_schema=self._schema_for(self.result_type if result_type is None else result_type),
             result_validators=self._result_validators,
             max_result_retries=self._max_result_retries,
             end_strategy=self.end_strategy,
@@ -577,10 +615,42 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             model_settings=settings,
         )
 
+    def _get_model(self, model: Model | KnownModelName | None) -> Model:
+        """The model a run uses: the override, else `model`, else the agent's; instrumented if asked.
+
+        Raises:
+            UserError: there is no model.
+        """
+        if self._override_model is not None and model is None and self.model is None:
+            raise UserError(
+                "`model` must be set either when creating the agent or when calling it. "
+                "(Even when `override(model=...)` is customizing the model that will actually be called)"
+            )
+        chosen = self._override_model or model or self.model
+        if chosen is None:
+            raise UserError("`model` must be set either when creating the agent or when calling it.")
+        resolved = infer_model(chosen)
+        instrument = self._instrument_default if self.instrument is None else self.instrument
+        if instrument and not isinstance(resolved, InstrumentedModel):
+            resolved = InstrumentedModel(resolved, None if instrument is True else instrument)
+        return resolved
+
     def _infer_name(self, frame: types.FrameType | None) -> None:
-        name = infer_name(self, frame.f_back if frame is not None else None)
+        caller = frame.f_back if frame is not None else None
+        while caller is not None and caller.f_code.co_filename == contextlib.__file__:
+            caller = caller.f_back  # `iter` and `run_stream` are entered through contextlib
+        name = infer_name(self, caller)
         if name is not None:
             self.name = name
+
+    @property
+    def last_run_messages(self) -> list[ModelMessage]:
+        """Removed in pydantic-ai: always raises; use `capture_run_messages` instead.
+
+        Raises:
+            AttributeError: always.
+        """
+        raise AttributeError("The `last_run_messages` attribute has been removed, use `capture_run_messages` instead.")
 
     @staticmethod
     def is_user_prompt_node(node: Any) -> TypeGuard[UserPromptNode]:

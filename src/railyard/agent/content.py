@@ -14,12 +14,47 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 import pydantic
 
-__all__ = ("AudioUrl", "BinaryContent", "DocumentUrl", "ImageUrl", "UserContent")
+__all__ = (
+    "AudioFormat",
+    "AudioMediaType",
+    "AudioUrl",
+    "BinaryContent",
+    "DocumentFormat",
+    "DocumentMediaType",
+    "DocumentUrl",
+    "ImageFormat",
+    "ImageMediaType",
+    "ImageUrl",
+    "UnknownMediaType",
+    "UserContent",
+)
+
+AudioMediaType: TypeAlias = Literal["audio/wav", "audio/mpeg"]
+"""The media types of sounds models take."""
+ImageMediaType: TypeAlias = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+"""The media types of images models take."""
+DocumentMediaType: TypeAlias = Literal[
+    "application/pdf",
+    "text/plain",
+    "text/csv",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "text/html",
+    "text/markdown",
+    "application/vnd.ms-excel",
+]
+"""The media types of documents models take."""
+AudioFormat: TypeAlias = Literal["wav", "mp3"]
+"""The short names of sound kinds."""
+ImageFormat: TypeAlias = Literal["jpeg", "png", "gif", "webp"]
+"""The short names of image kinds."""
+DocumentFormat: TypeAlias = Literal["csv", "doc", "docx", "html", "md", "pdf", "txt", "xls", "xlsx"]
+"""The short names of document kinds."""
 
 _IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
 _AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
@@ -45,13 +80,21 @@ _FORMATS = {
 }
 
 
+class UnknownMediaType(ValueError, RuntimeError):
+    """A URL's file extension, or a media type, is not one of a kind models take.
+
+    A `ValueError`, and a `RuntimeError` too, which is what pydantic-ai raises for a
+    document's, so code written for either catches it.
+    """
+
+
 def _media_type(url: str, types: dict[str, str], kind: str) -> str:
     """The media type of the file `url` names, from its extension and `types`."""
     name = urlsplit(url).path.rsplit("/", 1)[-1]
     extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     media_type = types.get(extension)
     if media_type is None:
-        raise ValueError(f"Unknown {kind} file extension: {url}")
+        raise UnknownMediaType(f"Unknown {kind} file extension: {url}")
     return media_type
 
 
@@ -69,7 +112,7 @@ class ImageUrl:
         """The image's media type, from the URL's extension.
 
         Raises:
-            ValueError: the extension is not one of an image kind models take.
+            UnknownMediaType: the extension is not one of an image kind models take.
         """
         return _media_type(self.url, _IMAGE_TYPES, "image")
 
@@ -93,7 +136,7 @@ class AudioUrl:
         """The sound's media type, from the URL's extension.
 
         Raises:
-            ValueError: the extension is neither `mp3` nor `wav`.
+            UnknownMediaType: the extension is neither `mp3` nor `wav`.
         """
         return _media_type(self.url, _AUDIO_TYPES, "audio")
 
@@ -112,7 +155,7 @@ class DocumentUrl:
         """The document's media type, from the URL's extension.
 
         Raises:
-            ValueError: the extension is not one of a document kind models take.
+            UnknownMediaType: the extension is not one of a document kind models take.
         """
         return _media_type(self.url, _DOCUMENT_TYPES, "document")
 
@@ -169,11 +212,11 @@ class BinaryContent:
         """The short name of its kind (`png`, `mp3`, `pdf`, ...).
 
         Raises:
-            ValueError: the media type is not one models take.
+            UnknownMediaType: the media type is not one models take.
         """
         found = _FORMATS.get(self.media_type)
         if found is None:
-            raise ValueError(f"Unknown media type: {self.media_type}")
+            raise UnknownMediaType(f"Unknown media type: {self.media_type}")
         return found
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from railyard.agent.content import UserContent
 from railyard.agent.messages import ModelMessage
 from railyard.agent.usage import Usage
 
-__all__ = ("RunContext", "callable_takes_ctx")
+__all__ = ("RunContext", "callable_takes_ctx", "is_run_context_annotation")
 
 AgentDepsT = TypeVar("AgentDepsT")
 
@@ -46,6 +47,15 @@ class RunContext(Generic[AgentDepsT]):
     and after the run is resumed (a forked run has its own).
     """
 
+    def replace_with(self, retry: int | None = None, tool_name: Any = ...) -> RunContext[AgentDepsT]:
+        """A copy with `retry` and/or `tool_name` changed (`tool_name=None` clears it)."""
+        changes: dict[str, Any] = {}
+        if retry is not None:
+            changes["retry"] = retry
+        if tool_name is not ...:
+            changes["tool_name"] = tool_name
+        return dataclasses.replace(self, **changes)
+
 
 def callable_takes_ctx(function: Callable[..., Any]) -> bool:
     """Whether `function`'s first parameter is annotated as a `RunContext`."""
@@ -57,4 +67,11 @@ def callable_takes_ctx(function: Callable[..., Any]) -> bool:
         return annotation.startswith("RunContext")
     with contextlib.suppress(NameError):
         annotation = get_type_hints(function).get(params[0].name, annotation)
+    return is_run_context_annotation(annotation)
+
+
+def is_run_context_annotation(annotation: Any) -> bool:
+    """Whether `annotation` is `RunContext`, bare or with its deps type."""
+    if isinstance(annotation, str):
+        return annotation.startswith("RunContext")
     return annotation is RunContext or get_origin(annotation) is RunContext

@@ -6,18 +6,33 @@ parts as they start (`PartStartEvent`) and grow (`PartDeltaEvent`), with a
 `CallToolsNode` it gives each tool call (`FunctionToolCallEvent`) and its result
 (`FunctionToolResultEvent`). `PartsBuilder` is how a streamed model turns the pieces it
 receives into these events and, at the end, into the parts of one `ModelResponse`.
+
+The event classes live in `railyard.agent.messages` (where pydantic-ai code imports them
+from) and are re-exported here.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Hashable
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
-import pydantic
-
-from railyard.agent.messages import ModelResponsePart, RetryPromptPart, TextPart, ToolCallPart, ToolReturnPart
+from railyard.agent.messages import (
+    AgentStreamEvent,
+    FinalResultEvent,
+    FunctionToolCallEvent,
+    FunctionToolResultEvent,
+    HandleResponseEvent,
+    ModelResponsePart,
+    ModelResponsePartDelta,
+    ModelResponseStreamEvent,
+    PartDeltaEvent,
+    PartStartEvent,
+    TextPart,
+    TextPartDelta,
+    ToolCallPart,
+    ToolCallPartDelta,
+)
 
 __all__ = (
     "AgentStreamEvent",
@@ -33,107 +48,6 @@ __all__ = (
     "TextPartDelta",
     "ToolCallPartDelta",
 )
-
-
-@dataclass
-class TextPartDelta:
-    """More text for a `TextPart`."""
-
-    content_delta: str
-    """The text to append."""
-    part_delta_kind: Literal["text"] = "text"
-    """Tag of this kind of delta."""
-
-
-@dataclass
-class ToolCallPartDelta:
-    """More of a `ToolCallPart`: a piece of its name, of its JSON arguments, or its id."""
-
-    tool_name_delta: str | None = None
-    """Text to append to the tool's name."""
-    args_delta: str | dict[str, Any] | None = None
-    """Text to append to the JSON arguments (or arguments to merge in, as a dict)."""
-    tool_call_id: str | None = None
-    """The call's id, once known."""
-    part_delta_kind: Literal["tool_call"] = "tool_call"
-    """Tag of this kind of delta."""
-
-
-ModelResponsePartDelta = Annotated[TextPartDelta | ToolCallPartDelta, pydantic.Discriminator("part_delta_kind")]
-"""A change to a part of a response being streamed."""
-
-
-@dataclass
-class PartStartEvent:
-    """A new part of the response began at `index`."""
-
-    index: int
-    """Where the part is in the response."""
-    part: ModelResponsePart
-    """The part so far."""
-    event_kind: Literal["part_start"] = "part_start"
-    """Tag of this kind of event."""
-
-
-@dataclass
-class PartDeltaEvent:
-    """The part at `index` grew."""
-
-    index: int
-    """Where the part is in the response."""
-    delta: ModelResponsePartDelta
-    """What was added."""
-    event_kind: Literal["part_delta"] = "part_delta"
-    """Tag of this kind of event."""
-
-
-@dataclass
-class FinalResultEvent:
-    """The response being streamed carries the run's result: text, or the named result tool."""
-
-    tool_name: str | None
-    """The result tool the model is calling, or None for a text result."""
-    tool_call_id: str | None
-    """The id of that call, if the model gave one."""
-    event_kind: Literal["final_result"] = "final_result"
-    """Tag of this kind of event."""
-
-
-ModelResponseStreamEvent = Annotated[PartStartEvent | PartDeltaEvent, pydantic.Discriminator("event_kind")]
-"""What a streamed model response yields."""
-AgentStreamEvent = Annotated[PartStartEvent | PartDeltaEvent | FinalResultEvent, pydantic.Discriminator("event_kind")]
-"""What streaming a `ModelRequestNode` yields."""
-
-
-@dataclass
-class FunctionToolCallEvent:
-    """The model's call of a function tool is about to run."""
-
-    part: ToolCallPart
-    """The call."""
-    call_id: str = field(init=False)
-    """The call's id: the model's, or a new one when the model gave none."""
-    event_kind: Literal["function_tool_call"] = "function_tool_call"
-    """Tag of this kind of event."""
-
-    def __post_init__(self) -> None:
-        self.call_id = self.part.tool_call_id or str(uuid.uuid4())
-
-
-@dataclass
-class FunctionToolResultEvent:
-    """A function tool call finished: its return, or what the model must fix."""
-
-    result: ToolReturnPart | RetryPromptPart
-    """What goes back to the model."""
-    tool_call_id: str
-    """The `call_id` of the `FunctionToolCallEvent` it answers."""
-    event_kind: Literal["function_tool_result"] = "function_tool_result"
-    """Tag of this kind of event."""
-
-
-HandleResponseEvent = Annotated[FunctionToolCallEvent | FunctionToolResultEvent, pydantic.Discriminator("event_kind")]
-"""What streaming a `CallToolsNode` yields."""
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 
 __all__ = (
@@ -82,6 +83,10 @@ class ModelRetry(Exception):
     def __init__(self, message: str) -> None:
         self.message = message
         super().__init__(message)
+
+
+ExceptionGroup = builtins.ExceptionGroup
+"""The built-in exception group (pydantic-ai's module offers it under this name)."""
 
 
 class FallbackExceptionGroup(ExceptionGroup[Exception]):

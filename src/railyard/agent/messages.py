@@ -3,12 +3,15 @@
 A conversation is a list of `ModelRequest` (what the agent sends: system and user
 prompts, tool results, retry prompts) and `ModelResponse` (what the model answers:
 text, tool calls). `ModelMessagesTypeAdapter` turns a conversation into JSON and back,
-exactly.
+exactly. The events of a streamed run (`PartStartEvent`, `FinalResultEvent`, ...) are
+here too, as in pydantic-ai (`railyard.agent.events` re-exports them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,12 +21,36 @@ import pydantic
 import pydantic_core
 from pydantic_core import ErrorDetails
 
-from railyard.agent.content import AudioUrl, BinaryContent, DocumentUrl, ImageUrl, UserContent
+from railyard.agent.content import (
+    AudioFormat,
+    AudioMediaType,
+    AudioUrl,
+    BinaryContent,
+    DocumentFormat,
+    DocumentMediaType,
+    DocumentUrl,
+    ImageFormat,
+    ImageMediaType,
+    ImageUrl,
+    UserContent,
+)
+from railyard.agent.exceptions import UnexpectedModelBehavior
 
 __all__ = (
+    "AgentStreamEvent",
+    "AudioFormat",
+    "AudioMediaType",
     "AudioUrl",
     "BinaryContent",
+    "DocumentFormat",
+    "DocumentMediaType",
     "DocumentUrl",
+    "FinalResultEvent",
+    "FunctionToolCallEvent",
+    "FunctionToolResultEvent",
+    "HandleResponseEvent",
+    "ImageFormat",
+    "ImageMediaType",
     "ImageUrl",
     "ModelMessage",
     "ModelMessagesTypeAdapter",
@@ -31,13 +58,22 @@ __all__ = (
     "ModelRequestPart",
     "ModelResponse",
     "ModelResponsePart",
+    "ModelResponsePartDelta",
+    "ModelResponseStreamEvent",
+    "PartDeltaEvent",
+    "PartStartEvent",
     "RetryPromptPart",
     "SystemPromptPart",
     "TextPart",
+    "TextPartDelta",
     "ToolCallPart",
+    "ToolCallPartDelta",
     "ToolReturnPart",
+    "UnexpectedModelBehavior",
     "UserContent",
     "UserPromptPart",
+    "error_details_ta",
+    "tool_return_ta",
 )
 
 
@@ -208,3 +244,174 @@ ModelMessage = Annotated[ModelRequest | ModelResponse, pydantic.Discriminator("k
 
 ModelMessagesTypeAdapter: pydantic.TypeAdapter[list[ModelMessage]] = pydantic.TypeAdapter(list[ModelMessage])
 """Reads and writes a conversation as JSON: `dump_json(messages)`, `validate_json(data)`."""
+
+tool_return_ta: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any, config=pydantic.ConfigDict(defer_build=True))
+"""Turns any tool return into JSON."""
+error_details_ta: pydantic.TypeAdapter[list[ErrorDetails]] = pydantic.TypeAdapter(
+    list[ErrorDetails], config=pydantic.ConfigDict(defer_build=True)
+)
+"""Reads and writes validation errors (a retry prompt's content)."""
+
+
+# -- events of a streamed run ------------------------------------------------------
+
+
+@dataclass
+class TextPartDelta:
+    """More text for a `TextPart`."""
+
+    content_delta: str
+    """The text to append."""
+    part_delta_kind: Literal["text"] = "text"
+    """Tag of this kind of delta."""
+
+    def apply(self, part: ModelResponsePart) -> TextPart:
+        """`part` with the text appended.
+
+        Raises:
+            ValueError: `part` is not a `TextPart`.
+        """
+        if not isinstance(part, TextPart):
+            raise ValueError("Cannot apply TextPartDeltas to non-TextParts")
+        return dataclasses.replace(part, content=part.content + self.content_delta)
+
+
+@dataclass
+class ToolCallPartDelta:
+    """More of a `ToolCallPart`: a piece of its name, of its JSON arguments, or its id."""
+
+    tool_name_delta: str | None = None
+    """Text to append to the tool's name."""
+    args_delta: str | dict[str, Any] | None = None
+    """Text to append to the JSON arguments (or arguments to merge in, as a dict)."""
+    tool_call_id: str | None = None
+    """The call's id, once known."""
+    part_delta_kind: Literal["tool_call"] = "tool_call"
+    """Tag of this kind of delta."""
+
+    def as_part(self) -> ToolCallPart | None:
+        """The whole call this delta describes, once it has both a name and arguments; else None."""
+        if self.tool_name_delta is None or self.args_delta is None:
+            return None
+        return ToolCallPart(self.tool_name_delta, self.args_delta, self.tool_call_id)
+
+    def apply(self, part: ToolCallPart | ToolCallPartDelta) -> ToolCallPart | ToolCallPartDelta:
+        """`part` (a call, or a delta still waiting for its name or arguments) with this delta added.
+
+        A delta that then has both a name and arguments becomes a `ToolCallPart`.
+
+        Raises:
+            ValueError: `part` is neither a tool call nor a tool call delta.
+            UnexpectedModelBehavior: JSON text added to dict arguments or the other way round,
+                or a second, different call id.
+        """
+        name: str | None
+        args: str | dict[str, Any] | None
+        if isinstance(part, ToolCallPart):
+            name, args, call_id = part.tool_name, part.args, part.tool_call_id
+        elif isinstance(part, ToolCallPartDelta):
+            name, args, call_id = part.tool_name_delta, part.args_delta, part.tool_call_id
+        else:
+            raise ValueError(f"Can only apply ToolCallPartDeltas to ToolCallParts or ToolCallPartDeltas, not {part}")
+        if self.tool_name_delta:
+            name = (name or "") + self.tool_name_delta
+        if isinstance(self.args_delta, str):
+            if isinstance(args, dict):
+                raise UnexpectedModelBehavior(
+                    f"Cannot apply JSON deltas to non-JSON tool arguments (part={part!r}, delta={self!r})"
+                )
+            args = (args or "") + self.args_delta
+        elif isinstance(self.args_delta, dict):
+            if isinstance(args, str):
+                raise UnexpectedModelBehavior(
+                    f"Cannot apply dict deltas to non-dict tool arguments (part={part!r}, delta={self!r})"
+                )
+            args = {**(args or {}), **self.args_delta}
+        if self.tool_call_id:
+            if call_id is not None and call_id != self.tool_call_id:
+                raise UnexpectedModelBehavior(
+                    "Cannot apply a new tool_call_id to a ToolCallPartDelta that already has one "
+                    f"(part={part!r}, delta={self!r})"
+                )
+            call_id = self.tool_call_id
+        if isinstance(part, ToolCallPart):
+            return ToolCallPart(name or "", args if args is not None else "", call_id)
+        delta = ToolCallPartDelta(name, args, call_id)
+        return delta.as_part() or delta
+
+
+ModelResponsePartDelta = Annotated[TextPartDelta | ToolCallPartDelta, pydantic.Discriminator("part_delta_kind")]
+"""A change to a part of a response being streamed."""
+
+
+@dataclass
+class PartStartEvent:
+    """A new part of the response began at `index`."""
+
+    index: int
+    """Where the part is in the response."""
+    part: ModelResponsePart
+    """The part so far."""
+    event_kind: Literal["part_start"] = "part_start"
+    """Tag of this kind of event."""
+
+
+@dataclass
+class PartDeltaEvent:
+    """The part at `index` grew."""
+
+    index: int
+    """Where the part is in the response."""
+    delta: ModelResponsePartDelta
+    """What was added."""
+    event_kind: Literal["part_delta"] = "part_delta"
+    """Tag of this kind of event."""
+
+
+@dataclass
+class FinalResultEvent:
+    """The response being streamed carries the run's result: text, or the named result tool."""
+
+    tool_name: str | None
+    """The result tool the model is calling, or None for a text result."""
+    tool_call_id: str | None
+    """The id of that call, if the model gave one."""
+    event_kind: Literal["final_result"] = "final_result"
+    """Tag of this kind of event."""
+
+
+ModelResponseStreamEvent = Annotated[PartStartEvent | PartDeltaEvent, pydantic.Discriminator("event_kind")]
+"""What a streamed model response yields."""
+AgentStreamEvent = Annotated[PartStartEvent | PartDeltaEvent | FinalResultEvent, pydantic.Discriminator("event_kind")]
+"""What streaming a `ModelRequestNode` yields."""
+
+
+@dataclass
+class FunctionToolCallEvent:
+    """The model's call of a function tool is about to run."""
+
+    part: ToolCallPart
+    """The call."""
+    call_id: str = field(init=False)
+    """The call's id: the model's, or a new one when the model gave none."""
+    event_kind: Literal["function_tool_call"] = "function_tool_call"
+    """Tag of this kind of event."""
+
+    def __post_init__(self) -> None:
+        self.call_id = self.part.tool_call_id or str(uuid.uuid4())
+
+
+@dataclass
+class FunctionToolResultEvent:
+    """A function tool call finished: its return, or what the model must fix."""
+
+    result: ToolReturnPart | RetryPromptPart
+    """What goes back to the model."""
+    tool_call_id: str
+    """The `call_id` of the `FunctionToolCallEvent` it answers."""
+    event_kind: Literal["function_tool_result"] = "function_tool_result"
+    """Tag of this kind of event."""
+
+
+HandleResponseEvent = Annotated[FunctionToolCallEvent | FunctionToolResultEvent, pydantic.Discriminator("event_kind")]
+"""What streaming a `CallToolsNode` yields."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-__all__ = ("ModelSettings",)
+__all__ = ("ModelSettings", "merge_model_settings")
 
 
 class ModelSettings(TypedDict, total=False):
@@ -32,3 +32,10 @@ class ModelSettings(TypedDict, total=False):
     """Penalise tokens by how often they have appeared (from -2 to 2)."""
     logit_bias: dict[str, int]
     """Raise or lower the likelihood of given tokens."""
+
+
+def merge_model_settings(base: ModelSettings | None, overrides: ModelSettings | None) -> ModelSettings | None:
+    """`overrides` merged over `base` (key by key); either one alone when the other is None or empty."""
+    if base and overrides:
+        return {**base, **overrides}
+    return base or overrides

@@ -15,37 +15,62 @@ validators see every snapshot they are given, and the result is validated whole 
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
+
+from typing_extensions import TypeVar
 
 from railyard.agent._graph import AgentDeps, AgentState
 from railyard.agent._result import run_validators
-from railyard.agent._stream import AgentStream
-from railyard.agent.events import AgentStreamEvent, FinalResultEvent
-from railyard.agent.exceptions import ModelRetry, UserError
-from railyard.agent.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse, TextPart, ToolCallPart
+from railyard.agent._stream import AgentStream, grouped, has_content, validate_response
+from railyard.agent.events import FinalResultEvent
+from railyard.agent.exceptions import UserError
+from railyard.agent.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse, TextPart
 from railyard.agent.usage import Usage
 
 __all__ = ("StreamedRunResult",)
 
-ResultDataT = TypeVar("ResultDataT")
+AgentDepsT = TypeVar("AgentDepsT", default=None)
+ResultDataT = TypeVar("ResultDataT", default=str)
 
 
-class StreamedRunResult(Generic[ResultDataT]):
-    """The answer that carries a run's result, as it arrives, and the run around it."""
+class StreamedRunResult(Generic[AgentDepsT, ResultDataT]):
+    """The answer that carries a run's result, as it arrives, and the run around it.
 
-    def __init__(self, state: AgentState, deps: AgentDeps, events: AgentStream, final: FinalResultEvent) -> None:
+    Until the answer is complete, `all_messages()` is the conversation before it; once
+    it is complete (a `stream*` method has run to its end, or `get_data()` has
+    returned), the answer and the returns of any tools it called are in it too.
+    """
+
+    def __init__(
+        self,
+        state: AgentState,
+        deps: AgentDeps,
+        events: AgentStream[Any, Any],
+        final: FinalResultEvent,
+        on_complete: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._state = state
         self._deps = deps
         self._events = events
         self._final = final
+        self._on_complete = on_complete
         self._recorded = False  # set once the answer is in the run's history and usage
         self._validated: tuple[Any] | None = None  # the result, once validated whole
         self.is_complete = False
         """Whether the whole answer has arrived."""
+
+    async def _mark_complete(self) -> None:
+        """The whole answer has arrived: record it, and what its tool calls return, in the run."""
+        self.is_complete = True
+        await self._record()
+
+    async def _record(self) -> None:
+        """Record the answer (read to its end by now) and its tools' returns in the run, once."""
+        on_complete, self._on_complete = self._on_complete, None
+        if on_complete is not None:
+            await on_complete()
 
     # -- the answer as it arrives -----------------------------------------------------
 
@@ -55,13 +80,14 @@ class StreamedRunResult(Generic[ResultDataT]):
         With `debounce_by`, what arrives within that many seconds is given as one
         snapshot, sent when the window closes.
         """
-        arrived = _has_content(self._events.get())  # what came before the stream was handed over
+        arrived = has_content(self._events.get())  # what came before the stream was handed over
         if arrived and debounce_by is None:
             yield self._events.get(), False
-        async for _ in _grouped(self._events, debounce_by, window_open=arrived):
+        async for _ in grouped(self._events, debounce_by, window_open=arrived):
             yield self._events.get(), False
         self.is_complete = True
         yield self._events.get(), True
+        await self._mark_complete()
 
     async def stream_text(self, *, delta: bool = False, debounce_by: float | None = 0.1) -> AsyncIterator[str]:
         """The text so far, through the result validators; or, with `delta`, each new piece as it is.
@@ -104,13 +130,14 @@ class StreamedRunResult(Generic[ResultDataT]):
             pydantic.ValidationError: the result tool's arguments do not fit the result type.
             ModelRetry: a result validator rejected the result.
         """
-        if self._validated is not None:
-            data: ResultDataT = self._validated[0]
-            return data
-        async for _ in self._events:
-            pass
-        self.is_complete = True
-        data = await self._validate_whole(self._events.get())
+        if self._validated is None:
+            async for _ in self._events:
+                pass
+            self.is_complete = True
+            await self._validate_whole(self._events.get())
+        await self._mark_complete()
+        assert self._validated is not None, "validated above"
+        data: ResultDataT = self._validated[0]
         return data
 
     # -- the run ------------------------------------------------------------------------
@@ -123,116 +150,74 @@ class StreamedRunResult(Generic[ResultDataT]):
         """When the answer began."""
         return self._events.get().timestamp
 
-    def all_messages(self) -> list[ModelMessage]:
-        """The conversation, with the answer as far as it has arrived."""
-        messages = list(self._state.message_history)
-        if not self._recorded:
-            messages.append(self._events.get())
-        return messages
+    def all_messages(self, *, result_tool_return_content: str | None = None) -> list[ModelMessage]:
+        """The conversation: before the answer until it is complete, then with it and its tools' returns.
 
-    def new_messages(self) -> list[ModelMessage]:
-        """The messages this run added, with the answer as far as it has arrived."""
-        return self.all_messages()[self._state.new_message_index :]
+        Raises:
+            NotImplementedError: `result_tool_return_content` was given (a streamed result cannot change it).
+        """
+        if result_tool_return_content is not None:
+            raise NotImplementedError("Setting result tool return content is not supported for this result type.")
+        return list(self._state.message_history)
 
-    def all_messages_json(self) -> bytes:
+    @property
+    def _new_message_index(self) -> int:
+        """Where this run's messages begin in `all_messages()`; pydantic-ai's tests read it."""
+        return self._state.new_message_index
+
+    def new_messages(self, *, result_tool_return_content: str | None = None) -> list[ModelMessage]:
+        """The messages this run added (see `all_messages`)."""
+        messages = self.all_messages(result_tool_return_content=result_tool_return_content)
+        return messages[self._state.new_message_index :]
+
+    def all_messages_json(self, *, result_tool_return_content: str | None = None) -> bytes:
         """`all_messages()` as JSON."""
-        return ModelMessagesTypeAdapter.dump_json(self.all_messages())
+        return ModelMessagesTypeAdapter.dump_json(
+            self.all_messages(result_tool_return_content=result_tool_return_content)
+        )
 
-    def new_messages_json(self) -> bytes:
+    def new_messages_json(self, *, result_tool_return_content: str | None = None) -> bytes:
         """`new_messages()` as JSON."""
-        return ModelMessagesTypeAdapter.dump_json(self.new_messages())
+        return ModelMessagesTypeAdapter.dump_json(
+            self.new_messages(result_tool_return_content=result_tool_return_content)
+        )
 
     # -- validation ---------------------------------------------------------------------
 
+    async def validate_structured_result(self, message: ModelResponse, *, allow_partial: bool = False) -> ResultDataT:
+        """The result `message` carries (a snapshot of the answer), through the result validators.
+
+        With `allow_partial`, incomplete arguments are read leniently.
+
+        Raises:
+            pydantic.ValidationError: the result tool's arguments do not fit the result type.
+            ModelRetry: a result validator rejected the result.
+            UnexpectedModelBehavior: `message` has no call of the result tool.
+        """
+        if allow_partial:
+            found, data = await validate_response(self._state, self._deps, message, self._final, partial=True)
+            if found:
+                return data  # type: ignore[no-any-return]  # validated as the result type
+        _, data = await validate_response(self._state, self._deps, message, self._final, partial=False)
+        return data  # type: ignore[no-any-return]  # validated as the result type
+
     async def _validate_partial(self, response: ModelResponse) -> tuple[bool, Any]:
-        if self._final.tool_name is None:
-            return True, await self._validate_text(_text(response))
-        call = _result_call(response, self._final.tool_name)
-        if call is None:
-            return False, None
-        found, data = self._deps.result_schema.tools[self._final.tool_name].validate_partial(call)
-        if not found:
-            return False, None
-        try:
-            return True, await run_validators(self._deps.result_validators, data, self._context(call))
-        except ModelRetry:
-            return False, None  # a validator may reject a result that is not whole yet
+        return await validate_response(self._state, self._deps, response, self._final, partial=True)
 
     async def _validate_whole(self, response: ModelResponse) -> Any:
         if self._validated is not None:
             return self._validated[0]
-        if self._final.tool_name is None:
-            data = await self._validate_text(_text(response))
-        else:
-            call = _result_call(response, self._final.tool_name)
-            if call is None:  # pragma: no cover - the final event came from this call
-                raise UserError(f"The answer has no call of {self._final.tool_name!r}")
-            tool = self._deps.result_schema.tools[self._final.tool_name]
-            data = await run_validators(self._deps.result_validators, tool.validate_or_raise(call), self._context(call))
+        _, data = await validate_response(self._state, self._deps, response, self._final, partial=False)
         self._validated = (data,)
         return data
 
     async def _validate_text(self, text: str) -> Any:
-        return await run_validators(self._deps.result_validators, text, self._context(None))
-
-    def _context(self, call: ToolCallPart | None) -> Any:
         ctx = self._deps.run_context(self._state, retry=self._state.result_retries)
-        if call is not None:
-            ctx.tool_name, ctx.tool_call_id = call.tool_name, call.tool_call_id
-        return ctx
+        return await run_validators(self._deps.result_validators, text, ctx)
 
     def __repr__(self) -> str:
         return f"<StreamedRunResult complete={self.is_complete} usage={self.usage()!r}>"
 
 
-async def _grouped(events: AgentStream, debounce_by: float | None, *, window_open: bool = False) -> AsyncIterator[None]:
-    """Tick once per event, or (with `debounce_by`) once per window of that many seconds with events in it.
-
-    `window_open` starts with a window open, for what arrived before.
-
-    A window closes on time even when no new event comes, so what arrived is not held
-    back by a slow next piece. The read in flight is never cancelled: it is finished, so
-    the stream can still be read to its end.
-    """
-    iterator: AsyncIterator[AgentStreamEvent] = aiter(events)
-    if debounce_by is None:
-        async for _ in iterator:
-            yield None
-        return
-    pending: asyncio.Future[AgentStreamEvent] | None = None
-    window_ends: float | None = time.monotonic() + debounce_by if window_open else None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-            timeout = None if window_ends is None else max(0.0, window_ends - time.monotonic())
-            done, _ = await asyncio.wait({pending}, timeout=timeout)
-            if not done:  # the window closed first
-                window_ends = None
-                yield None
-                continue
-            try:
-                pending.result()
-            except StopAsyncIteration:
-                pending = None
-                if window_ends is not None:
-                    yield None
-                return
-            pending = None
-            if window_ends is None:
-                window_ends = time.monotonic() + debounce_by
-    finally:
-        if pending is not None and not pending.done():
-            await asyncio.wait({pending})
-
-
-def _has_content(response: ModelResponse) -> bool:
-    return any(not isinstance(part, TextPart) or part.content for part in response.parts)
-
-
 def _text(response: ModelResponse) -> str:
     return "\n\n".join(part.content for part in response.parts if isinstance(part, TextPart) and part.content)
-
-
-def _result_call(response: ModelResponse, tool_name: str) -> ToolCallPart | None:
-    return next((p for p in response.parts if isinstance(p, ToolCallPart) and p.tool_name == tool_name), None)

@@ -7,11 +7,22 @@ model = FallbackModel(OpenAIModel("gpt-4o"), OpenAIModel("gpt-4o-mini", base_url
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from railyard.agent.exceptions import FallbackExceptionGroup, ModelHTTPError
 from railyard.agent.messages import ModelMessage, ModelResponse
-from railyard.agent.models import AgentInfo, KnownModelName, Model, infer_model
+from railyard.agent.models import (  # noqa: F401  # with names pydantic-ai's module offers too
+    AgentInfo,
+    KnownModelName,
+    Model,
+    ModelRequestParameters,
+    StreamedResponse,
+    infer_model,
+    open_stream,
+    send_request,
+)
+from railyard.agent.models.instrumented import InstrumentedModel  # noqa: F401  # as in pydantic-ai's module
 from railyard.agent.usage import Usage
 
 __all__ = ("FallbackModel",)
@@ -52,6 +63,11 @@ class FallbackModel(Model):
         """`'fallback:'` and the systems of the models."""
         return "fallback:" + ",".join(model.system for model in self.models)
 
+    @property
+    def base_url(self) -> str | None:
+        """The base URL of the first model's API, if it has one."""
+        return self.models[0].base_url
+
     async def request(self, messages: list[ModelMessage], info: AgentInfo) -> tuple[ModelResponse, Usage]:
         """The first answer a model gives; the response names the model that gave it.
 
@@ -61,9 +77,32 @@ class FallbackModel(Model):
         errors: list[Exception] = []
         for model in self.models:
             try:
-                return await model.request(messages, info)
+                return await send_request(model, messages, info)
             except Exception as error:
                 if not self._fallback_on(error):
                     raise
                 errors.append(error)
+        raise FallbackExceptionGroup("All models from FallbackModel failed", errors)
+
+    @asynccontextmanager
+    async def request_stream(self, messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[StreamedResponse]:
+        """The first model's stream that starts; a model whose stream fails to start falls back to the next.
+
+        Once a stream has started, an error in it propagates (the answer is half given).
+
+        Raises:
+            FallbackExceptionGroup: every model failed to start its stream with an error to fall back on.
+        """
+        errors: list[Exception] = []
+        for model in self.models:
+            async with AsyncExitStack() as stack:
+                try:
+                    response = await stack.enter_async_context(open_stream(model, messages, info))
+                except Exception as error:
+                    if not self._fallback_on(error):
+                        raise
+                    errors.append(error)
+                    continue
+                yield response
+                return
         raise FallbackExceptionGroup("All models from FallbackModel failed", errors)

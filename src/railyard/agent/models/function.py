@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from railyard.agent._utils import PeekableAsyncStream  # noqa: F401  # as in pydantic-ai's module
+from railyard.agent.content import AudioUrl, BinaryContent, ImageUrl, UserContent  # noqa: F401  # as above
 from railyard.agent.events import ModelResponseStreamEvent
-from railyard.agent.exceptions import UserError
 from railyard.agent.messages import (
     ModelMessage,
     ModelRequest,
@@ -17,10 +18,13 @@ from railyard.agent.messages import (
     RetryPromptPart,
     SystemPromptPart,
     TextPart,
+    ToolCallPart,  # noqa: F401  # as above
     ToolReturnPart,
     UserPromptPart,
 )
-from railyard.agent.models import AgentInfo, Model, StreamedResponse
+from railyard.agent.models import AgentInfo, Model, ModelRequestParameters, StreamedResponse  # noqa: F401
+from railyard.agent.settings import ModelSettings  # noqa: F401  # as in pydantic-ai's module
+from railyard.agent.tools import ToolDefinition  # noqa: F401  # as in pydantic-ai's module
 from railyard.agent.usage import Usage
 
 __all__ = (
@@ -29,6 +33,7 @@ __all__ = (
     "DeltaToolCalls",
     "FunctionDef",
     "FunctionModel",
+    "FunctionStreamedResponse",
     "StreamFunctionDef",
     "estimate_usage",
 )
@@ -73,8 +78,8 @@ class FunctionModel(Model):
         stream_function: StreamFunctionDef | None = None,
         model_name: str | None = None,
     ) -> None:
-        if function is None and stream_function is None:
-            raise UserError("FunctionModel needs a `function`, a `stream_function`, or both")
+        if function is None and stream_function is None:  # TypeError, as a missing argument would be
+            raise TypeError("Either `function` or `stream_function` must be provided")
         self.function = function
         """The function that answers."""
         self.stream_function = stream_function
@@ -114,15 +119,26 @@ class FunctionModel(Model):
 
     @asynccontextmanager
     async def request_stream(self, messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[StreamedResponse]:
-        """Stream the answer from `stream_function`, or replay `function`'s."""
+        """Stream the answer from `stream_function`, or replay `function`'s.
+
+        Raises:
+            ValueError: `stream_function` gave nothing at all.
+        """
         if self.stream_function is None:
             async with super().request_stream(messages, info) as whole:
                 yield whole
             return
-        yield _FunctionStreamedResponse(self._name, self.stream_function(messages, info))
+        pieces = aiter(self.stream_function(messages, info))
+        try:
+            first = await anext(pieces)
+        except StopAsyncIteration:
+            raise ValueError("Stream function must return at least one item") from None
+        yield FunctionStreamedResponse(self._name, _prepend(first, pieces))
 
 
-class _FunctionStreamedResponse(StreamedResponse):
+class FunctionStreamedResponse(StreamedResponse):
+    """The answer of a `stream_function`, built from the text and tool call pieces it yields."""
+
     def __init__(self, model_name: str, pieces: AsyncIterator[str | DeltaToolCalls]) -> None:
         super().__init__(model_name)
         self._pieces = pieces
@@ -148,6 +164,14 @@ class _FunctionStreamedResponse(StreamedResponse):
         words = _words(text)
         self._usage.response_tokens = (self._usage.response_tokens or 0) + words
         self._usage.total_tokens = (self._usage.total_tokens or 0) + words
+
+
+async def _prepend(
+    first: str | DeltaToolCalls, rest: AsyncIterator[str | DeltaToolCalls]
+) -> AsyncIterator[str | DeltaToolCalls]:
+    yield first
+    async for piece in rest:
+        yield piece
 
 
 def _words(text: str) -> int:

@@ -42,8 +42,31 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
     ) from _exc
 
 from railyard.agent.exceptions import ModelConnectionError, ModelHTTPError, UnexpectedModelBehavior, UserError
-from railyard.agent.messages import ModelMessage, ModelRequest, ModelResponse
-from railyard.agent.models import AgentInfo, Model
+from railyard.agent.messages import (  # noqa: F401  # with names pydantic-ai's module offers too
+    AudioUrl,
+    BinaryContent,
+    DocumentUrl,
+    ImageUrl,
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    ModelResponsePart,
+    ModelResponseStreamEvent,
+    RetryPromptPart,
+    SystemPromptPart,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from railyard.agent.models import (  # noqa: F401  # with names pydantic-ai's module offers too
+    AgentInfo,
+    Model,
+    ModelRequestParameters,
+    StreamedResponse,
+    cached_async_http_client,
+    check_allow_model_requests,
+)
 from railyard.agent.models._openai_messages import (
     describe,
     encode,
@@ -57,9 +80,33 @@ from railyard.agent.models._openai_messages import (
     read_usage,
 )
 from railyard.agent.models._openai_stream import OpenAIStreamedResponse
+from railyard.agent.providers import Provider, infer_provider  # noqa: F401  # infer_provider: as in pydantic-ai
+from railyard.agent.settings import ModelSettings
+from railyard.agent.tools import ToolDefinition  # noqa: F401  # as in pydantic-ai's module
 from railyard.agent.usage import Usage
 
-__all__ = ("DEFAULT_BASE_URL", "OpenAIModel", "OpenAIProvider", "OpenAIStreamedResponse")
+__all__ = (
+    "DEFAULT_BASE_URL",
+    "OpenAIModel",
+    "OpenAIModelName",
+    "OpenAIModelSettings",
+    "OpenAIProvider",
+    "OpenAIStreamedResponse",
+    "OpenAISystemPromptRole",
+)
+
+OpenAIModelName = str
+"""The name of an OpenAI model (`'gpt-4o'`, `'o3-mini'`, ...), or of any model an OpenAI-compatible API serves."""
+OpenAISystemPromptRole = Literal["system", "developer", "user"]
+"""The role system prompts are sent with."""
+
+
+class OpenAIModelSettings(ModelSettings, total=False):
+    """Settings for an OpenAI model: the common ones, and OpenAI's own."""
+
+    openai_reasoning_effort: Literal["low", "medium", "high"]
+    """How hard a reasoning model (o1, o3-mini) thinks before answering."""
+
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """Where requests go when neither `base_url` nor `OPENAI_BASE_URL` says otherwise."""
@@ -97,7 +144,7 @@ def _shared_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-class OpenAIProvider:
+class OpenAIProvider(Provider["httpx.AsyncClient | None"]):
     """Where an OpenAI-compatible API is and how to authenticate to it.
 
     `base_url` defaults to the `OPENAI_BASE_URL` environment variable, else
@@ -121,8 +168,7 @@ class OpenAIProvider:
                 "No OpenAI API key: set the OPENAI_API_KEY environment variable "
                 "or pass api_key= (to OpenAIModel or OpenAIProvider)"
             )
-        self.base_url: str = url.rstrip("/")
-        """The API's base URL, without a trailing slash."""
+        self._base_url = url.rstrip("/")
         self.http_client = http_client
         """The client every request uses, or None for a fresh one per request."""
         self._api_key = key
@@ -131,6 +177,16 @@ class OpenAIProvider:
     def name(self) -> str:
         """Always `'openai'`."""
         return "openai"
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, without a trailing slash."""
+        return self._base_url
+
+    @property
+    def client(self) -> httpx.AsyncClient | None:
+        """The client every request uses, or None for a fresh one per request."""
+        return self.http_client
 
     @property
     def api_key(self) -> str:
@@ -216,7 +272,9 @@ class OpenAIModel(Model):
             ModelConnectionError: the API could not be reached, after any retries.
             UnexpectedModelBehavior: the API answered 2xx with a body that is not a completion.
             UserError: the conversation holds something this API cannot be sent.
+            RuntimeError: `ALLOW_MODEL_REQUESTS` is False.
         """
+        check_allow_model_requests()
         settings = info.model_settings or {}
         body = self._build_body(messages, info, settings)
         url = f"{self.provider.base_url}/chat/completions"
@@ -242,7 +300,9 @@ class OpenAIModel(Model):
             UnexpectedModelBehavior: (while iterating) the stream broke off, or held
                 something that is not a completion chunk, or an error.
             UserError: the conversation holds something this API cannot be sent.
+            RuntimeError: `ALLOW_MODEL_REQUESTS` is False.
         """
+        check_allow_model_requests()
         settings = info.model_settings or {}
         body = self._build_body(messages, info, settings, stream=True)
         url = f"{self.provider.base_url}/chat/completions"

@@ -1,7 +1,8 @@
 """A model for tests that needs no network: it calls every tool once, then answers.
 
-`TestModel` reads the tools' JSON schemas and makes up arguments that satisfy them
-(`'a'` for a string, `0` for an integer, the first value of an enum, ...), so an agent
+`TestModel` reads the tools' JSON schemas and makes up arguments for them, the same
+values pydantic-ai's TestModel makes up (`'a'` for a string, `0` for an integer, the
+first value of an enum, ...), so an agent
 and its tools can be exercised end to end without a real model. Its answer is the tools'
 returns as compact JSON, a fixed text, or a call of the result tool. Streamed, the same
 answer arrives in pieces (see `TestStreamedResponse`).
@@ -10,10 +11,8 @@ answer arrives in pieces (see `TestStreamedResponse`).
 from __future__ import annotations
 
 import datetime
-import math
 import string
-import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -30,10 +29,10 @@ from railyard.agent.messages import (
     TextPart,
     ToolCallPart,
     ToolReturnPart,
-    UserPromptPart,
 )
-from railyard.agent.models import AgentInfo, Model, StreamedResponse
+from railyard.agent.models import AgentInfo, Model, ModelRequestParameters, StreamedResponse  # noqa: F401
 from railyard.agent.models.function import estimate_usage
+from railyard.agent.settings import ModelSettings  # noqa: F401  # as in pydantic-ai's module
 from railyard.agent.tools import ToolDefinition
 from railyard.agent.usage import Usage
 
@@ -43,19 +42,25 @@ NO_TOOL_CALLS = "success (no tool calls)"
 """The text answer of a run that called no tools."""
 
 
-class TestModel(Model):
-    """A model that calls every tool once with made-up arguments, then answers.
+class _SetupError(UserError, AssertionError):
+    """A `TestModel` set up for answers the run cannot take; pydantic-ai's TestModel fails an assertion there."""
 
-    The first request of a run (the one with the user's prompt) is answered with one
-    tool call per tool to call, with arguments generated from the tool's JSON schema.
-    A tool that asked for a retry is called again with the same arguments. Then the
-    answer: a call of the first result tool with `custom_result_args` if set (and the
-    run has result tools); else, when text may end the run, `custom_result_text` or the
-    JSON of `{tool name: return}` (`'success (no tool calls)'` when no tool was called);
-    else a call of the first result tool with generated arguments.
+
+class TestModel(Model):
+    """A model that calls every tool once with made-up arguments, then answers, as pydantic-ai's TestModel does.
+
+    While the conversation (history included) has no answer yet, it is answered with one
+    tool call per tool to call, with arguments made up from the tool's JSON schema (see
+    `generate_args`); a continued conversation is answered at once. When the last request
+    asks for retries, the retried tools are called again (function tools first, with the
+    same made-up arguments); a retry that names no tool it can call gets an empty answer.
+    Otherwise the answer: `custom_result_text`; or a call of a result tool (picked by
+    `seed` among several) with `custom_result_args` or made-up arguments; or, when text
+    may end the run, the JSON of `{tool name: return}` over the whole conversation
+    (`'success (no tool calls)'` when no tool returned).
 
     `call_tools` is `'all'` or the names of the tools to call (in that order). `seed`
-    varies the generated values (`'b'` and `1` instead of `'a'` and `0`, ...).
+    varies the made-up values (`'b'` and `1` instead of `'a'` and `0`, ...).
     `custom_output_text` and `custom_output_args` are the later names of
     `custom_result_text` and `custom_result_args`.
     """
@@ -138,37 +143,32 @@ class TestModel(Model):
         parts = self._respond(messages, info)
         yield TestStreamedResponse(self.model_name, parts, estimate_usage(messages))
 
+    def gen_tool_args(self, tool_def: ToolDefinition) -> Any:
+        """Arguments for a call of `tool_def`, made up from its JSON schema with `seed` (see `generate_args`)."""
+        return _SchemaData(tool_def.parameters_json_schema, self.seed).generate()
+
     def _respond(self, messages: list[ModelMessage], info: AgentInfo) -> list[ModelResponsePart]:
-        if messages and not isinstance(messages[-1], ModelRequest):
-            raise UserError("TestModel expects the conversation to end with a request")
-        run = _current_run(messages)
-        if not any(isinstance(message, ModelResponse) for message in run):
-            tools = self._tools_to_call(info)
-            if tools:
-                return [ToolCallPart(tool.name, generate_args(tool, self.seed)) for tool in tools]
-            return self._answer(info, {})
-
-        retried = _retried_tool_names(run[-1])
-        function_tools = {tool.name: tool for tool in info.function_tools}
-        result_tools = {tool.name: tool for tool in info.result_tools}
-        calls: list[ModelResponsePart] = []
-        for name in retried:
-            if name in function_tools:
-                args = _last_args(run, name) or generate_args(function_tools[name], self.seed)
-                calls.append(ToolCallPart(name, args))
-            elif name in result_tools:
-                calls.append(ToolCallPart(name, self._result_args(result_tools[name])))
-        if calls:
-            return calls
-
-        returns = {
-            part.tool_name: part.content
-            for message in run
-            if isinstance(message, ModelRequest)
-            for part in message.parts
-            if isinstance(part, ToolReturnPart)
-        }
-        return self._answer(info, returns)
+        tools = self._tools_to_call(info)
+        # the tools are called only while the conversation has no answer yet, history included
+        if tools and not any(isinstance(message, ModelResponse) for message in messages):
+            return [ToolCallPart(tool.name, self.gen_tool_args(tool)) for tool in tools]
+        if not messages:
+            return self._answer(info, messages)
+        last = messages[-1]
+        if not isinstance(last, ModelRequest):
+            raise _SetupError("TestModel expects the conversation to end with a request")
+        retried = {part.tool_name for part in last.parts if isinstance(part, RetryPromptPart)}
+        if not retried:
+            return self._answer(info, messages)
+        # Retried tools are called again, function tools first. A retry of a text answer
+        # (no tool name) is answered with no parts at all, as pydantic-ai's TestModel does.
+        calls: list[ModelResponsePart] = [
+            ToolCallPart(tool.name, self.gen_tool_args(tool)) for tool in tools if tool.name in retried
+        ]
+        calls += [
+            ToolCallPart(tool.name, self._result_args(tool, info)) for tool in info.result_tools if tool.name in retried
+        ]
+        return calls
 
     def _tools_to_call(self, info: AgentInfo) -> list[ToolDefinition]:
         if self.call_tools == "all":
@@ -178,29 +178,37 @@ class TestModel(Model):
         if unknown:
             names = ", ".join(map(repr, unknown))
             raise UserError(f"TestModel call_tools names unknown tools: {names}. Available tools: {', '.join(by_name)}")
-        return [by_name[name] for name in dict.fromkeys(self.call_tools)]
+        return [by_name[name] for name in self.call_tools]
 
-    def _answer(self, info: AgentInfo, returns: dict[str, Any]) -> list[ModelResponsePart]:
-        if self.custom_result_args is not None and info.result_tools:
-            return [ToolCallPart(info.result_tools[0].name, self._result_args(info.result_tools[0]))]
-        if self.custom_result_text is not None and not info.allow_text_result:
-            raise UserError("Plain response not allowed, but `custom_result_text` is set.")
-        if info.allow_text_result or not info.result_tools:
-            if self.custom_result_text is not None:
-                text = self.custom_result_text
-            elif returns:
-                text = pydantic_core.to_json(returns).decode()
-            else:
-                text = NO_TOOL_CALLS
-            return [TextPart(text)]
-        return [ToolCallPart(info.result_tools[0].name, self._result_args(info.result_tools[0]))]
+    def _answer(self, info: AgentInfo, messages: list[ModelMessage]) -> list[ModelResponsePart]:
+        if self.custom_result_text is not None:
+            if not info.allow_text_result:
+                raise _SetupError("Plain response not allowed, but `custom_result_text` is set.")
+            return [TextPart(self.custom_result_text)]
+        if self.custom_result_args is None and (info.allow_text_result or not info.result_tools):
+            # the returns of every tool called in the conversation, history included
+            returns = {
+                part.tool_name: part.content
+                for message in messages
+                if isinstance(message, ModelRequest)
+                for part in message.parts
+                if isinstance(part, ToolReturnPart)
+            }
+            return [TextPart(pydantic_core.to_json(returns).decode() if returns else NO_TOOL_CALLS)]
+        if not info.result_tools:
+            raise _SetupError("No result tools provided, but `custom_result_args` is set.")
+        # with several result tools (a union), the seed picks the one to call
+        result_tool = info.result_tools[self.seed % len(info.result_tools)]
+        return [ToolCallPart(result_tool.name, self._result_args(result_tool, info))]
 
-    def _result_args(self, tool: ToolDefinition) -> dict[str, Any]:
+    def _result_args(self, tool: ToolDefinition, info: AgentInfo) -> dict[str, Any]:
         custom = self.custom_result_args
         if custom is None:
-            return generate_args(tool, self.seed)
-        if tool.outer_typed_dict_key is not None:
-            return {tool.outer_typed_dict_key: custom}
+            args: Any = self.gen_tool_args(tool)
+            return args  # type: ignore[no-any-return]  # an object schema gives a dict
+        # the first result tool says how custom arguments are wrapped, as in pydantic-ai
+        if (key := info.result_tools[0].outer_typed_dict_key) is not None:
+            return {key: custom}
         args = custom if isinstance(custom, dict) else pydantic_core.to_jsonable_python(custom)
         if not isinstance(args, dict):
             raise UserError(
@@ -271,55 +279,16 @@ def _alias(old: Any, new: Any, old_name: str, new_name: str) -> Any:
     return new if old is None else old
 
 
-def _current_run(messages: list[ModelMessage]) -> list[ModelMessage]:
-    """The messages of the run in progress: from the last request with a user prompt."""
-    for index in range(len(messages) - 1, -1, -1):
-        message = messages[index]
-        if isinstance(message, ModelRequest) and any(isinstance(part, UserPromptPart) for part in message.parts):
-            return messages[index:]
-    return messages
-
-
-def _retried_tool_names(request: ModelMessage) -> list[str]:
-    if not isinstance(request, ModelRequest):
-        return []
-    names = [part.tool_name for part in request.parts if isinstance(part, RetryPromptPart) and part.tool_name]
-    return list(dict.fromkeys(names))
-
-
-def _last_args(run: list[ModelMessage], tool_name: str) -> dict[str, Any] | None:
-    for message in reversed(run):
-        if isinstance(message, ModelResponse):
-            for part in reversed(message.parts):
-                if isinstance(part, ToolCallPart) and part.tool_name == tool_name:
-                    try:
-                        return dict(part.args_as_dict())
-                    except ValueError:
-                        return None
-    return None
-
-
 # -- arguments from a JSON schema ------------------------------------------------------
 
-_LETTERS = string.ascii_lowercase + string.ascii_uppercase + string.digits
-_BASE_DATE = datetime.date(2024, 1, 1)
-_BASE_UUID = 0x0123456789ABCDEF0123456789ABCDEF
-_FIXED_FORMATS = {
-    "ipv4": "192.0.2.1",
-    "ipv6": "2001:db8::1",
-    "ipvanyaddress": "192.0.2.1",
-    "ipv4network": "192.0.2.0/24",
-    "ipv6network": "2001:db8::/32",
-    "ipvanynetwork": "192.0.2.0/24",
-    "ipv4interface": "192.0.2.1/24",
-    "ipv6interface": "2001:db8::1/32",
-    "ipvanyinterface": "192.0.2.1/24",
-    "hostname": "example.com",
-}
+_chars = string.ascii_letters + string.digits + string.punctuation
+"""The alphabet generated strings are spelled in, as pydantic-ai's TestModel spells them."""
 
 
 def generate_args(tool: ToolDefinition, seed: int = 0) -> dict[str, Any]:
     """Arguments for `tool` that satisfy its parameters' JSON schema (required ones only).
+
+    The values are the ones pydantic-ai's TestModel makes up for the same schema and seed.
 
     Raises:
         UserError: the schema has a type this cannot generate, or requires a value of
@@ -328,11 +297,11 @@ def generate_args(tool: ToolDefinition, seed: int = 0) -> dict[str, Any]:
     value = _SchemaData(tool.parameters_json_schema, seed).generate()
     if not isinstance(value, dict):
         raise UserError(f"Tool {tool.name!r}: its parameters' JSON schema is not an object")
-    return value
+    return value  # pyright: ignore[reportUnknownVariableType]
 
 
 class _Cycle(Exception):
-    """A `$ref` refers back into itself; the caller picks another way (an empty list, null)."""
+    """A `$ref` refers back into itself; the caller picks another way (another option, an empty list)."""
 
     def __init__(self, ref: str) -> None:
         super().__init__(ref)
@@ -340,87 +309,97 @@ class _Cycle(Exception):
 
 
 class _SchemaData:
-    """Makes up a value for a JSON schema: `'a'`, `0`, `0.0`, `False`, `None`, first choices."""
+    """Makes up a value for a JSON schema, value for value as pydantic-ai's TestModel does.
 
-    def __init__(self, root: dict[str, Any], seed: int) -> None:
-        self.root = root
+    The first choice is taken where the schema offers one (`const`, then `enum`, `examples`
+    and `anyOf` picked by the seed), a string is the seed spelled in `_chars` (`'a'` for
+    seed 0, ..., `'~'`, `'aa'`, `'ab'`, ...), a number is the seed moved into its bounds, a
+    boolean is whether the seed is odd. Each item of an array with `uniqueItems` moves the
+    seed on by one, for the rest of the value too.
+
+    Where pydantic-ai's generator fails (a schema that refers to itself with no way out but
+    through itself, a `type` list, a `$ref` outside `$defs`, an integer range of one value),
+    this one finds a value when there is one and raises `UserError` when there is not.
+    """
+
+    def __init__(self, schema: dict[str, Any], seed: int = 0) -> None:
+        self.schema = schema
+        """The JSON schema to make a value for."""
+        self.defs: dict[str, Any] = schema.get("$defs", {})
+        """The schema's `$defs`, which `$ref`s point into."""
         self.seed = seed
-        self._refs: list[str] = []
+        """The seed the next value is made with."""
+        self._expanding: list[str] = []
 
     def generate(self) -> Any:
+        """A value for the schema.
+
+        Raises:
+            UserError: the schema cannot be satisfied (see the class docstring).
+        """
         try:
-            return self._value(self.root, self.seed)
+            return self._value(self.schema)
         except _Cycle as exc:
             raise UserError(f"Cannot generate test data for the recursive JSON schema {exc.ref!r}") from None
 
-    def _value(self, schema: Any, seed: int) -> Any:
+    def _value(self, schema: Any) -> Any:
         if schema is True:
-            return _text(seed)
+            return self._text()
         if not isinstance(schema, dict):
             raise UserError(f"Cannot generate test data for the JSON schema {schema!r}")
-        if "$ref" in schema:
-            return self._follow(schema, seed)
-        if "const" in schema:
-            return schema["const"]
-        examples = schema.get("examples")
-        if isinstance(examples, list) and examples:
-            return examples[0]
-        enum = schema.get("enum")
-        if isinstance(enum, list) and enum:
-            return enum[seed % len(enum)]
-        if "allOf" in schema:
-            return self._value(_merge(schema, [self._resolve(sub) for sub in schema["allOf"]]), seed)
-        for key in ("anyOf", "oneOf"):
-            if key in schema:
-                return self._choice(schema[key], seed)
+        # a falsy `const` or an empty list counts as absent, as in pydantic-ai
+        if const := schema.get("const"):
+            return const
+        for key in ("enum", "examples"):
+            if choices := schema.get(key):
+                return choices[self.seed % len(choices)]
+        if ref := schema.get("$ref"):
+            return self._follow(ref)
+        if options := schema.get("anyOf"):
+            return self._choice(options)
         kind = schema.get("type")
-        if isinstance(kind, list):
-            return self._choice([{**schema, "type": one} for one in kind], seed)  # pyright: ignore[reportUnknownVariableType]
-        if kind is None:
-            if "properties" in schema:
-                kind = "object"
-            elif "items" in schema or "prefixItems" in schema:
-                kind = "array"
-            else:
-                return _text(seed)
+        if isinstance(kind, list) and kind:
+            return self._choice([{**schema, "type": one} for one in kind])  # pyright: ignore[reportUnknownVariableType]
         match kind:
+            case None:
+                return self._text()
+            case "object":
+                return self._object(schema)
             case "string":
-                return _string(schema, seed)
+                return self._string(schema)
             case "integer":
-                return _integer(schema, seed)
+                return self._integer(schema)
             case "number":
-                return _number(schema, seed)
+                return float(self._integer(schema))
             case "boolean":
-                return seed % 2 == 1
+                return bool(self.seed % 2)
+            case "array":
+                return self._array(schema)
             case "null":
                 return None
-            case "array":
-                return self._array(schema, seed)
-            case "object":
-                return self._object(schema, seed)
         raise UserError(f"Cannot generate test data for the JSON schema type {kind!r}")
 
-    def _follow(self, schema: dict[str, Any], seed: int) -> Any:
-        """The value for a `$ref` (with any keys beside it), unless it is one being expanded."""
-        ref = schema["$ref"]
-        if ref in self._refs:
-            raise _Cycle(ref)
-        target = self._resolve(schema)
-        siblings = {key: value for key, value in schema.items() if key != "$ref"}
-        self._refs.append(ref)
-        try:
-            return self._value({**target, **siblings} if isinstance(target, dict) else target, seed)
-        finally:
-            self._refs.pop()
-
-    def _resolve(self, schema: Any) -> Any:
-        """`schema`, or what its `$ref` points to (a JSON pointer into the root schema)."""
-        if not isinstance(schema, dict) or "$ref" not in schema:
-            return schema
-        ref = schema["$ref"]
-        if not isinstance(ref, str) or not ref.startswith("#"):
+    def _follow(self, ref: Any) -> Any:
+        """The value for what `ref` points to, unless that is being made already."""
+        if not isinstance(ref, str):
             raise UserError(f"Cannot follow the JSON schema reference {ref!r}")
-        target: Any = self.root
+        if ref in self._expanding:
+            raise _Cycle(ref)
+        target = self._resolve(ref)
+        self._expanding.append(ref)
+        try:
+            return self._value(target)
+        finally:
+            self._expanding.pop()
+
+    def _resolve(self, ref: str) -> Any:
+        """What `ref` points to: a name in `$defs`, or a JSON pointer into the schema."""
+        name = ref.removeprefix("#/$defs/")
+        if name != ref and name in self.defs:
+            return self.defs[name]
+        if not ref.startswith("#"):
+            raise UserError(f"Cannot follow the JSON schema reference {ref!r}")
+        target: Any = self.schema
         for escaped in ref[1:].split("/")[1:]:
             token = escaped.replace("~1", "/").replace("~0", "~")
             if not isinstance(target, dict) or token not in target:
@@ -428,161 +407,91 @@ class _SchemaData:
             target = target[token]
         return target
 
-    def _choice(self, options: list[Any], seed: int) -> Any:
-        """A value for the first option that is not null (the next if it refers back into itself), else null."""
-        nullable = [option for option in options if isinstance(option, dict) and option.get("type") == "null"]
-        others = [option for option in options if option not in nullable]
-        if not others:
-            return None
+    def _choice(self, options: list[Any]) -> Any:
+        """A value for the option the seed picks; the next ones if it refers back into itself."""
+        start = self.seed % len(options)
         cycle: _Cycle | None = None
-        for option in others:
+        for option in options[start:] + options[:start]:
             try:
-                return self._value(option, seed)
+                return self._value(option)
             except _Cycle as exc:
-                cycle = exc
-        if nullable or cycle is None:
-            return None
+                cycle = cycle or exc
+        assert cycle is not None  # every option failed by referring back
         raise cycle
 
-    def _array(self, schema: dict[str, Any], seed: int) -> list[Any]:
-        prefix = schema.get("prefixItems", [])
-        items = schema.get("items")
-        count = max(schema.get("minItems", 0), len(prefix), 1 if items is not None else 0)
-        if "maxItems" in schema:
-            count = min(count, schema["maxItems"])
-        unique = schema.get("uniqueItems", False)
-        values: list[Any] = []
-        try:
-            for index in range(count):
-                item = prefix[index] if index < len(prefix) else items
-                if item is None or item is False:
-                    break
-                values.append(self._value(item, seed + index if unique else seed))
-        except _Cycle:
-            return []
-        return values
-
-    def _object(self, schema: dict[str, Any], seed: int) -> dict[str, Any]:
-        properties: dict[str, Any] = schema.get("properties", {})
-        value = {name: self._value(properties.get(name, True), seed) for name in schema.get("required", [])}
-        extra = schema.get("additionalProperties")
-        if isinstance(extra, dict):
-            value["additionalProperty"] = self._value(extra, seed)
+    def _object(self, schema: dict[str, Any]) -> dict[str, Any]:
+        required = set(schema.get("required", []))
+        properties: dict[str, Any] = schema.get("properties") or {}
+        value = {name: self._value(sub) for name, sub in properties.items() if name in required}
+        if extra := schema.get("additionalProperties"):
+            key = "additionalProperty"
+            while key in value:  # a property may have that name already
+                key += "_"
+            value[key] = self._value(extra)
         return value
 
+    def _string(self, schema: dict[str, Any]) -> str:
+        min_length: int | None = schema.get("minLength")
+        if min_length is not None:
+            return self._text() * min_length
+        if schema.get("maxLength") == 0:
+            return ""
+        if schema.get("format") == "date":
+            return (datetime.date(2024, 1, 1) + datetime.timedelta(days=self.seed)).isoformat()
+        return self._text()
 
-def _merge(schema: dict[str, Any], parts: list[Any]) -> dict[str, Any]:
-    """One schema for `allOf`: the parts' keys, their properties and required names together."""
-    merged: dict[str, Any] = {key: value for key, value in schema.items() if key != "allOf"}
-    for part in parts:
-        if not isinstance(part, dict):
-            continue
-        for key, value in part.items():
-            if key == "properties":
-                merged["properties"] = {**merged.get("properties", {}), **value}
-            elif key == "required":
-                merged["required"] = list(dict.fromkeys([*merged.get("required", []), *value]))
-            else:
-                merged.setdefault(key, value)
-    return merged
+    def _integer(self, schema: dict[str, Any]) -> Any:
+        """The seed moved into the bounds (an exclusive bound is moved in by one)."""
+        high = schema.get("maximum")
+        if high is None and (edge := schema.get("exclusiveMaximum")) is not None:
+            high = edge - 1
+        low = schema.get("minimum")
+        if low is None and (edge := schema.get("exclusiveMinimum")) is not None:
+            low = edge + 1
+        if low is not None and high is not None:
+            return low + self.seed % (high - low) if high != low else low
+        if low is not None:
+            return low + self.seed
+        if high is not None:
+            return high - self.seed
+        return self.seed
 
+    def _array(self, schema: dict[str, Any]) -> list[Any]:
+        unique = schema.get("uniqueItems")
+        values: list[Any] = []
 
-def _text(seed: int) -> str:
-    """`'a'` for seed 0, then `'b'`, ... `'z'`, `'A'`, ... `'9'`, `'ba'`, ..."""
-    seed = abs(seed)
-    letters = _LETTERS[seed % len(_LETTERS)]
-    seed //= len(_LETTERS)
-    while seed:
-        letters = _LETTERS[seed % len(_LETTERS)] + letters
-        seed //= len(_LETTERS)
-    return letters
+        def add(item: Any) -> None:
+            values.append(self._value(item))
+            if unique:
+                self.seed += 1
 
+        for item in schema.get("prefixItems") or []:
+            add(item)
+        items = schema.get("items", {})
+        missing = schema.get("minItems", 0) - len(values)
+        try:
+            if missing > 0:
+                for _ in range(missing):
+                    add(items)
+            elif items:
+                max_items = schema.get("maxItems")
+                if max_items is None or max_items > len(values):
+                    add(items)
+        except _Cycle:
+            if missing > 0:
+                raise
+        return values
 
-def _string(schema: dict[str, Any], seed: int) -> str:
-    fmt = schema.get("format")
-    if fmt == "date":
-        return (_BASE_DATE + datetime.timedelta(days=seed)).isoformat()
-    if fmt == "date-time":
-        return f"{(_BASE_DATE + datetime.timedelta(days=seed)).isoformat()}T00:00:00Z"
-    if fmt == "time":
-        return (datetime.datetime(2024, 1, 1) + datetime.timedelta(seconds=seed % 86400)).time().isoformat()
-    if fmt == "duration":
-        return f"P{abs(seed)}D"
-    if isinstance(fmt, str) and fmt.startswith("uuid"):
-        version = int(fmt[4:]) if fmt[4:] in ("1", "3", "4", "5") else 4
-        return str(uuid.UUID(int=(_BASE_UUID + seed) % 2**128, version=version))
-    if fmt == "email":
-        return f"{_text(seed)}@example.com"
-    if fmt in ("uri", "url"):
-        return f"https://example.com/{_text(seed)}"
-    if fmt in _FIXED_FORMATS:
-        return _FIXED_FORMATS[fmt]
-    text = _text(seed)
-    min_length = schema.get("minLength", 0)
-    if len(text) < min_length:
-        text = (text * min_length)[:min_length]
-    if "maxLength" in schema:
-        text = text[: schema["maxLength"]]
-    return text
-
-
-def _integer(schema: dict[str, Any], seed: int) -> int:
-    low = _int_bound(schema, "minimum", "exclusiveMinimum", math.ceil, 1)
-    high = _int_bound(schema, "maximum", "exclusiveMaximum", math.floor, -1)
-    value = seed
-    if low is not None:
-        value = max(value, low)
-    if high is not None:
-        value = min(value, high)
-    step = schema.get("multipleOf")
-    if isinstance(step, int) and step > 0 and value % step:
-        value += step - value % step
-        if high is not None and value > high:
-            value -= step
-    return value
+    def _text(self) -> str:
+        """The seed spelled in `_chars`, like a spreadsheet's column names: `'a'`, ..., `'~'`, `'aa'`, ..."""
+        size = len(_chars)
+        head = ""
+        rest = self.seed // size
+        while rest > 0:
+            head += _chars[(rest - 1) % size]
+            rest //= size
+        return head + _chars[self.seed % size]
 
 
-def _int_bound(
-    schema: dict[str, Any], inclusive: str, exclusive: str, rounding: Callable[[float], int], step: int
-) -> int | None:
-    """The lowest (`step=1`) or highest (`step=-1`) integer the schema's bounds allow, if bounded."""
-    bounds: list[int] = []
-    if _is_number(schema.get(inclusive)):
-        bounds.append(rounding(schema[inclusive]))
-    if _is_number(schema.get(exclusive)):
-        edge: float = schema[exclusive]
-        bounds.append(rounding(edge) + step if rounding(edge) == edge else rounding(edge))
-    if not bounds:
-        return None
-    return max(bounds) if step == 1 else min(bounds)
-
-
-def _number(schema: dict[str, Any], seed: int) -> float:
-    low, low_open = _float_bound(schema, "minimum", "exclusiveMinimum", 1)
-    high, high_open = _float_bound(schema, "maximum", "exclusiveMaximum", -1)
-    value = float(seed)
-    if low is not None and _beyond(value, low, low_open, 1):
-        value = low + 1 if low_open else low
-    if high is not None and _beyond(value, high, high_open, -1):
-        value = high - 1 if high_open else high
-        if low is not None and _beyond(value, low, low_open, 1):
-            value = (low + high) / 2  # a narrow interval: its middle
-    return value
-
-
-def _beyond(value: float, bound: float, is_open: bool, direction: int) -> bool:
-    """Whether `value` breaks a lower (`direction=1`) or upper (`direction=-1`) bound."""
-    return (bound - value) * direction > 0 or (is_open and value == bound)
-
-
-def _float_bound(schema: dict[str, Any], inclusive: str, exclusive: str, step: int) -> tuple[float | None, bool]:
-    """The tighter of the schema's inclusive and exclusive bound, and whether it is exclusive."""
-    bounds = [(float(schema[key]), key == exclusive) for key in (inclusive, exclusive) if _is_number(schema.get(key))]
-    if not bounds:
-        return None, False
-    # the tighter bound; on a tie the exclusive one
-    return max(bounds, key=lambda bound: (bound[0] * step, bound[1]))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+# pydantic-ai's name for the generator, which its test suites import
+_JsonSchemaTestData = _SchemaData
