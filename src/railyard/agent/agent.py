@@ -19,11 +19,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 import types
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any, ClassVar, Generic, TypeGuard, overload
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import Any, ClassVar, Concatenate, Generic, TypeGuard, overload
 
-from typing_extensions import TypeVar, Unpack
+from typing_extensions import TypeVar
 
 from railyard._introspect import infer_name
 from railyard._sync import refuse_running_loop
@@ -51,9 +51,10 @@ from railyard.agent.models import KnownModelName, Model, infer_model
 from railyard.agent.models.instrumented import InstrumentationSettings, InstrumentedModel
 from railyard.agent.settings import ModelSettings, merge_model_settings
 from railyard.agent.streaming import StreamedRunResult
-from railyard.agent.tools import (  # noqa: F401  # with names pydantic-ai's module offers too
+from railyard.agent.tools import (  # with names pydantic-ai's module offers too
     DocstringFormat,
     RunContext,
+    SystemPromptFunc,
     Tool,
     ToolFuncContext,
     ToolFuncEither,
@@ -77,8 +78,9 @@ RunResultDataT = TypeVar("RunResultDataT")
 T = TypeVar("T")
 S = TypeVar("S")
 NoneType = type(None)
-F = TypeVar("F", bound=Callable[..., Any])
 _NONE_TYPE: Any = type(None)
+ToolReturnT = TypeVar("ToolReturnT")
+"""A decorated tool's return type (a coroutine, for an async tool)."""
 
 
 class Agent(Generic[AgentDepsT, ResultDataT]):
@@ -112,7 +114,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         result_tool_description: str | None = None,
         result_retries: int | None = None,
         output_retries: int | None = None,
-        tools: Sequence[Tool[AgentDepsT] | Callable[..., Any]] = (),
+        tools: Sequence[Tool[AgentDepsT] | ToolFuncEither[AgentDepsT, ...]] = (),
         end_strategy: EndStrategy = "early",
         defer_model_check: bool = False,
         instrument: InstrumentationSettings | bool | None = None,
@@ -173,35 +175,96 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             raise UserError(f"Tool name conflicts with result schema name: {tool.name!r}")
         self._tools[tool.name] = tool
 
+    # The decorators give the function back with its own parameters and return type (a
+    # `Callable`, not the `def`), so a call to it still type-checks as a call to the function.
     @overload
-    def tool(self, func: F, /) -> F: ...
+    def tool(
+        self, func: Callable[Concatenate[RunContext[AgentDepsT], ToolParams], ToolReturnT], /
+    ) -> Callable[Concatenate[RunContext[AgentDepsT], ToolParams], ToolReturnT]: ...
     @overload
-    def tool(self, /, **options: Unpack[ToolOptions]) -> Callable[[F], F]: ...
-    def tool(self, func: F | None = None, /, **options: Unpack[ToolOptions]) -> Any:
-        """Register a tool whose first parameter is the `RunContext`.
+    def tool(
+        self,
+        /,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        prepare: ToolPrepareFunc[AgentDepsT] | None = None,
+        docstring_format: DocstringFormat = "auto",
+        require_parameter_descriptions: bool = False,
+    ) -> Callable[
+        [Callable[Concatenate[RunContext[AgentDepsT], ToolParams], ToolReturnT]],
+        Callable[Concatenate[RunContext[AgentDepsT], ToolParams], ToolReturnT],
+    ]: ...
+    def tool(
+        self,
+        func: ToolFuncContext[AgentDepsT, ...] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        prepare: ToolPrepareFunc[AgentDepsT] | None = None,
+        docstring_format: DocstringFormat = "auto",
+        require_parameter_descriptions: bool = False,
+    ) -> Any:
+        """Register a tool whose first parameter is the `RunContext`; bare (`@agent.tool`) or with options.
 
-        Options (`ToolOptions`): `name`, `retries`, `prepare(ctx, definition)` (runs
-        before each request and may change the definition or return None to withhold
-        the tool), `docstring_format` and `require_parameter_descriptions`.
+        Options: `name`, `retries`, `prepare(ctx, definition)` (runs before each request and
+        may change the definition or return None to withhold the tool), `docstring_format`
+        and `require_parameter_descriptions`. Type checkers check that the function's
+        `RunContext[...]` (and `prepare`'s) carries the agent's deps type.
         """
+        options = ToolOptions(
+            name=name,
+            retries=retries,
+            prepare=prepare,
+            docstring_format=docstring_format,
+            require_parameter_descriptions=require_parameter_descriptions,
+        )
         return self._decorate(func, True, options)
 
     @overload
-    def tool_plain(self, func: F, /) -> F: ...
+    def tool_plain(self, func: Callable[ToolParams, ToolReturnT], /) -> Callable[ToolParams, ToolReturnT]: ...
     @overload
-    def tool_plain(self, /, **options: Unpack[ToolOptions]) -> Callable[[F], F]: ...
-    def tool_plain(self, func: F | None = None, /, **options: Unpack[ToolOptions]) -> Any:
+    def tool_plain(
+        self,
+        /,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        prepare: ToolPrepareFunc[AgentDepsT] | None = None,
+        docstring_format: DocstringFormat = "auto",
+        require_parameter_descriptions: bool = False,
+    ) -> Callable[[Callable[ToolParams, ToolReturnT]], Callable[ToolParams, ToolReturnT]]: ...
+    def tool_plain(
+        self,
+        func: ToolFuncPlain[...] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        prepare: ToolPrepareFunc[AgentDepsT] | None = None,
+        docstring_format: DocstringFormat = "auto",
+        require_parameter_descriptions: bool = False,
+    ) -> Any:
         """Register a tool that takes no run context (options as for `tool`)."""
+        options = ToolOptions(
+            name=name,
+            retries=retries,
+            prepare=prepare,
+            docstring_format=docstring_format,
+            require_parameter_descriptions=require_parameter_descriptions,
+        )
         return self._decorate(func, False, options)
 
-    def _decorate(self, func: F | None, takes_ctx: bool, options: ToolOptions) -> Any:
-        def register(f: F) -> F:
-            retries = options.get("retries")
+    def _decorate(
+        self, func: ToolFuncEither[AgentDepsT, ...] | None, takes_ctx: bool, options: ToolOptions
+    ) -> ToolFuncEither[AgentDepsT, ...] | Callable[[ToolFuncEither[AgentDepsT, ...]], ToolFuncEither[AgentDepsT, ...]]:
+        def register(f: ToolFuncEither[AgentDepsT, ...]) -> ToolFuncEither[AgentDepsT, ...]:
             self._add_tool(
                 Tool(
                     f,
                     takes_ctx=takes_ctx,
-                    max_retries=retries,
+                    max_retries=options.get("retries"),
                     name=options.get("name"),
                     prepare=options.get("prepare"),
                     docstring_format=options.get("docstring_format", "auto"),
@@ -212,25 +275,53 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
 
         return register if func is None else register(func)
 
+    # Each of the four shapes a prompt function may have is given back as that shape, so the
+    # decorated function keeps its type (pydantic-ai's overloads).
     @overload
-    def system_prompt(self, func: F, /) -> F: ...
+    def system_prompt(
+        self, func: Callable[[RunContext[AgentDepsT]], str], /
+    ) -> Callable[[RunContext[AgentDepsT]], str]: ...
     @overload
-    def system_prompt(self, /, *, dynamic: bool = False) -> Callable[[F], F]: ...
-    def system_prompt(self, func: F | None = None, /, *, dynamic: bool = False) -> Any:
-        """Register a function (taking the `RunContext` or nothing) that returns a system prompt.
+    def system_prompt(
+        self, func: Callable[[RunContext[AgentDepsT]], Awaitable[str]], /
+    ) -> Callable[[RunContext[AgentDepsT]], Awaitable[str]]: ...
+    @overload
+    def system_prompt(self, func: Callable[[], str], /) -> Callable[[], str]: ...
+    @overload
+    def system_prompt(self, func: Callable[[], Awaitable[str]], /) -> Callable[[], Awaitable[str]]: ...
+    @overload
+    def system_prompt(
+        self, /, *, dynamic: bool = False
+    ) -> Callable[[SystemPromptFunc[AgentDepsT]], SystemPromptFunc[AgentDepsT]]: ...
+    def system_prompt(
+        self, func: SystemPromptFunc[AgentDepsT] | None = None, /, *, dynamic: bool = False
+    ) -> SystemPromptFunc[AgentDepsT] | Callable[[SystemPromptFunc[AgentDepsT]], SystemPromptFunc[AgentDepsT]]:
+        """Register a function (taking the `RunContext` or nothing, sync or async) that returns a system prompt.
 
         It runs when a run starts a new conversation; with `dynamic=True` it also runs again
         when a run continues a conversation it wrote to, replacing its earlier text.
         """
 
-        def register(f: F) -> F:
+        def register(f: SystemPromptFunc[AgentDepsT]) -> SystemPromptFunc[AgentDepsT]:
             self._system_prompt_functions.append(PromptFunction.of(f, dynamic=dynamic))
             return f
 
         return register if func is None else register(func)
 
-    def instructions(self, func: F, /) -> F:
-        """Register a function (taking the `RunContext` or nothing) whose text is sent as instructions.
+    @overload
+    def instructions(
+        self, func: Callable[[RunContext[AgentDepsT]], str], /
+    ) -> Callable[[RunContext[AgentDepsT]], str]: ...
+    @overload
+    def instructions(
+        self, func: Callable[[RunContext[AgentDepsT]], Awaitable[str]], /
+    ) -> Callable[[RunContext[AgentDepsT]], Awaitable[str]]: ...
+    @overload
+    def instructions(self, func: Callable[[], str], /) -> Callable[[], str]: ...
+    @overload
+    def instructions(self, func: Callable[[], Awaitable[str]], /) -> Callable[[], Awaitable[str]]: ...
+    def instructions(self, func: SystemPromptFunc[AgentDepsT], /) -> SystemPromptFunc[AgentDepsT]:
+        """Register a function (taking the `RunContext` or nothing, sync or async) whose text is sent as instructions.
 
         Instructions go with every request, after the agent's static `instructions`, and
         are never stored in the conversation.
@@ -238,8 +329,24 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         self._instruction_functions.append(PromptFunction.of(func))
         return func
 
-    def result_validator(self, func: F, /) -> F:
-        """Register a check `(ctx, result)` or `(result)` that returns the result to keep.
+    @overload
+    def result_validator(
+        self, func: Callable[[RunContext[AgentDepsT], ResultDataT], ResultDataT], /
+    ) -> Callable[[RunContext[AgentDepsT], ResultDataT], ResultDataT]: ...
+    @overload
+    def result_validator(
+        self, func: Callable[[RunContext[AgentDepsT], ResultDataT], Awaitable[ResultDataT]], /
+    ) -> Callable[[RunContext[AgentDepsT], ResultDataT], Awaitable[ResultDataT]]: ...
+    @overload
+    def result_validator(
+        self, func: Callable[[ResultDataT], ResultDataT], /
+    ) -> Callable[[ResultDataT], ResultDataT]: ...
+    @overload
+    def result_validator(
+        self, func: Callable[[ResultDataT], Awaitable[ResultDataT]], /
+    ) -> Callable[[ResultDataT], Awaitable[ResultDataT]]: ...
+    def result_validator(self, func: Callable[..., Any], /) -> Callable[..., Any]:
+        """Register a check `(ctx, result)` or `(result)`, sync or async, that returns the result to keep.
 
         Raising `ModelRetry` sends its message to the model, which tries again (counting
         against the result retries).
@@ -251,13 +358,15 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
 
     # -- running -----------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def iter(
+    # `iter`, `run`, `run_sync` and `run_stream` are overloaded so that a run given a
+    # `result_type` (or its other spelling, `output_type`) is typed with that result type.
+    @overload
+    def iter(
         self,
         user_prompt: str | Sequence[UserContent],
         *,
-        result_type: Any = None,
-        output_type: Any = None,
+        result_type: None = None,
+        output_type: None = None,
         message_history: list[ModelMessage] | None = None,
         model: Model | KnownModelName | None = None,
         deps: AgentDepsT = None,  # type: ignore[assignment]
@@ -268,7 +377,43 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
         store: RunStore | None = None,
         run_id: str | None = None,
-    ) -> AsyncIterator[AgentRun[AgentDepsT, ResultDataT]]:
+    ) -> AbstractAsyncContextManager[AgentRun[AgentDepsT, ResultDataT]]: ...
+    @overload
+    def iter(
+        self,
+        user_prompt: str | Sequence[UserContent],
+        *,
+        result_type: type[RunResultDataT] | None = None,
+        output_type: type[RunResultDataT] | None = None,
+        message_history: list[ModelMessage] | None = None,
+        model: Model | KnownModelName | None = None,
+        deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: ModelSettings | None = None,
+        usage_limits: UsageLimits | None = None,
+        usage: Usage | None = None,
+        infer_name: bool = True,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+    ) -> AbstractAsyncContextManager[AgentRun[AgentDepsT, RunResultDataT]]: ...
+    @asynccontextmanager
+    async def iter(
+        self,
+        user_prompt: str | Sequence[UserContent],
+        *,
+        result_type: type[Any] | None = None,
+        output_type: type[Any] | None = None,
+        message_history: list[ModelMessage] | None = None,
+        model: Model | KnownModelName | None = None,
+        deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: ModelSettings | None = None,
+        usage_limits: UsageLimits | None = None,
+        usage: Usage | None = None,
+        infer_name: bool = True,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+    ) -> AsyncIterator[AgentRun[AgentDepsT, Any]]:
         """Start a run and give its `AgentRun`, to iterate over or drive with `next()`.
 
         With a `store`, the run is durable: recorded there as run `run_id` (a new id if none
@@ -422,12 +567,13 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         """
         return await self._graph().fork(store, run_id, at_step, new_run_id=new_run_id)
 
+    @overload
     async def run(
         self,
         user_prompt: str | Sequence[UserContent],
         *,
-        result_type: Any = None,
-        output_type: Any = None,
+        result_type: None = None,
+        output_type: None = None,
         message_history: list[ModelMessage] | None = None,
         model: Model | KnownModelName | None = None,
         deps: AgentDepsT = None,  # type: ignore[assignment]
@@ -438,7 +584,42 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
         store: RunStore | None = None,
         run_id: str | None = None,
-    ) -> AgentRunResult[ResultDataT]:
+    ) -> AgentRunResult[ResultDataT]: ...
+    @overload
+    async def run(
+        self,
+        user_prompt: str | Sequence[UserContent],
+        *,
+        result_type: type[RunResultDataT] | None = None,
+        output_type: type[RunResultDataT] | None = None,
+        message_history: list[ModelMessage] | None = None,
+        model: Model | KnownModelName | None = None,
+        deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: ModelSettings | None = None,
+        usage_limits: UsageLimits | None = None,
+        usage: Usage | None = None,
+        infer_name: bool = True,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+    ) -> AgentRunResult[RunResultDataT]: ...
+    async def run(
+        self,
+        user_prompt: str | Sequence[UserContent],
+        *,
+        result_type: type[Any] | None = None,
+        output_type: type[Any] | None = None,
+        message_history: list[ModelMessage] | None = None,
+        model: Model | KnownModelName | None = None,
+        deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: ModelSettings | None = None,
+        usage_limits: UsageLimits | None = None,
+        usage: Usage | None = None,
+        infer_name: bool = True,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+    ) -> AgentRunResult[Any]:
         """Run to the end and return the result; `store`, `run_id` and `persistence` are as for `iter`.
 
         Raises:
@@ -465,12 +646,13 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         ) as run:
             return await finish(run)
 
+    @overload
     def run_sync(
         self,
         user_prompt: str | Sequence[UserContent],
         *,
-        result_type: Any = None,
-        output_type: Any = None,
+        result_type: None = None,
+        output_type: None = None,
         message_history: list[ModelMessage] | None = None,
         model: Model | KnownModelName | None = None,
         deps: AgentDepsT = None,  # type: ignore[assignment]
@@ -481,7 +663,42 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
         store: RunStore | None = None,
         run_id: str | None = None,
-    ) -> AgentRunResult[ResultDataT]:
+    ) -> AgentRunResult[ResultDataT]: ...
+    @overload
+    def run_sync(
+        self,
+        user_prompt: str | Sequence[UserContent],
+        *,
+        result_type: type[RunResultDataT] | None = None,
+        output_type: type[RunResultDataT] | None = None,
+        message_history: list[ModelMessage] | None = None,
+        model: Model | KnownModelName | None = None,
+        deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: ModelSettings | None = None,
+        usage_limits: UsageLimits | None = None,
+        usage: Usage | None = None,
+        infer_name: bool = True,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+    ) -> AgentRunResult[RunResultDataT]: ...
+    def run_sync(
+        self,
+        user_prompt: str | Sequence[UserContent],
+        *,
+        result_type: type[Any] | None = None,
+        output_type: type[Any] | None = None,
+        message_history: list[ModelMessage] | None = None,
+        model: Model | KnownModelName | None = None,
+        deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: ModelSettings | None = None,
+        usage_limits: UsageLimits | None = None,
+        usage: Usage | None = None,
+        infer_name: bool = True,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+    ) -> AgentRunResult[Any]:
         """`run`, from synchronous code (it starts an event loop).
 
         Raises:
@@ -495,7 +712,7 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
 
-        async def main() -> AgentRunResult[ResultDataT]:
+        async def main() -> AgentRunResult[Any]:
             return await self.run(
                 user_prompt,
                 result_type=result_type,
@@ -514,13 +731,13 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
 
         return thread_loop().run_until_complete(main())
 
-    @asynccontextmanager
-    async def run_stream(
+    @overload
+    def run_stream(
         self,
         user_prompt: str | Sequence[UserContent],
         *,
-        result_type: Any = None,
-        output_type: Any = None,
+        result_type: None = None,
+        output_type: None = None,
         message_history: list[ModelMessage] | None = None,
         model: Model | KnownModelName | None = None,
         deps: AgentDepsT = None,  # type: ignore[assignment]
@@ -529,7 +746,39 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
         usage: Usage | None = None,
         infer_name: bool = True,
         persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
-    ) -> AsyncIterator[StreamedRunResult[AgentDepsT, ResultDataT]]:
+    ) -> AbstractAsyncContextManager[StreamedRunResult[AgentDepsT, ResultDataT]]: ...
+    @overload
+    def run_stream(
+        self,
+        user_prompt: str | Sequence[UserContent],
+        *,
+        result_type: type[RunResultDataT] | None = None,
+        output_type: type[RunResultDataT] | None = None,
+        message_history: list[ModelMessage] | None = None,
+        model: Model | KnownModelName | None = None,
+        deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: ModelSettings | None = None,
+        usage_limits: UsageLimits | None = None,
+        usage: Usage | None = None,
+        infer_name: bool = True,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+    ) -> AbstractAsyncContextManager[StreamedRunResult[AgentDepsT, RunResultDataT]]: ...
+    @asynccontextmanager
+    async def run_stream(
+        self,
+        user_prompt: str | Sequence[UserContent],
+        *,
+        result_type: type[Any] | None = None,
+        output_type: type[Any] | None = None,
+        message_history: list[ModelMessage] | None = None,
+        model: Model | KnownModelName | None = None,
+        deps: AgentDepsT = None,  # type: ignore[assignment]
+        model_settings: ModelSettings | None = None,
+        usage_limits: UsageLimits | None = None,
+        usage: Usage | None = None,
+        infer_name: bool = True,
+        persistence: BaseStatePersistence[AgentState, FinalResult[Any]] | None = None,
+    ) -> AsyncIterator[StreamedRunResult[AgentDepsT, Any]]:
         """Run until the model starts the answer that carries the result, and give that as a stream.
 
         Tool rounds before it run as usual. When the block exits, the rest of the answer
@@ -557,7 +806,9 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             yield result
 
     @contextmanager
-    def override(self, *, model: Model | KnownModelName | None = None, deps: Any = ...) -> Iterator[None]:
+    def override(
+        self, *, model: Model | KnownModelName | None = None, deps: AgentDepsT | types.EllipsisType = ...
+    ) -> Iterator[None]:
         """Use `model` and/or `deps` for every run inside the block (for tests)."""
         saved = self._override_model, self._override_deps
         if model is not None:

@@ -14,7 +14,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Concatenate, Generic, NotRequired, Required, TypeAlias, get_type_hints
+from typing import Annotated, Any, Concatenate, Generic, NotRequired, Required, TypeAlias, get_type_hints, overload
 
 import anyio.to_thread
 import pydantic
@@ -228,11 +228,13 @@ def _is_model_like(annotation: Any) -> bool:
     )
 
 
-ToolPrepareFunc = Callable[
-    [RunContext[Any], ToolDefinition], "Awaitable[ToolDefinition | None] | ToolDefinition | None"
+ToolPrepareFunc: TypeAlias = Callable[
+    [RunContext[AgentDepsT], ToolDefinition], Awaitable[ToolDefinition | None] | ToolDefinition | None
 ]
 """Called before each model request with a copy of the tool's definition: return it
-(changed or not) to offer the tool, or None to leave it out of that request."""
+(changed or not) to offer the tool, or None to leave it out of that request. Sync or async.
+
+`ToolPrepareFunc[int]` takes a `RunContext[int]`; a tool's deps type is inferred from it."""
 
 
 class ToolOptions(TypedDict, total=False):
@@ -242,7 +244,7 @@ class ToolOptions(TypedDict, total=False):
     """The name the model calls it by (the function's name by default)."""
     retries: int | None
     """How many times the model may retry a failed call (the agent's `retries` by default)."""
-    prepare: ToolPrepareFunc | None
+    prepare: ToolPrepareFunc[Any] | None
     """Adjusts or withholds the tool's definition before each request."""
     docstring_format: DocstringFormat
     """The docstring style its parameter descriptions are read in (`'auto'` by default)."""
@@ -253,19 +255,50 @@ class ToolOptions(TypedDict, total=False):
 class Tool(Generic[AgentDepsT]):
     """A function the model may call, with its schema and how often it may be retried.
 
-    Generic over the deps type of the run context it takes (`Tool[int]`). A subclass may
-    override `prepare_tool_def` to change or withhold its definition per request.
+    Generic over the deps type of the run context it takes (`Tool[int]`), which type
+    checkers infer from the function's `RunContext[...]` annotation and from `prepare`'s
+    (`Tool[None]` when neither says). A subclass may override `prepare_tool_def` to
+    change or withhold its definition per request.
     """
 
+    # The first overload reads the deps type from the function's `RunContext[...]`; with one
+    # union parameter instead, mypy gives up on it (`Tool[None]`) when the function would fit
+    # either side of the union.
+    @overload
     def __init__(
         self,
-        function: Callable[..., Any],
+        function: ToolFuncContext[AgentDepsT, ...],
         *,
         takes_ctx: bool | None = None,
         max_retries: int | None = None,
         name: str | None = None,
         description: str | None = None,
-        prepare: ToolPrepareFunc | None = None,
+        prepare: ToolPrepareFunc[AgentDepsT] | None = None,
+        docstring_format: DocstringFormat = "auto",
+        require_parameter_descriptions: bool = False,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        function: ToolFuncPlain[...],
+        *,
+        takes_ctx: bool | None = None,
+        max_retries: int | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        prepare: ToolPrepareFunc[AgentDepsT] | None = None,
+        docstring_format: DocstringFormat = "auto",
+        require_parameter_descriptions: bool = False,
+    ) -> None: ...
+    def __init__(
+        self,
+        function: ToolFuncEither[AgentDepsT],
+        *,
+        takes_ctx: bool | None = None,
+        max_retries: int | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        prepare: ToolPrepareFunc[AgentDepsT] | None = None,
         docstring_format: DocstringFormat = "auto",
         require_parameter_descriptions: bool = False,
     ) -> None:
