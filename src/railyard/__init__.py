@@ -35,6 +35,7 @@ from railyard.exceptions import (
 from railyard.graph import Graph, GraphRun, GraphRunResult
 from railyard.nodes import BaseNode, Edge, End, GraphRunContext
 from railyard.persistence import EndSnapshot, NodeSnapshot, Snapshot
+from railyard.retries import NonRetryable, RetryPolicy, StepTimeout
 
 if TYPE_CHECKING:
     __version__: str
@@ -78,6 +79,10 @@ __all__ = (
     "RunStore",
     "SqliteStore",
     "open_store",
+    # retries and timeouts
+    "NonRetryable",
+    "RetryPolicy",
+    "StepTimeout",
     # where steps run, and who drives stored runs
     "Executor",
     "InProcessExecutor",

@@ -16,6 +16,7 @@ from railyard.runtime._tasks import Task
 if TYPE_CHECKING:
     from railyard.graph import Graph
     from railyard.runtime._loop import Loop
+    from railyard.runtime._program import StepRules
     from railyard.runtime._recorder import Outcome
     from railyard.runtime._tasks import ForkStack
 
@@ -76,7 +77,7 @@ class Route:
 class NodeProgram:
     """The node API as a runtime program: every task is a step whose result leads to at most one task."""
 
-    __slots__ = ("graph", "kinds", "routes")
+    __slots__ = ("graph", "kinds", "routes", "step_rules")
 
     def __init__(self, graph: Graph[Any, Any, Any]) -> None:
         from railyard.runtime._program import NodeKind
@@ -85,6 +86,13 @@ class NodeProgram:
         self.routes: dict[str, Route] = graph._routes  # pyright: ignore[reportPrivateUsage]
         self.kinds: dict[str, NodeKind] = dict.fromkeys(graph.node_defs, NodeKind.STEP)
         """Every node is a step."""
+        self.step_rules: dict[str, StepRules] = {}
+        """The retry policy and timeout of each node that has either (its own, else the graph's)."""
+        for node_id, node_def in graph.node_defs.items():
+            policy = node_def.node.retry_policy or graph.retry_policy
+            timeout = node_def.node.step_timeout if node_def.node.step_timeout is not None else graph.step_timeout
+            if policy is not None or timeout is not None:
+                self.step_rules[node_id] = (policy, timeout)
 
     @property
     def name(self) -> str | None:
@@ -94,12 +102,18 @@ class NodeProgram:
     def runner(self, run: Loop) -> Callable[[Task], Any]:
         """Calls the node's `run` on the run's one context (one task at a time: it can carry the step id)."""
         ctx = run.ctx
+        attempts = run.attempts
 
         def call(task: Task) -> Any:
             ctx.step_id = task.task_id
             return task.inputs.run(ctx)
 
-        return call
+        def call_attempt(task: Task) -> Any:
+            ctx.step_id = task.task_id
+            ctx.attempt = attempts.get(task.task_id, 1)
+            return task.inputs.run(ctx)
+
+        return call_attempt if self.step_rules else call  # without retries, every attempt is the first
 
     def inline(self, task: Task, run: Loop) -> Any:
         """Never called: node graphs have only steps."""

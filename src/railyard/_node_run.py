@@ -382,7 +382,11 @@ class ResumeContext(Generic[StateT, DepsT, RunEndT]):
             record_start=False,
             executor=self.executor,
         )
-        return await self._inner.__aenter__()
+        run = await self._inner.__aenter__()
+        attempts: dict[str, tuple[int, float]] = getattr(self.persistence, "resume_attempts", None) or {}
+        if attempts:
+            run._loop.restore_attempts(attempts)  # pyright: ignore[reportPrivateUsage]
+        return run
 
     async def __aexit__(self, *exc_info: Any) -> None:
         if self._inner is not None:

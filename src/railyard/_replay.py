@@ -30,7 +30,15 @@ from railyard.runtime._end import End
 from railyard.runtime._joins import JoinKey, JoinState, closing_id
 from railyard.runtime._program import MapItems, NodeKind, Program
 from railyard.runtime._tasks import ForkStack, Task
-from railyard.store.records import JoinClosed, RunCreated, RunEndRecorded, RunRecord, StepFinished, TasksScheduled
+from railyard.store.records import (
+    JoinClosed,
+    RunCreated,
+    RunEndRecorded,
+    RunRecord,
+    StepFailed,
+    StepFinished,
+    TasksScheduled,
+)
 
 __all__ = ("Position", "replay")
 
@@ -57,6 +65,8 @@ class Position:
     """The name of the graph the run was created for, if recorded."""
     fingerprint: str | None = None
     """The fingerprint of the graph the run was created for, if recorded (dialect 2 on)."""
+    attempts: dict[str, tuple[int, float]] = field(default_factory=dict[str, tuple[int, float]])
+    """Pending tasks whose last attempt failed and is retried: the next attempt's number and when it is due."""
 
 
 @dataclass
@@ -112,6 +122,11 @@ def replay(
             position.state, position.end = record.state, record.end
         elif type(record) is RunCreated:
             position.graph, position.fingerprint = record.graph, record.fingerprint
+        elif type(record) is StepFailed:
+            if record.retry_at is None:  # a final failure: a resume starts the step's attempts afresh
+                position.attempts.pop(record.task_id, None)
+            else:
+                position.attempts[record.task_id] = (record.attempt + 1, record.retry_at)
     cut_short: set[str] = set()
     if program is not None:
         cut_short = _replay_joins(position, program, tasks, finished, _Scratch(deep_copy(position.state), deps, run_id))
@@ -119,6 +134,8 @@ def replay(
     for task_id, task in tasks.items():
         if task_id not in done and not any(item.node_run_id in cut_short for item in task.fork_stack):
             position.pending.append(task)
+    pending_ids = {task.task_id for task in position.pending}
+    position.attempts = {key: value for key, value in position.attempts.items() if key in pending_ids}
     position.next_task_number = max((_number(task_id) for task_id in tasks), default=0) + 1
     return position
 

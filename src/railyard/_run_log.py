@@ -172,7 +172,7 @@ class StoreRecorder:
                 f"Run {self.run_id!r} cannot be recorded: a value flowing into `{node_id}` cannot be stored as "
                 f"JSON ({err}). Durable runs need JSON-serializable values (a map over an async iterable is not)."
             ) from None
-        if isinstance(record, StepFailed):
+        if isinstance(record, StepFailed) and record.retry_at is None:
             self.failed = True
         elif isinstance(record, TaskClaimed) and self.status is not None:
             stored = replace(stored, status=self.status)  # claiming a step changes nothing: failed stays failed
@@ -284,10 +284,18 @@ class StoreRecorder:
             record = StepFinished(task.task_id, duration, state, tuple(outcome), None, time(), task.node_id)
         return self._queue(record, task.node_id)
 
-    async def step_failed(self, task: Task, error: BaseException, duration: float) -> None:
+    async def step_failed(self, task: Task, error: BaseException, duration: float, attempt: int = 1) -> None:
         """Record a task's exception (a cancellation is not a failure: nothing is recorded)."""
         if isinstance(error, Exception):
-            await self.write(StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time()), task.node_id)
+            info = ErrorInfo.from_exception(error)
+            await self.write(StepFailed(task.task_id, duration, info, time(), attempt), task.node_id)
+
+    async def attempt_failed(
+        self, task: Task, error: BaseException, duration: float, attempt: int, retry_at: float
+    ) -> None:
+        """Record a failed attempt and when the next is due, before the wait for it."""
+        info = ErrorInfo.from_exception(error)
+        await self.write(StepFailed(task.task_id, duration, info, time(), attempt, retry_at), task.node_id)
 
     def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
         """Queue a join's closing as a finished step of its own, with the tasks its value went on to."""

@@ -94,6 +94,8 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         self._full = SnapshotView(MemoryRunLog())
         self._graph_name: str | None = None
         self._fingerprint: str | None = None
+        self.resume_attempts: dict[str, tuple[int, float]] = {}
+        """Read by a resumed run: the next attempt (and when it is due) of a node its retry policy retries."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(store={self.store!r}, run_id={self.run_id!r})"
@@ -208,6 +210,7 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
             raise RunEnded(self.run_id, repr(self.store))
         if not position.pending:
             return None
+        self.resume_attempts = position.attempts  # the attempt a retried node had reached
         waiting = self._full.get(position.pending[-1].task_id)
         if not isinstance(waiting, NodeSnapshot) or waiting.status not in _UNFINISHED:
             return None

@@ -31,6 +31,7 @@ from railyard._sync import refuse_running_loop
 from railyard.exceptions import GraphRuntimeError, GraphSetupError
 from railyard.nodes import BaseNode, DepsT, End, GraphRunContext, NodeDef, RunEndT, StateT
 from railyard.persistence import BaseStatePersistence
+from railyard.retries import RetryPolicy
 
 # What only a run, a diagram or a history needs (the runtime loop, the in-memory log,
 # tracing, the mermaid code and service) is imported where it is first used: in the
@@ -87,8 +88,14 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         run_end_type: type[RunEndT] | Unset = UNSET,
         auto_instrument: bool = True,
         snapshot_state: Callable[[StateT], StateT] | None = None,
+        retry_policy: RetryPolicy | None = None,
+        step_timeout: float | None = None,
     ) -> None:
         self.name = name
+        self.retry_policy = retry_policy
+        """The retry policy of every node that declares none of its own (`None`: a node runs once)."""
+        self.step_timeout = step_timeout
+        """The timeout of each attempt of a node that declares none of its own, in seconds."""
         self._state_type = state_type
         self._run_end_type = run_end_type
         self.auto_instrument = auto_instrument

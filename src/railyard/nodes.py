@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Generic, Never
 from typing_extensions import TypeVar
 
 from railyard._ids import default_snapshot_id, new_snapshot_id, register_nodes
+from railyard.retries import RetryPolicy
 from railyard.runtime._end import End, RunEndT
 from railyard.runtime._tasks import Task
 
@@ -70,6 +71,8 @@ class GraphRunContext(Generic[StateT, DepsT]):
     run is resumed (a forked run has its own). Step ids are unique only within a run, so
     `(run_id, step_id)` identifies a step across runs and re-runs of it.
     """
+    attempt: int = field(default=1, repr=False, compare=False)
+    """Which attempt of the step this is: 1, and one more on each retry of its retry policy."""
 
 
 class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):
@@ -82,6 +85,10 @@ class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):
 
     docstring_notes: ClassVar[bool] = False
     """If true, the class docstring is shown as a note on mermaid diagrams."""
+    retry_policy: ClassVar[RetryPolicy | None] = None
+    """How this node is retried when it raises (`None`: the graph's policy, if any, else never)."""
+    step_timeout: ClassVar[float | None] = None
+    """Seconds an attempt of this node may take before it is cancelled (`None`: the graph's, if any)."""
     _stands_for_any_node: ClassVar[bool] = True
     """Set in this class's own namespace only: in a return annotation it means "any node of the graph"."""
 

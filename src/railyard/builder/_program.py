@@ -13,7 +13,7 @@ from railyard.builder.step import NodeStep, Step, StepContext, StepNode
 from railyard.exceptions import GraphRuntimeError
 from railyard.nodes import BaseNode, End, GraphRunContext
 from railyard.runtime._joins import JoinState
-from railyard.runtime._program import HasContext, MapItems, NodeKind, Routed
+from railyard.runtime._program import HasContext, MapItems, NodeKind, Routed, StepRules
 from railyard.runtime._tasks import ForkStack, ForkStackItem, Task
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ _Route = tuple[tuple[Callable[[StepContext[Any, Any, Any]], Any], ...], str | No
 class BuilderProgram:
     """Routes a builder run's values through forks, maps, decisions and joins."""
 
-    __slots__ = ("_blocking", "_branches", "_routes", "graph", "join_blocking", "kinds")
+    __slots__ = ("_blocking", "_branches", "_routes", "graph", "join_blocking", "kinds", "step_rules")
 
     def __init__(self, graph: Graph[Any, Any, Any, Any], branch_paths: dict[str, list[list[Path]]]) -> None:
         self.graph = graph
@@ -42,6 +42,14 @@ class BuilderProgram:
         }
         self.kinds: dict[str, NodeKind] = {node_id: _kind(node) for node_id, node in graph.nodes.items()}
         """Steps run through the executor; forks, decisions, start and end inline; joins reduce."""
+        self.step_rules: dict[str, StepRules] = {}
+        """The retry policy and timeout of each step that has either (its own, else the graph's)."""
+        for node_id, node in graph.nodes.items():
+            if isinstance(node, Step) and not node.stream:
+                policy = node.retry_policy or graph.retry_policy
+                timeout = node.step_timeout if node.step_timeout is not None else graph.step_timeout
+                if policy is not None or timeout is not None:
+                    self.step_rules[node_id] = (policy, timeout)
         self._blocking: dict[str, frozenset[str]] = {
             join_id: frozenset({*parent.intermediate_nodes, join_id, parent.fork_id})
             for join_id, parent in graph.parent_forks.items()
@@ -65,6 +73,7 @@ class BuilderProgram:
     def runner(self, run: Loop) -> Callable[[Task], Any]:
         """Runs a step's function on a `StepContext` (a node step's `run` on a `GraphRunContext`)."""
         nodes = self.graph.nodes
+        attempts = run.attempts
 
         def call(task: Task) -> Any:
             node = nodes[task.node_id]
@@ -75,7 +84,12 @@ class BuilderProgram:
                     GraphRunContext(state=ctx.state, deps=ctx.deps, step_id=task.task_id, run_id=ctx.run_id)
                 )
             context = StepContext(
-                state=ctx.state, deps=ctx.deps, inputs=task.inputs, step_id=task.task_id, run_id=ctx.run_id
+                state=ctx.state,
+                deps=ctx.deps,
+                inputs=task.inputs,
+                step_id=task.task_id,
+                run_id=ctx.run_id,
+                attempt=attempts.get(task.task_id, 1) if attempts else 1,
             )
             if node.stream:
                 return _value(node.call(context))  # its items flow on through a map as they are yielded

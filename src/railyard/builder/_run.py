@@ -146,6 +146,8 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             loop.restore_join(key, join_state)
         for spec, fork_stack, node_run_id, start in point.maps:
             loop.restore_map(spec, fork_stack, node_run_id, start)
+        if point.attempts:
+            loop.restore_attempts(point.attempts)
 
     # -- the public API -----------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from railyard.builder.paths import (
 from railyard.builder.step import NodeStep, Step, StepContext, StepNode
 from railyard.builder.util import infer_name, unpack_type_expression
 from railyard.nodes import BaseNode, End
+from railyard.retries import RetryPolicy
 
 # The runtime loop, tracing, anyio and the durable machinery load when a run starts (in
 # `GraphRun` and the methods that start one), not when a graph is built.
@@ -117,8 +118,14 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         branch_paths: dict[str, list[list[Path]]],
         parent_forks: dict[str, ParentFork],
         max_concurrency: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+        step_timeout: float | None = None,
     ) -> None:
         self.name = name
+        self.retry_policy = retry_policy
+        """The retry policy of every step that declares none of its own."""
+        self.step_timeout = step_timeout
+        """The timeout of each attempt of a step that declares none of its own, in seconds."""
         """The graph's name (inferred from the variable holding it on first run)."""
         self.state_type = state_type
         self.deps_type = deps_type

@@ -41,6 +41,7 @@ from railyard.builder.step import NodeStep, Step, StepContext, StepFunction, Ste
 from railyard.builder.util import TypeOrTypeExpression, get_callable_name, unpack_type_expression
 from railyard.exceptions import GraphBuildingError, GraphSetupError, GraphValidationError
 from railyard.nodes import BaseNode, End
+from railyard.retries import RetryPolicy
 
 __all__ = (
     "UNSET",
@@ -128,9 +129,15 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
         output_type: Any = _NONE_TYPE,
         auto_instrument: bool = True,
         max_concurrency: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+        step_timeout: float | None = None,
     ) -> None:
         from railyard.builder.paths import _check_concurrency  # pyright: ignore[reportPrivateUsage]
 
+        self.retry_policy = retry_policy
+        """The retry policy of every step that declares none of its own (`None`: a step runs once)."""
+        self.step_timeout = step_timeout
+        """The timeout of each attempt of a step that declares none of its own, in seconds."""
         self.name = name
         self.state_type = state_type
         self.deps_type = deps_type
@@ -172,12 +179,26 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
     def step(self, call: Callable[..., Any], /) -> Step[StateT, DepsT, Any, Any]: ...
     @overload
     def step(
-        self, *, node_id: str | None = None, label: str | None = None
+        self,
+        *,
+        node_id: str | None = None,
+        label: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        step_timeout: float | None = None,
     ) -> Callable[[Callable[..., Any]], Step[StateT, DepsT, Any, Any]]: ...
     def step(
-        self, call: Callable[..., Any] | None = None, *, node_id: str | None = None, label: str | None = None
+        self,
+        call: Callable[..., Any] | None = None,
+        *,
+        node_id: str | None = None,
+        label: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        step_timeout: float | None = None,
     ) -> Step[StateT, DepsT, Any, Any] | Callable[[Callable[..., Any]], Step[StateT, DepsT, Any, Any]]:
-        """Make an async function a step: `@g.step` or `@g.step(node_id=..., label=...)`.
+        """Make an async function a step: `@g.step` or `@g.step(node_id=..., label=..., retry_policy=...)`.
+
+        `retry_policy` and `step_timeout` (seconds per attempt) override the graph's
+        (`GraphBuilder(retry_policy=..., step_timeout=...)`) for this step.
 
         Raises:
             GraphBuildingError: the function is not `async def`.
@@ -189,7 +210,13 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
                     f"Step `{getattr(function, '__name__', function)}` must be an `async def` function; "
                     f"use @g.stream for an async generator."
                 )
-            return Step(id=node_id or function.__name__, call=function, label=label)
+            return Step(
+                id=node_id or function.__name__,
+                call=function,
+                label=label,
+                retry_policy=retry_policy,
+                step_timeout=step_timeout,
+            )
 
         return make(call) if call is not None else make
 
@@ -527,6 +554,8 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
             branch_paths=branch_paths,
             parent_forks=parent_forks,
             max_concurrency=self.max_concurrency,
+            retry_policy=self.retry_policy,
+            step_timeout=self.step_timeout,
         )
 
     def _add_automatic_node_edges(self, edges: list[EdgePath[Any]], namespace: dict[str, Any] | None) -> None:

@@ -10,6 +10,7 @@ from typing_extensions import TypeVar
 
 from railyard.builder.id_types import NodeID
 from railyard.nodes import BaseNode, End, GraphRunContext
+from railyard.retries import RetryPolicy
 
 __all__ = (
     "AnyStepFunction",
@@ -33,14 +34,23 @@ OutputT = TypeVar("OutputT", default=Any)
 class StepContext(Generic[StateT, DepsT, InputT]):
     """What a step gets: the run's state and dependencies, the value flowing into it, its run and step ids."""
 
-    __slots__ = ("_deps", "_inputs", "_state", "run_id", "step_id")
+    __slots__ = ("_deps", "_inputs", "_state", "attempt", "run_id", "step_id")
 
     def __init__(
-        self, *, state: StateT, deps: DepsT, inputs: InputT, step_id: str = "", run_id: str | None = None
+        self,
+        *,
+        state: StateT,
+        deps: DepsT,
+        inputs: InputT,
+        step_id: str = "",
+        run_id: str | None = None,
+        attempt: int = 1,
     ) -> None:
         self._state = state
         self._deps = deps
         self._inputs = inputs
+        self.attempt = attempt
+        """Which attempt of the step this is: 1, and one more on each retry of its retry policy."""
         self.step_id = step_id
         """The id of this step's task: the same on every attempt of it (an idempotency key)."""
         self.run_id = run_id
@@ -81,10 +91,23 @@ AnyStepFunction = StepFunction
 class Step(Generic[StateT, DepsT, InputT, OutputT]):
     """A step of a builder graph: an id, an optional label, and the function it runs."""
 
-    __slots__ = ("_call", "id", "label", "stream")
+    __slots__ = ("_call", "id", "label", "retry_policy", "step_timeout", "stream")
 
-    def __init__(self, *, id: str, call: Callable[..., Any], label: str | None = None, stream: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        id: str,
+        call: Callable[..., Any],
+        label: str | None = None,
+        stream: bool = False,
+        retry_policy: RetryPolicy | None = None,
+        step_timeout: float | None = None,
+    ) -> None:
         self.id = id
+        self.retry_policy = retry_policy
+        """How the step is retried when it raises (`None`: the graph's policy, if any, else never)."""
+        self.step_timeout = step_timeout
+        """Seconds an attempt may take before it is cancelled (`None`: the graph's, if any)."""
         """The step's node id."""
         self._call = call
         self.label = label

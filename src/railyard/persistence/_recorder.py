@@ -30,7 +30,9 @@ class PersistenceRecorder:
             await self.persistence.snapshot_node_if_new(task.task_id, state, task.inputs)
 
     async def step_started(self, task: Task, state: Any) -> None:
-        """Enter `record_run` for the task's snapshot."""
+        """Enter `record_run` for the task's snapshot (once: a retried step's attempts share it)."""
+        if task.task_id in self._open:
+            return
         manager = self.persistence.record_run(task.task_id)
         await manager.__aenter__()
         self._open[task.task_id] = manager
@@ -53,9 +55,14 @@ class PersistenceRecorder:
             for next_task in outcome:
                 await self.persistence.snapshot_node(state, next_task.inputs)
 
-    async def step_failed(self, task: Task, error: BaseException, duration: float) -> None:
+    async def step_failed(self, task: Task, error: BaseException, duration: float, attempt: int = 1) -> None:
         """Leave `record_run` with the node's exception."""
         await self._close(task, error)
+
+    async def attempt_failed(
+        self, task: Task, error: BaseException, duration: float, attempt: int, retry_at: float
+    ) -> None:
+        """Nothing yet: the snapshot stays `running` until the step's last attempt ends."""
 
     async def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
         """Record the nodes a join's value went on to."""

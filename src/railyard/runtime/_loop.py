@@ -14,7 +14,7 @@ import asyncio
 import itertools
 from collections import Counter, deque
 from collections.abc import Sequence
-from time import perf_counter
+from time import perf_counter, time
 from typing import Any
 
 import anyio
@@ -24,12 +24,13 @@ from opentelemetry import trace
 
 from railyard._ids import new_hex_id
 from railyard.exceptions import GraphStepLimitError
+from railyard.retries import StepTimeout
 from railyard.runtime._end import End
 from railyard.runtime._executor import Executor, InProcessExecutor
 from railyard.runtime._joins import JoinKey, JoinState, closing_id, join_holds
 from railyard.runtime._lanes import Lanes
 from railyard.runtime._maps import MapSource, MapSources
-from railyard.runtime._program import MapItems, NodeKind, Program
+from railyard.runtime._program import MapItems, NodeKind, Program, StepRules
 from railyard.runtime._recorder import Recorder
 from railyard.runtime._tasks import ForkStack, Task
 
@@ -104,6 +105,12 @@ class Loop(MapSources):
         self._sources: list[MapSource] = []
         self._pumps: list[anyio.CancelScope] = []
         self._kinds = program.kinds
+        self._rules: dict[str, StepRules] = getattr(program, "step_rules", None) or {}
+        """Retry policy and timeout of the steps that have either (none: the plain path)."""
+        self.attempts: dict[str, int] = {}
+        """The attempt number of each step on its second attempt or later (a first attempt is absent)."""
+        self._retry_due: dict[str, float] = {}
+        """When the next attempt of a step taken up from a stored run is due (a POSIX timestamp)."""
         self._run_node = self.executor.bind(program.runner(self))
         self._task_group: TaskGroup | None = None
         self._wakeup: anyio.Event | None = None
@@ -400,29 +407,82 @@ class Loop(MapSources):
                 await pending
             start = perf_counter()
         try:
+            rules = self._rules.get(task.node_id) if self._rules else None
             if self.tracer is None:
                 kind = self._kinds[task.node_id]
-                result = await self._run_node(task) if kind is _STEP else self._structural(task, kind)
+                if rules is not None:
+                    result = await self._attempts_of(task, rules, state)
+                else:
+                    result = await self._run_node(task) if kind is _STEP else self._structural(task, kind)
             else:
                 with self.tracer.start_as_current_span(
                     f"run node {task.node_id}",
                     attributes={"node_id": task.node_id, "node_snapshot_id": task.task_id},
                 ):
                     kind = self._kinds[task.node_id]
-                    result = await self._run_node(task) if kind is _STEP else self._structural(task, kind)
+                    if rules is not None:
+                        result = await self._attempts_of(task, rules, state)
+                    else:
+                        result = await self._run_node(task) if kind is _STEP else self._structural(task, kind)
             outcome = program.route(task, result, self)
         except BaseException as error:
+            attempt = self.attempts.pop(task.task_id, 1) if self.attempts else 1
             if recorder is not None:
-                pending = recorder.step_failed(task, error, perf_counter() - start)
+                pending = recorder.step_failed(task, error, perf_counter() - start, attempt)
                 if pending is not None:
                     await pending
             raise
+        if self.attempts:
+            self.attempts.pop(task.task_id, None)
         if recorder is not None:
             told: Any = () if type(outcome) is MapItems else outcome  # the items are told as they are pulled
             pending = recorder.step_finished(task, told, state, perf_counter() - start)
             if pending is not None:
                 await pending
         return outcome
+
+    async def _attempts_of(self, task: Task, rules: StepRules, state: Any) -> Any:
+        """Run a step under its retry policy and timeout; return the value of the attempt that succeeded.
+
+        Each failed attempt the policy retries is recorded (with when the next is due)
+        before the wait, and each next attempt's start before it runs; the last attempt's
+        exception propagates.
+        """
+        policy, timeout = rules
+        attempt = self.attempts.get(task.task_id, 1)
+        due = self._retry_due.pop(task.task_id, None)
+        if due is not None and (wait := due - time()) > 0:
+            await anyio.sleep(wait)  # taken up from a stored run before its next attempt was due
+        while True:
+            began = perf_counter()
+            try:
+                if timeout is None:
+                    return await self._run_node(task)
+                with anyio.move_on_after(timeout):
+                    return await self._run_node(task)
+                raise StepTimeout(task.node_id, timeout)
+            except Exception as error:
+                if policy is None or not policy.retries(error, attempt):
+                    raise
+                delay = policy.delay(attempt)
+                recorder = self.recorder
+                if recorder is not None:
+                    pending = recorder.attempt_failed(task, error, perf_counter() - began, attempt, time() + delay)
+                    if pending is not None:
+                        await pending
+                await anyio.sleep(delay)
+                attempt += 1
+                self.attempts[task.task_id] = attempt
+                if recorder is not None:
+                    pending = recorder.step_started(task, state)
+                    if pending is not None:
+                        await pending
+
+    def restore_attempts(self, attempts: dict[str, tuple[int, float]]) -> None:
+        """Go on with the attempts a stored run had reached: `{task id: (next attempt, when due)}`."""
+        for task_id, (attempt, due) in attempts.items():
+            self.attempts[task_id] = attempt
+            self._retry_due[task_id] = due
 
     def _structural(self, task: Task, kind: NodeKind) -> Any:
         """The value of a task the loop runs itself: an inline node's, or a join's (reduced here)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from railyard.retries import RetryPolicy
 from railyard.runtime._end import End
 from railyard.runtime._tasks import ForkStack, Task
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from railyard.runtime._joins import JoinState
     from railyard.runtime._loop import Loop
 
-__all__ = ("HasContext", "MapItems", "NodeKind", "Program", "Routed")
+__all__ = ("HasContext", "MapItems", "NodeKind", "Program", "Routed", "StepRules")
 
 
 class NodeKind(Enum):
@@ -58,6 +59,10 @@ class HasContext(Protocol):
 
 Routed = Sequence[Task] | MapItems | End[Any]
 """Where a finished task leads: the next tasks, a map's items, or the end of the run."""
+
+StepRules = tuple[RetryPolicy | None, float | None]
+"""A step's retry policy and its timeout per attempt, in seconds; a program may give them in
+`step_rules: dict[node id, StepRules]` (a step absent from it runs once, without a timeout)."""
 
 
 class Program(Protocol):

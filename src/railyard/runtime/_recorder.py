@@ -67,8 +67,16 @@ class Recorder(Protocol):
         """
         ...
 
-    def step_failed(self, task: Task, error: BaseException, duration: float) -> Awaitable[None] | None:
-        """`task` raised `error`; the run stops and the error propagates after this call."""
+    def step_failed(
+        self, task: Task, error: BaseException, duration: float, attempt: int = 1
+    ) -> Awaitable[None] | None:
+        """`task` raised `error` on its last attempt (`attempt`); the run stops and the error propagates."""
+        ...
+
+    def attempt_failed(
+        self, task: Task, error: BaseException, duration: float, attempt: int, retry_at: float
+    ) -> Awaitable[None] | None:
+        """Attempt `attempt` of `task` raised `error`; it runs again at `retry_at` (durable before the wait)."""
         ...
 
     def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:

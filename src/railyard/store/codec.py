@@ -143,13 +143,17 @@ class RecordCodec:
                 self._put_state(body, state, deltas)  # last: once the writer has it, nothing may fail
                 return body
             case StepFailed(task_id=task_id, duration=duration, error=error, ts=ts):
-                return {
+                failed: dict[str, Any] = {
                     "kind": "step_failed",
                     "task_id": task_id,
                     "duration": duration,
                     "error": {"type": error.type, "message": error.message, "traceback": error.traceback},
                     "ts": ts,
                 }
+                if record.attempt != 1 or record.retry_at is not None:  # a first, final failure reads as before
+                    failed["attempt"] = record.attempt
+                    failed["retry_at"] = record.retry_at
+                return failed
 
     def _dump_state(self, state: Any) -> Any:
         return self._state.dump_python(state, mode="json")
@@ -201,8 +205,10 @@ class RecordCodec:
                 status = RunStatus.RUNNING
             case StepFinished(end=end):
                 status = RunStatus.ENDED if end is not None else RunStatus.WAITING
-            case StepFailed():
+            case StepFailed(retry_at=None):
                 status = RunStatus.FAILED
+            case StepFailed():
+                status = RunStatus.WAITING  # its next attempt is due: ready for a driver or a worker
             case TaskClaimed():
                 status = RunStatus.WAITING
         return StoredRecord(
@@ -299,6 +305,8 @@ class RecordCodec:
                 data["duration"],
                 ErrorInfo(type=error["type"], message=error["message"], traceback=error["traceback"]),
                 data["ts"],
+                data.get("attempt", 1),
+                data.get("retry_at"),
             )
         raise RecordDecodeError(f"unknown record kind {kind!r}")
 

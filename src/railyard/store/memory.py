@@ -88,8 +88,8 @@ class MemoryRunLog:
             case JoinClosed(next_tasks=next_tasks):
                 for task in next_tasks:
                     status[task.task_id] = "created"
-            case StepFailed(task_id=task_id):
-                status[task_id] = "error"
+            case StepFailed(task_id=task_id, retry_at=retry_at):
+                status[task_id] = "error" if retry_at is None else "pending"  # retried: due to run again
         self.records.append(record)
 
 
@@ -164,10 +164,14 @@ class MemoryRecorder:
         for next_task in next_tasks:
             status[next_task.task_id] = "created"
 
-    def step_failed(self, task: Task, error: BaseException, duration: float) -> None:
+    def step_failed(self, task: Task, error: BaseException, duration: float, attempt: int = 1) -> None:
         """Record the node's exception."""
         if isinstance(error, Exception):
-            self.log.append(StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time()))
+            self.log.append(StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time(), attempt))
+
+    def attempt_failed(self, task: Task, error: BaseException, duration: float, attempt: int, retry_at: float) -> None:
+        """Record a failed attempt; the task is due to run again."""
+        self.log.append(StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time(), attempt, retry_at))
 
     def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
         """Record a join's closing as a finished step, with the tasks its value went on to."""

@@ -181,7 +181,7 @@ class JoinClosed:
 
 @dataclass(slots=True)
 class StepFailed:
-    """A task raised; the run stops here."""
+    """A task raised: the run stops here, unless its retry policy runs it again (`retry_at`)."""
 
     task_id: str
     """The task's id."""
@@ -191,6 +191,10 @@ class StepFailed:
     """What it raised."""
     ts: float
     """When, as a POSIX timestamp."""
+    attempt: int = 1
+    """Which attempt of the task this was (1 for the first)."""
+    retry_at: float | None = None
+    """When the next attempt is due (a POSIX timestamp), or `None`: the failure is final."""
 
 
 RunRecord = (

@@ -64,9 +64,13 @@ def summarize(run_id: str, records: Sequence[RunRecord]) -> RunInfo:
                     status = RunStatus.ENDED
                 elif not running:
                     status = RunStatus.WAITING
-            case StepFailed(task_id=task_id):
+            case StepFailed(task_id=task_id, retry_at=None):
                 running.discard(task_id)
                 status = RunStatus.FAILED
+            case StepFailed(task_id=task_id):  # retried: its next attempt is due
+                running.discard(task_id)
+                if not running:
+                    status = RunStatus.WAITING
             case _:
                 pass
     started = datetime.fromtimestamp(records[0].ts, UTC) if records else None
