@@ -103,6 +103,7 @@ class NodeProgram:
         """Calls the node's `run` on the run's one context (one task at a time: it can carry the step id)."""
         ctx = run.ctx
         attempts = run.attempts
+        ctx.answers = run.answers  # the same dict for the whole run (a resume fills it in place)
 
         def call(task: Task) -> Any:
             ctx.step_id = task.task_id

@@ -386,6 +386,8 @@ class ResumeContext(Generic[StateT, DepsT, RunEndT]):
         attempts: dict[str, tuple[int, float]] = getattr(self.persistence, "resume_attempts", None) or {}
         if attempts:
             run._loop.restore_attempts(attempts)  # pyright: ignore[reportPrivateUsage]
+        answers: dict[str, tuple[str, Any]] = getattr(self.persistence, "resume_answers", None) or {}
+        run._loop.answers.update(answers)  # pyright: ignore[reportPrivateUsage]
         return run
 
     async def __aexit__(self, *exc_info: Any) -> None:

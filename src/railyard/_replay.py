@@ -35,8 +35,10 @@ from railyard.store.records import (
     RunCreated,
     RunEndRecorded,
     RunRecord,
+    SignalReceived,
     StepFailed,
     StepFinished,
+    StepSuspended,
     TasksScheduled,
 )
 
@@ -65,6 +67,8 @@ class Position:
     """The name of the graph the run was created for, if recorded."""
     fingerprint: str | None = None
     """The fingerprint of the graph the run was created for, if recorded (dialect 2 on)."""
+    answers: dict[str, tuple[str, Any]] = field(default_factory=dict[str, tuple[str, Any]])
+    """Signals delivered to steps that waited and have not finished since: `{key: (step id, payload)}`."""
     attempts: dict[str, tuple[int, float]] = field(default_factory=dict[str, tuple[int, float]])
     """Pending tasks whose last attempt failed and is retried: the next attempt's number and when it is due."""
 
@@ -97,8 +101,11 @@ def replay(
     finished: list[str] = []
     done: set[str] = set()
     position = Position()
+    waits: dict[str, str] = {}  # key -> the step waiting for it
     for record in records:
         if type(record) is StepFinished:
+            if position.answers:
+                position.answers = {k: v for k, v in position.answers.items() if v[0] != record.task_id}
             position.state = record.state if record.state is not None else position.state
             if record.end is not None:
                 position.end = record.end
@@ -122,6 +129,11 @@ def replay(
             position.state, position.end = record.state, record.end
         elif type(record) is RunCreated:
             position.graph, position.fingerprint = record.graph, record.fingerprint
+        elif type(record) is StepSuspended:
+            waits[record.key] = record.task_id
+        elif type(record) is SignalReceived:
+            if record.key in waits:
+                position.answers[record.key] = (waits.pop(record.key), record.payload)
         elif type(record) is StepFailed:
             if record.retry_at is None:  # a final failure: a resume starts the step's attempts afresh
                 position.attempts.pop(record.task_id, None)

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from time import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pydantic_core
@@ -33,9 +33,13 @@ from railyard.store.records import (
     StepFailed,
     StepFinished,
     StepStarted,
+    StepSuspended,
     TaskClaimed,
     TasksScheduled,
 )
+
+if TYPE_CHECKING:
+    from railyard.suspension import Waiting
 
 __all__ = ("StoreRecorder",)
 
@@ -296,6 +300,13 @@ class StoreRecorder:
         """Record a failed attempt and when the next is due, before the wait for it."""
         info = ErrorInfo.from_exception(error)
         await self.write(StepFailed(task.task_id, duration, info, time(), attempt, retry_at), task.node_id)
+
+    async def step_suspended(self, task: Task, waiting: Waiting) -> None:
+        """Record what the task waits for (the run is `suspended` once this is written)."""
+        record = StepSuspended(
+            task.task_id, waiting.key, waiting.payload_type, waiting.payload_schema, waiting.prompt, time()
+        )
+        await self.write(record, task.node_id)
 
     def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
         """Queue a join's closing as a finished step of its own, with the tasks its value went on to."""

@@ -48,6 +48,7 @@ from railyard.store.records import (
     RunCreated,
     RunEndRecorded,
     RunRecord,
+    SignalReceived,
     StepFinished,
     TaskClaimed,
     TasksScheduled,
@@ -95,6 +96,8 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         self._graph_name: str | None = None
         self._fingerprint: str | None = None
         self.resume_attempts: dict[str, tuple[int, float]] = {}
+        self.resume_answers: dict[str, tuple[str, Any]] = {}
+        """Read by a resumed run: the signals delivered to a node that waited."""
         """Read by a resumed run: the next attempt (and when it is due) of a node its retry policy retries."""
 
     def __repr__(self) -> str:
@@ -211,6 +214,7 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         if not position.pending:
             return None
         self.resume_attempts = position.attempts  # the attempt a retried node had reached
+        self.resume_answers = position.answers  # the signals its waiting node gets
         waiting = self._full.get(position.pending[-1].task_id)
         if not isinstance(waiting, NodeSnapshot) or waiting.status not in _UNFINISHED:
             return None
@@ -368,7 +372,7 @@ def record_node_id(record: RunRecord) -> str | None:
     """The id of the node a record is about, as far as the record itself tells."""
     if isinstance(record, TasksScheduled):
         return record.tasks[0].node_id if record.tasks else None
-    if isinstance(record, RunCreated | RunEndRecorded):
+    if isinstance(record, RunCreated | RunEndRecorded | SignalReceived):
         return None
     if isinstance(record, JoinClosed):
         return record.join_id

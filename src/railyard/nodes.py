@@ -39,6 +39,8 @@ A module attribute to allow patching, as in pydantic-graph: every snapshot id ra
 makes (nodes, ends, a run's start) calls what this name holds at that moment."""
 register_nodes(sys.modules[__name__])
 
+PayloadT = TypeVar("PayloadT")
+"""The type of a signal's payload."""
 StateT = TypeVar("StateT", default=None)
 """Type of a graph's state."""
 DepsT = TypeVar("DepsT", default=None, contravariant=True)
@@ -73,6 +75,19 @@ class GraphRunContext(Generic[StateT, DepsT]):
     """
     attempt: int = field(default=1, repr=False, compare=False)
     """Which attempt of the step this is: 1, and one more on each retry of its retry policy."""
+    answers: dict[str, tuple[str, Any]] | None = field(default=None, repr=False, compare=False)
+    """The signals delivered to the run's waiting steps (set by the run; read by `wait_for`)."""
+
+    async def wait_for(self, key: str, payload_type: type[PayloadT], *, prompt: str | None = None) -> PayloadT:
+        """Wait for a signal: the payload `signal(store, run_id, key, payload)` sends, as a `payload_type`.
+
+        The first time, the run is stored `suspended` and stops (`RunSuspended`); once
+        answered, the run is resumed, this step runs again from its start, and `wait_for`
+        returns the payload. Needs a durable run (`store=`). See `railyard.suspension`.
+        """
+        from railyard.suspension import wait_for
+
+        return wait_for(self.answers, self.run_id, self.step_id, key, payload_type, prompt=prompt)
 
 
 class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):

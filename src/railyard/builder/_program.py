@@ -74,6 +74,7 @@ class BuilderProgram:
         """Runs a step's function on a `StepContext` (a node step's `run` on a `GraphRunContext`)."""
         nodes = self.graph.nodes
         attempts = run.attempts
+        answers = run.answers
 
         def call(task: Task) -> Any:
             node = nodes[task.node_id]
@@ -90,6 +91,7 @@ class BuilderProgram:
                 step_id=task.task_id,
                 run_id=ctx.run_id,
                 attempt=attempts.get(task.task_id, 1) if attempts else 1,
+                answers=answers,
             )
             if node.stream:
                 return _value(node.call(context))  # its items flow on through a map as they are yielded

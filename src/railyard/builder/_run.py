@@ -148,6 +148,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
             loop.restore_map(spec, fork_stack, node_run_id, start)
         if point.attempts:
             loop.restore_attempts(point.attempts)
+        loop.answers.update(point.answers)
 
     # -- the public API -----------------------------------------------------------------
 

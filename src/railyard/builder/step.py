@@ -25,6 +25,8 @@ __all__ = (
     "StreamFunction",
 )
 
+PayloadT = TypeVar("PayloadT")
+"""The type of a signal's payload."""
 StateT = TypeVar("StateT", default=None)
 DepsT = TypeVar("DepsT", default=None)
 InputT = TypeVar("InputT", default=Any)
@@ -34,7 +36,7 @@ OutputT = TypeVar("OutputT", default=Any)
 class StepContext(Generic[StateT, DepsT, InputT]):
     """What a step gets: the run's state and dependencies, the value flowing into it, its run and step ids."""
 
-    __slots__ = ("_deps", "_inputs", "_state", "attempt", "run_id", "step_id")
+    __slots__ = ("_answers", "_deps", "_inputs", "_state", "attempt", "run_id", "step_id")
 
     def __init__(
         self,
@@ -45,7 +47,9 @@ class StepContext(Generic[StateT, DepsT, InputT]):
         step_id: str = "",
         run_id: str | None = None,
         attempt: int = 1,
+        answers: dict[str, tuple[str, Any]] | None = None,
     ) -> None:
+        self._answers = answers
         self._state = state
         self._deps = deps
         self._inputs = inputs
@@ -65,6 +69,17 @@ class StepContext(Generic[StateT, DepsT, InputT]):
     def state(self) -> StateT:
         """The run's state; steps may change it."""
         return self._state
+
+    async def wait_for(self, key: str, payload_type: type[PayloadT], *, prompt: str | None = None) -> PayloadT:
+        """Wait for a signal: the payload `signal(store, run_id, key, payload)` sends, as a `payload_type`.
+
+        The first time, the run is stored `suspended` and stops (`RunSuspended`); once
+        answered and resumed, this step runs again from its start and `wait_for` returns
+        the payload. Needs a durable run (`store=`). See `railyard.suspension`.
+        """
+        from railyard.suspension import wait_for
+
+        return wait_for(self._answers, self.run_id, self.step_id, key, payload_type, prompt=prompt)
 
     @property
     def deps(self) -> DepsT:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from railyard.exceptions import GraphRuntimeError
 from railyard.nodes import End
 from railyard.persistence import BaseStatePersistence
 from railyard.runtime._recorder import Outcome
 from railyard.runtime._tasks import Task
+
+if TYPE_CHECKING:
+    from railyard.suspension import Waiting
 
 __all__ = ("PersistenceRecorder",)
 
@@ -63,6 +66,10 @@ class PersistenceRecorder:
         self, task: Task, error: BaseException, duration: float, attempt: int, retry_at: float
     ) -> None:
         """Nothing yet: the snapshot stays `running` until the step's last attempt ends."""
+
+    async def step_suspended(self, task: Task, waiting: Waiting) -> None:
+        """Leave `record_run` as for an interruption: the node runs again once answered."""
+        await self._close(task, GraphRuntimeError(f"`{task.node_id}` waits for {waiting.key!r}"))
 
     async def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
         """Record the nodes a join's value went on to."""

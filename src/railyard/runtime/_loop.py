@@ -33,6 +33,7 @@ from railyard.runtime._maps import MapSource, MapSources
 from railyard.runtime._program import MapItems, NodeKind, Program, StepRules
 from railyard.runtime._recorder import Recorder
 from railyard.runtime._tasks import ForkStack, Task
+from railyard.suspension import RunSuspended, Waiting, WaitRequested, type_path
 
 __all__ = ("Loop",)
 
@@ -109,6 +110,8 @@ class Loop(MapSources):
         """Retry policy and timeout of the steps that have either (none: the plain path)."""
         self.attempts: dict[str, int] = {}
         """The attempt number of each step on its second attempt or later (a first attempt is absent)."""
+        self.answers: dict[str, tuple[str, Any]] = {}
+        """Signals delivered to waiting steps: `{key: (step id, payload as JSON)}` (see `railyard.suspension`)."""
         self._retry_due: dict[str, float] = {}
         """When the next attempt of a step taken up from a stored run is due (a POSIX timestamp)."""
         self._run_node = self.executor.bind(program.runner(self))
@@ -358,7 +361,7 @@ class Loop(MapSources):
     def _failed(self, task: Task, error: BaseException) -> None:
         """The driver's own step raised: stop the run, and name the node on the error."""
         self.stop()
-        if isinstance(error, Exception):
+        if isinstance(error, Exception) and not isinstance(error, RunSuspended):
             self._noted(task, error)
 
     def stop(self) -> None:
@@ -425,6 +428,8 @@ class Loop(MapSources):
                     else:
                         result = await self._run_node(task) if kind is _STEP else self._structural(task, kind)
             outcome = program.route(task, result, self)
+        except WaitRequested as wait:
+            raise await self._suspended(task, wait) from None
         except BaseException as error:
             attempt = self.attempts.pop(task.task_id, 1) if self.attempts else 1
             if recorder is not None:
@@ -477,6 +482,20 @@ class Loop(MapSources):
                     pending = recorder.step_started(task, state)
                     if pending is not None:
                         await pending
+
+    async def _suspended(self, task: Task, wait: WaitRequested) -> RunSuspended:
+        """Store that `task` waits for a signal; the run stops here (the task runs again once answered)."""
+        import pydantic
+
+        schema = pydantic.TypeAdapter(wait.payload_type).json_schema()
+        waiting = Waiting(wait.key, task.task_id, type_path(wait.payload_type), schema, wait.prompt)
+        recorder = self.recorder
+        if recorder is not None:
+            pending = recorder.step_suspended(task, waiting)
+            if pending is not None:
+                await pending
+        self.attempts.pop(task.task_id, None)
+        return RunSuspended(self.ctx.run_id, waiting)
 
     def restore_attempts(self, attempts: dict[str, tuple[int, float]]) -> None:
         """Go on with the attempts a stored run had reached: `{task id: (next attempt, when due)}`."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from railyard.runtime._end import End
 from railyard.runtime._tasks import Task
+
+if TYPE_CHECKING:
+    from railyard.suspension import Waiting
 
 __all__ = ("Outcome", "Recorder")
 
@@ -77,6 +80,10 @@ class Recorder(Protocol):
         self, task: Task, error: BaseException, duration: float, attempt: int, retry_at: float
     ) -> Awaitable[None] | None:
         """Attempt `attempt` of `task` raised `error`; it runs again at `retry_at` (durable before the wait)."""
+        ...
+
+    def step_suspended(self, task: Task, waiting: Waiting) -> Awaitable[None] | None:
+        """`task` waits for a signal (`waiting`); the run stops (durable before `RunSuspended` propagates)."""
         ...
 
     def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:

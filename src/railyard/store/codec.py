@@ -26,9 +26,11 @@ from railyard.store.records import (
     RunEndRecorded,
     RunRecord,
     RunStatus,
+    SignalReceived,
     StepFailed,
     StepFinished,
     StepStarted,
+    StepSuspended,
     TaskClaimed,
     TasksScheduled,
 )
@@ -44,6 +46,8 @@ _KINDS: dict[type, str] = {
     StepStarted: "step_started",
     StepFinished: "step_finished",
     StepFailed: "step_failed",
+    StepSuspended: "step_suspended",
+    SignalReceived: "signal_received",
 }
 
 
@@ -154,6 +158,18 @@ class RecordCodec:
                     failed["attempt"] = record.attempt
                     failed["retry_at"] = record.retry_at
                 return failed
+            case StepSuspended():
+                return {
+                    "kind": "step_suspended",
+                    "task_id": record.task_id,
+                    "key": record.key,
+                    "payload_type": record.payload_type,
+                    "payload_schema": record.payload_schema,
+                    "prompt": record.prompt,
+                    "ts": record.ts,
+                }
+            case SignalReceived(key=key, payload=payload, ts=ts):
+                return {"kind": "signal_received", "key": key, "payload": payload, "ts": ts}
 
     def _dump_state(self, state: Any) -> Any:
         return self._state.dump_python(state, mode="json")
@@ -205,6 +221,10 @@ class RecordCodec:
                 status = RunStatus.RUNNING
             case StepFinished(end=end):
                 status = RunStatus.ENDED if end is not None else RunStatus.WAITING
+            case StepSuspended():
+                status = RunStatus.SUSPENDED
+            case SignalReceived():
+                status = RunStatus.WAITING  # answered: ready for a driver or a worker
             case StepFailed(retry_at=None):
                 status = RunStatus.FAILED
             case StepFailed():
@@ -308,6 +328,12 @@ class RecordCodec:
                 data.get("attempt", 1),
                 data.get("retry_at"),
             )
+        if kind == "step_suspended":
+            return StepSuspended(
+                data["task_id"], data["key"], data["payload_type"], data["payload_schema"], data["prompt"], data["ts"]
+            )
+        if kind == "signal_received":
+            return SignalReceived(data["key"], data["payload"], data["ts"])
         raise RecordDecodeError(f"unknown record kind {kind!r}")
 
     def _load_end(self, data: dict[str, Any]) -> End[Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from time import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from railyard.exceptions import GraphNodeStatusError, RunExists, RunNotFound
 from railyard.runtime._end import End
@@ -21,9 +21,13 @@ from railyard.store.records import (
     StepFailed,
     StepFinished,
     StepStarted,
+    StepSuspended,
     TaskClaimed,
     TasksScheduled,
 )
+
+if TYPE_CHECKING:
+    from railyard.suspension import Waiting
 
 __all__ = ("MemoryStore",)
 
@@ -88,6 +92,8 @@ class MemoryRunLog:
             case JoinClosed(next_tasks=next_tasks):
                 for task in next_tasks:
                     status[task.task_id] = "created"
+            case StepSuspended(task_id=task_id):
+                status[task_id] = "pending"  # runs again once its signal is in
             case StepFailed(task_id=task_id, retry_at=retry_at):
                 status[task_id] = "error" if retry_at is None else "pending"  # retried: due to run again
         self.records.append(record)
@@ -172,6 +178,14 @@ class MemoryRecorder:
     def attempt_failed(self, task: Task, error: BaseException, duration: float, attempt: int, retry_at: float) -> None:
         """Record a failed attempt; the task is due to run again."""
         self.log.append(StepFailed(task.task_id, duration, ErrorInfo.from_exception(error), time(), attempt, retry_at))
+
+    def step_suspended(self, task: Task, waiting: Waiting) -> None:
+        """Record what the task waits for."""
+        self.log.append(
+            StepSuspended(
+                task.task_id, waiting.key, waiting.payload_type, waiting.payload_schema, waiting.prompt, time()
+            )
+        )
 
     def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
         """Record a join's closing as a finished step, with the tasks its value went on to."""

@@ -23,7 +23,9 @@ __all__ = (
     "RunEndRecorded",
     "RunRecord",
     "RunStatus",
+    "SignalReceived",
     "StepFailed",
+    "StepSuspended",
     "StepFinished",
     "StepStarted",
     "TaskClaimed",
@@ -56,6 +58,8 @@ class RunStatus(StrEnum):
     """A node returned `End`; the run cannot go on."""
     FAILED = "failed"
     """A node raised; the run may be resumed after a fix."""
+    SUSPENDED = "suspended"
+    """A step waits for a signal (`ctx.wait_for`): no worker takes the run until `signal` answers it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +201,46 @@ class StepFailed:
     """When the next attempt is due (a POSIX timestamp), or `None`: the failure is final."""
 
 
+@dataclass(slots=True)
+class StepSuspended:
+    """A task waits for a signal (`ctx.wait_for(key, payload_type)`): the run is suspended."""
+
+    task_id: str
+    """The waiting task's id; it runs again from its start once the signal is in."""
+    key: str
+    """What it waits for: the key a `signal` answers."""
+    payload_type: str
+    """The payload's type, as `module:qualified name` (what `signal` validates the payload with)."""
+    payload_schema: dict[str, Any]
+    """The payload's JSON schema, for whoever answers (a form, a command line)."""
+    prompt: str | None
+    """What the step asks, for a person."""
+    ts: float
+    """When, as a POSIX timestamp."""
+
+
+@dataclass(slots=True)
+class SignalReceived:
+    """The answer to a waiting step: `signal(store, run_id, key, payload)`; the run is ready to go on."""
+
+    key: str
+    """The key the answer is for."""
+    payload: Any
+    """The payload, as JSON (validated against the waiting step's type when it was given)."""
+    ts: float
+    """When, as a POSIX timestamp."""
+
+
 RunRecord = (
-    RunCreated | TasksScheduled | TaskClaimed | StepStarted | StepFinished | StepFailed | JoinClosed | RunEndRecorded
+    RunCreated
+    | TasksScheduled
+    | TaskClaimed
+    | StepStarted
+    | StepFinished
+    | StepFailed
+    | JoinClosed
+    | RunEndRecorded
+    | StepSuspended
+    | SignalReceived
 )
 """Any record of a run log."""

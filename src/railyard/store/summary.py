@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 from railyard.store.records import (
     RunRecord,
     RunStatus,
+    SignalReceived,
     StepFailed,
     StepFinished,
     StepStarted,
+    StepSuspended,
     TasksScheduled,
 )
 
@@ -64,6 +66,11 @@ def summarize(run_id: str, records: Sequence[RunRecord]) -> RunInfo:
                     status = RunStatus.ENDED
                 elif not running:
                     status = RunStatus.WAITING
+            case StepSuspended(task_id=task_id):
+                running.discard(task_id)
+                status = RunStatus.SUSPENDED
+            case SignalReceived():
+                status = RunStatus.WAITING
             case StepFailed(task_id=task_id, retry_at=None):
                 running.discard(task_id)
                 status = RunStatus.FAILED

@@ -1,0 +1,179 @@
+"""Waiting for a signal: `ctx.wait_for`, suspended runs, `signal`, on node and builder runs and every store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from railyard import BaseNode, End, Graph, GraphRunContext, RunLocked, run_worker
+from railyard.builder import GraphBuilder, StepContext
+from railyard.exceptions import GraphRuntimeError, RunNotFound
+from railyard.store import RunStatus, RunStore
+from railyard.store.file import FileStore
+from railyard.store.sqlite import SqliteStore
+from railyard.suspension import RunSuspended, SignalError, signal, waiting_for
+
+pytestmark = pytest.mark.anyio
+
+
+class Decision(pydantic.BaseModel):
+    approved: bool
+    reason: str = ""
+
+
+@dataclass
+class OrderState:
+    visits: list[str] = field(default_factory=list[str])
+
+
+@dataclass
+class Review(BaseNode[OrderState, None, str]):
+    async def run(self, ctx: GraphRunContext[OrderState]) -> End[str]:
+        ctx.state.visits.append("review")
+        decision = await ctx.wait_for("approval", Decision, prompt="Approve order 7?")
+        return End("shipped" if decision.approved else f"rejected: {decision.reason}")
+
+
+orders = Graph(nodes=[Review], name="orders")
+
+
+@pytest.fixture(params=["sqlite", "file", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
+    made: RunStore
+    if request.param == "sqlite":
+        made = SqliteStore(tmp_path / "runs.db")
+    elif request.param == "file":
+        made = FileStore(tmp_path / "runs")
+    else:
+        from railyard.store.postgres import PostgresStore
+
+        make: Callable[[], str] = request.getfixturevalue("new_postgres_database")
+        made = PostgresStore(make())
+    yield made
+    await made.aclose()  # type: ignore[attr-defined]
+
+
+async def _suspend(store: RunStore) -> RunSuspended:
+    with pytest.raises(RunSuspended) as info:
+        await orders.run(Review(), state=OrderState(), store=store, run_id="order-7")
+    return info.value
+
+
+async def test_a_waiting_node_suspends_the_run_and_a_signal_lets_a_worker_finish_it(store: RunStore) -> None:
+    suspended = await _suspend(store)
+    assert suspended.run_id == "order-7"
+    assert suspended.waiting.key == "approval" and suspended.waiting.prompt == "Approve order 7?"
+    assert str(suspended).startswith("Run 'order-7' is suspended: step `Review:")
+    assert "Answer it with `await signal(store, 'order-7', 'approval', payload)`" in str(suspended)
+    (info,) = await store.runs()
+    assert info.status is RunStatus.SUSPENDED
+    (waiting,) = await waiting_for(store, "order-7")
+    assert waiting.payload_type == f"{__name__}:Decision"
+    assert waiting.payload_schema["required"] == ["approved"]
+    assert await run_worker([orders], store) == []  # a worker never takes a suspended run
+
+    await signal(store, "order-7", "approval", {"approved": True})
+    assert [i.status for i in await store.runs()] == [RunStatus.WAITING]
+    assert await waiting_for(store, "order-7") == []
+    assert await run_worker([orders], store) == ["order-7"]
+    (info,) = await store.runs()
+    assert info.status is RunStatus.ENDED
+
+
+async def test_resuming_runs_the_waiting_step_again_with_the_payload(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    await _suspend(store)
+    with pytest.raises(RunSuspended):  # no answer yet: resuming suspends it again
+        await orders.resume(store, "order-7")
+    await signal(store, "order-7", "approval", {"approved": False, "reason": "out of stock"})
+    result = await orders.resume(store, "order-7")
+    assert result.output == "rejected: out of stock"
+    # the step ran again from its start, on the state as it was before it (what an unfinished step did is not kept)
+    assert result.state.visits == ["review"]
+    await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("key", "payload", "message"),
+    [
+        ("shipping", {"approved": True}, r"^Run 'order-7' does not wait for 'shipping'; it waits for 'approval'\.$"),
+        (
+            "approval",
+            {"approved": "perhaps"},
+            r"^The payload for 'approval' of run 'order-7' is not a valid `tests\.test_suspension:Decision`: "
+            r"1 validation error for Decision\napproved\n",
+        ),
+    ],
+)
+async def test_a_wrong_key_or_payload_is_refused_and_nothing_is_stored(
+    tmp_path: Path, key: str, payload: object, message: str
+) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    await _suspend(store)
+    before = await store.read("order-7")
+    with pytest.raises(SignalError, match=message):
+        await signal(store, "order-7", key, payload)
+    assert await store.read("order-7") == before
+    await store.aclose()
+
+
+async def test_signal_names_an_unknown_run_and_refuses_a_run_a_driver_holds(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    with pytest.raises(RunNotFound):
+        await signal(store, "nope", "approval", {"approved": True})
+    await _suspend(store)
+    async with store.lock("order-7"):
+        with pytest.raises(RunLocked):
+            await signal(SqliteStore(tmp_path / "runs.db"), "order-7", "approval", {"approved": True})
+    await store.aclose()
+
+
+async def test_a_payload_type_that_cannot_be_imported_is_given_to_signal(tmp_path: Path) -> None:
+    class LocalAnswer(pydantic.BaseModel):
+        value: int
+
+    @dataclass
+    class Ask(BaseNode[None, None, int]):
+        async def run(self, ctx: GraphRunContext) -> End[int]:
+            return End((await ctx.wait_for("number", LocalAnswer)).value)
+
+    graph = Graph(nodes=[Ask], name="ask")
+    store = SqliteStore(tmp_path / "runs.db")
+    with pytest.raises(RunSuspended):
+        await graph.run(Ask(), store=store, run_id="a")
+    with pytest.raises(SignalError, match=r"its type `.*LocalAnswer` cannot be imported here\. Pass it"):
+        await signal(store, "a", "number", {"value": 4})
+    await signal(store, "a", "number", {"value": 4}, payload_type=LocalAnswer)
+    assert (await graph.resume(store, "a")).output == 4
+    await store.aclose()
+
+
+async def test_waiting_needs_a_durable_run() -> None:
+    with pytest.raises(
+        GraphRuntimeError, match=r"`wait_for\('approval', \.\.\.\)` in step `Review:.*` needs a durable"
+    ):
+        await orders.run(Review(), state=OrderState())
+
+
+async def test_a_builder_step_waits_and_goes_on_with_the_payload(tmp_path: Path) -> None:
+    g = GraphBuilder(input_type=int, output_type=str, name="quotes")
+
+    @g.step
+    async def quote(ctx: StepContext[None, None, int]) -> str:
+        decision = await ctx.wait_for("discount", Decision, prompt=f"Discount on {ctx.inputs}?")
+        return f"{ctx.inputs} at {'90%' if decision.approved else '100%'}"
+
+    g.add(g.edge_from(g.start_node).to(quote), g.edge_from(quote).to(g.end_node))
+    graph = g.build()
+    store = SqliteStore(tmp_path / "runs.db")
+    with pytest.raises(RunSuspended) as info:
+        await graph.run(inputs=120, store=store, run_id="q")
+    assert info.value.waiting.prompt == "Discount on 120?"
+    assert [i.status for i in await store.runs()] == [RunStatus.SUSPENDED]
+    await signal(store, "q", "discount", {"approved": True})
+    assert await graph.resume(store, "q") == "120 at 90%"
+    await store.aclose()
