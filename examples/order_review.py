@@ -1,11 +1,11 @@
 """Order processing where big orders wait for a person: railyard's flagship example.
 
 Each order runs through a graph of nodes: `ValidateOrder` → `PriceOrder` → `Ship`, or
-`Reject` when something is wrong. An order over $1,000 goes to `NeedsReview` instead,
-and that node needs a human decision, so the run *pauses* there: every step is saved
-to a JSON file by `FileStatePersistence`, and the script stops driving that run. Later a
-reviewer approves the order, and the run is resumed from the file alone with
-`Graph.iter_from_persistence` (it could as well be another process, days later).
+`Reject` when something is wrong. An order over $1,000 goes to `NeedsReview`, which asks
+for a person's decision with `ctx.wait_for`: the run is stored *suspended* in a SQLite
+file, and a worker, which drives every run that is ready, leaves it alone. Later a
+reviewer answers with `signal` (it could be another process, days later), the run is
+ready again, and the worker finishes it.
 
 Run it with `./dev demo` or `python examples/order_review.py`.
 """
@@ -14,11 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from railyard import BaseNode, Edge, End, EndSnapshot, FileStatePersistence, Graph, GraphRunContext
+from railyard import (
+    BaseNode,
+    DurablePersistence,
+    Edge,
+    End,
+    EndSnapshot,
+    Graph,
+    GraphRunContext,
+    SqliteStore,
+    run_worker,
+)
+from railyard.suspension import RunSuspended, signal, waiting_for
 
 CATALOG = {"widget": 3, "gadget": 20, "gizmo": 450}
 """Prices in dollars."""
@@ -48,18 +59,11 @@ class Decision:
     note: str = ""
 
 
-@dataclass
-class ReviewDesk:
-    """The runs' deps: decisions made by people, by order id."""
-
-    decisions: dict[str, Decision] = field(default_factory=dict)
-
-
-Ctx = GraphRunContext[OrderState, ReviewDesk]
+Ctx = GraphRunContext[OrderState]
 
 
 @dataclass
-class ValidateOrder(BaseNode[OrderState, ReviewDesk]):
+class ValidateOrder(BaseNode[OrderState]):
     async def run(self, ctx: Ctx) -> PriceOrder | Reject:
         items = ctx.state.order.items
         unknown = [name for name in items if name not in CATALOG]
@@ -71,7 +75,7 @@ class ValidateOrder(BaseNode[OrderState, ReviewDesk]):
 
 
 @dataclass
-class PriceOrder(BaseNode[OrderState, ReviewDesk]):
+class PriceOrder(BaseNode[OrderState]):
     async def run(self, ctx: Ctx) -> Ship | Annotated[NeedsReview, Edge(label=f"over ${REVIEW_LIMIT:,}")]:
         ctx.state.total = sum(CATALOG[name] * quantity for name, quantity in ctx.state.order.items.items())
         if ctx.state.total > REVIEW_LIMIT:
@@ -80,17 +84,16 @@ class PriceOrder(BaseNode[OrderState, ReviewDesk]):
 
 
 @dataclass
-class NeedsReview(BaseNode[OrderState, ReviewDesk]):
-    """Waits for a person: the run pauses before this node until a decision is on the desk."""
+class NeedsReview(BaseNode[OrderState]):
+    """Waits for a person: the run is suspended here until a reviewer's decision comes in."""
 
     total: int
 
     async def run(
         self, ctx: Ctx
     ) -> Annotated[Ship, Edge(label="approved")] | Annotated[Reject, Edge(label="turned down")]:
-        decision = ctx.deps.decisions.get(ctx.state.order.id)
-        if decision is None:
-            raise LookupError(f"order {ctx.state.order.id} has not been reviewed yet")
+        prompt = f"Approve order {ctx.state.order.id} for ${self.total:,}?"
+        decision = await ctx.wait_for("review", Decision, prompt=prompt)
         if not decision.approved:
             return Reject(f"turned down by {decision.reviewer}: {decision.note}")
         ctx.state.approved_by = decision.reviewer
@@ -98,65 +101,45 @@ class NeedsReview(BaseNode[OrderState, ReviewDesk]):
 
 
 @dataclass
-class Ship(BaseNode[OrderState, ReviewDesk, str]):
+class Ship(BaseNode[OrderState, None, str]):
     async def run(self, ctx: Ctx) -> End[str]:
         approval = f" (approved by {ctx.state.approved_by})" if ctx.state.approved_by else ""
         return End(f"shipped to {ctx.state.order.customer}, ${ctx.state.total:,}{approval}")
 
 
 @dataclass
-class Reject(BaseNode[OrderState, ReviewDesk, str]):
+class Reject(BaseNode[OrderState, None, str]):
     reason: str
 
     async def run(self, ctx: Ctx) -> End[str]:
         return End(f"rejected: {self.reason}")
 
 
-order_graph: Graph[OrderState, ReviewDesk, str] = Graph(nodes=[ValidateOrder, PriceOrder, NeedsReview, Ship, Reject])
+order_graph: Graph[OrderState, None, str] = Graph(
+    nodes=[ValidateOrder, PriceOrder, NeedsReview, Ship, Reject], name="orders"
+)
 
 
-async def show_file(path: Path) -> None:
-    """What the run's JSON file holds: one snapshot per node, and the end once it has ended."""
-    persistence: FileStatePersistence[OrderState, str] = FileStatePersistence(path)
+async def outcome(store: SqliteStore, run_id: str) -> str:
+    """How a run ended, read from the store."""
+    persistence: DurablePersistence[OrderState, str] = DurablePersistence(store, run_id)
     persistence.set_graph_types(order_graph)
-    steps = [
-        "end" if isinstance(snapshot, EndSnapshot) else f"{snapshot.node.get_node_id()} ({snapshot.status})"
-        for snapshot in await persistence.load_all()
-    ]
-    print(f"     {path.name}: {', '.join(steps)}")
+    last = (await persistence.load_all())[-1]
+    assert isinstance(last, EndSnapshot)
+    return last.result.data
 
 
-async def start(order: Order, folder: Path, desk: ReviewDesk) -> str | None:
-    """Run an order until it ends, or until it needs a review; return how it ended, if it did."""
-    items = ", ".join(f"{quantity} x {name}" for name, quantity in order.items.items())
-    print(f"Order {order.id} from {order.customer}: {items}")
-    path = folder / f"{order.id}.json"
-    persistence: FileStatePersistence[OrderState, str] = FileStatePersistence(path)
-    async with order_graph.iter(ValidateOrder(), state=OrderState(order), deps=desk, persistence=persistence) as run:
-        async for node in run:
-            print(f"  -> {node}")
-            if isinstance(node, NeedsReview):
-                print(f"  || paused: ${node.total:,} is over ${REVIEW_LIMIT:,}, so a person has to decide")
-                await show_file(path)
-                return None
-    assert run.result is not None
-    return run.result.output
-
-
-async def resume(path: Path, desk: ReviewDesk) -> str:
-    """Pick a paused run up from its file and run it to the end."""
-    persistence: FileStatePersistence[OrderState, str] = FileStatePersistence(path)
-    async with order_graph.iter_from_persistence(persistence, deps=desk) as run:
-        async for node in run:
-            print(f"  -> {node}")
-    await show_file(path)
-    assert run.result is not None
-    return run.result.output
+async def show_runs(store: SqliteStore) -> None:
+    """The runs in the store: status, steps, the node each reached, and what a suspended one waits for."""
+    for info in await store.runs():
+        waits = ", ".join(f"{w.key!r}: {w.prompt}" for w in await waiting_for(store, info.run_id))
+        line = f"  {info.run_id}  {info.status.value:<9}  {info.steps} steps, at {info.last_node}"
+        print(line + (f"  waits for {waits}" if waits else ""))
 
 
 async def main() -> None:
-    print("railyard demo: orders, with a pause for human review")
-    print("=====================================================")
+    print("railyard demo: orders, with a wait for human review")
+    print("====================================================")
     print()
     print("The graph, as mermaid (paste it into https://mermaid.live to draw it):")
     print()
@@ -168,31 +151,36 @@ async def main() -> None:
         Order("A-1003", "Cleo", {"widget": 2, "flux capacitor": 1}),
         Order("A-1004", "Dev", {"gadget": 60}),
     ]
-    # What the reviewer will decide, once asked.
-    reviews = {
-        "A-1002": Decision(reviewer="Dana", approved=True),
-        "A-1004": Decision(reviewer="Dana", approved=False, note="over the customer's credit limit"),
-    }
-    desk = ReviewDesk()
-    outcomes: dict[str, str | None] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        store = SqliteStore(Path(tmp) / "orders.db")
         for order in orders:
-            outcomes[order.id] = await start(order, folder, desk)
-            print()
-        waiting = [order_id for order_id, outcome in outcomes.items() if outcome is None]
-        print(f"Waiting for review: {', '.join(waiting)}")
+            items = ", ".join(f"{quantity} x {name}" for name, quantity in order.items.items())
+            print(f"Order {order.id} from {order.customer}: {items}")
+            try:
+                result = await order_graph.run(ValidateOrder(), state=OrderState(order), store=store, run_id=order.id)
+                print(f"  -> {result.output}")
+            except RunSuspended as suspended:
+                print(f"  || suspended at NeedsReview: {suspended.waiting.prompt}")
         print()
-        for order_id in waiting:
-            decision = desk.decisions[order_id] = reviews[order_id]
-            verdict = "approves" if decision.approved else "turns down"
-            why = f" ({decision.note})" if decision.note else ""
-            print(f"{decision.reviewer} {verdict} {order_id}{why}. Resuming its run from {order_id}.json:")
-            outcomes[order_id] = await resume(folder / f"{order_id}.json", desk)
-            print()
-    print("Summary:")
-    for order_id, outcome in outcomes.items():
-        print(f"  {order_id}: {outcome}")
+        print("The store (orders.db):")
+        await show_runs(store)
+        print()
+        ready = await run_worker([order_graph], store)
+        print(f"A worker drives the runs that are ready: {ready} (the suspended ones wait for their review)")
+        print()
+        await signal(store, "A-1002", "review", Decision(reviewer="Dana", approved=True))
+        print("Dana approves A-1002.")
+        await signal(store, "A-1004", "review", Decision("Dana", False, "over the customer's credit limit"))
+        print("Dana turns down A-1004 (over the customer's credit limit).")
+        print(f"The worker takes the answered runs up: {await run_worker([order_graph], store)}")
+        print()
+        print("The store (orders.db):")
+        await show_runs(store)
+        print()
+        print("Summary:")
+        for order in orders:
+            print(f"  {order.id}: {await outcome(store, order.id)}")
+        await store.aclose()
 
 
 if __name__ == "__main__":

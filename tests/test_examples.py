@@ -201,13 +201,13 @@ def test_email_feedback() -> None:
 
 
 ORDER_REVIEW_OUTPUT = """\
-railyard demo: orders, with a pause for human review
-=====================================================
+railyard demo: orders, with a wait for human review
+====================================================
 
 The graph, as mermaid (paste it into https://mermaid.live to draw it):
 
 ---
-title: order_graph
+title: orders
 ---
 stateDiagram-v2
   [*] --> ValidateOrder
@@ -221,43 +221,31 @@ stateDiagram-v2
   Reject --> [*]
 
 Order A-1001 from Ada: 4 x widget, 1 x gadget
-  -> ValidateOrder()
-  -> PriceOrder()
-  -> Ship()
-  -> End(data='shipped to Ada, $32')
-
+  -> shipped to Ada, $32
 Order A-1002 from Bob: 3 x gizmo
-  -> ValidateOrder()
-  -> PriceOrder()
-  -> NeedsReview(total=1350)
-  || paused: $1,350 is over $1,000, so a person has to decide
-     A-1002.json: ValidateOrder (success), PriceOrder (success), NeedsReview (created)
-
+  || suspended at NeedsReview: Approve order A-1002 for $1,350?
 Order A-1003 from Cleo: 2 x widget, 1 x flux capacitor
-  -> ValidateOrder()
-  -> Reject(reason="unknown item 'flux capacitor'")
-  -> End(data="rejected: unknown item 'flux capacitor'")
-
+  -> rejected: unknown item 'flux capacitor'
 Order A-1004 from Dev: 60 x gadget
-  -> ValidateOrder()
-  -> PriceOrder()
-  -> NeedsReview(total=1200)
-  || paused: $1,200 is over $1,000, so a person has to decide
-     A-1004.json: ValidateOrder (success), PriceOrder (success), NeedsReview (created)
+  || suspended at NeedsReview: Approve order A-1004 for $1,200?
 
-Waiting for review: A-1002, A-1004
+The store (orders.db):
+  A-1001  ended      3 steps, at Ship
+  A-1002  suspended  2 steps, at NeedsReview  waits for 'review': Approve order A-1002 for $1,350?
+  A-1003  ended      2 steps, at Reject
+  A-1004  suspended  2 steps, at NeedsReview  waits for 'review': Approve order A-1004 for $1,200?
 
-Dana approves A-1002. Resuming its run from A-1002.json:
-  -> NeedsReview(total=1350)
-  -> Ship()
-  -> End(data='shipped to Bob, $1,350 (approved by Dana)')
-     A-1002.json: ValidateOrder (success), PriceOrder (success), NeedsReview (success), Ship (success), end
+A worker drives the runs that are ready: [] (the suspended ones wait for their review)
 
-Dana turns down A-1004 (over the customer's credit limit). Resuming its run from A-1004.json:
-  -> NeedsReview(total=1200)
-  -> Reject(reason="turned down by Dana: over the customer's credit limit")
-  -> End(data="rejected: turned down by Dana: over the customer's credit limit")
-     A-1004.json: ValidateOrder (success), PriceOrder (success), NeedsReview (success), Reject (success), end
+Dana approves A-1002.
+Dana turns down A-1004 (over the customer's credit limit).
+The worker takes the answered runs up: ['A-1002', 'A-1004']
+
+The store (orders.db):
+  A-1001  ended      3 steps, at Ship
+  A-1002  ended      4 steps, at Ship
+  A-1003  ended      2 steps, at Reject
+  A-1004  ended      4 steps, at Reject
 
 Summary:
   A-1001: shipped to Ada, $32
@@ -278,12 +266,11 @@ def test_order_review() -> None:
         "  A-1003: rejected: unknown item 'flux capacitor'",
         "  A-1004: rejected: turned down by Dana: over the customer's credit limit",
     ]
-    # The big orders paused with their review node waiting in the file, and ran it on resuming.
+    # The big orders were suspended at their review, left alone by the worker, and finished once answered.
     for order_id in ("A-1002", "A-1004"):
-        assert f"{order_id}.json: ValidateOrder (success), PriceOrder (success), NeedsReview (created)" in out
-    assert (
-        "A-1002.json: ValidateOrder (success), PriceOrder (success), NeedsReview (success), Ship (success), end" in out
-    )
+        assert f"  {order_id}  suspended  2 steps, at NeedsReview  waits for 'review'" in out
+    assert "A worker drives the runs that are ready: [] (the suspended ones wait for their review)" in out
+    assert "The worker takes the answered runs up: ['A-1002', 'A-1004']" in out
 
 
 def test_dev_demo_runs_order_review() -> None:

@@ -177,3 +177,48 @@ async def test_a_builder_step_waits_and_goes_on_with_the_payload(tmp_path: Path)
     await signal(store, "q", "discount", {"approved": True})
     assert await graph.resume(store, "q") == "120 at 90%"
     await store.aclose()
+
+
+def test_a_run_waits_in_one_process_a_worker_leaves_it_until_a_third_signals_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = str(tmp_path / "runs.db")
+    command = [sys.executable, "-m", "tests.support.approval_subjects"]
+    root = Path(__file__).resolve().parents[1]
+    started = subprocess.run(
+        [*command, "start", db], check=False, cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert started.stdout == "suspended\n", started.stderr
+    worker = subprocess.Popen(
+        [*command, "work", db], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stdout is not None
+        assert worker.stdout.readline() == "working\n"  # the worker is polling the store beside the suspended run
+        signalled = subprocess.run(
+            [*command, "signal", db], check=False, cwd=root, capture_output=True, text=True, timeout=120
+        )
+        assert signalled.stdout == "signalled\n", signalled.stderr
+        out, err = worker.communicate(timeout=120)
+        assert out == "ended\n", err
+    finally:
+        worker.kill()
+    import anyio
+
+    async def check() -> None:
+        store = SqliteStore(Path(db))
+        (info,) = await store.runs()
+        assert info.status is RunStatus.ENDED and info.steps == 1  # the review finished once, by the worker
+        await store.aclose()
+
+    anyio.run(check)
+
+
+async def test_a_worker_that_drives_a_run_into_a_wait_leaves_it_suspended(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    await orders.initialize(Review(), store=store, run_id="order-8", state=OrderState())
+    assert await run_worker([orders], store) == ["order-8"]  # driven as far as it goes
+    assert [(i.status, i.last_node) for i in await store.runs()] == [(RunStatus.SUSPENDED, "Review")]
+    assert await run_worker([orders], store) == []
+    await store.aclose()

@@ -22,6 +22,7 @@ import anyio
 from railyard.exceptions import RunLocked
 from railyard.store import RunStatus, RunStore
 from railyard.store.base import READY
+from railyard.suspension import RunSuspended
 
 __all__ = ("Resumable", "run_worker")
 
@@ -124,6 +125,9 @@ async def _drive(by_name: Mapping[str, Resumable], store: RunStore, run_id: str,
         await graph.resume(store, run_id, deps=run_deps)
     except RunLocked:
         return "taken"  # taken over by another driver between the claim and the start
+    except RunSuspended as suspended:
+        logger.info("run %s is suspended: %s", run_id, suspended.waiting.key)
+        return "driven"  # as far as it goes: a signal makes it ready again
     except Exception:
         if await _started(store, run_id):
             logger.exception("run %s failed; its error is recorded, and it can be resumed after a fix", run_id)
