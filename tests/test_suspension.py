@@ -222,3 +222,47 @@ async def test_a_worker_that_drives_a_run_into_a_wait_leaves_it_suspended(tmp_pa
     assert [(i.status, i.last_node) for i in await store.runs()] == [(RunStatus.SUSPENDED, "Review")]
     assert await run_worker([orders], store) == []
     await store.aclose()
+
+
+class Check(pydantic.BaseModel):
+    ok: bool
+
+
+async def test_three_of_fifty_branches_wait_at_once_and_are_answered_one_by_one(tmp_path: Path) -> None:
+    from railyard.builder import reduce_list_append
+
+    g = GraphBuilder(input_type=list[int], output_type=list[str], name="batch")
+    ran: list[int] = []
+
+    @g.step
+    async def item(ctx: StepContext[None, None, int]) -> str:
+        ran.append(ctx.inputs)
+        if ctx.inputs in (7, 21, 42):
+            check = await ctx.wait_for(f"check-{ctx.inputs}", Check, prompt=f"Is {ctx.inputs} fine?")
+            return f"{ctx.inputs}:{'ok' if check.ok else 'held'}"
+        return f"{ctx.inputs}:auto"
+
+    collect = g.join(reduce_list_append, initial_factory=list[str])
+    g.add(g.edge_from(g.start_node).map().to(item), g.edge_from(item).to(collect), g.edge_from(collect).to(g.end_node))
+    graph = g.build()
+    store = SqliteStore(tmp_path / "runs.db")
+    with pytest.raises(RunSuspended) as info:
+        await graph.run(inputs=list(range(50)), store=store, run_id="b")
+    assert sorted(w.key for w in info.value.waits) == ["check-21", "check-42", "check-7"]
+    assert sorted(ran) == list(range(50))  # the other 47 ran to their end; no sibling was cancelled
+    assert [i.status for i in await store.runs()] == [RunStatus.SUSPENDED]
+    assert sorted(w.key for w in await waiting_for(store, "b")) == ["check-21", "check-42", "check-7"]
+
+    for key, ok, left in (("check-21", True, 2), ("check-7", False, 1)):
+        await signal(store, "b", key, {"ok": ok})
+        with pytest.raises(RunSuspended) as info:
+            await graph.resume(store, "b")
+        assert len(info.value.waits) == left
+    await signal(store, "b", "check-42", {"ok": True})
+    ran.clear()
+    result = await graph.resume(store, "b")
+    assert ran == [42]  # only the branch that still waited ran again
+    assert sorted(result) == sorted(
+        [f"{i}:auto" for i in range(50) if i not in (7, 21, 42)] + ["7:held", "21:ok", "42:ok"]
+    )
+    await store.aclose()

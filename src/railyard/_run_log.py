@@ -30,6 +30,7 @@ from railyard.store.records import (
     JoinClosed,
     RunCreated,
     RunRecord,
+    RunSuspendedRecorded,
     StepFailed,
     StepFinished,
     StepStarted,
@@ -307,6 +308,10 @@ class StoreRecorder:
             task.task_id, waiting.key, waiting.payload_type, waiting.payload_schema, waiting.prompt, time()
         )
         await self.write(record, task.node_id)
+
+    async def run_suspended(self, waits: Sequence[Waiting]) -> None:
+        """Record that the run is suspended (what it waits for is in its steps' records)."""
+        await self.write(RunSuspendedRecorded(tuple(w.key for w in waits), time()), None)
 
     def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
         """Queue a join's closing as a finished step of its own, with the tasks its value went on to."""

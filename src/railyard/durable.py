@@ -48,6 +48,7 @@ from railyard.store.records import (
     RunCreated,
     RunEndRecorded,
     RunRecord,
+    RunSuspendedRecorded,
     SignalReceived,
     StepFinished,
     TaskClaimed,
@@ -372,7 +373,7 @@ def record_node_id(record: RunRecord) -> str | None:
     """The id of the node a record is about, as far as the record itself tells."""
     if isinstance(record, TasksScheduled):
         return record.tasks[0].node_id if record.tasks else None
-    if isinstance(record, RunCreated | RunEndRecorded | SignalReceived):
+    if isinstance(record, RunCreated | RunEndRecorded | SignalReceived | RunSuspendedRecorded):
         return None
     if isinstance(record, JoinClosed):
         return record.join_id

@@ -67,16 +67,20 @@ class WaitRequested(BaseException):
 class RunSuspended(RailyardError):
     """The run waits for a signal: it is stored `suspended`; `signal(store, run_id, key, payload)` answers it."""
 
-    def __init__(self, run_id: str | None, waiting: Waiting) -> None:
+    def __init__(self, run_id: str | None, waits: list[Waiting]) -> None:
         self.run_id = run_id
         """The suspended run."""
-        self.waiting = waiting
-        """What it waits for."""
-        prompt = f" ({waiting.prompt})" if waiting.prompt else ""
+        self.waits = waits
+        """What its steps wait for, one entry per waiting step."""
+        self.waiting = waits[0]
+        """What its (first) waiting step waits for."""
+        asked = "; ".join(
+            f"step `{w.step_id}` waits for {w.key!r}" + (f" ({w.prompt})" if w.prompt else "") for w in waits
+        )
+        key = waits[0].key if len(waits) == 1 else "KEY"
         super().__init__(
-            f"Run {run_id!r} is suspended: step `{waiting.step_id}` waits for {waiting.key!r}{prompt}. "
-            f"Answer it with `await signal(store, {run_id!r}, {waiting.key!r}, payload)`; the next driver "
-            f"or worker then resumes it."
+            f"Run {run_id!r} is suspended: {asked}. Answer it with `await signal(store, {run_id!r}, {key!r}, "
+            f"payload)`; the next driver or worker then resumes it."
         )
 
 

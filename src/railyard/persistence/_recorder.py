@@ -71,6 +71,9 @@ class PersistenceRecorder:
         """Leave `record_run` as for an interruption: the node runs again once answered."""
         await self._close(task, GraphRuntimeError(f"`{task.node_id}` waits for {waiting.key!r}"))
 
+    async def run_suspended(self, waits: Sequence[Waiting]) -> None:
+        """Nothing to record: a persistence has no suspended state."""
+
     async def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
         """Record the nodes a join's value went on to."""
         for next_task in tasks:

@@ -39,6 +39,8 @@ __all__ = ("Loop",)
 
 _IN_PROCESS = InProcessExecutor()
 _STEP = NodeKind.STEP
+_PARKED = object()
+"""What a step that waits for a signal leads to (for now): nothing, while it holds its fork run open."""
 
 
 class Loop(MapSources):
@@ -110,6 +112,8 @@ class Loop(MapSources):
         """Retry policy and timeout of the steps that have either (none: the plain path)."""
         self.attempts: dict[str, int] = {}
         """The attempt number of each step on its second attempt or later (a first attempt is absent)."""
+        self.parked: dict[str, Waiting] = {}
+        """The steps that wait for a signal, by task id (they hold their fork runs open)."""
         self.answers: dict[str, tuple[str, Any]] = {}
         """Signals delivered to waiting steps: `{key: (step id, payload as JSON)}` (see `railyard.suspension`)."""
         self._retry_due: dict[str, float] = {}
@@ -429,7 +433,8 @@ class Loop(MapSources):
                         result = await self._run_node(task) if kind is _STEP else self._structural(task, kind)
             outcome = program.route(task, result, self)
         except WaitRequested as wait:
-            raise await self._suspended(task, wait) from None
+            await self._park(task, wait)
+            return _PARKED  # the step waits: its siblings go on, and its fork stays open
         except BaseException as error:
             attempt = self.attempts.pop(task.task_id, 1) if self.attempts else 1
             if recorder is not None:
@@ -483,8 +488,12 @@ class Loop(MapSources):
                     if pending is not None:
                         await pending
 
-    async def _suspended(self, task: Task, wait: WaitRequested) -> RunSuspended:
-        """Store that `task` waits for a signal; the run stops here (the task runs again once answered)."""
+    async def _park(self, task: Task, wait: WaitRequested) -> None:
+        """Store that `task` waits for a signal, and hold it: the run suspends once nothing else can go on.
+
+        The task keeps its fork run open (a join after it waits for it); once answered, it
+        runs again from its start on resume.
+        """
         import pydantic
 
         schema = pydantic.TypeAdapter(wait.payload_type).json_schema()
@@ -495,7 +504,7 @@ class Loop(MapSources):
             if pending is not None:
                 await pending
         self.attempts.pop(task.task_id, None)
-        return RunSuspended(self.ctx.run_id, waiting)
+        self.parked[task.task_id] = waiting
 
     def restore_attempts(self, attempts: dict[str, tuple[int, float]]) -> None:
         """Go on with the attempts a stored run had reached: `{task id: (next attempt, when due)}`."""
@@ -582,6 +591,14 @@ class Loop(MapSources):
                 await self._record_closes()
                 if produced:
                     return produced
+                if self.parked:  # what is left waits for signals: the run is suspended
+                    waits = list(self.parked.values())
+                    recorder = self.recorder
+                    if recorder is not None:
+                        pending = recorder.run_suspended(waits)
+                        if pending is not None:
+                            await pending
+                    raise RunSuspended(self.ctx.run_id, waits)
                 if self.ready:  # nothing more will ever happen
                     return []
                 raise RuntimeError(
@@ -638,6 +655,10 @@ class Loop(MapSources):
     def _took(self, task: Task, outcome: Any) -> list[Task] | End[Any]:
         """Take in a finished task's outcome: count the tasks it led to, start a map, or end."""
         kind = type(outcome)
+        if outcome is _PARKED:
+            if self._queued or self._sources:
+                self._capacity_freed()
+            return []  # still counted in its fork run: a join after it waits for its answer
         if kind is MapItems:
             self._map(task, outcome)
             produced: list[Task] = []

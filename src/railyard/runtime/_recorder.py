@@ -86,6 +86,10 @@ class Recorder(Protocol):
         """`task` waits for a signal (`waiting`); the run stops (durable before `RunSuspended` propagates)."""
         ...
 
+    def run_suspended(self, waits: Sequence[Waiting]) -> Awaitable[None] | None:
+        """Nothing can go on but the waiting steps: the run is suspended (durable before `RunSuspended`)."""
+        ...
+
     def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
         """Join `join_id` closed (every branch of its fork had arrived): its value went on to `tasks`."""
         ...

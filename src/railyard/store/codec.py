@@ -26,6 +26,7 @@ from railyard.store.records import (
     RunEndRecorded,
     RunRecord,
     RunStatus,
+    RunSuspendedRecorded,
     SignalReceived,
     StepFailed,
     StepFinished,
@@ -47,6 +48,7 @@ _KINDS: dict[type, str] = {
     StepFinished: "step_finished",
     StepFailed: "step_failed",
     StepSuspended: "step_suspended",
+    RunSuspendedRecorded: "run_suspended",
     SignalReceived: "signal_received",
 }
 
@@ -170,6 +172,8 @@ class RecordCodec:
                 }
             case SignalReceived(key=key, payload=payload, ts=ts):
                 return {"kind": "signal_received", "key": key, "payload": payload, "ts": ts}
+            case RunSuspendedRecorded(keys=keys, ts=ts):
+                return {"kind": "run_suspended", "keys": list(keys), "ts": ts}
 
     def _dump_state(self, state: Any) -> Any:
         return self._state.dump_python(state, mode="json")
@@ -222,6 +226,8 @@ class RecordCodec:
             case StepFinished(end=end):
                 status = RunStatus.ENDED if end is not None else RunStatus.WAITING
             case StepSuspended():
+                status = RunStatus.RUNNING  # its siblings may go on: the run is suspended once they cannot
+            case RunSuspendedRecorded():
                 status = RunStatus.SUSPENDED
             case SignalReceived():
                 status = RunStatus.WAITING  # answered: ready for a driver or a worker
@@ -332,6 +338,8 @@ class RecordCodec:
             return StepSuspended(
                 data["task_id"], data["key"], data["payload_type"], data["payload_schema"], data["prompt"], data["ts"]
             )
+        if kind == "run_suspended":
+            return RunSuspendedRecorded(tuple(data["keys"]), data["ts"])
         if kind == "signal_received":
             return SignalReceived(data["key"], data["payload"], data["ts"])
         raise RecordDecodeError(f"unknown record kind {kind!r}")

@@ -18,6 +18,7 @@ from railyard.store.records import (
     RunEndRecorded,
     RunRecord,
     RunStatus,
+    RunSuspendedRecorded,
     StepFailed,
     StepFinished,
     StepStarted,
@@ -186,6 +187,10 @@ class MemoryRecorder:
                 task.task_id, waiting.key, waiting.payload_type, waiting.payload_schema, waiting.prompt, time()
             )
         )
+
+    def run_suspended(self, waits: Sequence[Waiting]) -> None:
+        """Record that the run is suspended."""
+        self.log.append(RunSuspendedRecorded(tuple(w.key for w in waits), time()))
 
     def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
         """Record a join's closing as a finished step, with the tasks its value went on to."""

@@ -23,6 +23,7 @@ __all__ = (
     "RunEndRecorded",
     "RunRecord",
     "RunStatus",
+    "RunSuspendedRecorded",
     "SignalReceived",
     "StepFailed",
     "StepSuspended",
@@ -220,6 +221,16 @@ class StepSuspended:
 
 
 @dataclass(slots=True)
+class RunSuspendedRecorded:
+    """The run stopped: every step that could go on has, and the rest wait for signals."""
+
+    keys: tuple[str, ...]
+    """What the waiting steps wait for."""
+    ts: float
+    """When, as a POSIX timestamp."""
+
+
+@dataclass(slots=True)
 class SignalReceived:
     """The answer to a waiting step: `signal(store, run_id, key, payload)`; the run is ready to go on."""
 
@@ -241,6 +252,7 @@ RunRecord = (
     | JoinClosed
     | RunEndRecorded
     | StepSuspended
+    | RunSuspendedRecorded
     | SignalReceived
 )
 """Any record of a run log."""

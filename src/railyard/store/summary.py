@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from railyard.store.records import (
     RunRecord,
     RunStatus,
+    RunSuspendedRecorded,
     SignalReceived,
     StepFailed,
     StepFinished,
@@ -68,6 +69,7 @@ def summarize(run_id: str, records: Sequence[RunRecord]) -> RunInfo:
                     status = RunStatus.WAITING
             case StepSuspended(task_id=task_id):
                 running.discard(task_id)
+            case RunSuspendedRecorded():
                 status = RunStatus.SUSPENDED
             case SignalReceived():
                 status = RunStatus.WAITING
