@@ -10,6 +10,10 @@ import pydantic
 import pytest
 
 from railyard import BaseNode, End, Graph, GraphRunContext, RunLocked, run_worker
+from railyard.agent import Agent, RunContext
+from railyard.agent.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from railyard.agent.models import AgentInfo
+from railyard.agent.models.function import FunctionModel
 from railyard.builder import GraphBuilder, StepContext
 from railyard.exceptions import GraphRuntimeError, RunNotFound
 from railyard.store import RunStatus, RunStore
@@ -265,4 +269,34 @@ async def test_three_of_fifty_branches_wait_at_once_and_are_answered_one_by_one(
     assert sorted(result) == sorted(
         [f"{i}:auto" for i in range(50) if i not in (7, 21, 42)] + ["7:held", "21:ok", "42:ok"]
     )
+    await store.aclose()
+
+
+class Refund(pydantic.BaseModel):
+    approved: bool
+
+
+async def test_an_agent_tool_waits_for_a_person_and_the_run_goes_on_with_the_answer(tmp_path: Path) -> None:
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        returns = [p for m in messages for p in m.parts if isinstance(p, ToolReturnPart)]
+        if not returns:
+            return ModelResponse(parts=[ToolCallPart("refund", {"amount": 40}, "call-1")])
+        return ModelResponse(parts=[TextPart(f"done: {returns[-1].content}")])
+
+    agent = Agent(FunctionModel(model), name="refunds")
+
+    @agent.tool
+    async def refund(ctx: RunContext[None], amount: int) -> str:
+        """Refund an amount, once a person approves it."""
+        answer = await ctx.wait_for("refund", Refund, prompt=f"Refund ${amount}?")
+        return f"refunded ${amount}" if answer.approved else "refund refused"
+
+    store = SqliteStore(tmp_path / "runs.db")
+    with pytest.raises(RunSuspended) as info:
+        await agent.run("refund my order", store=store, run_id="chat-1")
+    assert info.value.waiting.prompt == "Refund $40?"
+    assert [i.status for i in await store.runs()] == [RunStatus.SUSPENDED]
+    await signal(store, "chat-1", "refund", {"approved": True})
+    result = await agent.resume(store, "chat-1")
+    assert result.output == "done: refunded $40"
     await store.aclose()

@@ -128,6 +128,8 @@ class AgentDeps:
     model_settings: ModelSettings | None = None
     run_id: str | None = None
     """The id of the durable run these deps drive (`None` in memory); set once the run is entered."""
+    step: GraphRunContext[Any, Any] | None = field(default=None, init=False, repr=False)
+    """The context of the agent-graph step running now (its step id and the run's signals, for `wait_for`)."""
     function_tool_defs: list[ToolDefinition] = field(init=False)
     prepares_tools: bool = field(init=False)
 
@@ -150,7 +152,7 @@ class AgentDeps:
 
     def run_context(self, state: AgentState, *, retry: int = 0) -> RunContext[Any]:
         """What a tool, prompt function or validator sees of the run now."""
-        return RunContext(
+        context = RunContext(
             self.user_deps,
             self.model,
             state.usage,
@@ -160,6 +162,9 @@ class AgentDeps:
             run_step=state.run_step,
             run_id=self.run_id,
         )
+        if self.step is not None:
+            context.step_id, context.answers = self.step.step_id, self.step.answers
+        return context
 
 
 AgentContext = GraphRunContext[AgentState, AgentDeps]
@@ -280,6 +285,7 @@ class CallToolsNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
             if streamed is None:
                 raise AgentRunError("You must finish streaming before calling run()")
             return streamed  # `stream()` already ran the tools
+        ctx.deps.step = ctx  # a tool's `wait_for` waits as this step
         return await self._act(ctx.state, ctx.deps, None)
 
     @asynccontextmanager
@@ -292,6 +298,7 @@ class CallToolsNode(BaseNode[AgentState, AgentDeps, FinalResult[Any]]):
         if getattr(self, "_did_stream", False):
             raise AgentRunError("stream() can only be called once per CallToolsNode")
         self._did_stream = True
+        ctx.deps.step = ctx  # a tool's `wait_for` waits as this step
         async with stream_events(lambda emit: self._act(ctx.state, ctx.deps, emit)) as (events, outcome):
             yield events
         self._streamed = outcome()

@@ -16,6 +16,7 @@ from railyard.agent.usage import Usage
 __all__ = ("RunContext", "callable_takes_ctx", "is_run_context_annotation")
 
 AgentDepsT = TypeVar("AgentDepsT")
+PayloadT = TypeVar("PayloadT")
 
 
 @dataclass
@@ -46,6 +47,22 @@ class RunContext(Generic[AgentDepsT]):
     It is the run's `AgentRun.run_id`: the same for every tool call and prompt of the run,
     and after the run is resumed (a forked run has its own).
     """
+
+    step_id: str = field(default="", repr=False, compare=False)
+    """The id of the agent-graph step the tool runs in (the same when it runs again after a wait)."""
+    answers: dict[str, tuple[str, Any]] | None = field(default=None, repr=False, compare=False)
+    """The signals delivered to the run's waiting steps (set by the run; read by `wait_for`)."""
+
+    async def wait_for(self, key: str, payload_type: type[PayloadT], *, prompt: str | None = None) -> PayloadT:
+        """Wait for a signal in a tool: the payload `signal(store, run_id, key, payload)` sends, as a `payload_type`.
+
+        The first time, the agent run is stored `suspended` and stops (`RunSuspended`);
+        once answered and resumed, the tool calls of the model's answer run again and this
+        `wait_for` returns the payload. Needs a durable run. See `railyard.suspension`.
+        """
+        from railyard.suspension import wait_for
+
+        return wait_for(self.answers, self.run_id, self.step_id, key, payload_type, prompt=prompt)
 
     def replace_with(self, retry: int | None = None, tool_name: Any = ...) -> RunContext[AgentDepsT]:
         """A copy with `retry` and/or `tool_name` changed (`tool_name=None` clears it)."""
