@@ -300,3 +300,63 @@ async def test_an_agent_tool_waits_for_a_person_and_the_run_goes_on_with_the_ans
     result = await agent.resume(store, "chat-1")
     assert result.output == "done: refunded $40"
     await store.aclose()
+
+
+# -- cancelling a run no driver holds -----------------------------------------------------------------
+
+
+async def test_a_cancelled_run_is_never_resumed_or_claimed(tmp_path: Path) -> None:
+    from railyard import RunCancelled
+    from railyard.suspension import cancel
+
+    store = SqliteStore(tmp_path / "runs.db")
+    await _suspend(store)
+    await cancel(store, "order-7", "the customer withdrew the order")
+    assert [i.status for i in await store.runs()] == [RunStatus.CANCELLED]
+    with pytest.raises(RunCancelled, match=r"^Run 'order-7' in .* was cancelled \(the customer withdrew the order\)"):
+        await orders.resume(store, "order-7")
+    assert await run_worker([orders], store) == []
+    before = await store.read("order-7")
+    with pytest.raises(RunCancelled):  # twice: refused, nothing stored
+        await cancel(store, "order-7", "again")
+    assert await store.read("order-7") == before
+    await store.aclose()
+
+
+async def test_cancel_refuses_an_ended_run_and_one_a_driver_holds(tmp_path: Path) -> None:
+    from railyard import RunEnded
+    from railyard.suspension import cancel
+
+    store = SqliteStore(tmp_path / "runs.db")
+    await _suspend(store)
+    async with store.lock("order-7"):
+        with pytest.raises(RunLocked):
+            await cancel(SqliteStore(tmp_path / "runs.db"), "order-7", "too late")
+    await signal(store, "order-7", "approval", {"approved": True})
+    await orders.resume(store, "order-7")
+    before = await store.read("order-7")
+    with pytest.raises(RunEnded):
+        await cancel(store, "order-7", "too late")
+    assert await store.read("order-7") == before
+    await store.aclose()
+
+
+async def test_a_cancelled_builder_run_is_not_resumed(tmp_path: Path) -> None:
+    from railyard import RunCancelled
+    from railyard.suspension import cancel
+
+    g = GraphBuilder(output_type=str, name="ask")
+
+    @g.step
+    async def ask(ctx: StepContext[None, None, None]) -> str:
+        return str((await ctx.wait_for("go", Decision)).approved)
+
+    g.add(g.edge_from(g.start_node).to(ask), g.edge_from(ask).to(g.end_node))
+    graph = g.build()
+    store = SqliteStore(tmp_path / "runs.db")
+    with pytest.raises(RunSuspended):
+        await graph.run(store=store, run_id="a")
+    await cancel(store, "a", "not needed")
+    with pytest.raises(RunCancelled, match=r"\(not needed\)"):
+        await graph.resume(store, "a")
+    await store.aclose()

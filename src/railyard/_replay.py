@@ -32,6 +32,7 @@ from railyard.runtime._program import MapItems, NodeKind, Program
 from railyard.runtime._tasks import ForkStack, Task
 from railyard.store.records import (
     JoinClosed,
+    RunCancelledRecorded,
     RunCreated,
     RunEndRecorded,
     RunRecord,
@@ -67,6 +68,8 @@ class Position:
     """The name of the graph the run was created for, if recorded."""
     fingerprint: str | None = None
     """The fingerprint of the graph the run was created for, if recorded (dialect 2 on)."""
+    cancelled: str | None = None
+    """Why the run was cancelled, if it was (it is never resumed)."""
     answers: dict[str, tuple[str, Any]] = field(default_factory=dict[str, tuple[str, Any]])
     """Signals delivered to steps that waited and have not finished since: `{key: (step id, payload)}`."""
     attempts: dict[str, tuple[int, float]] = field(default_factory=dict[str, tuple[int, float]])
@@ -129,6 +132,8 @@ def replay(
             position.state, position.end = record.state, record.end
         elif type(record) is RunCreated:
             position.graph, position.fingerprint = record.graph, record.fingerprint
+        elif type(record) is RunCancelledRecorded:
+            position.cancelled = record.reason
         elif type(record) is StepSuspended:
             waits[record.key] = record.task_id
         elif type(record) is SignalReceived:

@@ -31,6 +31,7 @@ from railyard.exceptions import (
     CorruptRunError,
     GraphMismatchError,
     GraphNodeStatusError,
+    RunCancelled,
     RunEnded,
 )
 from railyard.nodes import BaseNode
@@ -45,6 +46,7 @@ from railyard.store.memory import MemoryRunLog
 from railyard.store.records import (
     DIALECT,
     JoinClosed,
+    RunCancelledRecorded,
     RunCreated,
     RunEndRecorded,
     RunRecord,
@@ -210,6 +212,8 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         # mid-step, or failed); one scheduled earlier and never run was replaced (`run.next(node)`).
         position = replay(records)
         GraphMismatchError.check(self.run_id, repr(self.store), position.graph, self._graph_name)
+        if position.cancelled is not None:
+            raise RunCancelled(self.run_id, repr(self.store), position.cancelled)
         if position.end is not None:
             raise RunEnded(self.run_id, repr(self.store))
         if not position.pending:
@@ -373,7 +377,7 @@ def record_node_id(record: RunRecord) -> str | None:
     """The id of the node a record is about, as far as the record itself tells."""
     if isinstance(record, TasksScheduled):
         return record.tasks[0].node_id if record.tasks else None
-    if isinstance(record, RunCreated | RunEndRecorded | SignalReceived | RunSuspendedRecorded):
+    if isinstance(record, RunCreated | RunEndRecorded | SignalReceived | RunSuspendedRecorded | RunCancelledRecorded):
         return None
     if isinstance(record, JoinClosed):
         return record.join_id

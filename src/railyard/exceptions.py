@@ -14,7 +14,11 @@ The tree, split by who must act::
     │   ├── RunExists            a new run was given the id of a stored one
     │   ├── RunLocked            another driver holds the run
     │   ├── RunEnded             the run has ended and cannot go on
-    │   └── CorruptRunError      a stored record cannot be read back
+    │   ├── RunCancelled         the run was cancelled and is never resumed
+    │   ├── GraphMismatchError   the run was made by another graph
+    │   ├── CorruptRunError      a stored record cannot be read back
+    │   └── SignalError          a signal names a key the run does not wait for, or a bad payload
+    ├── RunSuspended             the run waits for a signal (railyard.suspension)
     └── MermaidServiceError      the mermaid rendering service could not render a diagram
 
 `GraphSetupError` and `GraphRuntimeError` keep the names pydantic-graph uses, so
@@ -38,6 +42,7 @@ __all__ = (
     "RunExists",
     "RunLocked",
     "RunEnded",
+    "RunCancelled",
     "CorruptRunError",
     "GraphMismatchError",
     "MermaidServiceError",
@@ -158,6 +163,20 @@ class RunEnded(PersistenceError, GraphRuntimeError):
             run_id=run_id,
         )
         self.run_id = run_id
+
+
+class RunCancelled(PersistenceError, GraphRuntimeError):
+    """The run was cancelled (`cancel(store, run_id, reason)`); it is never resumed (also a `GraphRuntimeError`)."""
+
+    def __init__(self, run_id: str, where: str, reason: str) -> None:
+        super().__init__(
+            f"Run {run_id!r} in {where} was cancelled ({reason}) and cannot be resumed. Use "
+            f"`graph.fork(...)` to start a new run from one of its steps.",
+            run_id=run_id,
+        )
+        self.run_id = run_id
+        self.reason = reason
+        """Why it was cancelled."""
 
 
 class CorruptRunError(PersistenceError):

@@ -33,7 +33,17 @@ from railyard.store.records import RunStatus
 if TYPE_CHECKING:
     from railyard.store import RunStore
 
-__all__ = ("RunSuspended", "SignalError", "WaitRequested", "Waiting", "signal", "type_path", "wait_for", "waiting_for")
+__all__ = (
+    "RunSuspended",
+    "SignalError",
+    "WaitRequested",
+    "Waiting",
+    "cancel",
+    "signal",
+    "type_path",
+    "wait_for",
+    "waiting_for",
+)
 
 T = TypeVar("T")
 
@@ -208,3 +218,43 @@ async def signal(store: RunStore, run_id: str, key: str, payload: Any, *, payloa
             ts=ts,
         )
         await store.append(run_id, [record])
+
+
+async def cancel(store: RunStore, run_id: str, reason: str) -> None:
+    """Cancel a run no driver holds (waiting, suspended, failed or created): it is never resumed or claimed again.
+
+    The run is stored `cancelled` with `reason`; resuming it raises `RunCancelled`.
+
+    Raises:
+        RunNotFound: the store has no such run.
+        RunLocked: a driver is running it right now (cancel it between its drives).
+        RunEnded: it has ended already (nothing is stored).
+        RunCancelled: it was cancelled already (nothing is stored).
+    """
+    import pydantic_core
+
+    from railyard.exceptions import RunCancelled, RunEnded
+    from railyard.store import StoredRecord
+
+    async with store.lock(run_id):
+        records = await store.read(run_id)
+        for record in records:
+            if record.kind == "run_cancelled":
+                raise RunCancelled(run_id, repr(store), json.loads(record.body)["reason"])
+        if records and records[-1].status is RunStatus.ENDED:
+            raise RunEnded(run_id, repr(store))
+        ts = time()
+        body = {"kind": "run_cancelled", "reason": reason, "ts": ts}
+        await store.append(
+            run_id,
+            [
+                StoredRecord(
+                    kind="run_cancelled",
+                    body=pydantic_core.to_json(body).decode(),
+                    status=RunStatus.CANCELLED,
+                    node_id=None,
+                    finishes_step=False,
+                    ts=ts,
+                )
+            ],
+        )

@@ -21,7 +21,7 @@ from railyard._replay import Position
 from railyard._replay import replay as replay_records
 from railyard.builder.step import NodeStep, Step
 from railyard.durable import decode_run
-from railyard.exceptions import GraphMismatchError, RunEnded
+from railyard.exceptions import GraphMismatchError, RunCancelled, RunEnded
 from railyard.store import RunStatus, RunStore
 from railyard.store.codec import RecordCodec
 
@@ -78,6 +78,8 @@ async def replay(graph: Graph[Any, Any, Any, Any], store: RunStore, run_id: str,
     position = replay_records(records, graph._program, deps, run_id)  # pyright: ignore[reportPrivateUsage]
     recorded = position.graph if position.graph is not None else (stored[0].graph if stored else None)
     GraphMismatchError.check(run_id, repr(store), recorded, graph.name)
+    if position.cancelled is not None:
+        raise RunCancelled(run_id, repr(store), position.cancelled)
     if position.end is not None:
         raise RunEnded(run_id, repr(store))
     return position

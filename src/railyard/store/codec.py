@@ -22,6 +22,7 @@ from railyard.store.records import (
     DIALECT,
     ErrorInfo,
     JoinClosed,
+    RunCancelledRecorded,
     RunCreated,
     RunEndRecorded,
     RunRecord,
@@ -49,6 +50,7 @@ _KINDS: dict[type, str] = {
     StepFailed: "step_failed",
     StepSuspended: "step_suspended",
     RunSuspendedRecorded: "run_suspended",
+    RunCancelledRecorded: "run_cancelled",
     SignalReceived: "signal_received",
 }
 
@@ -174,6 +176,8 @@ class RecordCodec:
                 return {"kind": "signal_received", "key": key, "payload": payload, "ts": ts}
             case RunSuspendedRecorded(keys=keys, ts=ts):
                 return {"kind": "run_suspended", "keys": list(keys), "ts": ts}
+            case RunCancelledRecorded(reason=reason, ts=ts):
+                return {"kind": "run_cancelled", "reason": reason, "ts": ts}
 
     def _dump_state(self, state: Any) -> Any:
         return self._state.dump_python(state, mode="json")
@@ -229,6 +233,8 @@ class RecordCodec:
                 status = RunStatus.RUNNING  # its siblings may go on: the run is suspended once they cannot
             case RunSuspendedRecorded():
                 status = RunStatus.SUSPENDED
+            case RunCancelledRecorded():
+                status = RunStatus.CANCELLED
             case SignalReceived():
                 status = RunStatus.WAITING  # answered: ready for a driver or a worker
             case StepFailed(retry_at=None):
@@ -338,6 +344,8 @@ class RecordCodec:
             return StepSuspended(
                 data["task_id"], data["key"], data["payload_type"], data["payload_schema"], data["prompt"], data["ts"]
             )
+        if kind == "run_cancelled":
+            return RunCancelledRecorded(data["reason"], data["ts"])
         if kind == "run_suspended":
             return RunSuspendedRecorded(tuple(data["keys"]), data["ts"])
         if kind == "signal_received":

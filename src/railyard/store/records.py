@@ -23,6 +23,7 @@ __all__ = (
     "RunEndRecorded",
     "RunRecord",
     "RunStatus",
+    "RunCancelledRecorded",
     "RunSuspendedRecorded",
     "SignalReceived",
     "StepFailed",
@@ -59,6 +60,8 @@ class RunStatus(StrEnum):
     """A node returned `End`; the run cannot go on."""
     FAILED = "failed"
     """A node raised; the run may be resumed after a fix."""
+    CANCELLED = "cancelled"
+    """Cancelled by `cancel(store, run_id, reason)`: never resumed, never claimed."""
     SUSPENDED = "suspended"
     """A step waits for a signal (`ctx.wait_for`): no worker takes the run until `signal` answers it."""
 
@@ -231,6 +234,16 @@ class RunSuspendedRecorded:
 
 
 @dataclass(slots=True)
+class RunCancelledRecorded:
+    """The run was cancelled: it stops here for good."""
+
+    reason: str
+    """Why, as given to `cancel`."""
+    ts: float
+    """When, as a POSIX timestamp."""
+
+
+@dataclass(slots=True)
 class SignalReceived:
     """The answer to a waiting step: `signal(store, run_id, key, payload)`; the run is ready to go on."""
 
@@ -253,6 +266,7 @@ RunRecord = (
     | RunEndRecorded
     | StepSuspended
     | RunSuspendedRecorded
+    | RunCancelledRecorded
     | SignalReceived
 )
 """Any record of a run log."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from railyard.store.records import (
+    RunCancelledRecorded,
     RunRecord,
     RunStatus,
     RunSuspendedRecorded,
@@ -71,6 +72,8 @@ def summarize(run_id: str, records: Sequence[RunRecord]) -> RunInfo:
                 running.discard(task_id)
             case RunSuspendedRecorded():
                 status = RunStatus.SUSPENDED
+            case RunCancelledRecorded():
+                status = RunStatus.CANCELLED
             case SignalReceived():
                 status = RunStatus.WAITING
             case StepFailed(task_id=task_id, retry_at=None):
