@@ -4,14 +4,17 @@ Declare a policy where the step is defined, and a default for the whole graph:
 
 ```python
 class FetchPage(BaseNode[State]):
-    retry = RetryPolicy(attempts=3, initial_interval=0.5)
-    timeout = 10.0  # seconds per attempt
+    retry_policy = RetryPolicy(attempts=3, initial_interval=0.5)
+    step_timeout = 10.0  # seconds per attempt
 
     async def run(self, ctx: GraphRunContext[State]) -> Parse: ...
 
 
-@g.step(retry=RetryPolicy(attempts=5), timeout=2.0)
+@g.step(retry_policy=RetryPolicy(attempts=5), step_timeout=2.0)
 async def call_api(ctx: StepContext[None, None, str]) -> dict: ...
+
+
+graph = Graph(nodes=[FetchPage, Parse], retry_policy=RetryPolicy())  # the default of every node
 ```
 
 An attempt that raises an exception the policy retries (by default any `Exception`
