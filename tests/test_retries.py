@@ -251,3 +251,86 @@ async def test_the_builder_s_default_policy_and_timeout() -> None:
 
     g.add(g.edge_from(g.start_node).to(hang_once), g.edge_from(hang_once).to(g.end_node))
     assert await g.build().run() == 2
+
+
+# -- map(on_error="collect") ----------------------------------------------------------------------------------
+
+
+def _collecting_graph(fails: set[int], *, retry: RetryPolicy | None = None) -> Any:
+    g = GraphBuilder(input_type=list[int], output_type=list[Any], name="collecting")
+
+    @g.step(retry_policy=retry)
+    async def work(ctx: StepContext[None, None, int]) -> int:
+        if ctx.inputs in fails:
+            raise LookupError(f"no price for item {ctx.inputs}")
+        return ctx.inputs * 10
+
+    @g.step
+    async def label(ctx: StepContext[None, None, int]) -> str:
+        return f"#{ctx.inputs}"
+
+    collect = g.join(reduce_list_append, initial_factory=list[Any])
+    g.add(
+        g.edge_from(g.start_node).map(on_error="collect").to(work),
+        g.edge_from(work).to(label),
+        g.edge_from(label).to(collect),
+        g.edge_from(collect).to(g.end_node),
+    )
+    return g.build()
+
+
+async def test_collect_keeps_the_failed_items_with_their_index_and_the_others_go_on() -> None:
+    from railyard.builder import ItemFailure
+
+    graph = _collecting_graph({3, 11})
+    out = await graph.run(inputs=[i * 2 for i in range(20)])  # items 0, 2, 4, ...: 3 and 11 never come; 22 does
+    assert sorted(v for v in out if isinstance(v, str)) == sorted(f"#{i * 20}" for i in range(20))
+    graph = _collecting_graph({4, 30})
+    out = await graph.run(inputs=[i * 2 for i in range(20)])
+    failures = sorted((v for v in out if isinstance(v, ItemFailure)), key=lambda f: f.index)
+    assert [(f.index, f.inputs, f.step, f.error_type, f.message) for f in failures] == [
+        (2, 4, "work", "builtins.LookupError", "no price for item 4"),
+        (15, 30, "work", "builtins.LookupError", "no price for item 30"),
+    ]
+    assert len([v for v in out if isinstance(v, str)]) == 18
+
+
+async def test_collect_retries_first_and_keeps_only_the_last_failure(tmp_path: Path) -> None:
+    from railyard.builder import ItemFailure
+
+    graph = _collecting_graph({5}, retry=RetryPolicy(attempts=2, initial_interval=0.001))
+    store = SqliteStore(tmp_path / "runs.db")
+    out = await graph.run(inputs=list(range(8)), store=store, run_id="c")
+    (failure,) = [v for v in out if isinstance(v, ItemFailure)]
+    assert (failure.index, failure.message) == (5, "no price for item 5")
+    (info,) = await store.runs()
+    assert info.status is RunStatus.ENDED  # a collected failure does not fail the run
+    from railyard.builder._durable import builder_codec
+
+    records = await read_run(store, "c", builder_codec(graph))
+    assert [r.attempt for r in records if isinstance(r, StepFailed)] == [
+        1
+    ]  # the retried attempt; the last one is collected
+    await store.aclose()
+
+
+def test_on_error_takes_raise_or_collect() -> None:
+    g = GraphBuilder(input_type=list[int])
+    with pytest.raises(ValueError, match=r"map\(on_error='skip'\): on_error must be 'raise' or 'collect'"):
+        g.edge_from(g.start_node).map(on_error="skip")  # type: ignore[arg-type]
+
+
+async def test_a_collected_failure_is_replayed_into_its_join_on_resume(tmp_path: Path) -> None:
+    from railyard.builder import ItemFailure
+
+    graph = _collecting_graph({1})
+    store = SqliteStore(tmp_path / "runs.db")
+    async with graph.iter(inputs=[0, 1, 2, 3], store=store, run_id="r") as run:
+        async for tasks in run:
+            if any(task.node_id == "label" for task in tasks):
+                break  # some branches (item 1's failure among them) have gone on: the process "dies"
+    out = await graph.resume(store, "r")
+    (failure,) = [v for v in out if isinstance(v, ItemFailure)]  # read back as an ItemFailure, not a dict
+    assert (failure.index, failure.inputs) == (1, 1)
+    assert sorted(v for v in out if isinstance(v, str)) == ["#0", "#20", "#30"]
+    await store.aclose()

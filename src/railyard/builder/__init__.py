@@ -24,6 +24,7 @@ from railyard.builder.decision import Decision, DecisionBranch, DecisionBranchBu
 from railyard.builder.graph import EndMarker, ErrorMarker, Graph, GraphRun, GraphTask, GraphTaskRequest, JoinItem
 from railyard.builder.graph_builder import GraphBuilder
 from railyard.builder.join import (
+    ItemFailure,
     Join,
     JoinState,
     ReduceFirstValue,
@@ -62,6 +63,7 @@ __all__ = (
     "GraphTask",
     "GraphTaskRequest",
     "GraphValidationError",
+    "ItemFailure",
     "Join",
     "JoinItem",
     "JoinState",

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import pydantic
 
 from railyard._replay import Position
 from railyard._replay import replay as replay_records
+from railyard.builder.join import ItemFailure
 from railyard.builder.step import NodeStep, Step
 from railyard.durable import decode_run
 from railyard.exceptions import GraphMismatchError, RunCancelled, RunEnded
@@ -35,11 +36,19 @@ def builder_codec(graph: Graph[Any, Any, Any, Any]) -> RecordCodec:
     """A codec for a builder graph's records: each task's inputs by its node's input type."""
     adapters: dict[str, pydantic.TypeAdapter[Any]] = {}
     anything: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any)
+    collecting = graph._program.collecting_joins  # pyright: ignore[reportPrivateUsage]
+    # a collecting join's values, or the failures of its map's branches (told apart by their `kind`)
+    value_or_failure: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(
+        Annotated[ItemFailure | Any, pydantic.Field(union_mode="left_to_right")]
+    )
 
     def inputs(node_id: str) -> pydantic.TypeAdapter[Any]:
         adapter = adapters.get(node_id)
         if adapter is None:
-            adapter = adapters[node_id] = _input_adapter(graph.nodes.get(node_id)) or anything
+            if node_id in collecting:
+                adapter = adapters[node_id] = value_or_failure
+            else:
+                adapter = adapters[node_id] = _input_adapter(graph.nodes.get(node_id)) or anything
         return adapter
 
     node_classes = [node.node_type for node in graph.nodes.values() if isinstance(node, NodeStep)]

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from railyard.builder.decision import Decision
-from railyard.builder.join import Join, JoinNode, ReducerContext
+from railyard.builder.join import ItemFailure, Join, JoinNode, ReducerContext
 from railyard.builder.node import EndNode, Fork, StartNode
 from railyard.builder.paths import DestinationMarker, Path, TransformMarker
 from railyard.builder.step import NodeStep, Step, StepContext, StepNode
@@ -29,7 +29,17 @@ _Route = tuple[tuple[Callable[[StepContext[Any, Any, Any]], Any], ...], str | No
 class BuilderProgram:
     """Routes a builder run's values through forks, maps, decisions and joins."""
 
-    __slots__ = ("_blocking", "_branches", "_routes", "graph", "join_blocking", "kinds", "step_rules")
+    __slots__ = (
+        "_blocking",
+        "_branches",
+        "_collecting",
+        "_routes",
+        "collect_failure",
+        "graph",
+        "join_blocking",
+        "kinds",
+        "step_rules",
+    )
 
     def __init__(self, graph: Graph[Any, Any, Any, Any], branch_paths: dict[str, list[list[Path]]]) -> None:
         self.graph = graph
@@ -42,6 +52,12 @@ class BuilderProgram:
         }
         self.kinds: dict[str, NodeKind] = {node_id: _kind(node) for node_id, node in graph.nodes.items()}
         """Steps run through the executor; forks, decisions, start and end inline; joins reduce."""
+        self._collecting: dict[str, str] = _collecting_joins(graph)
+        """Maps with `on_error="collect"`, by fork id: the join their failed branches go to."""
+        self.collect_failure: Callable[[Task, Exception, Loop], Task | None] | None = (
+            self._collect_failure if self._collecting else None
+        )
+        """For a failed task inside such a map: the join task carrying its `ItemFailure` (`None`: raise)."""
         self.step_rules: dict[str, StepRules] = {}
         """The retry policy and timeout of each step that has either (its own, else the graph's)."""
         for node_id, node in graph.nodes.items():
@@ -98,6 +114,27 @@ class BuilderProgram:
             return node.call(context)
 
         return call
+
+    def _collect_failure(self, task: Task, error: Exception, run: Loop) -> Task | None:
+        """The task that takes `task`'s failure to its collecting map's join, if it runs inside such a map."""
+        stack = task.fork_stack
+        for depth in range(len(stack) - 1, -1, -1):
+            join_id = self._collecting.get(stack[depth].fork_id)
+            if join_id is not None and join_id != task.node_id:  # a reducer's own error is not an item's
+                failure = ItemFailure(
+                    index=stack[depth].thread_index,
+                    step=task.node_id,
+                    inputs=task.inputs,
+                    error_type=f"{type(error).__module__}.{type(error).__qualname__}",
+                    message=str(error),
+                )
+                return run.new_task(join_id, failure, stack[: depth + 1])
+        return None
+
+    @property
+    def collecting_joins(self) -> frozenset[str]:
+        """The joins that may get an `ItemFailure` (those of maps with `on_error="collect"`)."""
+        return frozenset(self._collecting.values())
 
     def inline(self, task: Task, run: Loop) -> Any:
         """Start, end, forks and decisions pass their value on."""
@@ -267,3 +304,19 @@ def _compile(path: Path) -> _Route:
 
 async def _value(value: Any) -> Any:
     return value
+
+
+def _collecting_joins(graph: Graph[Any, Any, Any, Any]) -> dict[str, str]:
+    """Each map with `on_error="collect"`, by fork id: the nearest join its branches reach (on the way from a fork)."""
+    collecting: dict[str, str] = {}
+    for fork_id, fork in graph.nodes.items():
+        if not (isinstance(fork, Fork) and fork.is_map and fork.on_error == "collect"):
+            continue
+        reached = [
+            (len(parent.intermediate_nodes), join_id)
+            for join_id, parent in graph.parent_forks.items()
+            if parent.fork_id == fork_id or fork_id in parent.intermediate_nodes
+        ]
+        if reached:
+            collecting[fork_id] = min(reached)[1]
+    return collecting

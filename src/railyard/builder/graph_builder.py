@@ -760,7 +760,7 @@ def _normalize(source_id: str, items: Sequence[PathItem], edges: dict[str, list[
             return
         elif isinstance(item, MapMarker):
             edges[source_id].append(Path([*prefix, DestinationMarker(item.fork_id)]))
-            forks[item.fork_id] = Fork(item.fork_id, True, item.downstream_join_id, item.max_concurrency)
+            forks[item.fork_id] = Fork(item.fork_id, True, item.downstream_join_id, item.max_concurrency, item.on_error)
             _normalize(item.fork_id, items[index + 1 :], edges, forks)
             return
         else:  # a broadcast

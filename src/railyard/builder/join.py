@@ -5,8 +5,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, Self, overload
+from typing import Any, Generic, Literal, Protocol, Self, overload
 
+import pydantic
 from typing_extensions import TypeVar
 
 from railyard.builder.id_types import ForkID, ForkStack, JoinID
@@ -16,6 +17,7 @@ from railyard.runtime._joins import JoinState
 
 __all__ = (
     "BaseNode",
+    "ItemFailure",
     "ContextReducerFunction",
     "DepsT",
     "End",
@@ -53,6 +55,23 @@ InputT = TypeVar("InputT", default=Any)
 """The type of the values arriving at a join."""
 OutputT = TypeVar("OutputT", default=Any)
 """The type of a join's reduced value."""
+
+
+class ItemFailure(pydantic.BaseModel):
+    """What a join gets for a map item whose branch failed, under `map(on_error="collect")`."""
+
+    kind: Literal["item_failure"] = "item_failure"
+    """Tells a failure apart from a value in a stored run."""
+    index: int
+    """The item's position among the map's items (0 for the first)."""
+    step: str
+    """The step that failed."""
+    inputs: Any
+    """The value that step was given (the item itself, when the branch's first step failed)."""
+    error_type: str
+    """The exception's type, as `module.qualified name`."""
+    message: str
+    """The exception's message."""
 
 
 class ReducerContext(Generic[StateT, DepsT]):

@@ -60,6 +60,8 @@ class Fork(Generic[InputT, OutputT]):
     """The join a map feeds, so that mapping nothing still gives that join's initial value."""
     max_concurrency: int | None = None
     """At most this many of the fork's branches run at once (`None`: no limit of its own)."""
+    on_error: str = "raise"
+    """A map's: `"collect"` sends a failed branch to its join as an `ItemFailure`; `"raise"` stops the run."""
 
     def __repr__(self) -> str:
         return f"Fork(id={self.id!r}, is_map={self.is_map!r}, downstream_join_id={self.downstream_join_id!r})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic
+from typing import Any, Generic, Literal
 
 from typing_extensions import TypeVar
 
@@ -86,6 +86,7 @@ class MapMarker:
     fork_id: str
     downstream_join_id: str | None = None
     max_concurrency: int | None = None
+    on_error: str = "raise"
 
 
 @dataclass
@@ -171,11 +172,18 @@ class PathBuilder(Generic[StateT, DepsT, OutputT]):
         return self._with(LabelMarker(label))
 
     def map(
-        self, *, fork_id: str | None = None, downstream_join_id: str | None = None, max_concurrency: int | None = None
+        self,
+        *,
+        fork_id: str | None = None,
+        downstream_join_id: str | None = None,
+        max_concurrency: int | None = None,
+        on_error: Literal["raise", "collect"] = "raise",
     ) -> PathBuilder[StateT, DepsT, Any]:
-        """Fork over the items of the value."""
+        """Fork over the items of the value (`on_error`: see `EdgePathBuilder.map`)."""
         limit = _check_concurrency(max_concurrency, "map()")
-        return self._with(MapMarker(fork_id or placeholder_id("map"), downstream_join_id, limit))
+        if on_error not in ("raise", "collect"):
+            raise ValueError(f"map(on_error={on_error!r}): on_error must be 'raise' or 'collect'")
+        return self._with(MapMarker(fork_id or placeholder_id("map"), downstream_join_id, limit, on_error))
 
     def to(self, destination: Any, /, *extra_destinations: Any, fork_id: str | None = None) -> Path:
         """End the path at one destination, or broadcast to several."""
@@ -246,17 +254,26 @@ class EdgePathBuilder(Generic[StateT, DepsT, OutputT]):
         return EdgePath(self.sources, path, destinations)
 
     def map(
-        self, *, fork_id: str | None = None, downstream_join_id: str | None = None, max_concurrency: int | None = None
+        self,
+        *,
+        fork_id: str | None = None,
+        downstream_join_id: str | None = None,
+        max_concurrency: int | None = None,
+        on_error: Literal["raise", "collect"] = "raise",
     ) -> EdgePathBuilder[StateT, DepsT, Any]:
         """Fork: one branch per item of the value (an iterable or an async iterable).
 
         `downstream_join_id` names the join the branches meet at, so that mapping nothing
         still produces that join's initial value. `max_concurrency` bounds how many of this
-        map's branches run at once.
+        map's branches run at once. With `on_error="collect"`, a branch whose step fails
+        (after its retries) goes on to the map's join as an `ItemFailure` naming the item's
+        index, the step and the error, and its siblings go on; by default (`"raise"`) the
+        error stops the run.
 
         Raises:
             NotImplementedError: the edge has several sources (make one edge per source).
-            ValueError: `max_concurrency` is not a whole number of at least 1.
+            ValueError: `max_concurrency` is not a whole number of at least 1, or `on_error`
+                is neither `"raise"` nor `"collect"`.
         """
         if len(self.sources) > 1:
             raise NotImplementedError(
@@ -266,7 +283,10 @@ class EdgePathBuilder(Generic[StateT, DepsT, OutputT]):
         return EdgePathBuilder(
             self.sources,
             self._path_builder.map(
-                fork_id=fork_id, downstream_join_id=downstream_join_id, max_concurrency=max_concurrency
+                fork_id=fork_id,
+                downstream_join_id=downstream_join_id,
+                max_concurrency=max_concurrency,
+                on_error=on_error,
             ),
         )
 

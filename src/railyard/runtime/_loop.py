@@ -109,6 +109,8 @@ class Loop(MapSources):
         self._pumps: list[anyio.CancelScope] = []
         self._kinds = program.kinds
         self._rules: dict[str, StepRules] = getattr(program, "step_rules", None) or {}
+        self._collect = getattr(program, "collect_failure", None)
+        """For a failed task: the task taking its failure on (a map with `on_error="collect"`), or `None`."""
         """Retry policy and timeout of the steps that have either (none: the plain path)."""
         self.attempts: dict[str, int] = {}
         """The attempt number of each step on its second attempt or later (a first attempt is absent)."""
@@ -437,11 +439,16 @@ class Loop(MapSources):
             return _PARKED  # the step waits: its siblings go on, and its fork stays open
         except BaseException as error:
             attempt = self.attempts.pop(task.task_id, 1) if self.attempts else 1
-            if recorder is not None:
-                pending = recorder.step_failed(task, error, perf_counter() - start, attempt)
-                if pending is not None:
-                    await pending
-            raise
+            collect = self._collect
+            if collect is not None and isinstance(error, Exception) and (led := collect(task, error, self)) is not None:
+                # a failed branch of a collecting map: it goes on to the map's join as its failure
+                outcome = [led]
+            else:
+                if recorder is not None:
+                    pending = recorder.step_failed(task, error, perf_counter() - start, attempt)
+                    if pending is not None:
+                        await pending
+                raise
         if self.attempts:
             self.attempts.pop(task.task_id, None)
         if recorder is not None:
