@@ -32,12 +32,13 @@ from railyard.store.records import (
     TaskClaimed,
     TasksScheduled,
 )
-from railyard.store.summary import RunInfo, summarize  # noqa: F401 - summarize: importable, not public
+from railyard.store.summary import RunDetail, RunInfo, summarize  # noqa: F401 - summarize: importable, not public
 
 # `info_from_stored` (below) and `summarize` help the backends summarize a run; they are
 # importable from here but not public API, so not listed.
 __all__ = (
     "ErrorInfo",
+    "RunDetail",
     "RunInfo",
     "RunRecord",
     "RunStatus",
@@ -120,6 +121,14 @@ class RunStore(Protocol):
 
     async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
         """Summaries of the stored runs (only those with `status`, if given), oldest first."""
+        ...
+
+    async def run(self, run_id: str) -> RunDetail:
+        """One run in full: its summary, when it last changed, its error with the traceback, what it waits for.
+
+        Raises:
+            RunNotFound: the store has no such run.
+        """
         ...
 
     def lock(self, run_id: str) -> AbstractAsyncContextManager[None]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import anyio
 
 from railyard.exceptions import RunLocked
-from railyard.store import RunStatus
-from railyard.store.summary import RunInfo
+from railyard.store import RunStatus, StoredRecord
+from railyard.store.summary import RunDetail, RunInfo
 
-__all__ = ("READY", "LockingStore", "Release")
+__all__ = ("READY", "LockingStore", "Release", "describe_run")
 
 Release = Callable[[], Awaitable[None]]
 """Releases a run's lock."""
@@ -39,6 +40,19 @@ class LockingStore(ABC):
     @abstractmethod
     async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
         """Summaries of the stored runs."""
+
+    @abstractmethod
+    async def read(self, run_id: str) -> Sequence[StoredRecord]:
+        """All records of a run, in the order they were appended."""
+
+    async def run(self, run_id: str) -> RunDetail:
+        """One run in full: its summary, when it last changed, its error (with the traceback), what it waits for.
+
+        Raises:
+            RunNotFound: the store has no such run.
+            CorruptRunError: a stored record is damaged.
+        """
+        return describe_run(run_id, await self.read(run_id))
 
     @asynccontextmanager
     async def lock(self, run_id: str) -> AsyncIterator[None]:
@@ -99,3 +113,40 @@ class LockingStore(ABC):
         release = self._claimed.pop(run_id, None)
         if release is not None:
             await release()
+
+
+def describe_run(run_id: str, records: Sequence[StoredRecord]) -> RunDetail:
+    """A run's `RunDetail`, read from its stored records (their JSON bodies, without the graph's types)."""
+    import json
+
+    from railyard.store import info_from_stored
+    from railyard.store.records import ErrorInfo
+
+    info = info_from_stored(run_id, records)
+    error: ErrorInfo | None = None
+    attempts = 0
+    waits: dict[str, None] = {}
+    cancel_reason: str | None = None
+    for record in records:
+        if record.kind == "step_failed":
+            body = json.loads(record.body)
+            if body.get("retry_at") is not None:
+                attempts += 1
+            else:
+                error = ErrorInfo(**body["error"])
+        elif record.kind in ("step_finished", "run_ended"):
+            error = None  # resumed after the failure, and went on
+        elif record.kind == "step_suspended":
+            waits[json.loads(record.body)["key"]] = None
+        elif record.kind == "signal_received":
+            waits.pop(json.loads(record.body)["key"], None)
+        elif record.kind == "run_cancelled":
+            cancel_reason = json.loads(record.body)["reason"]
+    return RunDetail(
+        info=info,
+        updated_at=datetime.fromtimestamp(records[-1].ts, UTC) if records else None,
+        error=error if info.status is RunStatus.FAILED else None,
+        attempts=attempts,
+        waiting_for=tuple(waits) if info.status is RunStatus.SUSPENDED else (),
+        cancel_reason=cancel_reason,
+    )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from railyard.store.records import (
+    ErrorInfo,
     RunCancelledRecorded,
     RunRecord,
     RunStatus,
@@ -19,7 +20,7 @@ from railyard.store.records import (
     TasksScheduled,
 )
 
-__all__ = ("RunInfo", "summarize")
+__all__ = ("RunDetail", "RunInfo", "summarize")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +88,21 @@ def summarize(run_id: str, records: Sequence[RunRecord]) -> RunInfo:
                 pass
     started = datetime.fromtimestamp(records[0].ts, UTC) if records else None
     return RunInfo(run_id=run_id, status=status, started_at=started, steps=steps, last_node=last_node)
+
+
+@dataclass(frozen=True, slots=True)
+class RunDetail:
+    """One stored run in full: its summary, when it last changed, and why it stands where it does."""
+
+    info: RunInfo
+    """The run's summary, as `runs()` lists it."""
+    updated_at: datetime | None
+    """When its last record was written."""
+    error: ErrorInfo | None
+    """The error a failed run stopped with (type, message, traceback); `None` unless it is failed."""
+    attempts: int
+    """How many failed attempts its retry policies ran again (0: none)."""
+    waiting_for: tuple[str, ...]
+    """What a suspended run waits for: the keys a `signal` answers (see `waiting_for` for the prompts)."""
+    cancel_reason: str | None
+    """Why a cancelled run was cancelled."""
