@@ -189,9 +189,6 @@ async def signal(store: RunStore, run_id: str, key: str, payload: Any, *, payloa
         RunLocked: a driver is running the run right now.
     """
     import pydantic
-    import pydantic_core
-
-    from railyard.store import StoredRecord
 
     async with store.lock(run_id):
         open_waits = {w.key: w for w in await waiting_for(store, run_id)}
@@ -207,17 +204,9 @@ async def signal(store: RunStore, run_id: str, key: str, payload: Any, *, payloa
             raise SignalError(
                 f"The payload for {key!r} of run {run_id!r} is not a valid `{wait.payload_type}`: {err}"
             ) from None
-        ts = time()
-        body = {"kind": "signal_received", "key": key, "payload": adapter.dump_python(value, mode="json"), "ts": ts}
-        record = StoredRecord(
-            kind="signal_received",
-            body=pydantic_core.to_json(body).decode(),
-            status=RunStatus.WAITING,  # ready: a driver or worker resumes it, and the answered step goes on
-            node_id=None,
-            finishes_step=False,
-            ts=ts,
-        )
-        await store.append(run_id, [record])
+        # ready once stored: a driver or worker resumes it, and the answered step goes on
+        payload_json = adapter.dump_python(value, mode="json")
+        await _append(store, run_id, "signal_received", {"key": key, "payload": payload_json}, RunStatus.WAITING)
 
 
 async def cancel(store: RunStore, run_id: str, reason: str) -> None:
@@ -231,10 +220,7 @@ async def cancel(store: RunStore, run_id: str, reason: str) -> None:
         RunEnded: it has ended already (nothing is stored).
         RunCancelled: it was cancelled already (nothing is stored).
     """
-    import pydantic_core
-
     from railyard.exceptions import RunCancelled, RunEnded
-    from railyard.store import StoredRecord
 
     async with store.lock(run_id):
         records = await store.read(run_id)
@@ -243,18 +229,16 @@ async def cancel(store: RunStore, run_id: str, reason: str) -> None:
                 raise RunCancelled(run_id, repr(store), json.loads(record.body)["reason"])
         if records and records[-1].status is RunStatus.ENDED:
             raise RunEnded(run_id, repr(store))
-        ts = time()
-        body = {"kind": "run_cancelled", "reason": reason, "ts": ts}
-        await store.append(
-            run_id,
-            [
-                StoredRecord(
-                    kind="run_cancelled",
-                    body=pydantic_core.to_json(body).decode(),
-                    status=RunStatus.CANCELLED,
-                    node_id=None,
-                    finishes_step=False,
-                    ts=ts,
-                )
-            ],
-        )
+        await _append(store, run_id, "run_cancelled", {"reason": reason}, RunStatus.CANCELLED)
+
+
+async def _append(store: RunStore, run_id: str, kind: str, fields: dict[str, Any], status: RunStatus) -> None:
+    """Append one record made outside a run (a signal, a cancellation) in the codec's JSON shape."""
+    import pydantic_core
+
+    from railyard.store import StoredRecord
+
+    ts = time()
+    body = pydantic_core.to_json({"kind": kind, **fields, "ts": ts}).decode()
+    record = StoredRecord(kind=kind, body=body, status=status, node_id=None, finishes_step=False, ts=ts)
+    await store.append(run_id, [record])
