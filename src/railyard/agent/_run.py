@@ -11,9 +11,10 @@ from typing import Any, Generic
 from typing_extensions import TypeVar
 
 from railyard.agent._graph import AgentDeps, AgentState, CallToolsNode, FinalResult, ModelRequestNode
+from railyard.agent._messages import MessagesOfRun
 from railyard.agent.events import FinalResultEvent
 from railyard.agent.exceptions import UnexpectedModelBehavior
-from railyard.agent.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ToolReturnPart
+from railyard.agent.messages import ModelMessage, ModelRequest, ToolReturnPart
 from railyard.agent.streaming import StreamedRunResult
 from railyard.agent.usage import Usage
 from railyard.graph import GraphRun
@@ -26,7 +27,7 @@ ResultDataT = TypeVar("ResultDataT", default=str)
 AgentNode = BaseNode[AgentState, AgentDeps, FinalResult[Any]] | End[FinalResult[Any]]
 
 
-class AgentRunResult(Generic[ResultDataT]):
+class AgentRunResult(MessagesOfRun, Generic[ResultDataT]):
     """What a finished agent run gives: its result `data`, conversation and usage."""
 
     def __init__(self, data: ResultDataT, state: AgentState, result_tool_name: str | None) -> None:
@@ -64,28 +65,6 @@ class AgentRunResult(Generic[ResultDataT]):
                     messages[-1] = dataclasses.replace(last, parts=parts)
                     return messages
         raise LookupError(f"No tool call found with tool name {self._result_tool_name!r}.")
-
-    @property
-    def _new_message_index(self) -> int:
-        """Where this run's messages begin in `all_messages()`; pydantic-ai's tests read it."""
-        return self._state.new_message_index
-
-    def new_messages(self, *, result_tool_return_content: str | None = None) -> list[ModelMessage]:
-        """The messages this run added."""
-        messages = self.all_messages(result_tool_return_content=result_tool_return_content)
-        return messages[self._state.new_message_index :]
-
-    def all_messages_json(self, *, result_tool_return_content: str | None = None) -> bytes:
-        """`all_messages()` as JSON."""
-        return ModelMessagesTypeAdapter.dump_json(
-            self.all_messages(result_tool_return_content=result_tool_return_content)
-        )
-
-    def new_messages_json(self, *, result_tool_return_content: str | None = None) -> bytes:
-        """`new_messages()` as JSON."""
-        return ModelMessagesTypeAdapter.dump_json(
-            self.new_messages(result_tool_return_content=result_tool_return_content)
-        )
 
     def usage(self) -> Usage:
         """Requests and tokens the run used."""

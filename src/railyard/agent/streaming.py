@@ -22,11 +22,12 @@ from typing import Any, Generic
 from typing_extensions import TypeVar
 
 from railyard.agent._graph import AgentDeps, AgentState
+from railyard.agent._messages import MessagesOfRun
 from railyard.agent._result import run_validators
 from railyard.agent._stream import AgentStream, grouped, has_content, validate_response
 from railyard.agent.events import FinalResultEvent
 from railyard.agent.exceptions import UserError
-from railyard.agent.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse, TextPart
+from railyard.agent.messages import ModelMessage, ModelResponse, TextPart
 from railyard.agent.usage import Usage
 
 __all__ = ("StreamedRunResult",)
@@ -35,7 +36,7 @@ AgentDepsT = TypeVar("AgentDepsT", default=None)
 ResultDataT = TypeVar("ResultDataT", default=str)
 
 
-class StreamedRunResult(Generic[AgentDepsT, ResultDataT]):
+class StreamedRunResult(MessagesOfRun, Generic[AgentDepsT, ResultDataT]):
     """The answer that carries a run's result, as it arrives, and the run around it.
 
     Until the answer is complete, `all_messages()` is the conversation before it; once
@@ -159,28 +160,6 @@ class StreamedRunResult(Generic[AgentDepsT, ResultDataT]):
         if result_tool_return_content is not None:
             raise NotImplementedError("Setting result tool return content is not supported for this result type.")
         return list(self._state.message_history)
-
-    @property
-    def _new_message_index(self) -> int:
-        """Where this run's messages begin in `all_messages()`; pydantic-ai's tests read it."""
-        return self._state.new_message_index
-
-    def new_messages(self, *, result_tool_return_content: str | None = None) -> list[ModelMessage]:
-        """The messages this run added (see `all_messages`)."""
-        messages = self.all_messages(result_tool_return_content=result_tool_return_content)
-        return messages[self._state.new_message_index :]
-
-    def all_messages_json(self, *, result_tool_return_content: str | None = None) -> bytes:
-        """`all_messages()` as JSON."""
-        return ModelMessagesTypeAdapter.dump_json(
-            self.all_messages(result_tool_return_content=result_tool_return_content)
-        )
-
-    def new_messages_json(self, *, result_tool_return_content: str | None = None) -> bytes:
-        """`new_messages()` as JSON."""
-        return ModelMessagesTypeAdapter.dump_json(
-            self.new_messages(result_tool_return_content=result_tool_return_content)
-        )
 
     # -- validation ---------------------------------------------------------------------
 
