@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -12,10 +12,8 @@ import pytest
 from railyard import BaseNode, End, Graph, GraphRunContext, RetryPolicy
 from railyard.exceptions import RunNotFound
 from railyard.store import RunStatus, RunStore
-from railyard.store.file import FileStore
-from railyard.store.memory import MemoryStore
-from railyard.store.sqlite import SqliteStore
 from railyard.suspension import RunSuspended, cancel
+from tests.support.stores import open_test_store
 from tests.test_suspension import OrderState, Review, orders
 
 pytestmark = pytest.mark.anyio
@@ -34,18 +32,7 @@ broken = Graph(nodes=[Broken], name="broken")
 
 @pytest.fixture(params=["memory", "sqlite", "file", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    made: RunStore
-    if request.param == "memory":
-        made = MemoryStore()
-    elif request.param == "sqlite":
-        made = SqliteStore(tmp_path / "runs.db")
-    elif request.param == "file":
-        made = FileStore(tmp_path / "runs")
-    else:
-        from railyard.store.postgres import PostgresStore
-
-        make: Callable[[], str] = request.getfixturevalue("new_postgres_database")
-        made = PostgresStore(make())
+    made = open_test_store(request.param, tmp_path, request)
     yield made
     await made.aclose()  # type: ignore[attr-defined]
 

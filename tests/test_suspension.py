@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +17,9 @@ from railyard.agent.models.function import FunctionModel
 from railyard.builder import GraphBuilder, StepContext
 from railyard.exceptions import GraphRuntimeError, RunNotFound
 from railyard.store import RunStatus, RunStore
-from railyard.store.file import FileStore
 from railyard.store.sqlite import SqliteStore
 from railyard.suspension import RunSuspended, SignalError, signal, waiting_for
+from tests.support.stores import open_test_store
 
 pytestmark = pytest.mark.anyio
 
@@ -47,16 +47,7 @@ orders = Graph(nodes=[Review], name="orders")
 
 @pytest.fixture(params=["sqlite", "file", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    made: RunStore
-    if request.param == "sqlite":
-        made = SqliteStore(tmp_path / "runs.db")
-    elif request.param == "file":
-        made = FileStore(tmp_path / "runs")
-    else:
-        from railyard.store.postgres import PostgresStore
-
-        make: Callable[[], str] = request.getfixturevalue("new_postgres_database")
-        made = PostgresStore(make())
+    made = open_test_store(request.param, tmp_path, request)
     yield made
     await made.aclose()  # type: ignore[attr-defined]
 
