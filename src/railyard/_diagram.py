@@ -9,7 +9,7 @@ railyard but its defaults, so drawing a diagram never needs a graph module.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Literal
 
@@ -25,6 +25,7 @@ __all__ = (
     "State",
     "StateDiagramDirection",
     "StateKind",
+    "nested",
     "write_mermaid",
 )
 
@@ -61,6 +62,11 @@ class State:
     """Text shown in place of the id."""
     note: str | None = None
     """A note beside the state, one diagram line per line of text."""
+    regions: tuple[Diagram, ...] = ()
+    """Diagrams drawn inside the state, making it a composite state (a node running child graphs).
+
+    Their state ids must not be used elsewhere in the diagram (see `nested`); several
+    regions are drawn side by side, separated by `--`."""
 
 
 START = State("[*]", StateKind.START)
@@ -125,21 +131,25 @@ def write_mermaid(diagram: Diagram) -> str:
     lines.append("stateDiagram-v2")
     if diagram.direction is not None:
         lines.append(f"  direction {diagram.direction}")
-    if diagram.layout is Layout.DECLARED:
-        lines += _declared(diagram)
-    else:
-        lines += _by_state(diagram)
+    lines += _statements(diagram)
     if diagram.highlighted:
         lines += ["", f"classDef highlighted {diagram.highlight_css}"]
         lines += [f"class {_ref(state)} highlighted" for state in diagram.highlighted]
     return "\n".join(lines)
 
 
-def _declared(diagram: Diagram) -> Iterator[str]:
+def _statements(diagram: Diagram, *, inside: bool = False) -> Iterator[str]:
+    if diagram.layout is Layout.DECLARED:
+        return _declared(diagram, inside=inside)
+    return _by_state(diagram)
+
+
+def _declared(diagram: Diagram, *, inside: bool = False) -> Iterator[str]:
     for state in _drawn(diagram.states):
         yield from _declaration(state, always=True)
         yield from _note(state)
-    yield ""
+    if not inside:  # inside a composite state, the edges follow the declarations directly
+        yield ""
     for edge in diagram.edges:
         yield _edge(edge)
 
@@ -162,12 +172,24 @@ def _drawn(states: tuple[State, ...]) -> Iterator[State]:
 
 
 def _declaration(state: State, *, always: bool) -> Iterator[str]:
-    if state.kind is not StateKind.PLAIN:
+    if state.regions:
+        yield from _composite(state)
+    elif state.kind is not StateKind.PLAIN:
         yield f"  state {state.id} <<{state.kind.value}>>"
     if state.label:
         yield f"  {state.id}: {state.label}"
-    elif always and state.kind is StateKind.PLAIN:
+    elif always and state.kind is StateKind.PLAIN and not state.regions:
         yield f"  {state.id}"
+
+
+def _composite(state: State) -> Iterator[str]:
+    """`state Id { ... }`: the state's regions inside it, one level deeper, `--` between two."""
+    yield f"  state {state.id} {{"
+    for index, region in enumerate(state.regions):
+        if index:
+            yield "    --"
+        yield from (f"  {line}" if line else line for line in _statements(region, inside=True))
+    yield "  }"
 
 
 def _note(state: State) -> Iterator[str]:
@@ -188,3 +210,33 @@ def _edge(edge: Edge) -> str:
 
 def _ref(state: State) -> str:
     return "[*]" if state.kind in (StateKind.START, StateKind.END) else state.id
+
+
+def nested(diagram: Diagram, prefix: str) -> Diagram:
+    """`diagram` made ready to draw inside another diagram's state `prefix` (as one of its `regions`).
+
+    State ids are global to a mermaid diagram, so each state's id becomes `<prefix>_<id>`
+    (its regions' states too), and a state shows its own id as its label unless it has one.
+    The start and end stay (inside a composite state they are its own); the title,
+    direction and highlights are the outer diagram's business and are dropped.
+    """
+    renamed: dict[str, State] = {}
+
+    def rename(state: State) -> State:
+        if state.kind in (StateKind.START, StateKind.END):
+            return state
+        done = renamed.get(state.id)
+        if done is None:
+            done = renamed[state.id] = replace(
+                state,
+                id=f"{prefix}_{state.id}",
+                label=state.label or state.id,
+                regions=tuple(nested(region, prefix) for region in state.regions),
+            )
+        return done
+
+    return Diagram(
+        states=tuple(rename(state) for state in diagram.states),
+        edges=tuple(Edge(rename(edge.source), rename(edge.target), edge.label) for edge in diagram.edges),
+        layout=diagram.layout,
+    )

@@ -112,6 +112,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         self._recorder = persistence._recorder(graph)  # pyright: ignore[reportPrivateUsage]
         ctx = graph._context_class(state=state, deps=deps)  # pyright: ignore[reportPrivateUsage]
         ctx.run_id = self.run_id  # set, not passed: a subclass's __init__ (railyard.v0's) may not take it
+        ctx.store = getattr(persistence, "store", None)  # where `run_child` keeps the children of a durable run
         self._loop = Loop(
             NodeProgram(graph),
             ctx,
@@ -388,6 +389,9 @@ class ResumeContext(Generic[StateT, DepsT, RunEndT]):
             run._loop.restore_attempts(attempts)  # pyright: ignore[reportPrivateUsage]
         answers: dict[str, tuple[str, Any]] = getattr(self.persistence, "resume_answers", None) or {}
         run._loop.answers.update(answers)  # pyright: ignore[reportPrivateUsage]
+        started: float | None = getattr(self.persistence, "resume_started", None)
+        if started is not None:
+            run._loop.started_at = started  # pyright: ignore[reportPrivateUsage]
         return run
 
     async def __aexit__(self, *exc_info: Any) -> None:

@@ -91,13 +91,48 @@ def generate_code(
 ) -> str:
     """The `stateDiagram-v2` text of `graph`.
 
+    A node whose class names `child_graphs` is drawn as a composite state holding the
+    diagram of each graph it runs (`railyard.children`).
+
     Raises:
         LookupError: a start or highlighted node is not in the graph.
     """
+    return write_mermaid(
+        node_diagram(
+            graph,
+            start_node=start_node,
+            highlighted_nodes=highlighted_nodes,
+            highlight_css=highlight_css,
+            title=title,
+            edge_labels=edge_labels,
+            notes=notes,
+            direction=direction,
+        )
+    )
+
+
+def node_diagram(
+    graph: MermaidGraph,
+    /,
+    *,
+    start_node: Sequence[NodeIdent] | NodeIdent | None = None,
+    highlighted_nodes: Sequence[NodeIdent] | NodeIdent | None = None,
+    highlight_css: str = DEFAULT_HIGHLIGHT_CSS,
+    title: str | None = None,
+    edge_labels: bool = True,
+    notes: bool = True,
+    direction: StateDiagramDirection | None = None,
+    drawing: frozenset[int] = frozenset(),
+) -> Diagram:
+    """`generate_code`'s diagram, before it is written; `drawing` holds the graphs it is drawn inside."""
     start_ids = _node_ids(graph, start_node, "Start node")
     highlighted_ids = _node_ids(graph, highlighted_nodes, "Highlighted node")
     states = {
-        node_id: State(node_id, note=_note(node_def.note) if notes and node_def.note else None)
+        node_id: State(
+            node_id,
+            note=_note(node_def.note) if notes and node_def.note else None,
+            regions=_child_regions(graph, node_def, node_id, drawing),
+        )
         for node_id, node_def in graph.node_defs.items()
     }
     edges: list[Edge] = []
@@ -112,7 +147,7 @@ def generate_code(
             edges.append(Edge(state, states.get(next_id, State(next_id)), label))
         if node_def.end_edge is not None:
             edges.append(Edge(state, END, node_def.end_edge.label if edge_labels else None))
-    diagram = Diagram(
+    return Diagram(
         states=tuple(states.values()),
         edges=tuple(edges),
         title=title,
@@ -120,7 +155,18 @@ def generate_code(
         highlighted=tuple(states[node_id] for node_id in highlighted_ids),
         highlight_css=highlight_css,
     )
-    return write_mermaid(diagram)
+
+
+def _child_regions(
+    graph: MermaidGraph, node_def: MermaidNodeDef, node_id: str, drawing: frozenset[int]
+) -> tuple[Diagram, ...]:
+    """The diagrams of the child graphs a node's class names (`child_graphs`), none for most nodes."""
+    children = getattr(getattr(node_def, "node", None), "child_graphs", ())
+    if not children:
+        return ()
+    from railyard.children import child_regions
+
+    return child_regions(children, node_id, drawing | {id(graph)})
 
 
 def _note(note: str) -> str:

@@ -10,15 +10,22 @@ import copy
 import inspect
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Never
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Never
 
 from typing_extensions import TypeVar
 
 from railyard._ids import default_snapshot_id, new_snapshot_id, register_nodes
+from railyard.children import ChildScope, RunsChildren
 from railyard.retries import RetryPolicy
 from railyard.runtime._end import End, RunEndT
 from railyard.runtime._tasks import Task
+
+if TYPE_CHECKING:
+    from railyard.children import ChildGraph
+    from railyard.store import RunStore
 
 __all__ = (
     "BaseNode",
@@ -52,7 +59,7 @@ _SNAPSHOT_KEY = "__snapshot_id"
 
 
 @dataclass(kw_only=True, slots=True)
-class GraphRunContext(Generic[StateT, DepsT]):
+class GraphRunContext(RunsChildren, Generic[StateT, DepsT]):
     """What a node's `run` gets: the run's state and dependencies, and which run and step this is."""
 
     state: StateT
@@ -77,17 +84,43 @@ class GraphRunContext(Generic[StateT, DepsT]):
     """Which attempt of the step this is: 1, and one more on each retry of its retry policy."""
     answers: dict[str, tuple[str, Any]] | None = field(default=None, repr=False, compare=False)
     """The signals delivered to the run's waiting steps (set by the run; read by `wait_for`)."""
+    store: RunStore | None = field(default=None, repr=False, compare=False)
+    """The store the durable run is kept in (`None` for a run kept in memory); `run_child` keeps its children there."""
 
-    async def wait_for(self, key: str, payload_type: type[PayloadT], *, prompt: str | None = None) -> PayloadT:
+    def _child_scope(self) -> ChildScope:
+        return ChildScope(self.store, self.run_id, self.step_id, self.attempt, self.answers)
+
+    async def wait_for(
+        self,
+        key: str,
+        payload_type: type[PayloadT],
+        *,
+        prompt: str | None = None,
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109 - a durable deadline, stored with the wait
+    ) -> PayloadT:
         """Wait for a signal: the payload `signal(store, run_id, key, payload)` sends, as a `payload_type`.
 
         The first time, the run is stored `suspended` and stops (`RunSuspended`); once
         answered, the run is resumed, this step runs again from its start, and `wait_for`
-        returns the payload. Needs a durable run (`store=`). See `railyard.suspension`.
+        returns the payload. Needs a durable run (`store=`). With `timeout` (seconds or a timedelta), the wait
+        ends by itself: `WaitTimedOut` is raised once it has passed without an answer. See
+        `railyard.suspension`.
         """
         from railyard.suspension import wait_for
 
-        return wait_for(self.answers, self.run_id, self.step_id, key, payload_type, prompt=prompt)
+        return wait_for(self.answers, self.run_id, self.step_id, key, payload_type, prompt=prompt, timeout=timeout)
+
+    async def sleep_until(self, when: datetime | float) -> None:
+        """Wait until `when` (an aware datetime or a POSIX timestamp), durably.
+
+        In a durable run the step is parked and the run stored `suspended` with its timer,
+        so no process waits meanwhile; a worker takes the run up when it is due, and this
+        step runs again from its start (this call then returns at once). A run without a
+        store sleeps in this process. See `railyard.suspension`.
+        """
+        from railyard.suspension import sleep_until
+
+        await sleep_until(self.run_id, self.step_id, when)
 
 
 class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):
@@ -104,6 +137,8 @@ class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):
     """How this node is retried when it raises (`None`: the graph's policy, if any, else never)."""
     step_timeout: ClassVar[float | None] = None
     """Seconds an attempt of this node may take before it is cancelled (`None`: the graph's, if any)."""
+    child_graphs: ClassVar[Sequence[ChildGraph]] = ()
+    """The graphs this node runs as child runs (`ctx.run_child`): its diagram state holds theirs. Drawing only."""
     _stands_for_any_node: ClassVar[bool] = True
     """Set in this class's own namespace only: in a return annotation it means "any node of the graph"."""
 

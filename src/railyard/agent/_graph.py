@@ -164,6 +164,7 @@ class AgentDeps:
         )
         if self.step is not None:
             context.step_id, context.answers = self.step.step_id, self.step.answers
+            context.store = self.step.store  # where the tool's child runs (`run_child`) are kept
         return context
 
 

@@ -38,6 +38,7 @@ class BuilderProgram:
         "graph",
         "join_blocking",
         "kinds",
+        "run_timeout",
         "step_rules",
     )
 
@@ -58,6 +59,8 @@ class BuilderProgram:
             self._collect_failure if self._collecting else None
         )
         """For a failed task inside such a map: the join task carrying its `ItemFailure` (`None`: raise)."""
+        self.run_timeout: float | None = graph.run_timeout
+        """How long a run may take, in seconds (`None`: no limit)."""
         self.step_rules: dict[str, StepRules] = {}
         """The retry policy and timeout of each step that has either (its own, else the graph's)."""
         for node_id, node in graph.nodes.items():
@@ -98,7 +101,14 @@ class BuilderProgram:
             if isinstance(node, NodeStep):
                 instance: BaseNode[Any, Any, Any] = task.inputs
                 return instance.run(
-                    GraphRunContext(state=ctx.state, deps=ctx.deps, step_id=task.task_id, run_id=ctx.run_id)
+                    GraphRunContext(
+                        state=ctx.state,
+                        deps=ctx.deps,
+                        step_id=task.task_id,
+                        run_id=ctx.run_id,
+                        answers=answers,
+                        store=ctx.store,
+                    )
                 )
             context = StepContext(
                 state=ctx.state,
@@ -108,6 +118,7 @@ class BuilderProgram:
                 run_id=ctx.run_id,
                 attempt=attempts.get(task.task_id, 1) if attempts else 1,
                 answers=answers,
+                store=ctx.store,
             )
             if node.stream:
                 return _value(node.call(context))  # its items flow on through a map as they are yielded

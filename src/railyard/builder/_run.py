@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from railyard._run_log import StoreRecorder
     from railyard.builder.graph import Graph
     from railyard.runtime._executor import Executor
+    from railyard.store import RunStore
 
 __all__ = ("EndMarker", "ErrorMarker", "GraphRun", "GraphTask", "GraphTaskRequest")
 
@@ -76,6 +77,7 @@ class _RunContext:
     state: Any
     deps: Any
     run_id: str | None
+    store: RunStore | None = None
 
 
 class GraphRun(Generic[StateT, DepsT, OutputT]):
@@ -105,7 +107,12 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         self._override_record: Awaitable[None] | None = None
         self._loop = Loop(
             graph._program,  # pyright: ignore[reportPrivateUsage]
-            _RunContext(state, deps, recorder.run_id if recorder is not None else None),
+            _RunContext(
+                state,
+                deps,
+                recorder.run_id if recorder is not None else None,
+                recorder.store if recorder is not None else None,
+            ),
             recorder=recorder,
             tracer=active_tracer(graph.auto_instrument),
             executor=executor,
@@ -138,7 +145,7 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
     def _apply(self, point: Position) -> None:
         """Take up a stored run where it stands: its state, pending tasks, open joins and maps."""
         loop = self._loop
-        loop.ctx = _RunContext(point.state, self.deps, self.run_id)
+        loop.ctx = _RunContext(point.state, self.deps, self.run_id, self._loop.ctx.store)
         loop.number_tasks_from(point.next_task_number)
         loop.closed = set(point.closed)
         loop.schedule([GraphTask(t.node_id, t.inputs, t.fork_stack, t.task_id) for t in point.pending])
@@ -149,6 +156,8 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         if point.attempts:
             loop.restore_attempts(point.attempts)
         loop.answers.update(point.answers)
+        if point.started_at is not None:
+            loop.started_at = point.started_at  # its run timeout counts from its start
 
     # -- the public API -----------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any, Literal, Protocol
 
@@ -25,7 +25,7 @@ from railyard.builder.join import Join
 from railyard.builder.node import END_ID, START_ID, EndNode, Fork, StartNode
 from railyard.builder.node_types import AnyNode
 from railyard.builder.paths import BroadcastMarker, DestinationMarker, LabelMarker, MapMarker, Path
-from railyard.builder.step import Step
+from railyard.builder.step import NodeStep, Step
 
 __all__ = (
     "DEFAULT_HIGHLIGHT_CSS",
@@ -98,6 +98,8 @@ class MermaidNode:
     """A step's label, shown in place of its id."""
     note: str | None
     """A decision's note."""
+    regions: tuple[Diagram, ...] = field(default=(), repr=False, compare=False)
+    """The diagrams of the child graphs a step runs (`@g.step(child_graphs=...)`), drawn inside it."""
 
 
 @dataclass
@@ -135,7 +137,10 @@ class MermaidGraph:
         return write_mermaid(self._diagram(direction=direction, title=title, edge_labels=edge_labels))
 
     def _diagram(self, *, direction: str | None = None, title: str | None = None, edge_labels: bool = True) -> Diagram:
-        states = {node.id: State(node.id, _KINDS[node.kind], label=node.label, note=node.note) for node in self.nodes}
+        states = {
+            node.id: State(node.id, _KINDS[node.kind], label=node.label, note=node.note, regions=node.regions)
+            for node in self.nodes
+        }
 
         def state(node_id: str) -> State:
             if node_id == START_ID:
@@ -180,7 +185,7 @@ def _order(graph: _Drawable) -> list[str]:
     return order + [node_id for node_id in graph.nodes if node_id not in seen]
 
 
-def _node(node_id: str, node: object) -> MermaidNode:
+def _node(node_id: str, node: object, drawing: frozenset[int] = frozenset()) -> MermaidNode:
     if node_id == START_ID:
         return MermaidNode(node_id, "start", None, None)
     if node_id == END_ID:
@@ -192,6 +197,13 @@ def _node(node_id: str, node: object) -> MermaidNode:
     if isinstance(node, Decision):
         return MermaidNode(node_id, "decision", None, node.note or None)
     label = node.label or None if isinstance(node, Step) else None
+    children = node.child_graphs if isinstance(node, Step) else ()
+    if not children and isinstance(node, NodeStep):
+        children = tuple(node.node_type.child_graphs)  # a node class in a builder graph
+    if children:
+        from railyard.children import child_regions
+
+        return MermaidNode(node_id, "step", label, None, child_regions(children, node_id, drawing))
     return MermaidNode(node_id, "step", label, None)
 
 
@@ -204,8 +216,13 @@ def build_mermaid_graph(
     edges in the order of their destinations' ids, the end last.
     """
     drawable: _Drawable = graph if edges_by_source is None else _Parts(graph, edges_by_source)  # type: ignore[arg-type,assignment]
+    return _mermaid_graph(drawable, frozenset({id(graph)}))
+
+
+def _mermaid_graph(drawable: _Drawable, drawing: frozenset[int]) -> MermaidGraph:
+    """`build_mermaid_graph`'s diagram; `drawing` holds the graphs it is drawn inside (and itself)."""
     order = _order(drawable)
-    nodes = [_node(node_id, drawable.nodes.get(node_id)) for node_id in order if node_id in drawable.nodes]
+    nodes = [_node(node_id, drawable.nodes.get(node_id), drawing) for node_id in order if node_id in drawable.nodes]
     edges = [
         MermaidEdge(source, destination, label) for source in order for destination, label in _edges(drawable, source)
     ]
@@ -216,6 +233,11 @@ def build_mermaid_graph(
 class _Parts:
     nodes: Mapping[str, Any]
     edges_by_source: Mapping[str, Sequence[Path]]
+
+
+def builder_diagram(graph: _Drawable, *, drawing: frozenset[int] = frozenset()) -> Diagram:
+    """`render`'s diagram, before it is written; `drawing` holds the graphs it is drawn inside."""
+    return _mermaid_graph(graph, drawing | {id(graph)})._diagram()  # pyright: ignore[reportPrivateUsage]
 
 
 def render(graph: _Drawable, *, title: str | None = None, direction: str | None = None) -> str:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, overload
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, overload
 
 from typing_extensions import TypeVar
 
 from railyard.builder.id_types import NodeID
+from railyard.children import ChildScope, RunsChildren
 from railyard.nodes import BaseNode, End, GraphRunContext
 from railyard.retries import RetryPolicy
+
+if TYPE_CHECKING:
+    from railyard.children import ChildGraph
+    from railyard.store import RunStore
 
 __all__ = (
     "AnyStepFunction",
@@ -33,10 +39,10 @@ InputT = TypeVar("InputT", default=Any)
 OutputT = TypeVar("OutputT", default=Any)
 
 
-class StepContext(Generic[StateT, DepsT, InputT]):
+class StepContext(RunsChildren, Generic[StateT, DepsT, InputT]):
     """What a step gets: the run's state and dependencies, the value flowing into it, its run and step ids."""
 
-    __slots__ = ("_answers", "_deps", "_inputs", "_state", "attempt", "run_id", "step_id")
+    __slots__ = ("_answers", "_deps", "_inputs", "_state", "attempt", "run_id", "step_id", "store")
 
     def __init__(
         self,
@@ -48,8 +54,11 @@ class StepContext(Generic[StateT, DepsT, InputT]):
         run_id: str | None = None,
         attempt: int = 1,
         answers: dict[str, tuple[str, Any]] | None = None,
+        store: RunStore | None = None,
     ) -> None:
         self._answers = answers
+        self.store = store
+        """The store the durable run is kept in (`None` in memory); `run_child` keeps the step's children there."""
         self._state = state
         self._deps = deps
         self._inputs = inputs
@@ -70,16 +79,40 @@ class StepContext(Generic[StateT, DepsT, InputT]):
         """The run's state; steps may change it."""
         return self._state
 
-    async def wait_for(self, key: str, payload_type: type[PayloadT], *, prompt: str | None = None) -> PayloadT:
+    def _child_scope(self) -> ChildScope:
+        return ChildScope(self.store, self.run_id, self.step_id, self.attempt, self._answers)
+
+    async def wait_for(
+        self,
+        key: str,
+        payload_type: type[PayloadT],
+        *,
+        prompt: str | None = None,
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109 - a durable deadline, stored with the wait
+    ) -> PayloadT:
         """Wait for a signal: the payload `signal(store, run_id, key, payload)` sends, as a `payload_type`.
 
         The first time, the run is stored `suspended` and stops (`RunSuspended`); once
         answered and resumed, this step runs again from its start and `wait_for` returns
-        the payload. Needs a durable run (`store=`). See `railyard.suspension`.
+        the payload. Needs a durable run (`store=`). With `timeout` (seconds or a timedelta), the wait
+        ends by itself: `WaitTimedOut` is raised once it has passed without an answer. See
+        `railyard.suspension`.
         """
         from railyard.suspension import wait_for
 
-        return wait_for(self._answers, self.run_id, self.step_id, key, payload_type, prompt=prompt)
+        return wait_for(self._answers, self.run_id, self.step_id, key, payload_type, prompt=prompt, timeout=timeout)
+
+    async def sleep_until(self, when: datetime | float) -> None:
+        """Wait until `when` (an aware datetime or a POSIX timestamp), durably.
+
+        In a durable run the step is parked and the run stored `suspended` with its timer,
+        so no process waits meanwhile; a worker takes the run up when it is due, and this
+        step runs again from its start (this call then returns at once). A run without a
+        store sleeps in this process. See `railyard.suspension`.
+        """
+        from railyard.suspension import sleep_until
+
+        await sleep_until(self.run_id, self.step_id, when)
 
     @property
     def deps(self) -> DepsT:
@@ -106,7 +139,7 @@ AnyStepFunction = StepFunction
 class Step(Generic[StateT, DepsT, InputT, OutputT]):
     """A step of a builder graph: an id, an optional label, and the function it runs."""
 
-    __slots__ = ("_call", "id", "label", "retry_policy", "step_timeout", "stream")
+    __slots__ = ("_call", "child_graphs", "id", "label", "retry_policy", "step_timeout", "stream")
 
     def __init__(
         self,
@@ -117,8 +150,11 @@ class Step(Generic[StateT, DepsT, InputT, OutputT]):
         stream: bool = False,
         retry_policy: RetryPolicy | None = None,
         step_timeout: float | None = None,
+        child_graphs: Sequence[ChildGraph] = (),
     ) -> None:
         self.id = id
+        self.child_graphs: tuple[ChildGraph, ...] = tuple(child_graphs)
+        """The graphs the step runs as child runs (`ctx.run_child`): its diagram state holds theirs. Drawing only."""
         self.retry_policy = retry_policy
         """How the step is retried when it raises (`None`: the graph's policy, if any, else never)."""
         self.step_timeout = step_timeout
