@@ -18,6 +18,7 @@ stored before its first node runs, a node's exception is stored and leaves the r
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 from time import time
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ from railyard.persistence import NodeSnapshot, RunEndT, StateT
 from railyard.persistence._views import SnapshotView
 from railyard.persistence.in_mem import LogPersistence
 from railyard.runtime._tasks import Task
-from railyard.store import RunStore, StoredRecord
+from railyard.store import RunStatus, RunStore, StoredRecord
 from railyard.store._deltas import StateRebuild
 from railyard.store.codec import RecordCodec, RecordDecodeError
 from railyard.store.memory import MemoryRunLog
@@ -60,6 +61,7 @@ from railyard.store.records import (
 if TYPE_CHECKING:
     from railyard.graph import Graph
     from railyard.runtime._recorder import Recorder
+    from railyard.versioning import GraphVersion
 
 __all__ = ("DurablePersistence",)
 
@@ -98,8 +100,12 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         self._full = SnapshotView(MemoryRunLog())
         self._graph_name: str | None = None
         self._fingerprint: str | None = None
+        self._version: GraphVersion | None = None
+        self._stamp: RunCreated | None = None  # due before a resumed run writes: it goes on at a new version
+        self._resuming = False  # `_reload` reads the run to resume it (`load_next`)
         self.resume_attempts: dict[str, tuple[int, float]] = {}
         self.resume_answers: dict[str, tuple[str, Any]] = {}
+        self.resume_started: float | None = None
         """Read by a resumed run: the signals delivered to a node that waited."""
         """Read by a resumed run: the next attempt (and when it is due) of a node its retry policy retries."""
 
@@ -119,11 +125,12 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
     # -- types ------------------------------------------------------------------------------
 
     def set_graph_types(self, graph: Graph[StateT, Any, RunEndT]) -> None:
-        """Remember the graph's node classes, types, name and fingerprint (recorded with a new run)."""
-        from railyard._fingerprint import node_fingerprint
+        """Remember the graph's node classes, types, name and version (recorded with a new run)."""
+        from railyard.versioning import graph_version
 
         self._graph_name = graph.name
-        self._fingerprint = node_fingerprint(graph.node_defs)
+        self._version = graph_version(graph)
+        self._fingerprint = self._version.fingerprint
         super().set_graph_types(graph)
 
     def set_types(self, state_type: type[StateT], run_end_type: type[RunEndT]) -> None:
@@ -138,6 +145,7 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
             self._run_log.codec = self._codec
             self._run_log.graph = self._graph_name
             self._run_log.fingerprint = self._fingerprint
+        self._run_log.shape = self._version.shape if self._version is not None else None
 
     def _require_codec(self) -> RecordCodec:
         if self._codec is None:
@@ -186,9 +194,16 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
     # -- reading ----------------------------------------------------------------------------
 
     async def _reload(self) -> list[RunRecord]:
-        """Read the run's records from the store: all of them into `history`, the tail into the log."""
+        """Read the run's records from the store: all of them into `history`, the tail into the log.
+
+        Read to resume the run (`load_next`), first check that this graph can (`railyard.versioning`).
+        """
         stored = await self.store.read(self.run_id)
-        records = decode_run(self.run_id, self.store, stored, self._require_codec())
+        if self._resuming and self._version is not None:
+            from railyard.versioning import check_resume
+
+            self._stamp = check_resume(self._version, self.store, self.run_id, stored, self._require_codec())
+        records = decode_run(self.run_id, self.store, stored, self._require_codec(), version=self._version)
         full = MemoryRunLog()
         full.reset(records)
         self._full = SnapshotView(full)
@@ -205,8 +220,13 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         Raises:
             RunNotFound: the store has no such run.
             RunEnded: the run has ended.
+            GraphVersionError: the graph changed in ways the run needs (nothing is stored).
         """
-        records = await self._reload()
+        self._resuming = True
+        try:
+            records = await self._reload()
+        finally:
+            self._resuming = False
         # The one replay every kind of run resumes through: the pending tasks in the order they
         # were scheduled, so the last is the node to run next (not run yet, claimed, cut off
         # mid-step, or failed); one scheduled earlier and never run was replaced (`run.next(node)`).
@@ -220,9 +240,13 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
             return None
         self.resume_attempts = position.attempts  # the attempt a retried node had reached
         self.resume_answers = position.answers  # the signals its waiting node gets
+        self.resume_started = position.started_at  # when the run started (its run timeout counts from it)
         waiting = self._full.get(position.pending[-1].task_id)
         if not isinstance(waiting, NodeSnapshot) or waiting.status not in _UNFINISHED:
             return None
+        if self._stamp is not None:  # the run goes on at this graph's version: said before it writes
+            await self._write_stamp(self._stamp)
+            self._stamp = None
         if waiting.status != "pending":
             await self._write(TaskClaimed(waiting.id, time()), waiting.node.get_node_id())
             waiting.status = "pending"
@@ -232,6 +256,18 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         """Every snapshot of the run, read from the store."""
         await self._reload()
         return list(self._full.snapshots())
+
+    async def _write_stamp(self, record: RunCreated) -> None:
+        """Append the record saying the run goes on at this graph's version, its status unchanged."""
+        from railyard.versioning import stamp
+
+        run_log = self._require_run_log()
+        status = run_log.status if run_log.status is not None else RunStatus.WAITING
+        if run_log.locked:
+            await stamp(self.store, self.run_id, self._require_codec(), record, status)
+        else:
+            async with self.store.lock(self.run_id):
+                await stamp(self.store, self.run_id, self._require_codec(), record, status)
 
 
 _CODECS: dict[tuple[Any, ...], RecordCodec] = {}
@@ -252,7 +288,17 @@ def _codec_for(nodes: tuple[type[BaseNode[Any, Any, Any]], ...], state_type: Any
     return codec
 
 
-class _NodeRunRecorder(StoreRecorder):
+class ShapedRecorder(StoreRecorder):
+    """A store recorder whose new runs open with the graph's shape (`railyard._fingerprint`)."""
+
+    shape: dict[str, Any] | None = None
+    """The graph's shape, recorded in the run's `run_created`."""
+
+    def _created(self) -> RunCreated:
+        return replace(super()._created(), shape=self.shape)
+
+
+class _NodeRunRecorder(ShapedRecorder):
     """The store recorder of a node-API run: it also keeps the persistence's in-memory log.
 
     That log knows every task's status, so a task scheduled twice is recorded once, and a
@@ -301,19 +347,39 @@ class _NodeRunRecorder(StoreRecorder):
         await super().steps_started(tasks, state)
 
 
-async def read_run(store: RunStore, run_id: str, codec: RecordCodec) -> list[RunRecord]:
-    """Every record of a stored run, decoded with the graph's types.
+async def read_run(
+    store: RunStore, run_id: str, codec: RecordCodec, *, version: GraphVersion | None = None
+) -> list[RunRecord]:
+    """Every record of a stored run, decoded with the graph's types (and migrated to its `version`).
 
     Raises:
         RunNotFound: the store has no such run.
         CorruptRunError: a record cannot be decoded; the message names the run, the record
             (1-based) and the field.
+        GraphVersionError: a record stored by an older version does not fit once migrated.
     """
-    return decode_run(run_id, store, await store.read(run_id), codec)
+    return decode_run(run_id, store, await store.read(run_id), codec, version=version)
 
 
-def decode_run(run_id: str, store: RunStore, stored: Sequence[StoredRecord], codec: RecordCodec) -> list[RunRecord]:
-    """Decode a run's stored records; a record that does not decode is a `CorruptRunError`."""
+def decode_run(
+    run_id: str,
+    store: RunStore,
+    stored: Sequence[StoredRecord],
+    codec: RecordCodec,
+    *,
+    version: GraphVersion | None = None,
+) -> list[RunRecord]:
+    """Decode a run's stored records; a record that does not decode is a `CorruptRunError`.
+
+    With the graph's `version`, records stored by an older version of the graph are
+    migrated as they are read (`railyard.versioning`); the stored records are not changed.
+    """
+    if version is not None and version.migrations:
+        from railyard.versioning import decode_migrated
+
+        migrated = decode_migrated(run_id, store, stored, codec, version)
+        if migrated is not None:
+            return migrated
     records: list[RunRecord] = []
     states = StateRebuild()  # states stored by change are rebuilt record by record
     for index, item in enumerate(stored, start=1):
@@ -333,10 +399,12 @@ async def fork_run(
     new_run_id: str | None = None,
     graph: str | None = None,
     fingerprint: str | None = None,
+    version: GraphVersion | None = None,
 ) -> str:
     """Start a new run from the state and next node after step `at_step` of run `run_id`.
 
-    Step 0 is the start of the run. The old run is not changed.
+    Step 0 is the start of the run. The old run is not changed. With the graph's `version`,
+    what an older version stored is migrated, and the new run is of this version.
 
     Returns:
         The new run's id.
@@ -344,7 +412,7 @@ async def fork_run(
     Raises:
         ValueError: the run has no step `at_step`, or that step ended the run.
     """
-    records = await read_run(store, run_id, codec)
+    records = await read_run(store, run_id, codec, version=version)
     finished = [r for r in records if isinstance(r, StepFinished) and r.task_id]
     if at_step == 0:
         first = next((r for r in records if isinstance(r, TasksScheduled)), None)
@@ -360,7 +428,8 @@ async def fork_run(
         raise ValueError(f"Run {run_id!r} has {len(finished)} finished steps; cannot fork at step {at_step}.")
     new_tasks = tuple(_fresh(task) for task in tasks)
     new_id = new_run_id if new_run_id is not None else new_hex_id()
-    created = RunCreated(graph, fingerprint, railyard_version(), DIALECT, time())
+    shape = version.shape if version is not None else None
+    created = RunCreated(graph, fingerprint, railyard_version(), DIALECT, time(), shape=shape)
     record = TasksScheduled(new_tasks, state, time())
     node_id = new_tasks[0].node_id if new_tasks else None
     await store.create(

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from railyard.runtime._executor import Executor
     from railyard.state import HistoryStep
     from railyard.store import RunStore
+    from railyard.versioning import Migration
 
 __all__ = ("Graph", "GraphRun", "GraphRunResult")
 
@@ -60,9 +61,13 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
     result = await graph.run(CountDown(), state=CountDownState(counter=3))
     ```
 
+    `version` and `migrations` let stored runs resume on changed code: see
+    `railyard.versioning`.
+
     Raises:
         GraphSetupError: a node is not a `BaseNode` subclass, two nodes share an id, a
-            return annotation cannot be resolved or names a node missing from the graph.
+            return annotation cannot be resolved or names a node missing from the graph;
+            `version` or `migrations` cannot work (two migrations from one version, say).
     """
 
     name: str | None
@@ -90,8 +95,20 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         snapshot_state: Callable[[StateT], StateT] | None = None,
         retry_policy: RetryPolicy | None = None,
         step_timeout: float | None = None,
+        run_timeout: float | None = None,
+        version: int = 1,
+        migrations: Sequence[Migration] = (),
     ) -> None:
         self.name = name
+        self.run_timeout = _run_timeout(run_timeout)
+        """How long a run may take, in seconds from its start, resumes included (`None`: no limit).
+
+        A run that takes longer has its running steps cancelled and is stored cancelled;
+        its driver gets `RunTimedOut`."""
+        self.version = version
+        """The graph's version, recorded with each run it creates (`railyard.versioning`)."""
+        self.migrations: tuple[Migration, ...] = tuple(migrations)
+        """How runs stored by older versions are upgraded as they are read, one per older version."""
         self.retry_policy = retry_policy
         """The retry policy of every node that declares none of its own (`None`: a node runs once)."""
         self.step_timeout = step_timeout
@@ -110,6 +127,10 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         for node in nodes:
             self._register(node, local_ns)
         self._validate_edges()
+        if version != 1 or self.migrations:
+            from railyard.versioning import check_migrations
+
+            check_migrations(version, self.migrations, self.node_defs, "Graph")
         self._routes = {node_id: Route(self, node_def) for node_id, node_def in self.node_defs.items()}
 
     def _register(self, node: Any, local_ns: dict[str, Any] | None) -> None:
@@ -339,6 +360,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         """Carry a stored run on to its end: `resume(store, run_id)`, or `resume(persistence)`.
 
         Raises:
+            GraphVersionError: the graph changed in ways the run needs (durable runs; nothing is
+                stored): see `railyard.versioning`.
             RunEnded: the run has already ended (durable runs).
             RunLocked: another driver is advancing the run.
             RunNotFound: the store has no such run.
@@ -379,11 +402,11 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         """
         from railyard.durable import fork_run
         from railyard.store.codec import RecordCodec
+        from railyard.versioning import graph_version
 
         state_type, run_end_type = self.inferred_types
         codec = RecordCodec(self.get_nodes(), state_type, run_end_type)
-        from railyard._fingerprint import node_fingerprint
-
+        version = graph_version(self)
         return await fork_run(
             store,
             run_id,
@@ -391,7 +414,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             codec,
             new_run_id=new_run_id,
             graph=self.name,
-            fingerprint=node_fingerprint(self.node_defs),
+            fingerprint=version.fingerprint,
+            version=version,
         )
 
     async def initialize(
@@ -611,3 +635,18 @@ def __getattr__(name: str) -> Any:
 
         return SimpleStatePersistence
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _run_timeout(value: float | None) -> float | None:
+    """Check a graph's `run_timeout`.
+
+    Raises:
+        GraphSetupError: it is not a number of seconds more than 0.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        from railyard.exceptions import GraphSetupError
+
+        raise GraphSetupError(f"run_timeout={value!r}: a run timeout is a number of seconds, more than 0.")
+    return float(value)

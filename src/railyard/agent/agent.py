@@ -513,6 +513,8 @@ class Agent(Generic[AgentDepsT, ResultDataT]):
             RunNotFound: the store has no such run.
             RunEnded: the run has already ended.
             RunLocked: another driver is advancing the run.
+            GraphVersionError: the run was stored by an agent graph this railyard cannot resume
+                (its state or nodes changed in ways the run needs); nothing is stored.
         """
         if isinstance(persistence, BaseStatePersistence):
             if run_id is not None:

@@ -81,9 +81,15 @@ async def replay(graph: Graph[Any, Any, Any, Any], store: RunStore, run_id: str,
         RunEnded: the run has ended.
         CorruptRunError: a record cannot be decoded.
         GraphMismatchError: the run was created by another graph.
+        GraphVersionError: the graph changed in ways the run needs (`railyard.versioning`).
     """
+    from railyard.versioning import check_resume, graph_version, stamp
+
     stored = await store.read(run_id)
-    records = decode_run(run_id, store, stored, builder_codec(graph))
+    version = graph_version(graph)
+    codec = builder_codec(graph)
+    due = check_resume(version, store, run_id, stored, codec)  # before decoding: a changed graph may not read it
+    records = decode_run(run_id, store, stored, codec, version=version)
     position = replay_records(records, graph._program, deps, run_id)  # pyright: ignore[reportPrivateUsage]
     recorded = position.graph if position.graph is not None else (stored[0].graph if stored else None)
     GraphMismatchError.check(run_id, repr(store), recorded, graph.name)
@@ -91,6 +97,8 @@ async def replay(graph: Graph[Any, Any, Any, Any], store: RunStore, run_id: str,
         raise RunCancelled(run_id, repr(store), position.cancelled)
     if position.end is not None:
         raise RunEnded(run_id, repr(store))
+    if due is not None:  # the run goes on at this version: said before the resumed run writes anything
+        await stamp(store, run_id, codec, due, stored[-1].status)
     return position
 
 
@@ -110,7 +118,10 @@ async def fork_builder_run(
     from railyard._ids import new_hex_id
 
     stored = list(await store.read(run_id))
-    decode_run(run_id, store, stored, builder_codec(graph))  # refuse a run this graph cannot read
+    from railyard.versioning import graph_version
+
+    # refuse a run this graph cannot read
+    decode_run(run_id, store, stored, builder_codec(graph), version=graph_version(graph))
     finished = [index for index, record in enumerate(stored) if record.finishes_step]
     if at_step == 0:
         cut = finished[0] if finished else len(stored)

@@ -10,6 +10,7 @@ are public from here.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from railyard._run_log import StoreRecorder
     from railyard.runtime._executor import Executor
     from railyard.store import RunStore
+    from railyard.versioning import Migration
 
 __all__ = (
     "AnyNode",
@@ -120,8 +122,21 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         max_concurrency: int | None = None,
         retry_policy: RetryPolicy | None = None,
         step_timeout: float | None = None,
+        run_timeout: float | None = None,
+        version: int = 1,
+        migrations: Sequence[Migration] = (),
     ) -> None:
         self.name = name
+        self.run_timeout = run_timeout
+        """How long a run may take, in seconds from its start, resumes included (`None`: no limit)."""
+        self.version = version
+        """The graph's version, recorded with each run it creates (`railyard.versioning`)."""
+        self.migrations: tuple[Migration, ...] = tuple(migrations)
+        """How runs stored by older versions are upgraded as they are read, one per older version."""
+        if version != 1 or self.migrations:
+            from railyard.versioning import check_migrations
+
+            check_migrations(version, self.migrations, nodes, "GraphBuilder")
         self.retry_policy = retry_policy
         """The retry policy of every step that declares none of its own."""
         self.step_timeout = step_timeout
@@ -294,6 +309,8 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         """Take up a stored run where it stopped: only the branches that had not finished run.
 
         Raises:
+            GraphVersionError: the graph changed in ways the run needs (nothing is stored): see
+                `railyard.versioning`.
             RunNotFound: the store has no such run.
             RunEnded: the run has ended.
             RunLocked: another driver is running it.
@@ -374,19 +391,22 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
     def _store_recorder(self, store: RunStore | None, run_id: str | None) -> StoreRecorder | None:
         if store is None:
             return None
-        from railyard._fingerprint import builder_fingerprint
         from railyard._ids import new_hex_id
-        from railyard._run_log import StoreRecorder
         from railyard.builder._durable import builder_codec
+        from railyard.durable import ShapedRecorder
+        from railyard.versioning import graph_version
 
-        return StoreRecorder(
+        version = graph_version(self)
+        recorder = ShapedRecorder(
             store,
             run_id or new_hex_id(),
             builder_codec(self),
             exists=False,
             graph=self.name,
-            fingerprint=builder_fingerprint(self.nodes, self.edges_by_source),
+            fingerprint=version.fingerprint,
         )
+        recorder.shape = version.shape
+        return recorder
 
     def _infer_name(self, frame: Any) -> None:
         from railyard._introspect import infer_name

@@ -42,6 +42,10 @@ from railyard.builder.util import TypeOrTypeExpression, get_callable_name, unpac
 from railyard.exceptions import GraphBuildingError, GraphSetupError, GraphValidationError
 from railyard.nodes import BaseNode, End
 from railyard.retries import RetryPolicy
+from railyard.versioning import Migration
+
+if typing.TYPE_CHECKING:
+    from railyard.children import ChildGraph
 
 __all__ = (
     "UNSET",
@@ -131,9 +135,19 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
         max_concurrency: int | None = None,
         retry_policy: RetryPolicy | None = None,
         step_timeout: float | None = None,
+        run_timeout: float | None = None,
+        version: int = 1,
+        migrations: Sequence[Migration] = (),
     ) -> None:
         from railyard.builder.paths import _check_concurrency  # pyright: ignore[reportPrivateUsage]
+        from railyard.graph import _run_timeout  # pyright: ignore[reportPrivateUsage]
 
+        self.run_timeout = _run_timeout(run_timeout)
+        """How long a run of the built graph may take, in seconds from its start (`None`: no limit)."""
+        self.version = version
+        """The built graph's version, recorded with each run it creates (`railyard.versioning`)."""
+        self.migrations: tuple[Migration, ...] = tuple(migrations)
+        """How runs stored by older versions are upgraded as they are read (`railyard.versioning.Migration`)."""
         self.retry_policy = retry_policy
         """The retry policy of every step that declares none of its own (`None`: a step runs once)."""
         self.step_timeout = step_timeout
@@ -185,6 +199,7 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
         label: str | None = None,
         retry_policy: RetryPolicy | None = None,
         step_timeout: float | None = None,
+        child_graphs: Sequence[ChildGraph] = (),
     ) -> Callable[[Callable[..., Any]], Step[StateT, DepsT, Any, Any]]: ...
     def step(
         self,
@@ -194,11 +209,13 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
         label: str | None = None,
         retry_policy: RetryPolicy | None = None,
         step_timeout: float | None = None,
+        child_graphs: Sequence[ChildGraph] = (),
     ) -> Step[StateT, DepsT, Any, Any] | Callable[[Callable[..., Any]], Step[StateT, DepsT, Any, Any]]:
         """Make an async function a step: `@g.step` or `@g.step(node_id=..., label=..., retry_policy=...)`.
 
         `retry_policy` and `step_timeout` (seconds per attempt) override the graph's
-        (`GraphBuilder(retry_policy=..., step_timeout=...)`) for this step.
+        (`GraphBuilder(retry_policy=..., step_timeout=...)`) for this step. `child_graphs`
+        names the graphs the step runs with `ctx.run_child`, which its diagram state holds.
 
         Raises:
             GraphBuildingError: the function is not `async def`.
@@ -216,6 +233,7 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
                 label=label,
                 retry_policy=retry_policy,
                 step_timeout=step_timeout,
+                child_graphs=child_graphs,
             )
 
         return make(call) if call is not None else make
@@ -556,6 +574,9 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
             max_concurrency=self.max_concurrency,
             retry_policy=self.retry_policy,
             step_timeout=self.step_timeout,
+            run_timeout=self.run_timeout,
+            version=self.version,
+            migrations=self.migrations,
         )
 
     def _add_automatic_node_edges(self, edges: list[EdgePath[Any]], namespace: dict[str, Any] | None) -> None:
