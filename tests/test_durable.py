@@ -55,7 +55,7 @@ async def test_a_step_in_flight_runs_again_with_the_same_step_id(tmp_path: Path)
     with pytest.raises(KeyboardInterrupt):
         await work_graph.run(Work(), state=Steps(), deps=deps, persistence=DurablePersistence(store, "r"))
     (info,) = await store.runs()
-    assert (info.status, info.steps, info.last_node) == (RunStatus.RUNNING, 2, "Work")
+    assert (info.status, info.steps, info.last_node) == (RunStatus.STALLED, 2, "Work")  # cut off mid-step
 
     fixed = Flaky()
     result = await work_graph.resume(DurablePersistence(store, "r"), deps=fixed)
@@ -230,7 +230,7 @@ async def test_a_cancelled_run_lets_go_of_its_lock_and_resumes(tmp_path: Path) -
     with anyio.move_on_after(0.2):
         await graph.run(Sleepy(), persistence=DurablePersistence(store, "c"))
     (info,) = await store.runs()
-    assert (info.status, info.steps) == (RunStatus.RUNNING, 2)  # cut off in step 3
+    assert (info.status, info.steps) == (RunStatus.STALLED, 2)  # cut off in step 3, and let go of
     result = await graph.resume(DurablePersistence(store, "c"), deps=True)
     assert result.output == 3
 

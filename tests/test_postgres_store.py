@@ -81,8 +81,8 @@ async def test_batches_number_records_one_after_another(store: PostgresStore, ur
     assert _sql(url, "SELECT seq FROM railyard_records WHERE run_id = 'r' ORDER BY seq") == [(n,) for n in range(6)]
     assert _sql(url, "SELECT next_seq, updated_at, started_at FROM railyard_runs") == [(6, 1_005.0, 1_000.0)]
     (info,) = await store.runs()
-    # the last record names no node, so the run's last node is the one before it
-    assert (info.status, info.steps, info.last_node) == (RunStatus.RUNNING, 2, "C")
+    # the last record names no node, so the run's last node is the one before it; left mid-step, it is stalled
+    assert (info.status, info.steps, info.last_node) == (RunStatus.STALLED, 2, "C")
 
 
 async def test_concurrent_batches_each_stay_whole_and_in_order(store: PostgresStore, url: str) -> None:

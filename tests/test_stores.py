@@ -166,20 +166,28 @@ async def test_sqlite_wrong_schema(tmp_path: Path) -> None:
         assert connection.execute("SELECT count(*) FROM railyard_runs").fetchone() == (0,)
 
 
-async def test_sqlite_version_1_is_upgraded_in_place_and_its_runs_go_on(tmp_path: Path) -> None:
-    path = tmp_path / "v1.db"
+_V3_COLUMNS = ("note", "wake_at", "owner", "lease_expires", "cancel_requested")
+"""The columns of `railyard_runs` schema version 3 added (dropped to make an older database)."""
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_sqlite_an_older_version_is_upgraded_in_place_and_its_runs_go_on(tmp_path: Path, version: int) -> None:
+    path = tmp_path / f"v{version}.db"
     store = SqliteStore(path)
     async with count_graph.iter(CountTo(3), state=CrashState(), store=store, run_id="old") as run:
         await run.next()
     await store.aclose()
-    with sqlite3.connect(path) as connection:  # as railyard 0.1's schema version 1 left it
-        connection.execute("ALTER TABLE railyard_runs DROP COLUMN graph")
-        connection.execute("UPDATE railyard_meta SET value = '1' WHERE key = 'schema_version'")
+    with sqlite3.connect(path) as connection:  # as an older railyard's schema version left it
+        dropped = _V3_COLUMNS + (("graph",) if version == 1 else ())
+        for column in dropped:
+            connection.execute(f"ALTER TABLE railyard_runs DROP COLUMN {column}")
+        connection.execute("UPDATE railyard_meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     upgraded = SqliteStore(path)
-    assert [(info.run_id, info.graph) for info in await upgraded.runs()] == [("old", None)]
+    graph = None if version == 1 else "count_graph"
+    assert [(info.run_id, info.graph) for info in await upgraded.runs()] == [("old", graph)]
     assert (await count_graph.resume(upgraded, "old")).output == 3
     await count_graph.run(CountTo(1), state=CrashState(), store=upgraded, run_id="new")
-    assert [(info.run_id, info.graph) for info in await upgraded.runs()] == [("old", None), ("new", "count_graph")]
+    assert [(info.run_id, info.graph) for info in await upgraded.runs()] == [("old", graph), ("new", "count_graph")]
     await upgraded.aclose()
     with sqlite3.connect(path) as connection:
         assert connection.execute("SELECT value FROM railyard_meta").fetchone() == (str(SCHEMA_VERSION),)
@@ -266,22 +274,27 @@ async def test_postgres_refuses_a_newer_schema_and_a_wrong_one(new_postgres_data
         await PostgresStore(wrong).runs()
 
 
-async def test_postgres_version_1_is_upgraded_in_place(new_postgres_database: Callable[[], str]) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+async def test_postgres_an_older_version_is_upgraded_in_place(
+    new_postgres_database: Callable[[], str], version: int
+) -> None:
     import psycopg
 
     url = new_postgres_database()
     store = PostgresStore(url)
     await _count_run(store, "old")
     await store.aclose()
-    with psycopg.connect(url, autocommit=True) as connection:  # as schema version 1 left it
-        connection.execute("ALTER TABLE railyard_runs DROP COLUMN graph")
-        connection.execute("UPDATE railyard_meta SET value = '1'")
+    with psycopg.connect(url, autocommit=True) as connection:  # as an older schema version left it
+        for column in _V3_COLUMNS + (("graph",) if version == 1 else ()):
+            connection.execute(f"ALTER TABLE railyard_runs DROP COLUMN {column}")  # type: ignore[arg-type]
+        connection.execute("UPDATE railyard_meta SET value = %s", (str(version),))
     upgraded = PostgresStore(url)
+    graph = None if version == 1 else "count_graph"
     assert [(info.run_id, info.graph, info.status) for info in await upgraded.runs()] == [
-        ("old", None, RunStatus.ENDED)
+        ("old", graph, RunStatus.ENDED)
     ]
     await count_graph.run(CountTo(1), state=CrashState(), store=upgraded, run_id="new")
-    assert {info.run_id: info.graph for info in await upgraded.runs()} == {"old": None, "new": "count_graph"}
+    assert {info.run_id: info.graph for info in await upgraded.runs()} == {"old": graph, "new": "count_graph"}
     await upgraded.aclose()
 
 

@@ -314,15 +314,34 @@ async def test_a_cancelled_run_is_never_resumed_or_claimed(tmp_path: Path) -> No
     await store.aclose()
 
 
-async def test_cancel_refuses_an_ended_run_and_one_a_driver_holds(tmp_path: Path) -> None:
+async def test_a_cancel_asked_while_the_run_is_held_stops_its_next_drive_before_a_step_runs(tmp_path: Path) -> None:
+    from railyard import RunCancelled
+    from railyard.suspension import cancel
+
+    store = SqliteStore(tmp_path / "runs.db")
+    await _suspend(store)
+    await signal(store, "order-7", "approval", {"approved": True})
+    before = await store.read("order-7")
+    async with store.lock("order-7"):  # held (by a driver that writes nothing more)
+        await cancel(SqliteStore(tmp_path / "runs.db"), "order-7", "too late")
+        assert await store.read("order-7") == before, "a cancel asked of a held run records nothing itself"
+    (info,) = await store.runs()
+    assert (info.status, info.cancel_requested) == (RunStatus.WAITING, "too late")
+    with pytest.raises(RunCancelled, match=r"was cancelled \(too late\)"):
+        await orders.resume(store, "order-7")
+    records = await store.read("order-7")
+    assert [r.kind for r in records[len(before) :]][-1] == "run_cancelled"
+    assert not any(r.kind == "step_finished" for r in records[len(before) :]), "the approved step never ran"
+    assert [i.status for i in await store.runs()] == [RunStatus.CANCELLED]
+    await store.aclose()
+
+
+async def test_cancel_refuses_an_ended_run(tmp_path: Path) -> None:
     from railyard import RunEnded
     from railyard.suspension import cancel
 
     store = SqliteStore(tmp_path / "runs.db")
     await _suspend(store)
-    async with store.lock("order-7"):
-        with pytest.raises(RunLocked):
-            await cancel(SqliteStore(tmp_path / "runs.db"), "order-7", "too late")
     await signal(store, "order-7", "approval", {"approved": True})
     await orders.resume(store, "order-7")
     before = await store.read("order-7")

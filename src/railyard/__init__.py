@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from railyard.children import ChildRunError
 from railyard.exceptions import (
     CorruptRunError,
     GraphBuildingError,
@@ -24,6 +25,7 @@ from railyard.exceptions import (
     GraphSetupError,
     GraphStepLimitError,
     GraphValidationError,
+    GraphVersionError,
     MermaidServiceError,
     PersistenceError,
     RailyardError,
@@ -32,6 +34,7 @@ from railyard.exceptions import (
     RunExists,
     RunLocked,
     RunNotFound,
+    RunTimedOut,
 )
 from railyard.graph import Graph, GraphRun, GraphRunResult
 from railyard.nodes import BaseNode, Edge, End, GraphRunContext
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
     from railyard.store.postgres import PostgresStore
     from railyard.store.sqlite import SqliteStore
     from railyard.store.urls import open_store
+    from railyard.versioning import Migration
     from railyard.worker import run_worker
 
 __all__ = (
@@ -80,6 +84,8 @@ __all__ = (
     "RunStore",
     "SqliteStore",
     "open_store",
+    # changing a graph under stored runs
+    "Migration",
     # retries and timeouts
     "NonRetryable",
     "RetryPolicy",
@@ -90,6 +96,7 @@ __all__ = (
     "ThreadExecutor",
     "run_worker",
     # errors
+    "ChildRunError",
     "CorruptRunError",
     "GraphBuildingError",
     "GraphMismatchError",
@@ -98,10 +105,12 @@ __all__ = (
     "GraphSetupError",
     "GraphStepLimitError",
     "GraphValidationError",
+    "GraphVersionError",
     "MermaidServiceError",
     "PersistenceError",
     "RailyardError",
     "RunCancelled",
+    "RunTimedOut",
     "RunEnded",
     "RunExists",
     "RunLocked",
@@ -116,6 +125,7 @@ _LAZY: dict[str, str] = {
     "FullStatePersistence": "railyard.persistence.in_mem",
     "InProcessExecutor": "railyard.runtime._executor",
     "MemoryStore": "railyard.store.memory",
+    "Migration": "railyard.versioning",
     "PostgresStore": "railyard.store.postgres",
     "RunInfo": "railyard.store",
     "RunStatus": "railyard.store",

@@ -77,7 +77,7 @@ class Route:
 class NodeProgram:
     """The node API as a runtime program: every task is a step whose result leads to at most one task."""
 
-    __slots__ = ("graph", "kinds", "routes", "step_rules")
+    __slots__ = ("graph", "kinds", "routes", "run_timeout", "step_rules")
 
     def __init__(self, graph: Graph[Any, Any, Any]) -> None:
         from railyard.runtime._program import NodeKind
@@ -88,6 +88,8 @@ class NodeProgram:
         """Every node is a step."""
         self.step_rules: dict[str, StepRules] = {}
         """The retry policy and timeout of each node that has either (its own, else the graph's)."""
+        self.run_timeout: float | None = graph.run_timeout
+        """How long a run may take, in seconds (`None`: no limit)."""
         for node_id, node_def in graph.node_defs.items():
             policy = node_def.node.retry_policy or graph.retry_policy
             timeout = node_def.node.step_timeout if node_def.node.step_timeout is not None else graph.step_timeout

@@ -42,6 +42,7 @@ from railyard.store.records import (
     StepSuspended,
     TasksScheduled,
 )
+from railyard.suspension import DEADLINE_PREFIX, TIMER_PREFIX
 
 __all__ = ("Position", "replay")
 
@@ -72,6 +73,8 @@ class Position:
     """Why the run was cancelled, if it was (it is never resumed)."""
     answers: dict[str, tuple[str, Any]] = field(default_factory=dict[str, tuple[str, Any]])
     """Signals delivered to steps that waited and have not finished since: `{key: (step id, payload)}`."""
+    started_at: float | None = None
+    """When the run's first record was written (a POSIX timestamp)."""
     attempts: dict[str, tuple[int, float]] = field(default_factory=dict[str, tuple[int, float]])
     """Pending tasks whose last attempt failed and is retried: the next attempt's number and when it is due."""
 
@@ -106,6 +109,8 @@ def replay(
     position = Position()
     waits: dict[str, str] = {}  # key -> the step waiting for it
     for record in records:
+        if position.started_at is None:
+            position.started_at = record.ts
         if type(record) is StepFinished:
             if position.answers:
                 position.answers = {k: v for k, v in position.answers.items() if v[0] != record.task_id}
@@ -136,6 +141,9 @@ def replay(
             position.cancelled = record.reason
         elif type(record) is StepSuspended:
             waits[record.key] = record.task_id
+            if record.wake_at is not None and not record.key.startswith(TIMER_PREFIX):
+                # a wait with a timeout: the step, run again, keeps the deadline it had
+                position.answers[DEADLINE_PREFIX + record.key] = (record.task_id, record.wake_at)
         elif type(record) is SignalReceived:
             if record.key in waits:
                 position.answers[record.key] = (waits.pop(record.key), record.payload)

@@ -7,6 +7,8 @@ with the graph's codec, and appends it before the run goes on.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
@@ -28,6 +30,7 @@ from railyard.store.records import (
     DIALECT,
     ErrorInfo,
     JoinClosed,
+    RunCancelledRecorded,
     RunCreated,
     RunRecord,
     RunSuspendedRecorded,
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
     from railyard.suspension import Waiting
 
 __all__ = ("StoreRecorder",)
+
+logger = logging.getLogger("railyard.store")
 
 
 class StoreRecorder:
@@ -91,6 +96,10 @@ class StoreRecorder:
         self._broken: BaseException | None = None
         self._creating = False
         self._deltas = StateDeltas()
+        self.on_cancel: Callable[[str], None] | None = None
+        """Told the reason when the store says a cancellation was asked of the run (the loop stops it)."""
+        self._asked: Callable[[str], str | None] | None = getattr(store, "cancel_requested", None)
+        self._beat: asyncio.Task[None] | None = None
 
     @property
     def locked(self) -> bool:
@@ -110,6 +119,7 @@ class StoreRecorder:
         lock = self.store.lock(self.run_id)
         await lock.__aenter__()
         self._lock = lock
+        self._start_heartbeat()
         self._deltas.reset()  # the first state this driver stores is whole: it trusts no earlier writer
         try:
             if new:
@@ -126,6 +136,9 @@ class StoreRecorder:
         lock = self._lock
         if lock is None:
             return
+        beat, self._beat = self._beat, None
+        if beat is not None:
+            beat.cancel()
         with anyio.CancelScope(shield=True):
             try:
                 if self._broken is None:
@@ -218,11 +231,12 @@ class StoreRecorder:
             batch, self._pending = self._pending, []
             self._flushing = done = anyio.Event()
             try:
-                if self.exists:
-                    await self.store.append(self.run_id, batch)
-                else:
-                    await self.store.create(self.run_id, batch)
-                    self.exists = True
+                with anyio.CancelScope(shield=True):  # a write is finished, not cut off: the log stays whole
+                    if self.exists:
+                        await self.store.append(self.run_id, batch)
+                    else:
+                        await self.store.create(self.run_id, batch)
+                        self.exists = True
             except BaseException as error:
                 self._broken = error  # what was told is lost: nothing after it may be written
                 raise
@@ -230,6 +244,9 @@ class StoreRecorder:
                 self._flushing = None
                 done.set()
             self._durable += len(batch)
+            asked = self._asked
+            if asked is not None and self.on_cancel is not None and (reason := asked(self.run_id)) is not None:
+                self.on_cancel(reason)
 
     async def _stored(self) -> bool:
         try:
@@ -305,13 +322,54 @@ class StoreRecorder:
     async def step_suspended(self, task: Task, waiting: Waiting) -> None:
         """Record what the task waits for (the run is `suspended` once this is written)."""
         record = StepSuspended(
-            task.task_id, waiting.key, waiting.payload_type, waiting.payload_schema, waiting.prompt, time()
+            task.task_id,
+            waiting.key,
+            waiting.payload_type,
+            waiting.payload_schema,
+            waiting.prompt,
+            time(),
+            waiting.wake_at,
         )
         await self.write(record, task.node_id)
 
     async def run_suspended(self, waits: Sequence[Waiting]) -> None:
         """Record that the run is suspended (what it waits for is in its steps' records)."""
-        await self.write(RunSuspendedRecorded(tuple(w.key for w in waits), time()), None)
+        from railyard.suspension import first_timer
+
+        await self.write(RunSuspendedRecorded(tuple(w.key for w in waits), time(), first_timer(waits)), None)
+
+    async def run_cancelled(self, reason: str) -> None:
+        """Record that the run was cancelled while it was driven (it stopped at a step boundary)."""
+        with anyio.CancelScope(shield=True):
+            await self.write(RunCancelledRecorded(reason, time()), None)
+
+    def _start_heartbeat(self) -> None:
+        """While this recorder holds the run: renew the store's lease on it, and hear of a cancellation asked.
+
+        A task of its own, every third of the store's lease (on asyncio; elsewhere the lease
+        is renewed with each record the run writes).
+        """
+        if not isinstance(getattr(self.store, "lease", None), (int, float)) or not hasattr(self.store, "heartbeat"):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on asyncio
+            return
+        self._beat = loop.create_task(self._heartbeat(), name=f"railyard lease {self.run_id}")
+
+    async def _heartbeat(self) -> None:
+        store: Any = self.store
+        while True:
+            await anyio.sleep(store.lease / 3)
+            if self._lock is None:
+                return
+            try:
+                reason = await store.heartbeat(self.run_id)
+            except Exception as error:  # the store is unreachable now: the next beat tries again
+                logger.warning("could not renew the lease on run %s: %s", self.run_id, error)
+                continue
+            if reason is not None and self.on_cancel is not None:
+                self.on_cancel(reason)
 
     def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> Awaitable[None] | None:
         """Queue a join's closing as a finished step of its own, with the tasks its value went on to."""

@@ -7,7 +7,8 @@ The tree, split by who must act::
     │   ├── GraphBuildingError   a builder graph cannot be built (also a ValueError)
     │   └── GraphValidationError a builder graph's structure is wrong (also a ValueError)
     ├── GraphRuntimeError        a run went wrong (a node returned something invalid, ...)
-    │   └── GraphStepLimitError  a run went past its `max_steps`
+    │   ├── GraphStepLimitError  a run went past its `max_steps`
+    │   └── ChildRunError        a child run failed or was cancelled (railyard.children)
     ├── GraphNodeStatusError     a snapshot is not in a state that allows the operation
     ├── PersistenceError         stored data is missing, locked or corrupt
     │   ├── RunNotFound          no run with that id in the store
@@ -15,10 +16,13 @@ The tree, split by who must act::
     │   ├── RunLocked            another driver holds the run
     │   ├── RunEnded             the run has ended and cannot go on
     │   ├── RunCancelled         the run was cancelled and is never resumed
+    │   │   └── RunTimedOut      it ran longer than its graph's run_timeout (also a TimeoutError)
     │   ├── GraphMismatchError   the run was made by another graph
     │   ├── CorruptRunError      a stored record cannot be read back
+    │   │   └── GraphVersionError  the graph changed in ways the run needs (no migration)
     │   └── SignalError          a signal names a key the run does not wait for, or a bad payload
     ├── RunSuspended             the run waits for a signal (railyard.suspension)
+    ├── WaitTimedOut             `wait_for(..., timeout=)` passed its deadline (railyard.suspension; a TimeoutError)
     └── MermaidServiceError      the mermaid rendering service could not render a diagram
 
 `GraphSetupError` and `GraphRuntimeError` keep the names pydantic-graph uses, so
@@ -27,6 +31,7 @@ The tree, split by who must act::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = (
@@ -43,8 +48,10 @@ __all__ = (
     "RunLocked",
     "RunEnded",
     "RunCancelled",
+    "RunTimedOut",
     "CorruptRunError",
     "GraphMismatchError",
+    "GraphVersionError",
     "MermaidServiceError",
 )
 
@@ -179,6 +186,20 @@ class RunCancelled(PersistenceError, GraphRuntimeError):
         """Why it was cancelled."""
 
 
+class RunTimedOut(RunCancelled, TimeoutError):
+    """The run ran longer than its graph's `run_timeout`: its steps were cancelled and it is stored cancelled."""
+
+    def __init__(self, run_id: str | None, where: str, timeout: float) -> None:
+        reason = f"ran longer than its run_timeout of {timeout:g} s"
+        super().__init__(run_id or "(not stored)", where, reason)
+        self.args = (
+            f"Run {run_id!r} in {where} {reason}: its running steps were cancelled, and it is stored cancelled "
+            f"(it cannot be resumed). Give the graph a longer run_timeout if runs are meant to take this long.",
+        )
+        self.timeout = timeout
+        """The graph's `run_timeout`, in seconds."""
+
+
 class CorruptRunError(PersistenceError):
     """A stored record of a run cannot be read back: damaged, or written for other types."""
 
@@ -211,6 +232,58 @@ class GraphMismatchError(PersistenceError):
         """Raise unless the graphs agree (a run or a graph without a name agrees with any)."""
         if recorded is not None and given is not None and recorded != given:
             raise cls(run_id, where, recorded, given)
+
+
+class GraphVersionError(CorruptRunError):
+    """A stored run cannot be resumed by this version of its graph: the graph changed in ways the run needs.
+
+    Raised on resume, before anything is stored (the run is left as it was). The message
+    names the first record the graph cannot read (`record`, `problem`; record 1, the run's
+    creation, when the difference is the graph's version), lists each difference on its
+    own line (`differences`) and says what to do: give a new field a default, or raise the
+    graph's `version=` and add a `railyard.versioning.Migration` that upgrades what the run
+    stored.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        where: str,
+        graph: str | None,
+        differences: Sequence[str],
+        *,
+        stored_version: int,
+        version: int,
+        advice: str,
+        record: int = 1,
+        problem: str | None = None,
+    ) -> None:
+        named = f"graph {graph!r}" if graph is not None else "the graph"
+        lines = "\n".join(f"  - {difference}" for difference in differences)
+        if problem is None:
+            head = f"Run {run_id!r} in {where} cannot be resumed by {named} (version {version}); it was"
+        else:
+            head = f"Run {run_id!r} in {where}: record {record} cannot be read: {problem}. {named.capitalize()} "
+            head += f"(version {version}) cannot resume it: the run was"
+        PersistenceError.__init__(
+            self,
+            f"{head} stored by version {stored_version}, and the graph differs in what the run needs:\n{lines}\n"
+            f"{advice} Nothing was changed.",
+            run_id=run_id,
+            record=record,
+        )
+        self.run_id = run_id
+        self.record = record
+        self.graph = graph
+        """The name of the graph that tried to resume the run."""
+        self.problem = problem
+        """Why `record` cannot be read (`None`: it can; the run is refused for its version)."""
+        self.differences = tuple(differences)
+        """Each difference that stops the run, as the message lists them."""
+        self.stored_version = stored_version
+        """The graph version the run's latest records were written by."""
+        self.version = version
+        """The version of the graph that tried to resume it."""
 
 
 class MermaidServiceError(RailyardError):

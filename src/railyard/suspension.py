@@ -23,23 +23,37 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from time import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from railyard.exceptions import GraphRuntimeError, PersistenceError, RailyardError
+from railyard.exceptions import (
+    GraphRuntimeError,
+    PersistenceError,
+    RailyardError,
+    RunCancelled,
+    RunEnded,
+    RunLocked,
+)
 from railyard.store.records import RunStatus
 
 if TYPE_CHECKING:
-    from railyard.store import RunStore
+    from railyard.store import RunStore, StoredRecord
 
 __all__ = (
     "RunSuspended",
     "SignalError",
+    "TIMER_PREFIX",
     "WaitRequested",
+    "WaitTimedOut",
     "Waiting",
     "cancel",
+    "DEADLINE_PREFIX",
+    "first_timer",
     "signal",
+    "sleep_until",
     "type_path",
     "wait_for",
     "waiting_for",
@@ -62,16 +76,47 @@ class Waiting:
     """The payload's JSON schema."""
     prompt: str | None
     """What the step asks."""
+    wake_at: float | None = None
+    """When the wait ends by itself (a POSIX timestamp), or `None`: only a signal ends it."""
+
+    @property
+    def is_timer(self) -> bool:
+        """Whether this is a timer (`ctx.sleep_until`): woken when due, never signalled."""
+        return self.key.startswith(TIMER_PREFIX)
+
+
+TIMER_PREFIX = "timer:"
+"""The start of a timer's key (`ctx.sleep_until`): `timer:<when it is due, ISO 8601>`."""
+
+DEADLINE_PREFIX = "\x00deadline:"
+"""Where a waiting step's stored deadline is kept among the run's answers (not a key a signal can name)."""
 
 
 class WaitRequested(BaseException):
     """Raised by `wait_for` inside a step to suspend the run (a `BaseException`, so `except Exception` passes it)."""
 
-    def __init__(self, key: str, payload_type: Any, prompt: str | None) -> None:
+    def __init__(self, key: str, payload_type: Any, prompt: str | None, wake_at: float | None = None) -> None:
         super().__init__(key)
         self.key = key
         self.payload_type = payload_type
         self.prompt = prompt
+        self.wake_at = wake_at
+
+
+class WaitTimedOut(RailyardError, TimeoutError):
+    """`wait_for(key, ..., timeout=)` saw its deadline pass without an answer (the step may catch it and go on)."""
+
+    def __init__(self, key: str, step_id: str, timeout: float) -> None:
+        super().__init__(
+            f"Step `{step_id}` waited {timeout:g} s for {key!r} and no signal came; catch WaitTimedOut in the step "
+            f"to go on without it, or give wait_for a longer timeout."
+        )
+        self.key = key
+        """What the step waited for."""
+        self.step_id = step_id
+        """The step that waited."""
+        self.timeout = timeout
+        """How long it waited, in seconds."""
 
 
 class RunSuspended(RailyardError):
@@ -119,13 +164,25 @@ def wait_for(
     payload_type: type[T],
     *,
     prompt: str | None,
+    timeout: float | timedelta | None = None,
 ) -> T:
     """The payload a signal delivered for `key` to this step, validated; else suspend the run.
 
+    With `timeout`, the wait ends by itself that long after it began (the deadline is
+    stored with the wait, so a step run again keeps it): once it has passed, `WaitTimedOut`.
+
     Raises:
         WaitRequested: no answer yet (the loop stores the wait and suspends the run).
+        WaitTimedOut: the timeout passed without an answer.
         GraphRuntimeError: the run is not durable, so it could not be resumed with an answer.
+        ValueError: the key is empty, has a line break or starts like a timer's, or the timeout is not positive.
     """
+    if not key or "\n" in key or key.startswith((TIMER_PREFIX, DEADLINE_PREFIX)):
+        raise ValueError(
+            f"wait_for({key!r}, ...) in step `{step_id}`: a key is a non-empty line of text that does not start "
+            f"with {TIMER_PREFIX!r} (timers' keys do)."
+        )
+    seconds = _seconds(timeout, f"wait_for({key!r}, ..., timeout=)") if timeout is not None else None
     if run_id is None:
         raise GraphRuntimeError(
             f"`wait_for({key!r}, ...)` in step `{step_id}` needs a durable run, which can wait and be resumed: "
@@ -136,14 +193,73 @@ def wait_for(
         if answer is not None and answer[0] == step_id:
             value: T = _adapter(payload_type).validate_python(answer[1])
             return value
-    raise WaitRequested(key, payload_type, prompt)
+    if seconds is None:
+        raise WaitRequested(key, payload_type, prompt)
+    stored = answers.get(DEADLINE_PREFIX + key) if answers else None
+    deadline = float(stored[1]) if stored is not None and stored[0] == step_id else time() + seconds
+    if time() >= deadline:
+        raise WaitTimedOut(key, step_id, seconds)
+    raise WaitRequested(key, payload_type, prompt, wake_at=deadline)
+
+
+async def sleep_until(run_id: str | None, step_id: str, when: datetime | float) -> None:
+    """Wait until `when` (an aware datetime, or a POSIX timestamp); at once if it has passed.
+
+    In a durable run the step is parked and the run stored `suspended` with its timer:
+    no process waits meanwhile, and a worker takes the run up when it is due (the step
+    then runs again from its start, and this returns at once). A run without a store
+    sleeps in this process.
+
+    Raises:
+        WaitRequested: the timer is not due (the loop stores it and suspends the run).
+        ValueError: `when` is a naive datetime, or not a time.
+    """
+    due = _when(when, f"sleep_until({when!r}) in step `{step_id}`")
+    remaining = due - time()
+    if remaining <= 0:
+        return
+    if run_id is None:
+        import anyio
+
+        await anyio.sleep(remaining)
+        return
+    stamp = datetime.fromtimestamp(due, UTC).isoformat()
+    raise WaitRequested(f"{TIMER_PREFIX}{stamp}", type(None), None, wake_at=due)
+
+
+def first_timer(waits: Sequence[Waiting]) -> float | None:
+    """When the first of `waits` ends by itself (a POSIX timestamp), or `None` if only signals end them."""
+    due = [w.wake_at for w in waits if w.wake_at is not None]
+    return min(due) if due else None
+
+
+def _when(value: datetime | float, where: str) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{where}: give an aware datetime (for instance datetime.now(UTC) + timedelta(hours=1)).")
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: give a datetime or a POSIX timestamp.")
+    return float(value)
+
+
+def _seconds(value: float | timedelta, where: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValueError(f"{where}: a timeout is a timedelta or a number of seconds, more than 0 (got {value!r}).")
+    return float(seconds)
 
 
 def waiting_of(kind: str, body: dict[str, Any], open_waits: dict[str, Waiting]) -> None:
     """Bring `open_waits` up to date with one stored record (by its kind and JSON body)."""
     if kind == "step_suspended":
         open_waits[body["key"]] = Waiting(
-            body["key"], body["task_id"], body["payload_type"], body["payload_schema"], body["prompt"]
+            body["key"],
+            body["task_id"],
+            body["payload_type"],
+            body["payload_schema"],
+            body["prompt"],
+            body.get("wake_at"),
         )
     elif kind == "signal_received":
         open_waits.pop(body["key"], None)
@@ -196,6 +312,10 @@ async def signal(store: RunStore, run_id: str, key: str, payload: Any, *, payloa
         if wait is None:
             waits = ", ".join(repr(k) for k in open_waits) or "nothing"
             raise SignalError(f"Run {run_id!r} does not wait for {key!r}; it waits for {waits}.")
+        if wait.is_timer:
+            raise SignalError(
+                f"{key!r} of run {run_id!r} is a timer: it is not signalled, a worker takes the run up when it is due."
+            )
         checked_type = payload_type if payload_type is not None else _import_type(wait.payload_type, key, run_id)
         adapter = _adapter(checked_type)
         try:
@@ -210,26 +330,62 @@ async def signal(store: RunStore, run_id: str, key: str, payload: Any, *, payloa
 
 
 async def cancel(store: RunStore, run_id: str, reason: str) -> None:
-    """Cancel a run no driver holds (waiting, suspended, failed or created): it is never resumed or claimed again.
+    """Cancel a run: it stops for good, is never resumed or claimed again, and ends `cancelled`.
 
-    The run is stored `cancelled` with `reason`; resuming it raises `RunCancelled`.
+    A run no driver holds (waiting, suspended, failed, created) is stored `cancelled` at
+    once. A run being driven right now, in this process or another, is asked to stop: its
+    driver sees the request at its next step boundary (or within a third of the store's
+    lease, while a long step runs), cancels the running steps with an anyio cancellation,
+    records the cancellation and raises `RunCancelled`. `cancel` returns once the run is
+    cancelled or the request is stored; `store.run(run_id)` shows it `cancelled` once the
+    driver has stopped. Resuming a cancelled run raises `RunCancelled`.
 
     Raises:
         RunNotFound: the store has no such run.
-        RunLocked: a driver is running it right now (cancel it between its drives).
         RunEnded: it has ended already (nothing is stored).
         RunCancelled: it was cancelled already (nothing is stored).
+        RunLocked: a driver holds it and the store cannot pass a request on to drivers.
     """
-    from railyard.exceptions import RunCancelled, RunEnded
+    try:
+        await _cancel_now(store, run_id, reason)
+        return
+    except RunLocked:
+        request = getattr(store, "request_cancel", None)
+        if request is None:
+            raise
+    _refuse_finished(store, run_id, await store.read(run_id))
+    await request(run_id, reason)
+    try:  # its driver may have let go before it could see the request: then it is cancelled here
+        await _cancel_now(store, run_id, reason)
+    except RunLocked:
+        return  # its driver stops it at its next step boundary
+    except RunCancelled:
+        return  # cancelled by its driver meanwhile
 
+
+async def _cancel_now(store: RunStore, run_id: str, reason: str) -> None:
+    """Store a run no driver holds as cancelled.
+
+    Raises:
+        RunLocked: a driver holds it.
+    """
     async with store.lock(run_id):
-        records = await store.read(run_id)
-        for record in records:
-            if record.kind == "run_cancelled":
-                raise RunCancelled(run_id, repr(store), json.loads(record.body)["reason"])
-        if records and records[-1].status is RunStatus.ENDED:
-            raise RunEnded(run_id, repr(store))
+        _refuse_finished(store, run_id, await store.read(run_id))
         await _append(store, run_id, "run_cancelled", {"reason": reason}, RunStatus.CANCELLED)
+
+
+def _refuse_finished(store: RunStore, run_id: str, records: Sequence[StoredRecord]) -> None:
+    """Refuse to cancel a run that was cancelled, or has ended.
+
+    Raises:
+        RunCancelled: it was cancelled.
+        RunEnded: it ended.
+    """
+    for record in records:
+        if record.kind == "run_cancelled":
+            raise RunCancelled(run_id, repr(store), json.loads(record.body)["reason"])
+    if records and records[-1].status is RunStatus.ENDED:
+        raise RunEnded(run_id, repr(store))
 
 
 async def _append(store: RunStore, run_id: str, kind: str, fields: dict[str, Any], status: RunStatus) -> None:

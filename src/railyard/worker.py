@@ -6,8 +6,9 @@ async with open_store("postgresql://...") as store:   # or any RunStore
 ```
 
 Start as many workers as you like, on as many machines as share the store: each run is
-driven by one worker at a time, a run whose worker died is picked up by another, and
-a step that finished is never run again. A run is driven by the graph whose name was
+driven by one worker at a time, a run whose worker died is picked up by another (it is
+reported `stalled` once the dead worker's lease runs out), a suspended run is picked up
+when its timer is due, and a step that finished is never run again. A run is driven by the graph whose name was
 recorded when it was created: a node `Graph`, a builder `Graph` or an `Agent` alike.
 """
 
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from railyard.exceptions import RunLocked
+from railyard.exceptions import RunCancelled, RunLocked
 from railyard.store import RunStatus, RunStore
 from railyard.store.base import READY
 from railyard.suspension import RunSuspended
@@ -127,7 +128,10 @@ async def _drive(by_name: Mapping[str, Resumable], store: RunStore, run_id: str,
         return "taken"  # taken over by another driver between the claim and the start
     except RunSuspended as suspended:
         logger.info("run %s is suspended: %s", run_id, suspended.waiting.key)
-        return "driven"  # as far as it goes: a signal makes it ready again
+        return "driven"  # as far as it goes: a signal or its timer makes it ready again
+    except RunCancelled as cancelled:
+        logger.info("run %s was cancelled while driven: %s", run_id, cancelled.reason)
+        return "driven"
     except Exception:
         if await _started(store, run_id):
             logger.exception("run %s failed; its error is recorded, and it can be resumed after a fix", run_id)

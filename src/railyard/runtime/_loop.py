@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections import Counter, deque
 from collections.abc import Sequence
 from time import perf_counter, time
@@ -123,6 +124,21 @@ class Loop(MapSources):
         self._run_node = self.executor.bind(program.runner(self))
         self._task_group: TaskGroup | None = None
         self._wakeup: anyio.Event | None = None
+        self.cancel_reason: str | None = None
+        """Why the run was cancelled while driven (`cancel`), or `None`."""
+        self._cancel_recorded = False
+        self._own: anyio.CancelScope | None = None
+        """The scope of the step the driver runs itself, while it runs (cancelled by `cancel`)."""
+        self.run_timeout: float | None = getattr(program, "run_timeout", None)
+        """How long the run may take, in seconds from its start (`None`: no limit)."""
+        self.started_at = time()
+        """When the run started (a POSIX timestamp; a resumed run's is its first record's)."""
+        self._timed_out = False
+        self._watched = self.run_timeout is not None or (recorder is not None and hasattr(recorder, "on_cancel"))
+        """Whether the run may be stopped from outside its steps: a store that another process asks to cancel
+        it, or its run timeout."""
+        if recorder is not None and hasattr(recorder, "on_cancel"):
+            recorder.on_cancel = self.cancel
 
     # -- what the front ends use --------------------------------------------------------
 
@@ -214,6 +230,62 @@ class Loop(MapSources):
         self._lanes.open(group)
         return self
 
+    def cancel(self, reason: str) -> None:
+        """Cancel the run at once: its running steps get an anyio cancellation, and the driver stops.
+
+        The driver records the cancellation and raises `RunCancelled` from `advance`. Called
+        when the store says another process asked to cancel the run (`railyard.cancel`).
+        """
+        if self.cancel_reason is not None:
+            return
+        self.cancel_reason = reason
+        self._lanes.cancel_all()
+        for scope in self._pumps:
+            scope.cancel()
+        if self._own is not None:
+            self._own.cancel()
+        self._arrive("cancelled", reason)
+
+    def _deadline(self) -> float:
+        """The run timeout's deadline on anyio's clock (`inf`: none)."""
+        if self.run_timeout is None:
+            return math.inf
+        return anyio.current_time() + (self.started_at + self.run_timeout - time())
+
+    def _time_out(self) -> None:
+        """The run took longer than its run timeout: stop it as a cancellation."""
+        if self.cancel_reason is None and self.run_timeout is not None:
+            self._timed_out = True
+            self.cancel(f"ran longer than its run_timeout of {self.run_timeout:g} s")
+
+    async def _cancelled(self) -> BaseException:
+        """Record the run's cancellation (once) and make the error the driver raises."""
+        from railyard.exceptions import RunCancelled, RunTimedOut
+
+        reason = self.cancel_reason or "cancelled"
+        self.stop()
+        recorder = self.recorder
+        if not self._cancel_recorded:
+            self._cancel_recorded = True
+            record = getattr(recorder, "run_cancelled", None)
+            if record is not None:
+                await record(reason)
+        where = repr(getattr(recorder, "store", f"graph {self.program.name!r}"))
+        if self._timed_out and self.run_timeout is not None:
+            return RunTimedOut(self.ctx.run_id, where, self.run_timeout)
+        return RunCancelled(self.ctx.run_id, where, reason)
+
+    async def _own_step(self, task: Task) -> Any:
+        """Run a step in the driver's own task, cancellable from outside (a watched run's)."""
+        with anyio.CancelScope(deadline=self._deadline()) as scope:
+            self._own = scope
+            try:
+                return await self._step(task)
+            finally:
+                self._own = None
+        self._time_out()  # the scope took the cancellation (or its deadline passed): the run stops here
+        raise await self._cancelled()
+
     async def __aexit__(self, *exc_info: Any) -> None:
         self.stop()
         group, self._task_group = self._task_group, None
@@ -268,6 +340,10 @@ class Loop(MapSources):
 
     async def _next_batch(self) -> list[Task] | End[Any]:
         """`advance` without the flush."""
+        if self.run_timeout is not None and time() >= self.started_at + self.run_timeout:
+            self._time_out()
+        if self.cancel_reason is not None:
+            raise await self._cancelled()
         ready = self.ready
         if not self.started:
             self.started = True
@@ -277,7 +353,7 @@ class Loop(MapSources):
                 # the only work there is: the driver runs it itself (no lane; the caller's context)
                 task = ready[0]
                 try:
-                    routed = await self._step(task)
+                    routed = await (self._own_step(task) if self._watched else self._step(task))
                 except BaseException as error:
                     self._failed(task, error)
                     raise
@@ -305,11 +381,12 @@ class Loop(MapSources):
                 not self.started
                 and len(ready) == 1
                 and not (self._running or self._queued or self._completed or self._inline or self._sources)
+                and self.cancel_reason is None
             ):
                 self.started = True
                 task = ready[0]
                 try:
-                    routed = await self._step(task)
+                    routed = await (self._own_step(task) if self._watched else self._step(task))
                 except BaseException as error:
                     self._failed(task, error)
                     raise
@@ -367,7 +444,7 @@ class Loop(MapSources):
     def _failed(self, task: Task, error: BaseException) -> None:
         """The driver's own step raised: stop the run, and name the node on the error."""
         self.stop()
-        if isinstance(error, Exception) and not isinstance(error, RunSuspended):
+        if isinstance(error, Exception) and not isinstance(error, RunSuspended) and self.cancel_reason is None:
             self._noted(task, error)
 
     def stop(self) -> None:
@@ -414,6 +491,8 @@ class Loop(MapSources):
                 pending = recorder.structural_started(task, state)
             if pending is not None:
                 await pending
+            if self.cancel_reason is not None:  # asked while its start was written: it never runs
+                await anyio.lowlevel.checkpoint()
             start = perf_counter()
         try:
             rules = self._rules.get(task.node_id) if self._rules else None
@@ -504,7 +583,7 @@ class Loop(MapSources):
         import pydantic
 
         schema = pydantic.TypeAdapter(wait.payload_type).json_schema()
-        waiting = Waiting(wait.key, task.task_id, type_path(wait.payload_type), schema, wait.prompt)
+        waiting = Waiting(wait.key, task.task_id, type_path(wait.payload_type), schema, wait.prompt, wait.wake_at)
         recorder = self.recorder
         if recorder is not None:
             pending = recorder.step_suspended(task, waiting)
@@ -616,9 +695,17 @@ class Loop(MapSources):
                 await self._launch()
             while not self._completed:
                 self._wakeup = wakeup = anyio.Event()
-                await wakeup.wait()
+                if self.run_timeout is None:
+                    await wakeup.wait()
+                else:
+                    with anyio.move_on_at(self._deadline()):
+                        await wakeup.wait()
+                    if not wakeup.is_set():
+                        self._time_out()
             kind, payload = self._completed.popleft()
             outcome: list[Task] | End[Any]
+            if kind == "cancelled":
+                raise await self._cancelled()
             if kind == "error":
                 failed, raised = payload
                 raise self._noted(failed, raised)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from railyard.store.records import (
@@ -32,7 +32,15 @@ from railyard.store.records import (
     TaskClaimed,
     TasksScheduled,
 )
-from railyard.store.summary import RunDetail, RunInfo, summarize  # noqa: F401 - summarize: importable, not public
+from railyard.store.summary import (  # noqa: F401 - summarize: importable, not public
+    Lease,
+    RunDetail,
+    RunInfo,
+    fold_note,
+    info_fields,
+    reported_status,
+    summarize,
+)
 
 # `info_from_stored` (below) and `summarize` help the backends summarize a run; they are
 # importable from here but not public API, so not listed.
@@ -73,16 +81,29 @@ class StoredRecord:
     """The name of the run's graph, on a run's first record (`None` elsewhere, or if it has none)."""
 
 
-def info_from_stored(run_id: str, records: Sequence[StoredRecord]) -> RunInfo:
-    """Summarize a run from its stored records."""
+def info_from_stored(
+    run_id: str, records: Sequence[StoredRecord], lease: Lease | None = None, now: float | None = None
+) -> RunInfo:
+    """Summarize a run from its stored records (and its lease, as the store keeps it)."""
+    from time import time
+
     last_node = next((r.node_id for r in reversed(records) if r.node_id is not None), None)
+    stored = records[-1].status if records else RunStatus.CREATED
+    note, wake_at = fold_note(None, None, None, records)
+    owner = lease.owner if lease is not None else None
+    expires = lease.expires if lease is not None and lease.owner is not None else None
     return RunInfo(
         run_id=run_id,
-        status=records[-1].status if records else RunStatus.CREATED,
+        status=reported_status(stored, owner, expires, time() if now is None else now),
         started_at=datetime.fromtimestamp(records[0].ts, UTC) if records else None,
         steps=sum(1 for r in records if r.finishes_step),
         last_node=last_node,
         graph=records[0].graph if records else None,
+        updated_at=datetime.fromtimestamp(records[-1].ts, UTC) if records else None,
+        owner=owner,
+        lease_expires=datetime.fromtimestamp(expires, UTC) if expires is not None else None,
+        cancel_requested=lease.cancel_requested if lease is not None else None,
+        **info_fields(stored, note, wake_at),  # type: ignore[arg-type]  # the fields' own types
     )
 
 
@@ -119,8 +140,47 @@ class RunStore(Protocol):
         """
         ...
 
-    async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
-        """Summaries of the stored runs (only those with `status`, if given), oldest first."""
+    async def runs(
+        self,
+        *,
+        status: RunStatus | Collection[RunStatus] | None = None,
+        graph: str | Collection[str] | None = None,
+        since: datetime | float | None = None,
+        until: datetime | float | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Sequence[RunInfo]:
+        """Summaries of the stored runs, oldest first: filtered by status, graph and start time, and paged.
+
+        A run cut off mid-way whose driver's lease ran out is reported `RunStatus.STALLED`.
+        `cursor` is the run id of the last run of the previous page.
+
+        Raises:
+            ValueError: an argument is out of range, or the cursor names no run.
+        """
+        ...
+
+    async def delete(self, run_id: str) -> None:
+        """Delete a run with its records, its lease and its lock artefacts.
+
+        Raises:
+            RunNotFound: the store has no such run.
+            RunLocked: a driver holds it (nothing is deleted).
+        """
+        ...
+
+    async def prune(
+        self, *, older_than: timedelta | float, status: RunStatus | Collection[RunStatus] = ...
+    ) -> list[str]:
+        """Delete the runs with `status` (ended or cancelled by default) unchanged for `older_than`; return the ids."""
+        ...
+
+    async def request_cancel(self, run_id: str, reason: str) -> None:
+        """Ask the driver holding a run to cancel it at its next step boundary.
+
+        Raises:
+            RunNotFound: the store has no such run.
+        """
         ...
 
     async def run(self, run_id: str) -> RunDetail:

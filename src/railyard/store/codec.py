@@ -101,7 +101,7 @@ class RecordCodec:
             case StepStarted(task_id=task_id, ts=ts):
                 return {"kind": "step_started", "task_id": task_id, "ts": ts}
             case RunCreated(graph=graph, fingerprint=fingerprint, railyard_version=version, dialect=dialect, ts=ts):
-                return {
+                created: dict[str, Any] = {
                     "kind": "run_created",
                     "graph": graph,
                     "fingerprint": fingerprint,
@@ -109,6 +109,11 @@ class RecordCodec:
                     "dialect": dialect,
                     "ts": ts,
                 }
+                if record.shape is not None:  # absent, not null: unknown, as in runs recorded before it was
+                    created["shape"] = record.shape
+                if record.parent is not None:  # absent, not null: a run of its own
+                    created["parent"] = record.parent
+                return created
             case JoinClosed(join_id=join_id, close_id=close_id, state=state, next_tasks=next_tasks, ts=ts):
                 body = {
                     "kind": "join_closed",
@@ -171,11 +176,14 @@ class RecordCodec:
                     "payload_schema": record.payload_schema,
                     "prompt": record.prompt,
                     "ts": record.ts,
-                }
+                } | ({"wake_at": record.wake_at} if record.wake_at is not None else {})
             case SignalReceived(key=key, payload=payload, ts=ts):
                 return {"kind": "signal_received", "key": key, "payload": payload, "ts": ts}
-            case RunSuspendedRecorded(keys=keys, ts=ts):
-                return {"kind": "run_suspended", "keys": list(keys), "ts": ts}
+            case RunSuspendedRecorded(keys=keys, ts=ts, wake_at=wake_at):
+                suspended: dict[str, Any] = {"kind": "run_suspended", "keys": list(keys), "ts": ts}
+                if wake_at is not None:
+                    suspended["wake_at"] = wake_at
+                return suspended
             case RunCancelledRecorded(reason=reason, ts=ts):
                 return {"kind": "run_cancelled", "reason": reason, "ts": ts}
 
@@ -294,7 +302,23 @@ class RecordCodec:
                     f"the run was written in record dialect {dialect!r}, newer than this railyard reads "
                     f"(up to {DIALECT}): upgrade railyard (it was made by railyard {data.get('railyard_version')})"
                 )
-            return RunCreated(data["graph"], data["fingerprint"], data["railyard_version"], dialect, data["ts"])
+            shape = data.get("shape")  # runs recorded before railyard recorded shapes have none
+            if shape is not None and not isinstance(shape, dict):
+                raise RecordDecodeError(f"field `shape`: must be an object (stored value: {shape!r})")
+            parent = data.get("parent")  # a child run's parent (`ctx.run_child`); absent in runs of their own
+            if parent is not None and not (
+                isinstance(parent, dict) and all(isinstance(v, str) for v in parent.values())  # pyright: ignore[reportUnknownVariableType]
+            ):
+                raise RecordDecodeError(f"field `parent`: must be an object of strings (stored value: {parent!r})")
+            return RunCreated(
+                data["graph"],
+                data["fingerprint"],
+                data["railyard_version"],
+                dialect,
+                data["ts"],
+                shape=shape,
+                parent=parent,
+            )
         if kind == "join_closed":
             state = self._load_state(states.decode(data))
             tasks = self._load_tasks(data["next_tasks"], "next_tasks")
@@ -342,12 +366,18 @@ class RecordCodec:
             )
         if kind == "step_suspended":
             return StepSuspended(
-                data["task_id"], data["key"], data["payload_type"], data["payload_schema"], data["prompt"], data["ts"]
+                data["task_id"],
+                data["key"],
+                data["payload_type"],
+                data["payload_schema"],
+                data["prompt"],
+                data["ts"],
+                data.get("wake_at"),
             )
         if kind == "run_cancelled":
             return RunCancelledRecorded(data["reason"], data["ts"])
         if kind == "run_suspended":
-            return RunSuspendedRecorded(tuple(data["keys"]), data["ts"])
+            return RunSuspendedRecorded(tuple(data["keys"]), data["ts"], data.get("wake_at"))
         if kind == "signal_received":
             return SignalReceived(data["key"], data["payload"], data["ts"])
         raise RecordDecodeError(f"unknown record kind {kind!r}")

@@ -28,8 +28,9 @@ import anyio.to_thread
 
 from railyard.exceptions import CorruptRunError, RunExists, RunNotFound
 from railyard.store import RunInfo, RunStatus, StoredRecord, info_from_stored
-from railyard.store.base import LockingStore, Release
+from railyard.store.base import DEFAULT_LEASE, LockingStore, Release, RunQuery
 from railyard.store.locks import FileLock
+from railyard.store.summary import Lease
 
 __all__ = ("FileStore", "TornRecordWarning", "UnreadableRunWarning")
 
@@ -50,8 +51,8 @@ class TornRecordWarning(UserWarning):
 class FileStore(LockingStore):
     """A `RunStore` keeping each run in `<directory>/<run_id>.jsonl`."""
 
-    def __init__(self, directory: Path | str, *, fsync: bool = False) -> None:
-        super().__init__()
+    def __init__(self, directory: Path | str, *, fsync: bool = False, lease: float = DEFAULT_LEASE) -> None:
+        super().__init__(lease=lease)
         self.directory = Path(directory)
         self.fsync = fsync
 
@@ -73,6 +74,14 @@ class FileStore(LockingStore):
 
     def _lock_path(self, run_id: str) -> Path:
         return self.path(run_id).with_suffix(".lock")
+
+    def _lease_path(self, run_id: str) -> Path:
+        """`<run_id>.lease`: who holds the run and until when, as JSON (replaced whole, never appended to)."""
+        return self.path(run_id).with_suffix(".lease")
+
+    def _cancel_path(self, run_id: str) -> Path:
+        """`<run_id>.cancel`: the reason of a cancellation asked of the run while a driver held it."""
+        return self.path(run_id).with_suffix(".cancel")
 
     # -- the RunStore protocol ------------------------------------------------------------
 
@@ -100,7 +109,10 @@ class FileStore(LockingStore):
                 raise RunExists(run_id, str(path)) from None
             finally:
                 temporary.unlink()
+            if lease is not None:
+                self._put_lease(run_id, lease)
 
+        lease = self._lease_of(run_id)
         await anyio.to_thread.run_sync(create)
 
     async def replace(self, run_id: str, records: Sequence[StoredRecord]) -> None:
@@ -151,6 +163,12 @@ class FileStore(LockingStore):
             await anyio.to_thread.run_sync(append)
         else:
             append()  # a small write without fsync: cheaper here than a hop to a thread
+        if run_id in self._holding:
+            if run_id not in self._shown:  # the driver's first record: its lease is shown from here (renewed apart)
+                lease = self._lease_of(run_id)
+                assert lease is not None
+                await anyio.to_thread.run_sync(self._put_lease, run_id, lease)
+            self._noticed(run_id, _read_text(self._cancel_path(run_id)))
 
     async def read(self, run_id: str) -> Sequence[StoredRecord]:
         """Every complete record of the run; a torn last line is skipped with a warning.
@@ -180,20 +198,82 @@ class FileStore(LockingStore):
             )
         return records
 
-    async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
-        """Summaries of the runs in the directory, oldest first."""
+    async def _select(self, query: RunQuery) -> Sequence[RunInfo]:
+        """Summaries of the runs in the directory; a file that is not a readable run is left out with a warning."""
         infos: list[RunInfo] = []
         paths = sorted(self.directory.glob("*.jsonl")) if self.directory.exists() else []
         for path in paths:
             run_id = path.stem
             try:
-                info = info_from_stored(run_id, await self.read(run_id))
+                records = await self.read(run_id)
+                lease = await anyio.to_thread.run_sync(self._get_lease, run_id)
+                info = info_from_stored(run_id, records, lease, query.now)
             except (CorruptRunError, ValueError) as err:  # one bad file must not hide the others
                 warnings.warn(UnreadableRunWarning(f"{path} is left out of the run list: {err}"), stacklevel=2)
                 continue
-            if status is None or info.status == status:
-                infos.append(info)
-        return sorted(infos, key=lambda info: info.started_at.timestamp() if info.started_at else 0.0)
+            infos.append(info)
+        return query.page(infos, repr(self))
+
+    def _get_lease(self, run_id: str) -> Lease:
+        text = _read_text(self._lease_path(run_id))
+        asked = _read_text(self._cancel_path(run_id))
+        if text is None:
+            return Lease(None, None, asked)
+        try:
+            data = json.loads(text)
+            return Lease(str(data["owner"]), float(data["expires"]), asked)
+        except (ValueError, KeyError, TypeError):
+            warnings.warn(
+                UnreadableRunWarning(
+                    f"{self._lease_path(run_id)} is not a lease railyard wrote ({text[:80]!r}): the run is listed "
+                    f"without an owner. Delete the file (the run's next driver writes it anew)."
+                ),
+                stacklevel=3,
+            )
+            return Lease(None, None, asked)
+
+    def _put_lease(self, run_id: str, lease: Lease) -> str | None:
+        path = self._lease_path(run_id)
+        if not self.path(run_id).exists():
+            return None
+        if lease.owner is None:
+            path.unlink(missing_ok=True)
+            return None
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+        temporary.write_text(json.dumps({"owner": lease.owner, "expires": lease.expires}))
+        os.replace(temporary, path)
+        return _read_text(self._cancel_path(run_id))
+
+    async def _write_lease(self, run_id: str, lease: Lease) -> str | None:
+        return await anyio.to_thread.run_sync(self._put_lease, run_id, lease)
+
+    async def _ask_cancel(self, run_id: str, reason: str) -> None:
+        def ask() -> None:
+            if not self.path(run_id).exists():
+                raise RunNotFound(run_id, str(self.directory))
+            path = self._cancel_path(run_id)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+            temporary.write_text(reason)
+            os.replace(temporary, path)
+
+        await anyio.to_thread.run_sync(ask)
+
+    async def _remove(self, run_id: str) -> None:
+        def remove() -> None:
+            path = self.path(run_id)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                raise RunNotFound(run_id, str(self.directory)) from None
+            for leftover in (
+                self._lease_path(run_id),
+                self._cancel_path(run_id),
+                path.with_name(f"{path.name}.torn"),
+                self._lock_path(run_id),  # held by the caller: unlinked while held, dropped when it lets go
+            ):
+                leftover.unlink(missing_ok=True)
+
+        await anyio.to_thread.run_sync(remove)
 
     async def _try_lock(self, run_id: str) -> Release | None:
         """Take the run's lock file; end the file with a whole line before anything is appended."""
@@ -265,6 +345,14 @@ class FileStore(LockingStore):
         with open(path, "r+b") as file:
             file.truncate(len(data) - len(torn))
         return torn
+
+
+def _read_text(path: Path) -> str | None:
+    """A small file's text, or `None` when there is no such file."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
 
 
 def _line(record: StoredRecord) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from time import time
 from typing import TYPE_CHECKING, Any
 
@@ -11,13 +12,12 @@ from railyard.runtime._end import End
 from railyard.runtime._recorder import Outcome
 from railyard.runtime._tasks import Task
 from railyard.store import RunInfo, StoredRecord, info_from_stored
-from railyard.store.base import LockingStore, Release
+from railyard.store.base import DEFAULT_LEASE, LockingStore, Release, RunQuery
 from railyard.store.records import (
     ErrorInfo,
     JoinClosed,
     RunEndRecorded,
     RunRecord,
-    RunStatus,
     RunSuspendedRecorded,
     StepFailed,
     StepFinished,
@@ -26,6 +26,8 @@ from railyard.store.records import (
     TaskClaimed,
     TasksScheduled,
 )
+from railyard.store.summary import Lease
+from railyard.suspension import first_timer
 
 if TYPE_CHECKING:
     from railyard.suspension import Waiting
@@ -184,13 +186,19 @@ class MemoryRecorder:
         """Record what the task waits for."""
         self.log.append(
             StepSuspended(
-                task.task_id, waiting.key, waiting.payload_type, waiting.payload_schema, waiting.prompt, time()
+                task.task_id,
+                waiting.key,
+                waiting.payload_type,
+                waiting.payload_schema,
+                waiting.prompt,
+                time(),
+                waiting.wake_at,
             )
         )
 
     def run_suspended(self, waits: Sequence[Waiting]) -> None:
         """Record that the run is suspended."""
-        self.log.append(RunSuspendedRecorded(tuple(w.key for w in waits), time()))
+        self.log.append(RunSuspendedRecorded(tuple(w.key for w in waits), time(), first_timer(waits)))
 
     def join_closed(self, join_id: str, close_id: str, tasks: Sequence[Task], state: Any) -> None:
         """Record a join's closing as a finished step, with the tasks its value went on to."""
@@ -206,10 +214,11 @@ class MemoryRecorder:
 class MemoryStore(LockingStore):
     """A `RunStore` that keeps every run in this process; lost when it exits."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, lease: float = DEFAULT_LEASE) -> None:
+        super().__init__(lease=lease)
         self._runs: dict[str, list[StoredRecord]] = {}
         self._locked: set[str] = set()
+        self._leases: dict[str, Lease] = {}
 
     def __repr__(self) -> str:
         return "MemoryStore()"
@@ -219,6 +228,9 @@ class MemoryStore(LockingStore):
         if run_id in self._runs:
             raise RunExists(run_id, repr(self))
         self._runs[run_id] = list(records)
+        lease = self._lease_of(run_id)
+        if lease is not None:
+            self._leases[run_id] = lease
 
     async def append(self, run_id: str, records: Sequence[StoredRecord]) -> None:
         """Append records to the run."""
@@ -226,6 +238,11 @@ class MemoryStore(LockingStore):
         if log is None:
             raise RunNotFound(run_id, repr(self))
         log.extend(records)
+        held = self._lease_of(run_id)
+        lease = self._leases.get(run_id, Lease(None, None))
+        if held is not None:
+            lease = self._leases[run_id] = replace(held, cancel_requested=lease.cancel_requested)
+        self._noticed(run_id, lease.cancel_requested)
 
     async def read(self, run_id: str) -> Sequence[StoredRecord]:
         """All records of the run, oldest first."""
@@ -234,10 +251,29 @@ class MemoryStore(LockingStore):
             raise RunNotFound(run_id, repr(self))
         return list(log)
 
-    async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
-        """Summaries of the runs in this store, oldest first."""
-        infos = [info_from_stored(run_id, records) for run_id, records in self._runs.items()]
-        return [info for info in infos if status is None or info.status == status]
+    async def _select(self, query: RunQuery) -> Sequence[RunInfo]:
+        infos = [
+            info_from_stored(run_id, records, self._leases.get(run_id), query.now)
+            for run_id, records in self._runs.items()
+        ]
+        return query.page(infos, repr(self))
+
+    async def _write_lease(self, run_id: str, lease: Lease) -> str | None:
+        if run_id not in self._runs:
+            return None
+        asked = self._leases.get(run_id, Lease(None, None)).cancel_requested
+        self._leases[run_id] = replace(lease, cancel_requested=asked)  # kept until the run is cancelled
+        return asked
+
+    async def _ask_cancel(self, run_id: str, reason: str) -> None:
+        if run_id not in self._runs:
+            raise RunNotFound(run_id, repr(self))
+        self._leases[run_id] = replace(self._leases.get(run_id, Lease(None, None)), cancel_requested=reason)
+
+    async def _remove(self, run_id: str) -> None:
+        if self._runs.pop(run_id, None) is None:
+            raise RunNotFound(run_id, repr(self))
+        self._leases.pop(run_id, None)
 
     async def _try_lock(self, run_id: str) -> Release | None:
         if run_id in self._locked:

@@ -19,13 +19,24 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
+from time import time
 from typing import Any
 
 import anyio
 
 from railyard.exceptions import CorruptRunError, PersistenceError, RunExists, RunNotFound
 from railyard.store import RunInfo, RunStatus, StoredRecord
-from railyard.store.base import READY, LockingStore, Release
+from railyard.store.base import (
+    DEFAULT_LEASE,
+    READY,
+    REPORTED_STATUS_SQL,
+    LockingStore,
+    Release,
+    RunQuery,
+    unknown_cursor,
+    where_sql,
+)
+from railyard.store.summary import Lease, batch_note, info_fields, reported_status
 
 try:
     import psycopg
@@ -36,11 +47,13 @@ except ImportError as err:  # pragma: no cover - depends on the installed extras
 
 __all__ = ("SCHEMA_VERSION", "PostgresStore")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The version of the table layout this railyard writes and reads.
 
-Version 2 added `railyard_runs.graph`, the name of each run's graph; a version 1
-database is upgraded in place (one transaction adding the column) when first opened.
+Version 2 added `railyard_runs.graph`, the name of each run's graph. Version 3 added
+each run's note (its error, waits or cancel reason), timer, lease (`owner`,
+`lease_expires`) and `cancel_requested`. An older database is upgraded in place (one
+transaction adding the columns) when first opened.
 """
 
 _SCHEMA_LOCK = 0x7261696C  # an advisory lock key serializing schema creation
@@ -61,7 +74,12 @@ CREATE TABLE IF NOT EXISTS railyard_runs (
     steps integer NOT NULL,
     last_node text,
     next_seq integer NOT NULL,
-    graph text
+    graph text,
+    note text,
+    wake_at double precision,
+    owner text,
+    lease_expires double precision,
+    cancel_requested text
 );
 CREATE INDEX IF NOT EXISTS railyard_runs_status ON railyard_runs (status, updated_at);
 CREATE TABLE IF NOT EXISTS railyard_records (
@@ -78,10 +96,35 @@ CREATE TABLE IF NOT EXISTS railyard_records (
 """
 
 _COLUMNS = {
-    "railyard_runs": ["run_id", "status", "started_at", "updated_at", "steps", "last_node", "next_seq", "graph"],
+    "railyard_runs": [
+        "run_id",
+        "status",
+        "started_at",
+        "updated_at",
+        "steps",
+        "last_node",
+        "next_seq",
+        "graph",
+        "note",
+        "wake_at",
+        "owner",
+        "lease_expires",
+        "cancel_requested",
+    ],
     "railyard_records": ["run_id", "seq", "kind", "status", "node_id", "finishes_step", "ts", "body"],
 }
 
+_ADDED_IN = {
+    2: ("graph text",),
+    3: (
+        "note text",
+        "wake_at double precision",
+        "owner text",
+        "lease_expires double precision",
+        "cancel_requested text",
+    ),
+}
+"""The columns of `railyard_runs` each schema version added."""
 
 # The records of a batch, from one JSON array (one parameter: cheaper to send and parse than
 # an array per column): one row each, numbered from 1 (`n`) in the batch's order.
@@ -99,24 +142,32 @@ WITH run AS (
         steps = steps + %(steps)s::integer,
         last_node = COALESCE(%(last_node)s::text, last_node),
         status = COALESCE(%(status)s::text, status),
-        updated_at = COALESCE(%(updated_at)s::double precision, updated_at)
+        updated_at = COALESCE(%(updated_at)s::double precision, updated_at),
+        note = CASE WHEN %(decided)s::boolean THEN %(note)s::text
+            WHEN %(same)s::text IS NULL OR status = %(same)s::text THEN note END,
+        wake_at = CASE WHEN %(decided)s::boolean THEN %(wake_at)s::double precision
+            WHEN %(same)s::text IS NULL OR status = %(same)s::text THEN wake_at END,
+        owner = COALESCE(%(owner)s::text, owner),
+        lease_expires = COALESCE(%(lease_expires)s::double precision, lease_expires)
     WHERE run_id = %(run_id)s::text
-    RETURNING next_seq - %(count)s::integer AS first_seq
+    RETURNING next_seq - %(count)s::integer AS first_seq, cancel_requested
 ), written AS (
     INSERT INTO railyard_records (run_id, seq, kind, status, node_id, finishes_step, ts, body)
     SELECT %(run_id)s::text, run.first_seq + r.n - 1, r.kind, r.status, r.node_id, r.finishes_step, r.ts, r.body
     FROM run, {_RECORDS}
 )
-SELECT first_seq FROM run
+SELECT first_seq, cancel_requested FROM run
 """
 
 # The run's row is written as the batch leaves it; no row comes back (and nothing is
 # written) when a run with this id exists.
 _CREATE = f"""
 WITH run AS (
-    INSERT INTO railyard_runs (run_id, status, started_at, updated_at, steps, last_node, next_seq, graph)
+    INSERT INTO railyard_runs (run_id, status, started_at, updated_at, steps, last_node, next_seq, graph, note,
+                               wake_at, owner, lease_expires)
     VALUES (%(run_id)s::text, %(status)s::text, %(started_at)s::double precision, %(updated_at)s::double precision,
-            %(steps)s::integer, %(last_node)s::text, %(count)s::integer, %(graph)s::text)
+            %(steps)s::integer, %(last_node)s::text, %(count)s::integer, %(graph)s::text, %(note)s::text,
+            %(wake_at)s::double precision, %(owner)s::text, %(lease_expires)s::double precision)
     ON CONFLICT DO NOTHING
     RETURNING run_id
 ), written AS (
@@ -144,7 +195,12 @@ def _records_json(records: Sequence[StoredRecord]) -> str:
 def _batch(records: Sequence[StoredRecord]) -> dict[str, Any]:
     """The parameters `_APPEND` and `_CREATE` take for a batch of records."""
     last = records[-1] if records else None
+    decided, note, wake_at, same = batch_note(records)
     return {
+        "decided": decided,
+        "note": note,
+        "wake_at": wake_at,
+        "same": same.value if same is not None else None,
         "count": len(records),
         "steps": sum(record.finishes_step for record in records),
         "last_node": next((record.node_id for record in reversed(records) if record.node_id), None),
@@ -172,8 +228,16 @@ class PostgresStore(LockingStore):
     (`keepalives=0` turns them off).
     """
 
-    def __init__(self, conninfo: str, *, min_size: int = 1, max_size: int = 10, max_locks: int = 100) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        max_locks: int = 100,
+        lease: float = DEFAULT_LEASE,
+    ) -> None:
+        super().__init__(lease=lease)
         self.conninfo = conninfo
         self.min_size = min_size
         self.max_size = max_size
@@ -272,12 +336,20 @@ class PostgresStore(LockingStore):
                     f"{self!r} was written by a newer railyard (schema version {version}; this railyard reads up "
                     f"to {SCHEMA_VERSION}). Upgrade railyard to use it."
                 )
-            if version == 1 and columns.get("railyard_runs") == _COLUMNS["railyard_runs"][:-1]:
-                # version 2 added the graph's name; the schema lock held here keeps other upgraders out
-                await connection.execute("ALTER TABLE railyard_runs ADD COLUMN graph text")
-                await connection.execute("UPDATE railyard_meta SET value = '2' WHERE key = 'schema_version'")
-                columns["railyard_runs"] = _COLUMNS["railyard_runs"]
-                version = SCHEMA_VERSION
+            if version < SCHEMA_VERSION:
+                # each version's columns, added in order; the schema lock held here keeps other upgraders out
+                known = len(_COLUMNS["railyard_runs"]) - sum(
+                    len(_ADDED_IN[v]) for v in range(version + 1, SCHEMA_VERSION + 1)
+                )
+                if columns.get("railyard_runs") == _COLUMNS["railyard_runs"][:known]:
+                    for added in range(version + 1, SCHEMA_VERSION + 1):
+                        for column in _ADDED_IN[added]:
+                            await connection.execute(f"ALTER TABLE railyard_runs ADD COLUMN {column}")
+                    await connection.execute(
+                        "UPDATE railyard_meta SET value = %s WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+                    )
+                    columns["railyard_runs"] = _COLUMNS["railyard_runs"]
+                    version = SCHEMA_VERSION
             for table, expected in _COLUMNS.items():
                 if columns.get(table) != expected:
                     raise PersistenceError(
@@ -301,7 +373,10 @@ class PostgresStore(LockingStore):
             "updated_at": records[-1].ts if records else 0.0,
             "graph": records[0].graph if records else None,
         }
-        if not await self._write(run_id, _CREATE, params):
+        lease = self._lease_of(run_id)
+        params["owner"] = lease.owner if lease is not None else None
+        params["lease_expires"] = lease.expires if lease is not None else None
+        if await self._write(run_id, _CREATE, params) is None:
             raise RunExists(run_id, repr(self))
 
     async def append(self, run_id: str, records: Sequence[StoredRecord]) -> None:
@@ -312,20 +387,29 @@ class PostgresStore(LockingStore):
         server may finish the statement after the call is cancelled, with the lock still
         held by its session until then).
         """
-        if not await self._write(run_id, _APPEND, {**_batch(records), "run_id": run_id}):
+        lease = self._lease_of(run_id)  # written by the run's driver: its lease is renewed with it
+        params = {
+            **_batch(records),
+            "run_id": run_id,
+            "owner": lease.owner if lease is not None else None,
+            "lease_expires": lease.expires if lease is not None else None,
+        }
+        row = await self._write(run_id, _APPEND, params)
+        if row is None:
             raise RunNotFound(run_id, repr(self))
+        self._noticed(run_id, row[1])
 
-    async def _write(self, run_id: str, statement: str, params: dict[str, Any]) -> bool:
-        """Run one writing statement in autocommit; say whether it wrote (it returns a row if so)."""
+    async def _write(self, run_id: str, statement: str, params: dict[str, Any] | Sequence[Any]) -> Any:
+        """Run one writing statement in autocommit; return the row it returns (`None`: it wrote nothing)."""
         held = self._held.get(run_id)
         if held is None:
             pool = await self._connection_pool()
             async with pool.connection() as connection:
-                return await (await connection.execute(statement, params)).fetchone() is not None
+                return await (await connection.execute(statement, params)).fetchone()
         connection, guard = held
         async with guard:
             try:
-                return await (await connection.execute(statement, params)).fetchone() is not None
+                return await (await connection.execute(statement, params)).fetchone()
             except psycopg.OperationalError as err:
                 raise PersistenceError(
                     f"Lost the connection holding run {run_id!r}'s lock in {self!r} ({err}); another driver "
@@ -358,22 +442,51 @@ class PostgresStore(LockingStore):
                 raise CorruptRunError(run_id, repr(self), index + 1, str(err)) from None
         return records
 
-    async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
-        """Summaries of the runs, oldest first."""
+    async def _select(self, query: RunQuery) -> Sequence[RunInfo]:
+        """The runs `query` asks for, filtered and paged in SQL."""
+        where, params = where_sql(query, "%s")
         pool = await self._connection_pool()
-        query = "SELECT run_id, status, started_at, steps, last_node, graph FROM railyard_runs"
         async with pool.connection() as connection:
-            if status is None:
-                cursor = await connection.execute(f"{query} ORDER BY started_at, run_id")
-            else:
-                cursor = await connection.execute(
-                    f"{query} WHERE status = %s ORDER BY started_at, run_id", (status.value,)
-                )
+            if query.cursor is not None:
+                at = await (
+                    await connection.execute("SELECT started_at FROM railyard_runs WHERE run_id = %s", (query.cursor,))
+                ).fetchone()
+                if at is None:
+                    raise ValueError(unknown_cursor(query.cursor, repr(self)))
+                where += " AND (started_at, run_id) > (%s, %s)"
+                params += [at[0], query.cursor]
+            limit = f" LIMIT {query.limit}" if query.limit is not None else ""
+            cursor = await connection.execute(
+                f"SELECT {_INFO_COLUMNS} FROM railyard_runs WHERE {where} ORDER BY started_at, run_id{limit}",
+                params,
+            )
             rows = await cursor.fetchall()
-        return [
-            RunInfo(run_id, RunStatus(state), datetime.fromtimestamp(started, UTC), steps, last_node, graph)
-            for run_id, state, started, steps, last_node, graph in rows
-        ]
+        return [_info(row, query.now) for row in rows]
+
+    async def _write_lease(self, run_id: str, lease: Lease) -> str | None:
+        row = await self._write(
+            run_id,
+            "UPDATE railyard_runs SET owner = %s, lease_expires = %s WHERE run_id = %s RETURNING cancel_requested",
+            (lease.owner, lease.expires, run_id),
+        )
+        return None if row is None else row[0]
+
+    async def _ask_cancel(self, run_id: str, reason: str) -> None:
+        pool = await self._connection_pool()
+        async with pool.connection() as connection:
+            cursor = await connection.execute(
+                "UPDATE railyard_runs SET cancel_requested = %s WHERE run_id = %s", (reason, run_id)
+            )
+            if cursor.rowcount == 0:
+                raise RunNotFound(run_id, repr(self))
+
+    async def _remove(self, run_id: str) -> None:
+        pool = await self._connection_pool()
+        async with pool.connection() as connection, connection.transaction():
+            await connection.execute("DELETE FROM railyard_records WHERE run_id = %s", (run_id,))
+            cursor = await connection.execute("DELETE FROM railyard_runs WHERE run_id = %s", (run_id,))
+            if cursor.rowcount == 0:
+                raise RunNotFound(run_id, repr(self))
 
     # -- locks and claims -----------------------------------------------------------------
 
@@ -449,6 +562,7 @@ class PostgresStore(LockingStore):
         """
         pool, connection = await self._lock_session()
         passed = set(exclude) | set(self._claimed) | set(self._held)
+        now = time()
         try:
             # Oldest first, skipping rows other claimers are looking at; a row's lock keeps its
             # status from changing between reading it and taking the run's advisory lock. The
@@ -456,12 +570,17 @@ class PostgresStore(LockingStore):
             # it runs on the rows as they come, and stops at the first run it gets.
             cursor = await connection.execute(
                 "WITH ready AS MATERIALIZED ("
-                "SELECT run_id FROM railyard_runs WHERE status = ANY(%s) AND NOT (run_id = ANY(%s)) "
+                "SELECT run_id FROM railyard_runs WHERE "
+                f"(({REPORTED_STATUS_SQL.format(now='%s')}) = ANY(%s) OR (status = 'suspended' AND wake_at <= %s)) "
+                "AND NOT (run_id = ANY(%s)) "
                 "AND (%s OR graph = ANY(%s) OR (%s AND graph IS NULL)) "
                 "ORDER BY updated_at FOR UPDATE SKIP LOCKED"
                 ") SELECT run_id FROM ready WHERE pg_try_advisory_lock(hashtextextended(run_id, %s)) LIMIT 1",
                 (
+                    now,
+                    now,
                     [status.value for status in statuses],
+                    now,
                     list(passed),
                     graphs is None,
                     [name for name in graphs or () if name is not None],
@@ -478,7 +597,7 @@ class PostgresStore(LockingStore):
             await self._give_back(pool, connection, locked=False)
             return None
         run_id = str(row[0])
-        self._claimed[run_id] = self._hold(run_id, pool, connection)
+        self._claimed[run_id] = await self._leased(run_id, self._hold(run_id, pool, connection))
         return run_id
 
     async def aclose(self) -> None:
@@ -492,6 +611,32 @@ class PostgresStore(LockingStore):
         for pool in pools:
             if pool is not None:
                 await pool.close()
+
+
+_INFO_COLUMNS = (
+    "run_id, status, started_at, updated_at, steps, last_node, graph, note, wake_at, owner, lease_expires, "
+    "cancel_requested"
+)
+"""The columns `_info` reads, in its order."""
+
+
+def _info(row: Sequence[Any], now: float) -> RunInfo:
+    """A `RunInfo` from a `railyard_runs` row (its `_INFO_COLUMNS`)."""
+    run_id, state, started, updated, steps, last_node, graph, note, wake_at, owner, expires, asked = row
+    stored = RunStatus(state)
+    return RunInfo(
+        run_id,
+        reported_status(stored, owner, expires, now),
+        datetime.fromtimestamp(started, UTC),
+        steps,
+        last_node,
+        graph,
+        updated_at=datetime.fromtimestamp(updated, UTC),
+        owner=owner,
+        lease_expires=datetime.fromtimestamp(expires, UTC) if expires is not None and owner is not None else None,
+        cancel_requested=asked,
+        **info_fields(stored, note, wake_at),  # type: ignore[arg-type]  # the fields' own types
+    )
 
 
 def _keepalives(conninfo: str) -> dict[str, Any]:

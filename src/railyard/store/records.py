@@ -44,6 +44,14 @@ graph's name and fingerprint and the railyard that made it; `join_closed` record
 value going on; `step_finished` names its node; `run_ended` records an end given apart from a step
 (dialect 1: a `step_finished` with an empty task id); states may be stored by change. Logs of
 dialect 1 are read as they are, translated record by record.
+
+Versions of a graph (`railyard.versioning`): `run_created` carries the graph's `shape`, whose
+`version` is the graph's (1 when not recorded). When a newer version or another shape of the
+graph resumes a run, it first appends another `run_created` (the run's status unchanged):
+the records after it are written by that version, those before it by the one before. A
+reader migrates each record from the version in force where it stands, so what the new code
+wrote is never migrated again, however often the run is resumed; stored records are never
+rewritten.
 """
 
 
@@ -64,6 +72,9 @@ class RunStatus(StrEnum):
     """Cancelled by `cancel(store, run_id, reason)`: never resumed, never claimed."""
     SUSPENDED = "suspended"
     """A step waits for a signal (`ctx.wait_for`): no worker takes the run until `signal` answers it."""
+    STALLED = "stalled"
+    """Reported, never stored: the run was cut off mid-way and its driver's lease ran out (it died, or let go
+    mid-step). A worker takes it up; `runs(status=RunStatus.STALLED)` lists them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +106,22 @@ class RunCreated:
     graph: str | None
     """The name of the run's graph."""
     fingerprint: str | None
-    """A digest of the graph's nodes and edges when the run was created (see `railyard._fingerprint`)."""
+    """A digest of the graph's shape when the run was created (see `railyard._fingerprint`)."""
     railyard_version: str
     """The version of railyard that created the run."""
     dialect: int
     """The record dialect the run is written in (`DIALECT`)."""
     ts: float
     """When, as a POSIX timestamp."""
+    shape: dict[str, Any] | None = None
+    """The graph's shape: its version, state schema, nodes, edges and node schemas (see
+    `railyard._fingerprint`); `None` in runs recorded before railyard recorded it (unknown: a
+    resume compares nothing). A `run_created` after a run's first says the run goes on from
+    there by this version and shape of its graph (see `DIALECT`)."""
+    parent: dict[str, str] | None = None
+    """The run this one is a child of (`ctx.run_child`): `{"run_id", "step_id", "key"}` of the
+    parent's step that runs it; `None` for a run of its own (and in runs recorded before it was).
+    Only a run's first `run_created` carries it (see `railyard.children`)."""
 
 
 @dataclass(slots=True)
@@ -221,6 +241,8 @@ class StepSuspended:
     """What the step asks, for a person."""
     ts: float
     """When, as a POSIX timestamp."""
+    wake_at: float | None = None
+    """When the wait ends by itself (a POSIX timestamp): a timer (`ctx.sleep_until`), or a `wait_for`'s timeout."""
 
 
 @dataclass(slots=True)
@@ -231,6 +253,8 @@ class RunSuspendedRecorded:
     """What the waiting steps wait for."""
     ts: float
     """When, as a POSIX timestamp."""
+    wake_at: float | None = None
+    """When its first timer is due (a POSIX timestamp): a worker takes the run up then."""
 
 
 @dataclass(slots=True)

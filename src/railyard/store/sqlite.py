@@ -32,16 +32,19 @@ from railyard.exceptions import CorruptRunError, PersistenceError, RunExists, Ru
 from railyard.store import RunInfo, RunStatus, StoredRecord
 from railyard.store._range_lock import SUPPORTED as RANGE_LOCKS
 from railyard.store._range_lock import RangeLock, run_offset
-from railyard.store.base import LockingStore, Release
+from railyard.store.base import DEFAULT_LEASE, LockingStore, Release, RunQuery, unknown_cursor, where_sql
 from railyard.store.locks import FileLock
+from railyard.store.summary import Lease, fold_note, info_fields, reported_status
 
 __all__ = ("SCHEMA_VERSION", "SqliteStore")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The version of the database layout this railyard writes and reads.
 
-Version 2 added `railyard_runs.graph`, the name of each run's graph; a version 1
-database is upgraded in place (one transaction adding the column) when first opened.
+Version 2 added `railyard_runs.graph`, the name of each run's graph. Version 3 added
+each run's note (its error, waits or cancel reason), timer, lease (`owner`,
+`lease_expires`) and `cancel_requested`. An older database is upgraded in place (one
+transaction adding the columns) when first opened.
 """
 
 T = TypeVar("T")
@@ -59,7 +62,12 @@ CREATE TABLE IF NOT EXISTS railyard_runs (
     steps INTEGER NOT NULL,
     last_node TEXT,
     next_seq INTEGER NOT NULL,
-    graph TEXT
+    graph TEXT,
+    note TEXT,
+    wake_at REAL,
+    owner TEXT,
+    lease_expires REAL,
+    cancel_requested TEXT
 );
 CREATE INDEX IF NOT EXISTS railyard_runs_status ON railyard_runs (status, started_at);
 CREATE TABLE IF NOT EXISTS railyard_records (
@@ -75,7 +83,26 @@ CREATE TABLE IF NOT EXISTS railyard_records (
 ) WITHOUT ROWID;
 """
 
-_RUN_COLUMNS = ("run_id", "status", "started_at", "updated_at", "steps", "last_node", "next_seq", "graph")
+_RUN_COLUMNS = (
+    "run_id",
+    "status",
+    "started_at",
+    "updated_at",
+    "steps",
+    "last_node",
+    "next_seq",
+    "graph",
+    "note",
+    "wake_at",
+    "owner",
+    "lease_expires",
+    "cancel_requested",
+)
+_ADDED_IN = {
+    2: ("graph TEXT",),
+    3: ("note TEXT", "wake_at REAL", "owner TEXT", "lease_expires REAL", "cancel_requested TEXT"),
+}
+"""The columns of `railyard_runs` each schema version added."""
 _RECORD_COLUMNS = ("run_id", "seq", "kind", "status", "node_id", "finishes_step", "ts", "body")
 
 
@@ -83,15 +110,21 @@ class SqliteStore(LockingStore):
     """A `RunStore` in one SQLite database file."""
 
     def __init__(
-        self, path: Path | str, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL", share_database: bool = False
+        self,
+        path: Path | str,
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        share_database: bool = False,
+        lease: float = DEFAULT_LEASE,
     ) -> None:
         """Keep runs in the SQLite database at `path`, made there if the path does not exist.
 
         `synchronous="FULL"` also survives the machine losing power, at a cost per step.
         A database holding other applications' tables is refused, unless `share_database`
-        (then railyard adds its `railyard_*` tables beside them).
+        (then railyard adds its `railyard_*` tables beside them). `lease`: seconds a driver's
+        lease on a run lasts (see `RunInfo.lease_expires`).
         """
-        super().__init__()
+        super().__init__(lease=lease)
         self.path = Path(path)
         self.synchronous = synchronous
         self.share_database = share_database
@@ -207,8 +240,8 @@ class SqliteStore(LockingStore):
                 f"{self.path} was written by a newer railyard (schema version {version}; this railyard reads "
                 f"up to {SCHEMA_VERSION}). Upgrade railyard to use it."
             )
-        if version == 1:
-            version = self._upgrade_from_1(connection)
+        if version < SCHEMA_VERSION:
+            version = self._upgrade(connection)
         for table, expected in (("railyard_runs", _RUN_COLUMNS), ("railyard_records", _RECORD_COLUMNS)):
             columns = tuple(row[1] for row in connection.execute(f"PRAGMA table_info({table})"))
             if columns != expected:
@@ -217,22 +250,29 @@ class SqliteStore(LockingStore):
                     f"the database does not have railyard's schema version {version}."
                 )
 
-    def _upgrade_from_1(self, connection: sqlite3.Connection) -> int:
-        """Add version 2's `graph` column, in one transaction (another process may be doing it too)."""
+    def _upgrade(self, connection: sqlite3.Connection) -> int:
+        """Add the columns of the versions after the database's, in one transaction (another process may race)."""
 
         def upgrade() -> None:
             connection.execute("BEGIN IMMEDIATE")
             try:
                 row = connection.execute("SELECT value FROM railyard_meta WHERE key = 'schema_version'").fetchone()
-                if row is not None and row[0] == "1":  # not upgraded by another process meanwhile
+                version = int(row[0])  # read again: upgraded by another process meanwhile, perhaps
+                if version < SCHEMA_VERSION:
+                    known = len(_RUN_COLUMNS) - sum(len(_ADDED_IN[v]) for v in range(version + 1, SCHEMA_VERSION + 1))
                     columns = tuple(r[1] for r in connection.execute("PRAGMA table_info(railyard_runs)"))
-                    if columns != _RUN_COLUMNS[:-1]:
+                    if columns != _RUN_COLUMNS[:known]:
                         raise PersistenceError(
                             f"{self.path}: table railyard_runs has columns {list(columns)}, expected "
-                            f"{list(_RUN_COLUMNS[:-1])}; the database does not have railyard's schema version 1."
+                            f"{list(_RUN_COLUMNS[:known])}; the database does not have railyard's schema version "
+                            f"{version}."
                         )
-                    connection.execute("ALTER TABLE railyard_runs ADD COLUMN graph TEXT")
-                    connection.execute("UPDATE railyard_meta SET value = '2' WHERE key = 'schema_version'")
+                    for added in range(version + 1, SCHEMA_VERSION + 1):
+                        for column in _ADDED_IN[added]:
+                            connection.execute(f"ALTER TABLE railyard_runs ADD COLUMN {column}")
+                    connection.execute(
+                        "UPDATE railyard_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+                    )
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -298,8 +338,16 @@ class SqliteStore(LockingStore):
                     raise RunExists(run_id, repr(self))
                 first_ts = records[0].ts if records else 0.0
                 connection.execute(
-                    "INSERT INTO railyard_runs VALUES (?, ?, ?, ?, 0, NULL, 0, ?)",
-                    (run_id, RunStatus.CREATED.value, first_ts, first_ts, records[0].graph if records else None),
+                    "INSERT INTO railyard_runs VALUES (?, ?, ?, ?, 0, NULL, 0, ?, NULL, NULL, ?, ?, NULL)",
+                    (
+                        run_id,
+                        RunStatus.CREATED.value,
+                        first_ts,
+                        first_ts,
+                        records[0].graph if records else None,
+                        lease.owner if lease is not None else None,
+                        lease.expires if lease is not None else None,
+                    ),
                 )
                 _insert(connection, run_id, records, repr(self))
                 connection.execute("COMMIT")
@@ -315,29 +363,32 @@ class SqliteStore(LockingStore):
                     raise  # the fast path hands it to the worker thread, which waits
                 raise self._damaged(err, run_id) from None
 
+        lease = self._lease_of(run_id)
         await self._write(guarded, _size(records))
 
     async def append(self, run_id: str, records: Sequence[StoredRecord]) -> None:
         """Append records to the run in one transaction."""
+        lease = self._lease_of(run_id)
 
-        def append(connection: sqlite3.Connection) -> None:
+        def append(connection: sqlite3.Connection) -> str | None:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                _insert(connection, run_id, records, repr(self))
+                asked = _insert(connection, run_id, records, repr(self), lease)
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
+            return asked
 
-        def guarded(connection: sqlite3.Connection) -> None:
+        def guarded(connection: sqlite3.Connection) -> str | None:
             try:
-                append(connection)
+                return append(connection)
             except sqlite3.DatabaseError as err:
                 if _busy(err):
                     raise  # the fast path hands it to the worker thread, which waits
                 raise self._damaged(err, run_id) from None
 
-        await self._write(guarded, _size(records))
+        self._noticed(run_id, await self._write(guarded, _size(records)))
 
     async def read(self, run_id: str) -> Sequence[StoredRecord]:
         """Every record of the run, in order.
@@ -393,20 +444,34 @@ class SqliteStore(LockingStore):
             f"`sqlite3 {self.path} 'PRAGMA integrity_check'` and restore it from a backup."
         )
 
-    async def runs(self, *, status: RunStatus | None = None) -> Sequence[RunInfo]:
-        """Summaries of the runs, oldest first."""
+    async def _select(self, query: RunQuery) -> Sequence[RunInfo]:
+        """The runs `query` asks for, filtered and paged in SQL."""
+        where, params = where_sql(query, "?")
 
         def runs(connection: sqlite3.Connection) -> list[RunInfo]:
-            query = "SELECT run_id, status, started_at, steps, last_node, graph FROM railyard_runs"
-            rows = (
-                connection.execute(f"{query} WHERE status = ? ORDER BY started_at", (status.value,))
-                if status is not None
-                else connection.execute(f"{query} ORDER BY started_at")
+            if query.cursor is not None:
+                at = connection.execute(
+                    "SELECT started_at FROM railyard_runs WHERE run_id = ?", (query.cursor,)
+                ).fetchone()
+                if at is None:
+                    raise ValueError(unknown_cursor(query.cursor, repr(self)))
+                cursor_where, cursor_params = (
+                    " AND (started_at > ? OR (started_at = ? AND run_id > ?))",
+                    [
+                        at[0],
+                        at[0],
+                        query.cursor,
+                    ],
+                )
+            else:
+                cursor_where, cursor_params = "", []
+            limit = f" LIMIT {query.limit}" if query.limit is not None else ""
+            rows = connection.execute(
+                f"SELECT {_INFO_COLUMNS} FROM railyard_runs WHERE {where}{cursor_where} "
+                f"ORDER BY started_at, run_id{limit}",
+                [*params, *cursor_params],
             )
-            return [
-                RunInfo(run_id, RunStatus(state), datetime.fromtimestamp(started, UTC), steps, last_node, graph)
-                for run_id, state, started, steps, last_node, graph in rows
-            ]
+            return [_info(row, query.now) for row in rows]
 
         def guarded(connection: sqlite3.Connection) -> list[RunInfo]:
             try:
@@ -416,6 +481,49 @@ class SqliteStore(LockingStore):
 
         return await self._call(guarded)
 
+    async def _write_lease(self, run_id: str, lease: Lease) -> str | None:
+        def write(connection: sqlite3.Connection) -> str | None:
+            row = connection.execute(
+                "UPDATE railyard_runs SET owner = ?, lease_expires = ? WHERE run_id = ? RETURNING cancel_requested",
+                (lease.owner, lease.expires, run_id),
+            ).fetchone()
+            return None if row is None else row[0]
+
+        if self._connection is None:
+            await self._call(lambda connection: None)  # opened (and checked) before the fast path is taken
+        return await self._write(write, 0)
+
+    async def _ask_cancel(self, run_id: str, reason: str) -> None:
+        def ask(connection: sqlite3.Connection) -> None:
+            cursor = connection.execute(
+                "UPDATE railyard_runs SET cancel_requested = ? WHERE run_id = ?", (reason, run_id)
+            )
+            if cursor.rowcount == 0:
+                raise RunNotFound(run_id, repr(self))
+
+        await self._call(ask)
+
+    async def _remove(self, run_id: str) -> None:
+        def remove(connection: sqlite3.Connection) -> None:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute("DELETE FROM railyard_records WHERE run_id = ?", (run_id,))
+                if connection.execute("DELETE FROM railyard_runs WHERE run_id = ?", (run_id,)).rowcount == 0:
+                    raise RunNotFound(run_id, repr(self))
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+        await self._call(remove)
+        if not RANGE_LOCKS:  # pragma: no cover - platforms without open file description locks
+            self._lock_file(run_id).path.unlink(missing_ok=True)
+
+    def _lock_file(self, run_id: str) -> FileLock:  # pragma: no cover - platforms without range locks
+        real = self.path.resolve()
+        name = hashlib.sha256(run_id.encode()).hexdigest()[:32]
+        return FileLock(real.with_name(f"{real.name}.locks") / f"{name}.lock")
+
     async def _try_lock(self, run_id: str) -> Release | None:
         """Take the run's lock: a lock on a byte of the database file itself (see `_range_lock`).
 
@@ -424,13 +532,10 @@ class SqliteStore(LockingStore):
         """
         if self._connection is None:
             await self._call(lambda connection: None)  # the database exists (and is ours) before it is locked
-        lock: RangeLock | FileLock
-        if RANGE_LOCKS:
-            lock = RangeLock(self.path, run_offset(run_id))
-        else:  # pragma: no cover - platforms without open file description locks
-            real = self.path.resolve()
-            name = hashlib.sha256(run_id.encode()).hexdigest()[:32]
-            lock = FileLock(real.with_name(f"{real.name}.locks") / f"{name}.lock")
+        # where the platform has no byte-range locks: a lock file (pragma: no cover)
+        lock: RangeLock | FileLock = (
+            RangeLock(self.path, run_offset(run_id)) if RANGE_LOCKS else self._lock_file(run_id)
+        )
         if not await anyio.to_thread.run_sync(lock.acquire):
             return None
 
@@ -504,13 +609,26 @@ def _retry_busy(work: Callable[[], object], attempts: int = 50) -> None:
             time.sleep(0.02 * (attempt + 1))
 
 
-def _insert(connection: sqlite3.Connection, run_id: str, records: Sequence[StoredRecord], where: str) -> None:
+def _insert(
+    connection: sqlite3.Connection,
+    run_id: str,
+    records: Sequence[StoredRecord],
+    where: str,
+    lease: Lease | None = None,
+) -> str | None:
+    """Write `records` after the run's others and bring its summary (and `lease`) up to date.
+
+    Returns the reason of a cancellation asked of the run, if any.
+    """
     row = connection.execute(
-        "SELECT next_seq, steps, last_node, status FROM railyard_runs WHERE run_id = ?", (run_id,)
+        "SELECT next_seq, steps, last_node, status, note, wake_at, cancel_requested FROM railyard_runs "
+        "WHERE run_id = ?",
+        (run_id,),
     ).fetchone()
     if row is None:
         raise RunNotFound(run_id, where)
-    first, steps, last_node, status = row
+    first, steps, last_node, status, note, wake_at, asked = row
+    note, wake_at = fold_note(RunStatus(status), note, wake_at, records)
     rows = [
         (run_id, seq, r.kind, r.status.value, r.node_id, int(r.finishes_step), r.ts, r.body)
         for seq, r in enumerate(records, start=first)
@@ -521,7 +639,43 @@ def _insert(connection: sqlite3.Connection, run_id: str, records: Sequence[Store
     last_node = next((r.node_id for r in reversed(records) if r.node_id), last_node)
     status = records[-1].status.value if records else status
     updated = records[-1].ts if records else 0.0
-    connection.execute(
-        "UPDATE railyard_runs SET next_seq = ?, steps = ?, last_node = ?, status = ?, updated_at = ? WHERE run_id = ?",
-        (seq, steps, last_node, status, updated, run_id),
+    if lease is None:
+        connection.execute(
+            "UPDATE railyard_runs SET next_seq = ?, steps = ?, last_node = ?, status = ?, updated_at = ?, note = ?, "
+            "wake_at = ? WHERE run_id = ?",
+            (seq, steps, last_node, status, updated, note, wake_at, run_id),
+        )
+    else:  # written by the run's driver: its lease is renewed with it
+        connection.execute(
+            "UPDATE railyard_runs SET next_seq = ?, steps = ?, last_node = ?, status = ?, updated_at = ?, note = ?, "
+            "wake_at = ?, owner = ?, lease_expires = ? WHERE run_id = ?",
+            (seq, steps, last_node, status, updated, note, wake_at, lease.owner, lease.expires, run_id),
+        )
+    return asked if isinstance(asked, str) else None
+
+
+_INFO_COLUMNS = (
+    "run_id, status, started_at, updated_at, steps, last_node, graph, note, wake_at, owner, lease_expires, "
+    "cancel_requested"
+)
+"""The columns `_info` reads, in its order."""
+
+
+def _info(row: Sequence[object], now: float) -> RunInfo:
+    """A `RunInfo` from a `railyard_runs` row (its `_INFO_COLUMNS`)."""
+    run_id, state, started, updated, steps, last_node, graph, note, wake_at, owner, expires, asked = row
+    stored = RunStatus(str(state))
+    lease_expires = float(expires) if isinstance(expires, (int, float)) else None
+    return RunInfo(
+        str(run_id),
+        reported_status(stored, owner if isinstance(owner, str) else None, lease_expires, now),
+        datetime.fromtimestamp(float(started), UTC),  # type: ignore[arg-type]  # a REAL column
+        int(steps),  # type: ignore[call-overload]  # an INTEGER column
+        last_node if isinstance(last_node, str) else None,
+        graph if isinstance(graph, str) else None,
+        updated_at=datetime.fromtimestamp(float(updated), UTC),  # type: ignore[arg-type]  # a REAL column
+        owner=owner if isinstance(owner, str) else None,
+        lease_expires=datetime.fromtimestamp(lease_expires, UTC) if lease_expires is not None and owner else None,
+        cancel_requested=asked if isinstance(asked, str) else None,
+        **info_fields(stored, note if isinstance(note, str) else None, wake_at if isinstance(wake_at, float) else None),  # type: ignore[arg-type]
     )

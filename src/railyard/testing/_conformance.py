@@ -85,18 +85,25 @@ async def check_status_transitions(store: RunStore) -> None:
         return found
 
     assert (await info()).status is RunStatus.CREATED
-    await store.append(run_id, [_record("step_started", RunStatus.RUNNING, "A")])
-    assert (await info()).status is RunStatus.RUNNING
-    await store.append(run_id, [_record("step_finished", RunStatus.WAITING, "B", step=True)])
-    current = await info()
-    assert (current.status, current.steps, current.last_node) == (RunStatus.WAITING, 1, "B")
-    assert current.started_at is not None and abs(current.started_at.timestamp() - started) < 60
-    await store.append(run_id, [_record("step_started", RunStatus.RUNNING, "B")])
-    await store.append(run_id, [_record("step_failed", RunStatus.FAILED, "B")])
-    assert (await info()).status is RunStatus.FAILED
-    await store.append(run_id, [_record("task_claimed", RunStatus.WAITING, "B")])
-    await store.append(run_id, [_record("step_started", RunStatus.RUNNING, "B")])
-    await store.append(run_id, [_record("step_finished", RunStatus.ENDED, None, step=True)])
+    async with store.lock(run_id):  # a driver holds the run while it writes
+        await store.append(run_id, [_record("step_started", RunStatus.RUNNING, "A")])
+        running = await info()
+        assert running.status is RunStatus.RUNNING, "a run its driver holds mid-step is running"
+        assert running.owner is not None and running.lease_expires is not None, "the driver's lease is listed"
+        await store.append(run_id, [_record("step_finished", RunStatus.WAITING, "B", step=True)])
+        current = await info()
+        assert (current.status, current.steps, current.last_node) == (RunStatus.WAITING, 1, "B")
+        assert current.started_at is not None and abs(current.started_at.timestamp() - started) < 60
+        await store.append(run_id, [_record("step_started", RunStatus.RUNNING, "B")])
+    cut_off = await info()
+    assert cut_off.status is RunStatus.STALLED, "a run left mid-step by its driver is reported stalled"
+    assert cut_off.owner is None, "a driver that let go holds no lease"
+    async with store.lock(run_id):
+        await store.append(run_id, [_record("step_failed", RunStatus.FAILED, "B")])
+        assert (await info()).status is RunStatus.FAILED
+        await store.append(run_id, [_record("task_claimed", RunStatus.WAITING, "B")])
+        await store.append(run_id, [_record("step_started", RunStatus.RUNNING, "B")])
+        await store.append(run_id, [_record("step_finished", RunStatus.ENDED, None, step=True)])
     final = await info()
     assert (final.status, final.steps, final.last_node) == (RunStatus.ENDED, 2, "B")
     ended = {i.run_id for i in await store.runs(status=RunStatus.ENDED)}
@@ -287,6 +294,36 @@ async def check_graph_names(store: RunStore) -> None:
         await store.release_claim(run_id)
 
 
+async def check_list_page_and_delete(store: RunStore) -> None:
+    """`runs()` pages with `limit` and `cursor` and filters by start; `delete` removes a run, and refuses a held one."""
+    prefix = f"page-{new_hex_id()}"
+    ids = [f"{prefix}-{n}" for n in range(3)]
+    for n, run_id in enumerate(ids):
+        await store.create(run_id, [_record("tasks_scheduled", RunStatus.CREATED, "A", n=n)])
+    listed = [i.run_id for i in await store.runs() if i.run_id.startswith(prefix)]
+    assert listed == ids, f"runs() lists runs oldest first: {listed!r}"
+    first = await store.runs(limit=1, cursor=ids[0])
+    assert [i.run_id for i in first] == [ids[1]], "runs(cursor=...) goes on after the cursor's run"
+    started = {i.run_id: i.started_at for i in await store.runs()}
+    since = [i.run_id for i in await store.runs(since=started[ids[1]]) if i.run_id.startswith(prefix)]
+    assert since == ids[1:], f"runs(since=...) lists the runs started from then on: {since!r}"
+    async with store.lock(ids[0]):
+        try:
+            await store.delete(ids[0])
+        except RunLocked:
+            pass
+        else:
+            raise AssertionError("delete() must refuse a run a driver holds (RunLocked)")
+    await store.delete(ids[0])
+    try:
+        await store.read(ids[0])
+    except RunNotFound:
+        pass
+    else:
+        raise AssertionError("a deleted run must be gone (RunNotFound)")
+    assert ids[0] not in {i.run_id for i in await store.runs()}, "a deleted run must not be listed"
+
+
 def _fields(record: StoredRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in StoredRecord.__dataclass_fields__}
 
@@ -303,6 +340,7 @@ CHECKS: tuple[Callable[[RunStore], Awaitable[None]], ...] = (
     check_claim,
     check_graph_names,
     check_builder_run_cut_off_mid_map,
+    check_list_page_and_delete,
 )
 """Every check of the suite; each takes a fresh store."""
 
