@@ -849,3 +849,19 @@ def test_a_graph_that_runs_itself_is_drawn_once() -> None:
     recursive = Graph(nodes=[Again], name="recursive")
     Again.child_graphs = (recursive,)
     assert recursive.mermaid_code() == "---\ntitle: recursive\n---\nstateDiagram-v2\n  Again --> [*]"
+
+
+async def test_cancelling_a_parent_cancels_its_waiting_child(store: RunStore) -> None:
+    from railyard import RunCancelled
+    from railyard.suspension import cancel
+
+    await _suspended(approving.run(Approve(), store=store, run_id="gone"))
+    child_id = await _child_id(store, "gone")
+    await cancel(store, "gone", "order withdrawn")
+    assert {i.run_id: i.status for i in await store.runs()} == {
+        "gone": RunStatus.CANCELLED,
+        child_id: RunStatus.CANCELLED,
+    }
+    assert (await store.run(child_id)).cancel_reason == "its parent run 'gone' was cancelled: order withdrawn"
+    with pytest.raises(RunCancelled):
+        await approval.resume(store, child_id)

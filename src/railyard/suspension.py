@@ -338,7 +338,8 @@ async def cancel(store: RunStore, run_id: str, reason: str) -> None:
     lease, while a long step runs), cancels the running steps with an anyio cancellation,
     records the cancellation and raises `RunCancelled`. `cancel` returns once the run is
     cancelled or the request is stored; `store.run(run_id)` shows it `cancelled` once the
-    driver has stopped. Resuming a cancelled run raises `RunCancelled`.
+    driver has stopped. Resuming a cancelled run raises `RunCancelled`. The run's child
+    runs (`ctx.run_child`) that have not finished are cancelled with it.
 
     Raises:
         RunNotFound: the store has no such run.
@@ -346,6 +347,16 @@ async def cancel(store: RunStore, run_id: str, reason: str) -> None:
         RunCancelled: it was cancelled already (nothing is stored).
         RunLocked: a driver holds it and the store cannot pass a request on to drivers.
     """
+    await _cancel_one(store, run_id, reason)
+    for child in await _children(store, run_id):  # its child runs (and theirs) stop with it
+        try:
+            await _cancel_one(store, child, f"its parent run {run_id!r} was cancelled: {reason}")
+        except (RunEnded, RunCancelled):
+            continue  # finished before: nothing to stop
+
+
+async def _cancel_one(store: RunStore, run_id: str, reason: str) -> None:
+    """Cancel one run: at once if no driver holds it, else by asking its driver."""
     try:
         await _cancel_now(store, run_id, reason)
         return
@@ -361,6 +372,12 @@ async def cancel(store: RunStore, run_id: str, reason: str) -> None:
         return  # its driver stops it at its next step boundary
     except RunCancelled:
         return  # cancelled by its driver meanwhile
+
+
+async def _children(store: RunStore, run_id: str) -> list[str]:
+    """The stored child runs of a run, and theirs (`railyard.children`: their ids start with the parent's)."""
+    prefix = f"{run_id}.child-"
+    return [info.run_id for info in await store.runs() if info.run_id.startswith(prefix)]
 
 
 async def _cancel_now(store: RunStore, run_id: str, reason: str) -> None:

@@ -277,6 +277,8 @@ class Loop(MapSources):
 
     async def _own_step(self, task: Task) -> Any:
         """Run a step in the driver's own task, cancellable from outside (a watched run's)."""
+        if self._own is not None:  # inside a drive that is cancellable as a whole (`run_to_end`)
+            return await self._step(task)
         with anyio.CancelScope(deadline=self._deadline()) as scope:
             self._own = scope
             try:
@@ -375,6 +377,18 @@ class Loop(MapSources):
         Raises:
             Exception: as `advance`.
         """
+        if not self._watched or self._own is not None:
+            return await self._run_to_end()
+        with anyio.CancelScope(deadline=self._deadline()) as scope:  # one for the whole drive, not one a step
+            self._own = scope
+            try:
+                return await self._run_to_end()
+            finally:
+                self._own = None
+        self._time_out()  # the scope took the cancellation (or its deadline passed): the run stops here
+        raise await self._cancelled()
+
+    async def _run_to_end(self) -> End[Any]:
         while True:
             ready = self.ready
             if (
