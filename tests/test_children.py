@@ -865,3 +865,83 @@ async def test_cancelling_a_parent_cancels_its_waiting_child(store: RunStore) ->
     assert (await store.run(child_id)).cancel_reason == "its parent run 'gone' was cancelled: order withdrawn"
     with pytest.raises(RunCancelled):
         await approval.resume(store, child_id)
+
+
+@dataclass
+class ChargeThenConfirm(BaseNode[None, list[str], str]):
+    """Runs a child that charges a card once, then waits for a confirmation."""
+
+    async def run(self, ctx: GraphRunContext[None, list[str]]) -> End[str]:
+        charged = await ctx.run_child(charging, Charge(), deps=ctx.deps)
+        await ctx.wait_for("confirm", Decision)
+        return End(charged)
+
+
+@dataclass
+class Charge(BaseNode[None, list[str], str]):
+    async def run(self, ctx: GraphRunContext[None, list[str]]) -> End[str]:
+        ctx.deps.append("charged the card")
+        return End("charged")
+
+
+charging = Graph(nodes=[Charge], name="charging")
+confirming = Graph(nodes=[ChargeThenConfirm], name="confirming")
+
+
+async def test_prune_keeps_an_ended_child_its_unfinished_parent_still_needs_and_delete_takes_both(
+    store: RunStore,
+) -> None:
+    effects: list[str] = []
+    await _suspended(confirming.run(ChargeThenConfirm(), deps=effects, store=store, run_id="o1"))
+    child_id = await _child_id(store, "o1")
+    assert await store.prune(older_than=0) == []  # the child ended, but its parent waits and reads it again
+    await signal(store, "o1", "confirm", {"approved": True})
+    assert (await confirming.resume(store, "o1", deps=effects)).output == "charged"
+    assert effects == ["charged the card"]  # once: the parent took the child's stored output
+    assert sorted(await store.prune(older_than=0)) == ["o1", child_id]  # both finished: they go together
+    await _suspended(confirming.run(ChargeThenConfirm(), deps=effects, store=store, run_id="o2"))
+    await store.delete("o2")
+    assert await store.runs() == []
+
+
+async def test_cancelling_a_parent_whose_child_is_in_a_long_step_cancels_both(tmp_path: Path) -> None:
+    from railyard import RunCancelled, SqliteStore
+    from railyard.suspension import cancel
+
+    entered = anyio.Event()
+
+    @dataclass
+    class Slow(BaseNode[None, None, str]):
+        async def run(self, ctx: GraphRunContext) -> End[str]:
+            entered.set()
+            await anyio.sleep_forever()
+            return End("never")  # pragma: no cover
+
+    slow = Graph(nodes=[Slow], name="slow")
+
+    @dataclass
+    class Wrap(BaseNode[None, None, str]):
+        async def run(self, ctx: GraphRunContext) -> End[str]:
+            return End(await ctx.run_child(slow, Slow()))
+
+    driver = SqliteStore(tmp_path / "runs.db", lease=0.3)
+    raised: list[BaseException] = []
+
+    async def drive() -> None:
+        try:
+            await Graph(nodes=[Wrap], name="wrap").run(Wrap(), store=driver, run_id="p")
+        except RunCancelled as error:
+            raised.append(error)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(drive)
+        await entered.wait()
+        await cancel(SqliteStore(tmp_path / "runs.db"), "p", "stop")
+    assert len(raised) == 1
+    assert {
+        i.run_id.split(".")[0] + ("/child" if ".child-" in i.run_id else ""): i.status for i in await driver.runs()
+    } == {
+        "p": RunStatus.CANCELLED,
+        "p/child": RunStatus.CANCELLED,
+    }
+    await driver.aclose()

@@ -12,6 +12,10 @@ import pydantic
 import pytest
 
 from railyard import BaseNode, End, Graph, GraphRunContext, run_worker
+from railyard.agent import Agent, RunContext
+from railyard.agent.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from railyard.agent.models import AgentInfo
+from railyard.agent.models.function import FunctionModel
 from railyard.builder import GraphBuilder, StepContext
 from railyard.store import RunStatus
 from railyard.store.sqlite import SqliteStore
@@ -246,3 +250,30 @@ def test_a_run_timeout_is_a_positive_number_of_seconds() -> None:
 
     with pytest.raises(GraphSetupError, match=r"run_timeout=0: a run timeout is a number of seconds, more than 0"):
         Graph(nodes=[Loop], run_timeout=0)
+
+
+async def test_an_agent_tool_sleeps_until_its_timer_and_a_worker_wakes_the_run(tmp_path: Path) -> None:
+    due = time() + 0.2
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        returns = [p for m in messages for p in m.parts if isinstance(p, ToolReturnPart)]
+        if not returns:
+            return ModelResponse(parts=[ToolCallPart("remind", {}, "call-1")])
+        return ModelResponse(parts=[TextPart(f"done: {returns[-1].content}")])
+
+    agent = Agent(FunctionModel(model), name="reminding")
+
+    @agent.tool
+    async def remind(ctx: RunContext[None]) -> str:
+        """Remind the customer once it is time."""
+        await ctx.sleep_until(due)
+        return "reminded"
+
+    store = SqliteStore(tmp_path / "runs.db")
+    with pytest.raises(RunSuspended) as suspended:
+        await agent.run("remind me", store=store, run_id="chat-2")
+    assert suspended.value.waiting.key.startswith(TIMER_PREFIX)
+    await _until(due)
+    assert await run_worker([agent], store) == ["chat-2"]
+    assert [i.status for i in await store.runs()] == [RunStatus.ENDED]
+    await store.aclose()

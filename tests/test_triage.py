@@ -170,7 +170,7 @@ async def test_prune_deletes_finished_runs_unchanged_for_long_enough(store: RunS
     assert sorted(await store.prune(older_than=0)) == ["d1", "d2", "d3", "o"]
     assert [i.run_id for i in await store.runs()] == ["b"]  # a failed run is kept unless asked for
     assert await store.prune(older_than=0, status=RunStatus.FAILED) == ["b"]
-    with pytest.raises(ValueError, match=r"prune\(older_than\)=-1"):
+    with pytest.raises(ValueError, match=r"prune\(older_than=-1\): give a timedelta"):
         await store.prune(older_than=-1)
 
 
@@ -331,3 +331,13 @@ async def test_cancel_stops_every_branch_of_a_builder_fan_out(tmp_path: Path) ->
     assert sorted(cancelled) == [1, 2, 3] and len(raised) == 1
     assert [i.status for i in await driver.runs()] == [RunStatus.CANCELLED]
     await driver.aclose()
+
+
+async def test_a_cancel_asked_between_steps_is_recorded_when_the_driver_lets_go(store: RunStore) -> None:
+    async with ticks.iter(Tick(), store=store, run_id="t") as run:
+        await run.next()
+        await cancel(store, "t", "stop it")  # held by this driver, between its steps
+    (info,) = await store.runs()
+    assert (info.status, info.cancel_requested) == (RunStatus.CANCELLED, None)
+    assert [r.kind for r in await store.read("t")][-1] == "run_cancelled"
+    assert await run_worker([ticks], store) == []

@@ -104,10 +104,11 @@ class DurablePersistence(LogPersistence[StateT, RunEndT]):
         self._stamp: RunCreated | None = None  # due before a resumed run writes: it goes on at a new version
         self._resuming = False  # `_reload` reads the run to resume it (`load_next`)
         self.resume_attempts: dict[str, tuple[int, float]] = {}
-        self.resume_answers: dict[str, tuple[str, Any]] = {}
-        self.resume_started: float | None = None
-        """Read by a resumed run: the signals delivered to a node that waited."""
         """Read by a resumed run: the next attempt (and when it is due) of a node its retry policy retries."""
+        self.resume_answers: dict[str, tuple[str, Any]] = {}
+        """Read by a resumed run: the signals delivered to a node that waited."""
+        self.resume_started: float | None = None
+        """Read by a resumed run: when it started (its run timeout counts from then)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(store={self.store!r}, run_id={self.run_id!r})"

@@ -151,10 +151,10 @@ class RunExists(PersistenceError):
 class RunLocked(PersistenceError):
     """Another driver (a process, or a task in this one) is running this run."""
 
-    def __init__(self, run_id: str, where: str) -> None:
+    def __init__(self, run_id: str, where: str, *, doing: str = "resume") -> None:
         super().__init__(
             f"Run {run_id!r} in {where} is being driven by another process or task; only one "
-            f"driver may advance a run at a time. Wait for it to stop, then resume.",
+            f"driver may advance a run at a time. Wait for it to stop, then {doing}.",
             run_id=run_id,
         )
         self.run_id = run_id

@@ -102,7 +102,11 @@ def info_from_stored(
         updated_at=datetime.fromtimestamp(records[-1].ts, UTC) if records else None,
         owner=owner,
         lease_expires=datetime.fromtimestamp(expires, UTC) if expires is not None else None,
-        cancel_requested=lease.cancel_requested if lease is not None else None,
+        cancel_requested=(
+            lease.cancel_requested
+            if lease is not None and stored not in (RunStatus.ENDED, RunStatus.CANCELLED)
+            else None
+        ),
         **info_fields(stored, note, wake_at),  # type: ignore[arg-type]  # the fields' own types
     )
 

@@ -190,10 +190,14 @@ def _timestamp(value: datetime | float | None, name: str) -> float | None:
     return float(value)
 
 
+_CHILD = ".child-"
+"""What a child run's id adds to its parent's (`railyard.children.child_run_id`)."""
+
+
 def _seconds(value: timedelta | float, name: str) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-        raise ValueError(f"{name}={value!r}: give a timedelta or a number of seconds, 0 or more.")
+        raise ValueError(f"{name}{value!r}): give a timedelta or a number of seconds, 0 or more.")
     return float(seconds)
 
 
@@ -429,17 +433,32 @@ class LockingStore(ABC):
     # -- deleting -----------------------------------------------------------------------
 
     async def delete(self, run_id: str) -> None:
-        """Delete a run: its records, its summary, its lease and its lock artefacts.
+        """Delete a run: its records, its summary, its lease and its lock artefacts, and its child runs.
 
         Raises:
             RunNotFound: the store has no such run.
-            RunLocked: a driver holds the run (nothing is deleted).
+            RunLocked: a driver holds the run or one of its child runs (nothing of that run is deleted).
         """
         release = self._claimed.pop(run_id, None) or await self._try_lock(run_id)
         if release is None:
-            raise RunLocked(run_id, repr(self))
+            raise RunLocked(run_id, repr(self), doing="delete it")
+        try:
+            children = [i.run_id for i in await self.runs() if i.run_id.startswith(f"{run_id}{_CHILD}")]
+            for child in sorted(children, key=len, reverse=True):  # the deepest first
+                await self._delete_child(child)
+            await self._remove(run_id)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await release()
+
+    async def _delete_child(self, run_id: str) -> None:
+        release = self._claimed.pop(run_id, None) or await self._try_lock(run_id)
+        if release is None:
+            raise RunLocked(run_id, repr(self), doing="delete it with its parent")
         try:
             await self._remove(run_id)
+        except LookupError:
+            pass  # deleted meanwhile
         finally:
             with anyio.CancelScope(shield=True):
                 await release()
@@ -457,11 +476,15 @@ class LockingStore(ABC):
         Raises:
             ValueError: `older_than` is negative, or a status is not a `RunStatus`.
         """
-        cutoff = time() - _seconds(older_than, "prune(older_than)")
+        cutoff = time() - _seconds(older_than, "prune(older_than=")
         deleted: list[str] = []
+        everything = {info.run_id: info for info in await self.runs()}
         for info in await self.runs(status=status):
-            if info.updated_at is None or info.updated_at.timestamp() >= cutoff:
+            if info.updated_at is None or info.updated_at.timestamp() >= cutoff or info.run_id in deleted:
                 continue
+            parent = everything.get(info.run_id.rpartition(_CHILD)[0]) if _CHILD in info.run_id else None
+            if parent is not None and parent.status not in FINISHED:
+                continue  # a child its unfinished parent may still read (its output), kept with it
             try:
                 await self.delete(info.run_id)
             except RunLocked:
@@ -469,6 +492,7 @@ class LockingStore(ABC):
             except LookupError:
                 continue  # deleted meanwhile by another pruner
             deleted.append(info.run_id)
+            deleted += [run_id for run_id in everything if run_id.startswith(f"{info.run_id}{_CHILD}")]
         return deleted
 
 

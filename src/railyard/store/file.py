@@ -248,9 +248,11 @@ class FileStore(LockingStore):
         return await anyio.to_thread.run_sync(self._put_lease, run_id, lease)
 
     async def _ask_cancel(self, run_id: str, reason: str) -> None:
+        records = await self.read(run_id)  # RunNotFound if there is none
+        if records and records[-1].status in (RunStatus.ENDED, RunStatus.CANCELLED):
+            return  # finished meanwhile: `cancel` says so
+
         def ask() -> None:
-            if not self.path(run_id).exists():
-                raise RunNotFound(run_id, str(self.directory))
             path = self._cancel_path(run_id)
             temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
             temporary.write_text(reason)

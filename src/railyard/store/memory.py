@@ -18,6 +18,7 @@ from railyard.store.records import (
     JoinClosed,
     RunEndRecorded,
     RunRecord,
+    RunStatus,
     RunSuspendedRecorded,
     StepFailed,
     StepFinished,
@@ -266,8 +267,11 @@ class MemoryStore(LockingStore):
         return asked
 
     async def _ask_cancel(self, run_id: str, reason: str) -> None:
-        if run_id not in self._runs:
+        records = self._runs.get(run_id)
+        if records is None:
             raise RunNotFound(run_id, repr(self))
+        if records and records[-1].status in (RunStatus.ENDED, RunStatus.CANCELLED):
+            return  # finished meanwhile: `cancel` says so
         self._leases[run_id] = replace(self._leases.get(run_id, Lease(None, None)), cancel_requested=reason)
 
     async def _remove(self, run_id: str) -> None:

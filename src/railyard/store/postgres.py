@@ -1,4 +1,4 @@
-"""The PostgreSQL backend: many runs, many workers, many machines (`pip install 'railyard[postgres]'`).
+"""The PostgreSQL backend: many runs, many workers, many machines (`pip install 'railyard-graph[postgres]'`).
 
 psycopg 3, async, with pooled sessions. Records are rows of JSON, readable in `psql`
 (`SELECT seq, kind, body->>'state' FROM railyard_records WHERE run_id = '...'`). A batch
@@ -43,7 +43,7 @@ try:
     from psycopg.conninfo import conninfo_to_dict
     from psycopg_pool import AsyncConnectionPool
 except ImportError as err:  # pragma: no cover - depends on the installed extras
-    raise ImportError("The PostgreSQL store needs psycopg: pip install 'railyard[postgres]'") from err
+    raise ImportError("The PostgreSQL store needs psycopg: pip install 'railyard-graph[postgres]'") from err
 
 __all__ = ("SCHEMA_VERSION", "PostgresStore")
 
@@ -475,10 +475,14 @@ class PostgresStore(LockingStore):
         pool = await self._connection_pool()
         async with pool.connection() as connection:
             cursor = await connection.execute(
-                "UPDATE railyard_runs SET cancel_requested = %s WHERE run_id = %s", (reason, run_id)
+                "UPDATE railyard_runs SET cancel_requested = %s "
+                "WHERE run_id = %s AND status NOT IN ('ended', 'cancelled')",
+                (reason, run_id),
             )
-            if cursor.rowcount == 0:
-                raise RunNotFound(run_id, repr(self))
+            if cursor.rowcount == 0:  # no such run, or it finished meanwhile: `cancel` says which
+                found = await connection.execute("SELECT 1 FROM railyard_runs WHERE run_id = %s", (run_id,))
+                if await found.fetchone() is None:
+                    raise RunNotFound(run_id, repr(self))
 
     async def _remove(self, run_id: str) -> None:
         pool = await self._connection_pool()
@@ -634,7 +638,7 @@ def _info(row: Sequence[Any], now: float) -> RunInfo:
         updated_at=datetime.fromtimestamp(updated, UTC),
         owner=owner,
         lease_expires=datetime.fromtimestamp(expires, UTC) if expires is not None and owner is not None else None,
-        cancel_requested=asked,
+        cancel_requested=asked if stored not in (RunStatus.ENDED, RunStatus.CANCELLED) else None,
         **info_fields(stored, note, wake_at),  # type: ignore[arg-type]  # the fields' own types
     )
 

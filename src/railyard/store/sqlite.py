@@ -496,9 +496,17 @@ class SqliteStore(LockingStore):
     async def _ask_cancel(self, run_id: str, reason: str) -> None:
         def ask(connection: sqlite3.Connection) -> None:
             cursor = connection.execute(
-                "UPDATE railyard_runs SET cancel_requested = ? WHERE run_id = ?", (reason, run_id)
+                "UPDATE railyard_runs SET cancel_requested = ? "
+                "WHERE run_id = ? AND status NOT IN ('ended', 'cancelled')",
+                (reason, run_id),
             )
-            if cursor.rowcount == 0:
+            found = (
+                cursor.rowcount > 0
+                or connection.execute(  # else: finished meanwhile (`cancel` says so)
+                    "SELECT 1 FROM railyard_runs WHERE run_id = ?", (run_id,)
+                ).fetchone()
+            )
+            if not found:
                 raise RunNotFound(run_id, repr(self))
 
         await self._call(ask)
@@ -654,6 +662,8 @@ def _insert(
     return asked if isinstance(asked, str) else None
 
 
+_FINISHED = (RunStatus.ENDED, RunStatus.CANCELLED)
+
 _INFO_COLUMNS = (
     "run_id, status, started_at, updated_at, steps, last_node, graph, note, wake_at, owner, lease_expires, "
     "cancel_requested"
@@ -676,6 +686,6 @@ def _info(row: Sequence[object], now: float) -> RunInfo:
         updated_at=datetime.fromtimestamp(float(updated), UTC),  # type: ignore[arg-type]  # a REAL column
         owner=owner if isinstance(owner, str) else None,
         lease_expires=datetime.fromtimestamp(lease_expires, UTC) if lease_expires is not None and owner else None,
-        cancel_requested=asked if isinstance(asked, str) else None,
+        cancel_requested=asked if isinstance(asked, str) and stored not in _FINISHED else None,
         **info_fields(stored, note if isinstance(note, str) else None, wake_at if isinstance(wake_at, float) else None),  # type: ignore[arg-type]
     )
