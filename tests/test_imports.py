@@ -139,4 +139,4 @@ def test_the_version_comes_from_the_package_metadata() -> None:
 
     import railyard
 
-    assert railyard.__version__ == version("railyard")
+    assert railyard.__version__ == version("railyard-graph")

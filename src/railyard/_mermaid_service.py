@@ -82,7 +82,7 @@ def request_image(code: str, /, **kwargs: Unpack[ImageConfig]) -> bytes:
     try:
         import httpx
     except ImportError:  # pragma: no cover - depends on the installed extras
-        raise MermaidServiceError("Rendering mermaid images needs httpx: pip install 'railyard[image]'") from None
+        raise MermaidServiceError("Rendering mermaid images needs httpx: pip install 'railyard-graph[image]'") from None
     base_url = (kwargs.get("base_url") or os.environ.get("RAILYARD_MERMAID_URL") or DEFAULT_BASE_URL).rstrip("/")
     image_type = kwargs.get("image_type")
     encoded = base64.b64encode(code.encode()).decode()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ("railyard_version",)
+__all__ = ("DISTRIBUTION", "railyard_version")
+
+DISTRIBUTION = "railyard-graph"
+"""The name railyard has on the package index: `pip install railyard-graph`, then `import railyard`."""
 
 
 @functools.cache
@@ -13,6 +16,6 @@ def railyard_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("railyard")
+        return version(DISTRIBUTION)
     except PackageNotFoundError:
         return "0+unknown"

@@ -3,7 +3,7 @@
 The text needs nothing beyond railyard. Images come from a mermaid rendering service
 over HTTP (the public https://mermaid.ink unless `base_url` or the environment variable
 `RAILYARD_MERMAID_URL` names another) and need the `image` extra:
-`pip install 'railyard[image]'`.
+`pip install 'railyard-graph[image]'`.
 
 A graph is drawn through railyard's one diagram model, which the builder API's
 diagrams share; these functions read only what `MermaidGraph` names of a graph.

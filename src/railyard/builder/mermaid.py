@@ -266,7 +266,7 @@ def mermaid_image(graph: _Drawable, /, **kwargs: Unpack[MermaidConfig]) -> bytes
     `render` (no title unless given), the rest (`image_type`, `pdf_fit`, `pdf_landscape`,
     `pdf_paper`, `background_color`, `theme`, `width`, `height`, `scale`,
     `httpx_client`, `base_url`) to the service, which is https://mermaid.ink unless
-    `base_url` or `RAILYARD_MERMAID_URL` names another. Needs `pip install 'railyard[image]'`.
+    `base_url` or `RAILYARD_MERMAID_URL` names another. Needs `pip install 'railyard-graph[image]'`.
 
     Raises:
         TypeError: an option is not one of `MermaidConfig`'s.

@@ -14,7 +14,7 @@ def open_store(url: str) -> RunStore:
 
     - `sqlite:///path/to/runs.db` (or `sqlite:relative/runs.db`): a `SqliteStore`.
     - `file:///path/to/directory` (or `file:relative/dir`): a `FileStore`.
-    - `postgresql://user:password@host:port/database`: a `PostgresStore` (`railyard[postgres]`).
+    - `postgresql://user:password@host:port/database`: a `PostgresStore` (`railyard-graph[postgres]`).
     - `memory:`: a new, empty `MemoryStore`.
 
     Raises:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import email.utils
 import functools
-import importlib.metadata
 import math
 import os
 import random
@@ -38,7 +37,7 @@ try:
     import httpx
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
-        "railyard.agent.models.openai needs httpx: install it with `pip install 'railyard[openai]'`"
+        "railyard.agent.models.openai needs httpx: install it with `pip install 'railyard-graph[openai]'`"
     ) from _exc
 
 from railyard.agent.exceptions import ModelConnectionError, ModelHTTPError, UnexpectedModelBehavior, UserError
@@ -128,11 +127,9 @@ _SETTINGS = (
 
 
 def _user_agent() -> str:
-    try:
-        version = importlib.metadata.version("railyard")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - only from a bare source tree
-        version = "unknown"
-    return f"railyard/{version}"
+    from railyard._version import railyard_version
+
+    return f"railyard/{railyard_version()}"
 
 
 _USER_AGENT = _user_agent()
