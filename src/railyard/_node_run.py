@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, cast
 
+from railyard import _logging  # noqa: F401  # puts the NullHandler on the `railyard` logger at import
 from railyard._node_program import NodeProgram
 from railyard.exceptions import GraphRuntimeError
 from railyard.nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT, StateT, node_task
@@ -289,15 +290,16 @@ class RunContext(Generic[StateT, DepsT, RunEndT]):
             raise
 
     async def _start(self, persistence: BaseStatePersistence[StateT, RunEndT]) -> GraphRun[StateT, DepsT, RunEndT]:
-        from railyard.tracing import active_tracer
+        from railyard.tracing import active_tracer, run_attributes
 
         graph = self.graph
         tracer = active_tracer(graph.auto_instrument)
         run_span: AbstractContextManager[Any] | None = self.span
         if run_span is None and tracer is not None:
-            run_span = tracer.start_as_current_span(
-                f"run graph {graph.name}", attributes={"graph_name": str(graph.name)}
-            )
+            run_id = getattr(persistence, "run_id", None)
+            attributes = run_attributes(str(graph.name), run_id if isinstance(run_id, str) else None)
+            attributes["graph_name"] = str(graph.name)  # pydantic-graph's name for it
+            run_span = tracer.start_as_current_span(f"run graph {graph.name}", attributes=attributes)
         self._span: Span | None = self._stack.enter_context(run_span) if run_span is not None else None
         graph_run = graph._run_class(
             graph=graph,

@@ -12,12 +12,14 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
-from time import time
+from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pydantic_core
+from opentelemetry import trace
 
+from railyard._logging import extra as _extra
 from railyard._version import railyard_version
 from railyard.exceptions import PersistenceError, RunExists, RunNotFound
 from railyard.runtime._end import End
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ("StoreRecorder",)
 
 logger = logging.getLogger("railyard.store")
+run_logger = logging.getLogger("railyard.run")
+"""Run-level events of durable runs: started, resumed, suspended, failed, ended, cancelled, retries."""
 
 
 class StoreRecorder:
@@ -100,6 +104,8 @@ class StoreRecorder:
         """Told the reason when the store says a cancellation was asked of the run (the loop stops it)."""
         self._asked: Callable[[str], str | None] | None = getattr(store, "cancel_requested", None)
         self._beat: asyncio.Task[None] | None = None
+        self.traced = False
+        """Whether the run is traced: then each commit is a `railyard.store.commit` event on the current span."""
 
     @property
     def locked(self) -> bool:
@@ -119,6 +125,8 @@ class StoreRecorder:
         lock = self.store.lock(self.run_id)
         await lock.__aenter__()
         self._lock = lock
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("took the lock on run %s in %r", self.run_id, self.store, extra=_extra(self.run_id))
         self._start_heartbeat()
         self._deltas.reset()  # the first state this driver stores is whole: it trusts no earlier writer
         try:
@@ -129,6 +137,9 @@ class StoreRecorder:
         except BaseException:
             await self.close()
             raise
+        if run_logger.isEnabledFor(logging.INFO):
+            what = "started" if new and not self.exists else "resumed"
+            run_logger.info("run %s %s (graph %s)", self.run_id, what, self.graph, extra=_extra(self.run_id))
         return bool(self.exists)
 
     async def close(self) -> None:
@@ -137,17 +148,34 @@ class StoreRecorder:
         if lock is None:
             return
         beat, self._beat = self._beat, None
-        if beat is not None:
-            beat.cancel()
         with anyio.CancelScope(shield=True):
             try:
+                if beat is not None:  # stopped, and done, before the lease is cleared: it never writes after
+                    beat.cancel()
+                    await asyncio.wait([beat])
                 if self._broken is None:
                     pending = self.flush()
                     if pending is not None:
                         await pending
+                    await self._cancel_asked_meanwhile()
             finally:
                 self._lock = None
                 await lock.__aexit__(None, None, None)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("released the lock on run %s", self.run_id, extra=_extra(self.run_id))
+
+    async def _cancel_asked_meanwhile(self) -> None:
+        """Record a cancellation asked of the run since its last write, before letting go of it.
+
+        A driver that stops between steps (or whose drive was cut short) would otherwise
+        leave the request for the next one: the run is stored cancelled now, while it is held.
+        """
+        heartbeat = getattr(self.store, "heartbeat", None)
+        if heartbeat is None or not self.exists or self.status in (RunStatus.ENDED, RunStatus.CANCELLED):
+            return
+        reason = await heartbeat(self.run_id)
+        if reason is not None:
+            await self.write(RunCancelledRecorded(reason, time()), None)
 
     async def write(self, record: RunRecord, node_id: str | None) -> None:
         """Store one record (with any told before it); outside an open run, take the run's lock for it.
@@ -230,6 +258,7 @@ class StoreRecorder:
                 continue
             batch, self._pending = self._pending, []
             self._flushing = done = anyio.Event()
+            began = perf_counter() if self.traced else 0.0
             try:
                 with anyio.CancelScope(shield=True):  # a write is finished, not cut off: the log stays whole
                     if self.exists:
@@ -244,6 +273,11 @@ class StoreRecorder:
                 self._flushing = None
                 done.set()
             self._durable += len(batch)
+            if self.traced:
+                trace.get_current_span().add_event(
+                    "railyard.store.commit",
+                    {"railyard.store.records": len(batch), "railyard.store.duration": perf_counter() - began},
+                )
             asked = self._asked
             if asked is not None and self.on_cancel is not None and (reason := asked(self.run_id)) is not None:
                 self.on_cancel(reason)
@@ -302,6 +336,10 @@ class StoreRecorder:
         """
         if isinstance(outcome, End):
             record = StepFinished(task.task_id, duration, state, (), outcome, time(), task.node_id)
+            if run_logger.isEnabledFor(logging.INFO):
+                run_logger.info(
+                    "run %s ended at step %s", self.run_id, task.task_id, extra=_extra(self.run_id, task.task_id)
+                )
         else:
             record = StepFinished(task.task_id, duration, state, tuple(outcome), None, time(), task.node_id)
         return self._queue(record, task.node_id)
@@ -311,6 +349,16 @@ class StoreRecorder:
         if isinstance(error, Exception):
             info = ErrorInfo.from_exception(error)
             await self.write(StepFailed(task.task_id, duration, info, time(), attempt), task.node_id)
+            run_logger.error(
+                "run %s failed: step %s (%s, attempt %d) raised %s: %s",
+                self.run_id,
+                task.task_id,
+                task.node_id,
+                attempt,
+                type(error).__qualname__,
+                error,
+                extra=_extra(self.run_id, task.task_id),
+            )
 
     async def attempt_failed(
         self, task: Task, error: BaseException, duration: float, attempt: int, retry_at: float
@@ -318,6 +366,17 @@ class StoreRecorder:
         """Record a failed attempt and when the next is due, before the wait for it."""
         info = ErrorInfo.from_exception(error)
         await self.write(StepFailed(task.task_id, duration, info, time(), attempt, retry_at), task.node_id)
+        if run_logger.isEnabledFor(logging.INFO):
+            run_logger.info(
+                "run %s: attempt %d of step %s (%s) failed with %s; the next is due in %.3gs",
+                self.run_id,
+                attempt,
+                task.task_id,
+                task.node_id,
+                type(error).__qualname__,
+                max(retry_at - time(), 0.0),
+                extra={**_extra(self.run_id, task.task_id), "railyard_attempt": attempt, "railyard_retry_at": retry_at},
+            )
 
     async def step_suspended(self, task: Task, waiting: Waiting) -> None:
         """Record what the task waits for (the run is `suspended` once this is written)."""
@@ -337,11 +396,19 @@ class StoreRecorder:
         from railyard.suspension import first_timer
 
         await self.write(RunSuspendedRecorded(tuple(w.key for w in waits), time(), first_timer(waits)), None)
+        if run_logger.isEnabledFor(logging.INFO):
+            run_logger.info(
+                "run %s suspended, waiting for %s",
+                self.run_id,
+                ", ".join(w.key for w in waits),
+                extra=_extra(self.run_id, waits[0].step_id if waits else None),
+            )
 
     async def run_cancelled(self, reason: str) -> None:
         """Record that the run was cancelled while it was driven (it stopped at a step boundary)."""
         with anyio.CancelScope(shield=True):
             await self.write(RunCancelledRecorded(reason, time()), None)
+        run_logger.info("run %s cancelled: %s", self.run_id, reason, extra=_extra(self.run_id))
 
     def _start_heartbeat(self) -> None:
         """While this recorder holds the run: renew the store's lease on it, and hear of a cancellation asked.
@@ -366,7 +433,7 @@ class StoreRecorder:
             try:
                 reason = await store.heartbeat(self.run_id)
             except Exception as error:  # the store is unreachable now: the next beat tries again
-                logger.warning("could not renew the lease on run %s: %s", self.run_id, error)
+                logger.warning("could not renew the lease on run %s: %s", self.run_id, error, extra=_extra(self.run_id))
                 continue
             if reason is not None and self.on_cancel is not None:
                 self.on_cancel(reason)

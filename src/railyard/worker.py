@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from railyard._logging import extra as _extra
 from railyard.exceptions import RunCancelled, RunLocked
 from railyard.store import RunStatus, RunStore
 from railyard.store.base import READY
@@ -85,10 +86,12 @@ async def run_worker(
                 break
             await anyio.sleep(poll_interval)
             continue
+        logger.info("claimed run %s", run_id, extra=_extra(run_id))
         try:
             outcome = await _drive(by_name, store, run_id, deps)
         finally:
             await store.release_claim(run_id)
+            logger.debug("released the claim on run %s", run_id, extra=_extra(run_id))
         if outcome == "driven":
             driven.append(run_id)
         elif outcome == "unusable":
@@ -119,24 +122,36 @@ async def _drive(by_name: Mapping[str, Resumable], store: RunStore, run_id: str,
     """Resume one claimed run; say whether it was driven, taken by another driver, or is unusable here."""
     graph = await _graph_of(by_name, store, run_id)
     if graph is None:
-        logger.error("run %s names a graph this worker was not given; it is skipped from now on", run_id)
+        logger.error(
+            "run %s names a graph this worker was not given; it is skipped from now on", run_id, extra=_extra(run_id)
+        )
         return "unusable"
     run_deps = deps.get(graph.name) if isinstance(deps, Mapping) else deps
     try:
         await graph.resume(store, run_id, deps=run_deps)
     except RunLocked:
+        logger.info("run %s is locked by another driver; left to it", run_id, extra=_extra(run_id))
         return "taken"  # taken over by another driver between the claim and the start
     except RunSuspended as suspended:
-        logger.info("run %s is suspended: %s", run_id, suspended.waiting.key)
+        logger.info(
+            "run %s is suspended: %s",
+            run_id,
+            suspended.waiting.key,
+            extra=_extra(run_id, suspended.waiting.step_id),
+        )
         return "driven"  # as far as it goes: a signal or its timer makes it ready again
     except RunCancelled as cancelled:
-        logger.info("run %s was cancelled while driven: %s", run_id, cancelled.reason)
+        logger.info("run %s was cancelled while driven: %s", run_id, cancelled.reason, extra=_extra(run_id))
         return "driven"
     except Exception:
         if await _started(store, run_id):
-            logger.exception("run %s failed; its error is recorded, and it can be resumed after a fix", run_id)
+            logger.exception(
+                "run %s failed; its error is recorded, and it can be resumed after a fix", run_id, extra=_extra(run_id)
+            )
             return "driven"
-        logger.exception("run %s cannot be started by this worker; it is skipped from now on", run_id)
+        logger.exception(
+            "run %s cannot be started by this worker; it is skipped from now on", run_id, extra=_extra(run_id)
+        )
         return "unusable"
     return "driven"
 

@@ -22,6 +22,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import anyio
 from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 
 from railyard.agent._prompts import PromptFunction, refresh_dynamic_prompts, render_instructions, system_prompt_parts
 from railyard.agent._result import ResultSchema, ResultTool, ResultValidator, run_validators
@@ -448,7 +449,11 @@ async def _run_tools(
             state.retries[tool.name] = failures + 1
             tool.check_retries(failures, cause)
 
-        part = await tool.call(call, deps.run_context(state, retry=state.retries.get(tool.name, 0)), on_failure=failed)
+        run_ctx = deps.run_context(state, retry=state.retries.get(tool.name, 0))
+        if trace.get_current_span().is_recording():  # the run is traced: the call is a span of its own
+            part = await _traced_call(tool, call, run_ctx, failed)
+        else:
+            part = await tool.call(call, run_ctx, on_failure=failed)
         if isinstance(part, ToolReturnPart):
             state.retries[tool.name] = 0  # a success starts the count again
         parts[index] = part
@@ -474,12 +479,47 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
+async def _traced_call(
+    tool: Tool[Any], call: ToolCallPart, run_ctx: RunContext[Any], failed: Callable[[BaseException], None]
+) -> ToolReturnPart | RetryPromptPart:
+    """`tool.call` inside an `execute_tool` span (OpenTelemetry GenAI conventions): sizes, never contents."""
+    from railyard import tracing
+
+    step_span = trace.get_current_span()
+    # the run's and the step's attributes, from the step span (an SDK span shows them; the API's does not)
+    known: Any = getattr(step_span, "attributes", None) or {}
+    attributes: dict[str, AttributeValue] = {
+        key: known[key] for key in (tracing.GRAPH, tracing.RUN_ID, tracing.STEP_ID, tracing.ATTEMPT) if key in known
+    }
+    if run_ctx.run_id is not None:
+        attributes[tracing.RUN_ID] = run_ctx.run_id
+    attributes |= {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": call.tool_name,
+        "railyard.tool.arguments_size": len(call.args_as_json_str().encode()),
+    }
+    if call.tool_call_id is not None:
+        attributes["gen_ai.tool.call.id"] = call.tool_call_id
+    tracer = trace.get_tracer(tracing.TRACER_NAME)
+    with tracer.start_as_current_span(f"execute_tool {call.tool_name}", attributes=attributes) as span:
+        part = await tool.call(call, run_ctx, on_failure=failed)
+        if isinstance(part, ToolReturnPart):
+            span.set_attribute("railyard.tool.result_size", len(part.model_response_str().encode()))
+        else:  # the model must fix its call: arguments that did not validate, or `ModelRetry`
+            span.set_attribute("error.type", "retry")
+        return part
+
+
 def _annotate_span(model: Model, response: ModelResponse, usage: Usage) -> None:
     """Put the request's model and tokens on the step's span (OpenTelemetry GenAI conventions)."""
     span = trace.get_current_span()
     if not span.is_recording():
         return
-    attributes: dict[str, str | int] = {"gen_ai.system": model.system, "gen_ai.request.model": model.model_name}
+    attributes: dict[str, str | int] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": model.system,
+        "gen_ai.request.model": model.model_name,
+    }
     if response.model_name:
         attributes["gen_ai.response.model"] = response.model_name
     if usage.request_tokens is not None:

@@ -276,9 +276,13 @@ class GraphRun(Generic[StateT, DepsT, OutputT]):
         tracer = self._loop.tracer
         span = self._span
         if span is None and tracer is not None:
-            span = tracer.start_as_current_span(
-                f"run graph {self.graph.name}", attributes={"graph_name": str(self.graph.name)}
-            )
+            from railyard.tracing import run_attributes
+
+            name = self.graph._span_name()  # pyright: ignore[reportPrivateUsage]
+            attributes = run_attributes(name, self.run_id)
+            self._loop.trace_attributes = dict(attributes)
+            attributes["graph_name"] = name  # pydantic-graph's name for it
+            span = tracer.start_as_current_span(f"run graph {name}", attributes=attributes)
         if span is not None:
             span.__enter__()
             self._span_context = span

@@ -127,6 +127,8 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         migrations: Sequence[Migration] = (),
     ) -> None:
         self.name = name
+        self._defined_in: str | None = None
+        """The module its `GraphBuilder` was made in, if known (names the spans of an unnamed graph)."""
         self.run_timeout = run_timeout
         """How long a run may take, in seconds from its start, resumes included (`None`: no limit)."""
         self.version = version
@@ -408,6 +410,22 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         recorder.shape = version.shape
         return recorder
 
+    def _span_name(self) -> str:
+        """The graph's name in its run spans: `name`, else the variable holding it in its builder's module.
+
+        Never `None`: a graph found nowhere is named after that module (`graph` if unknown).
+        """
+        if self.name is not None:
+            return self.name
+        import sys
+
+        module = sys.modules.get(self._defined_in) if self._defined_in is not None else None
+        if module is not None:
+            for variable, value in vars(module).items():
+                if value is self:
+                    return variable
+        return self._defined_in or "graph"
+
     def _infer_name(self, frame: Any) -> None:
         from railyard._introspect import infer_name
 
@@ -432,7 +450,7 @@ class Graph(Generic[StateT, DepsT, InputT, OutputT]):
         API's image options (`image_type`, `pdf_fit`, `pdf_landscape`, `pdf_paper`,
         `background_color`, `theme`, `width`, `height`, `scale`, `httpx_client`,
         `base_url`) and `render`'s `title` and `direction`; see
-        `railyard.builder.mermaid.MermaidConfig`. Needs `pip install 'railyard[image]'`.
+        `railyard.builder.mermaid.MermaidConfig`. Needs `pip install 'railyard-graph[image]'`.
 
         Raises:
             TypeError: an option is not one of `railyard.builder.mermaid.MermaidConfig`'s.

@@ -153,6 +153,10 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
         self.step_timeout = step_timeout
         """The timeout of each attempt of a step that declares none of its own, in seconds."""
         self.name = name
+        caller = inspect.currentframe()
+        caller = caller.f_back if caller is not None else None
+        self._defined_in: str | None = caller.f_globals.get("__name__") if caller is not None else None
+        """The module this builder was made in (its graph's spans are named after it when nothing else names it)."""
         self.state_type = state_type
         self.deps_type = deps_type
         self.input_type = input_type
@@ -560,7 +564,7 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
             _validate(ordered, edges_by_source)
             _check_types(ordered, edges_by_source)
         parent_forks = find_parent_forks(ordered, edges_by_source, render=lambda: _diagram(ordered, edges_by_source))
-        return Graph(
+        graph: Graph[StateT, DepsT, InputT, OutputT] = Graph(
             name=self.name,
             state_type=self.state_type,
             deps_type=self.deps_type,
@@ -578,6 +582,8 @@ class GraphBuilder(Generic[StateT, DepsT, InputT, OutputT]):
             version=self.version,
             migrations=self.migrations,
         )
+        graph._defined_in = self._defined_in  # pyright: ignore[reportPrivateUsage]
+        return graph
 
     def _add_automatic_node_edges(self, edges: list[EdgePath[Any]], namespace: dict[str, Any] | None) -> None:
         """Edges the graph implies: a node class's own edges, a step's from its return annotation.

@@ -22,7 +22,9 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 
+from railyard import tracing
 from railyard._ids import new_hex_id
 from railyard.exceptions import GraphStepLimitError
 from railyard.retries import StepTimeout
@@ -73,6 +75,11 @@ class Loop(MapSources):
         """Hears every event of the run (`None`: nothing is recorded)."""
         self.tracer = tracer
         """Opens a span per step (`None`: tracing is off)."""
+        self.trace_attributes: dict[str, AttributeValue] | None = None
+        """What every step span carries of the run (graph name, run id): set by the front end that
+        opens the run span, else made from the program's name and the context's `run_id` at the first step."""
+        if tracer is not None and hasattr(recorder, "traced"):
+            recorder.traced = True  # type: ignore[union-attr]  # a store recorder: its commits become span events
         self.executor: Executor = executor if executor is not None else _IN_PROCESS
         """Runs the steps' nodes."""
         self.limit = max_concurrency
@@ -516,16 +523,26 @@ class Loop(MapSources):
                     result = await self._attempts_of(task, rules, state)
                 else:
                     result = await self._run_node(task) if kind is _STEP else self._structural(task, kind)
+            elif (kind := self._kinds[task.node_id]) is not _STEP:
+                # structure is an event on the enclosing span, not a span: a 20-item join is 20 events
+                trace.get_current_span().add_event(
+                    "railyard.join" if kind is NodeKind.JOIN else "railyard.route",
+                    {tracing.NODE_ID: task.node_id, tracing.STEP_ID: task.task_id},
+                )
+                result = (
+                    await self._attempts_of(task, rules, state) if rules is not None else self._structural(task, kind)
+                )
             else:
                 with self.tracer.start_as_current_span(
-                    f"run node {task.node_id}",
-                    attributes={"node_id": task.node_id, "node_snapshot_id": task.task_id},
-                ):
-                    kind = self._kinds[task.node_id]
+                    f"run node {task.node_id}", attributes=self._span_attributes(task)
+                ) as span:
                     if rules is not None:
-                        result = await self._attempts_of(task, rules, state)
+                        try:
+                            result = await self._attempts_of(task, rules, state)
+                        finally:
+                            span.set_attribute(tracing.ATTEMPT, self.attempts.get(task.task_id, 1))
                     else:
-                        result = await self._run_node(task) if kind is _STEP else self._structural(task, kind)
+                        result = await self._run_node(task)
             outcome = program.route(task, result, self)
         except WaitRequested as wait:
             await self._park(task, wait)
@@ -550,6 +567,23 @@ class Loop(MapSources):
             if pending is not None:
                 await pending
         return outcome
+
+    def _span_attributes(self, task: Task) -> dict[str, AttributeValue]:
+        """The attributes of a step's span: the run's (graph, run id), the step's, and pydantic-graph's names."""
+        base = self.trace_attributes
+        if base is None:
+            name = self.program.name
+            base = self.trace_attributes = tracing.run_attributes(
+                name if name is not None else "graph", getattr(self.ctx, "run_id", None)
+            )
+        return {
+            **base,
+            tracing.NODE_ID: task.node_id,
+            tracing.STEP_ID: task.task_id,
+            tracing.ATTEMPT: self.attempts.get(task.task_id, 1),
+            "node_id": task.node_id,
+            "node_snapshot_id": task.task_id,
+        }
 
     async def _attempts_of(self, task: Task, rules: StepRules, state: Any) -> Any:
         """Run a step under its retry policy and timeout; return the value of the attempt that succeeded.
@@ -576,6 +610,15 @@ class Loop(MapSources):
                     raise
                 delay = policy.delay(attempt)
                 recorder = self.recorder
+                if self.tracer is not None:
+                    trace.get_current_span().add_event(
+                        "railyard.attempt_failed",
+                        {
+                            tracing.ATTEMPT: attempt,
+                            "error.type": type(error).__qualname__,
+                            "railyard.retry_at": time() + delay,
+                        },
+                    )
                 if recorder is not None:
                     pending = recorder.attempt_failed(task, error, perf_counter() - began, attempt, time() + delay)
                     if pending is not None:
