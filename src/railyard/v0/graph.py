@@ -34,6 +34,7 @@ T = TypeVar("T")
 """An invariant type variable."""
 
 GraphRunResult = _graph.GraphRunResult
+"""The result of a finished run: its `output`, its final `state` and its `persistence`."""
 
 
 class GraphRun(_graph.GraphRun[StateT, DepsT, RunEndT]):
