@@ -51,7 +51,7 @@ ROOTS = ("railyard.builder", "pydantic_graph.beta", "pydantic_graph", "langgraph
 BUILDER_ROOTS = ROOTS[:3]
 CASES = ("map", "loop")
 DISTRIBUTIONS = {
-    "railyard.builder": "railyard",
+    "railyard.builder": "railyard-graph",
     "pydantic_graph.beta": "pydantic-graph",
     "pydantic_graph": "pydantic-graph",
     "langgraph": "langgraph",

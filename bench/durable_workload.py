@@ -531,6 +531,10 @@ def build(args: argparse.Namespace) -> Runner:
 def _version(lib: str) -> str:
     if lib == "floor":
         return f"SQLite {sqlite3.sqlite_version}"
+    if lib == "railyard":
+        from railyard._version import railyard_version
+
+        return railyard_version()
     return importlib.metadata.version(lib)
 
 
