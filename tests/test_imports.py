@@ -25,6 +25,8 @@ NOT_LOADED_BY_IMPORT = (
     "railyard.store.file",
     "railyard.store.postgres",
     "railyard.store.sqlite",
+    "rich",
+    "typer",
 )
 """Heavy or optional modules that `import railyard` must leave for first use."""
 
