@@ -7,11 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from railyard.store import StatePatchError as PatchError
+from railyard.store import StateReader as StateRebuild
 from railyard.store import StoredRecord
-
-# The one way to rebuild whole states from records stored by change without the graph's
-# types: the store's own reader (railyard has no public graph-free state reader yet).
-from railyard.store._deltas import PatchError, StateRebuild
 
 __all__ = ("Step", "StepStates", "read_history", "state_changes")
 

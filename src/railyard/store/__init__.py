@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from railyard.store._deltas import PatchError as StatePatchError
+from railyard.store._deltas import StateRebuild as StateReader
 from railyard.store.records import (
     ErrorInfo,
     RunRecord,
@@ -51,6 +53,8 @@ __all__ = (
     "RunRecord",
     "RunStatus",
     "RunStore",
+    "StatePatchError",
+    "StateReader",
     "StepFailed",
     "StepFinished",
     "StepStarted",

@@ -150,7 +150,12 @@ class StateDeltas:
 
 
 class StateRebuild:
-    """The reading side, for one run: the state each record carries, whole or patched."""
+    """Whole states from a run's stored records, without the graph's types (public as `railyard.store.StateReader`).
+
+    Records keep a state whole (`state`) or as a patch on the one before (`state_patch`):
+    give `decode` each record's JSON body, in order, and it returns the state that record
+    carries, whole, as JSON values.
+    """
 
     __slots__ = ("_last",)
 
