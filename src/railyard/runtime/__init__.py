@@ -83,6 +83,7 @@ The pieces:
 
 Modules: `_tasks.py` (Task, ForkStackItem), `_end.py` (End), `_program.py`,
 `_executor.py`, `_recorder.py`, `_joins.py` (JoinState, closing ids), `_lanes.py`,
-`_maps.py` (maps part-way through, and how the loop pulls their items), `_loop.py`.
+`_maps.py` (maps part-way through, and how the loop pulls their items), `_stopping.py`
+(cancellation asked from outside, and the run timeout), `_loop.py`.
 Nothing here is public API: `railyard` re-exports what users need.
 """
