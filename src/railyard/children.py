@@ -61,6 +61,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from time import time
 from typing import TYPE_CHECKING, Any, TypeAlias, cast, overload
 
@@ -82,7 +83,7 @@ __all__ = (
     "ChildGraph",
     "ChildLink",
     "ChildRunError",
-    "RunsChildren",
+    "StepActions",
     "child_run_id",
     "child_wait_key",
     "parent_of",
@@ -99,6 +100,8 @@ ChildInputT = TypeVar("ChildInputT")
 """The child builder graph's input type."""
 ChildOutputT = TypeVar("ChildOutputT")
 """The child graph's output type: what `run_child` returns."""
+PayloadT = TypeVar("PayloadT")
+"""The type of a signal's payload (`wait_for`)."""
 
 _LOCKED_POLL = 0.05
 """Seconds between looks at a child another driver holds (it may be another process: no event to wait on)."""
@@ -182,14 +185,52 @@ class ChildScope:
     """Put before a call's number to make its key (an agent's tool call)."""
 
 
-class RunsChildren:
-    """The `run_child` method of the contexts nodes, builder steps and agent tools get."""
+class StepActions:
+    """What a step does through its context: `run_child`, `wait_for`, `sleep_until`.
+
+    The base of the contexts nodes, builder steps and agent tools get; each says where its
+    step runs (`_child_scope`).
+    """
 
     __slots__ = ("_child_calls",)
 
     def _child_scope(self) -> ChildScope:
         """Where this context's step runs (each context says)."""
         raise NotImplementedError
+
+    async def wait_for(
+        self,
+        key: str,
+        payload_type: type[PayloadT],
+        *,
+        prompt: str | None = None,
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109 - a durable deadline, stored with the wait
+    ) -> PayloadT:
+        """Wait for a signal: the payload `signal(store, run_id, key, payload)` sends, as a `payload_type`.
+
+        The first time, the run is stored `suspended` and stops (`RunSuspended`); once
+        answered and resumed, the step runs again from its start (for an agent's tool: the
+        tool calls of that model answer) and `wait_for` returns the payload. Needs a durable
+        run (`store=`). With `timeout` (seconds or a timedelta), the wait ends by itself:
+        `WaitTimedOut` once it has passed without an answer. See `railyard.suspension`.
+        """
+        from railyard.suspension import wait_for
+
+        scope = self._child_scope()
+        return wait_for(scope.answers, scope.run_id, scope.step_id, key, payload_type, prompt=prompt, timeout=timeout)
+
+    async def sleep_until(self, when: datetime | float) -> None:
+        """Wait until `when` (an aware datetime or a POSIX timestamp), durably.
+
+        In a durable run the step is parked and the run stored `suspended` with its timer,
+        so no process waits meanwhile; a worker takes the run up when it is due, and the
+        step runs again from its start (this call then returns at once). A run without a
+        store sleeps in this process. See `railyard.suspension`.
+        """
+        from railyard.suspension import sleep_until
+
+        scope = self._child_scope()
+        await sleep_until(scope.run_id, scope.step_id, when)
 
     def _next_call(self, scope: ChildScope) -> int:
         """The number of this `run_child` call in the step's attempt: 0, then 1, ..."""

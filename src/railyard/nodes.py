@@ -12,13 +12,12 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Never
 
 from typing_extensions import TypeVar
 
 from railyard._ids import default_snapshot_id, new_snapshot_id, register_nodes
-from railyard.children import ChildScope, RunsChildren
+from railyard.children import ChildScope, StepActions
 from railyard.retries import RetryPolicy
 from railyard.runtime._end import End, RunEndT
 from railyard.runtime._tasks import Task
@@ -46,8 +45,6 @@ A module attribute to allow patching, as in pydantic-graph: every snapshot id ra
 makes (nodes, ends, a run's start) calls what this name holds at that moment."""
 register_nodes(sys.modules[__name__])
 
-PayloadT = TypeVar("PayloadT")
-"""The type of a signal's payload."""
 StateT = TypeVar("StateT", default=None)
 """Type of a graph's state."""
 DepsT = TypeVar("DepsT", default=None, contravariant=True)
@@ -59,7 +56,7 @@ _SNAPSHOT_KEY = "__snapshot_id"
 
 
 @dataclass(kw_only=True, slots=True)
-class GraphRunContext(RunsChildren, Generic[StateT, DepsT]):
+class GraphRunContext(StepActions, Generic[StateT, DepsT]):
     """What a node's `run` gets: the run's state and dependencies, and which run and step this is."""
 
     state: StateT
@@ -89,38 +86,6 @@ class GraphRunContext(RunsChildren, Generic[StateT, DepsT]):
 
     def _child_scope(self) -> ChildScope:
         return ChildScope(self.store, self.run_id, self.step_id, self.attempt, self.answers)
-
-    async def wait_for(
-        self,
-        key: str,
-        payload_type: type[PayloadT],
-        *,
-        prompt: str | None = None,
-        timeout: float | timedelta | None = None,  # noqa: ASYNC109 - a durable deadline, stored with the wait
-    ) -> PayloadT:
-        """Wait for a signal: the payload `signal(store, run_id, key, payload)` sends, as a `payload_type`.
-
-        The first time, the run is stored `suspended` and stops (`RunSuspended`); once
-        answered, the run is resumed, this step runs again from its start, and `wait_for`
-        returns the payload. Needs a durable run (`store=`). With `timeout` (seconds or a timedelta), the wait
-        ends by itself: `WaitTimedOut` is raised once it has passed without an answer. See
-        `railyard.suspension`.
-        """
-        from railyard.suspension import wait_for
-
-        return wait_for(self.answers, self.run_id, self.step_id, key, payload_type, prompt=prompt, timeout=timeout)
-
-    async def sleep_until(self, when: datetime | float) -> None:
-        """Wait until `when` (an aware datetime or a POSIX timestamp), durably.
-
-        In a durable run the step is parked and the run stored `suspended` with its timer,
-        so no process waits meanwhile; a worker takes the run up when it is due, and this
-        step runs again from its start (this call then returns at once). A run without a
-        store sleeps in this process. See `railyard.suspension`.
-        """
-        from railyard.suspension import sleep_until
-
-        await sleep_until(self.run_id, self.step_id, when)
 
 
 class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):

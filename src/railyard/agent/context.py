@@ -7,13 +7,12 @@ import dataclasses
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_origin, get_type_hints
 
 from railyard.agent.content import UserContent
 from railyard.agent.messages import ModelMessage
 from railyard.agent.usage import Usage
-from railyard.children import ChildScope, RunsChildren
+from railyard.children import ChildScope, StepActions
 
 if TYPE_CHECKING:
     from railyard.store import RunStore
@@ -21,11 +20,10 @@ if TYPE_CHECKING:
 __all__ = ("RunContext", "callable_takes_ctx", "is_run_context_annotation")
 
 AgentDepsT = TypeVar("AgentDepsT")
-PayloadT = TypeVar("PayloadT")
 
 
 @dataclass
-class RunContext(RunsChildren, Generic[AgentDepsT]):
+class RunContext(StepActions, Generic[AgentDepsT]):
     """The run a tool is called in: its dependencies, model, usage, conversation so far and id."""
 
     deps: AgentDepsT
@@ -64,37 +62,6 @@ class RunContext(RunsChildren, Generic[AgentDepsT]):
         # a response's tool calls run side by side: each call numbers its own children
         prefix = f"{self.tool_name}:{self.tool_call_id}:"
         return ChildScope(self.store, self.run_id, self.step_id, 1, self.answers, key_prefix=prefix)
-
-    async def wait_for(
-        self,
-        key: str,
-        payload_type: type[PayloadT],
-        *,
-        prompt: str | None = None,
-        timeout: float | timedelta | None = None,  # noqa: ASYNC109 - a durable deadline, stored with the wait
-    ) -> PayloadT:
-        """Wait for a signal in a tool: the payload `signal(store, run_id, key, payload)` sends, as a `payload_type`.
-
-        The first time, the agent run is stored `suspended` and stops (`RunSuspended`);
-        once answered and resumed, the tool calls of the model's answer run again and this
-        `wait_for` returns the payload. Needs a durable run. With `timeout`, the wait ends by
-        itself: `WaitTimedOut` once it has passed without an answer. See `railyard.suspension`.
-        """
-        from railyard.suspension import wait_for
-
-        return wait_for(self.answers, self.run_id, self.step_id, key, payload_type, prompt=prompt, timeout=timeout)
-
-    async def sleep_until(self, when: datetime | float) -> None:
-        """Wait until `when` (an aware datetime or a POSIX timestamp), durably.
-
-        In a durable run the step is parked and the run stored `suspended` with its timer,
-        so no process waits meanwhile; a worker takes the run up when it is due, and this
-        step runs again from its start (this call then returns at once). A run without a
-        store sleeps in this process. See `railyard.suspension`.
-        """
-        from railyard.suspension import sleep_until
-
-        await sleep_until(self.run_id, self.step_id, when)
 
     def replace_with(self, retry: int | None = None, tool_name: Any = ...) -> RunContext[AgentDepsT]:
         """A copy with `retry` and/or `tool_name` changed (`tool_name=None` clears it)."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, overload
 
 from typing_extensions import TypeVar
 
 from railyard.builder.id_types import NodeID
-from railyard.children import ChildScope, RunsChildren
+from railyard.children import ChildScope, StepActions
 from railyard.nodes import BaseNode, End, GraphRunContext
 from railyard.retries import RetryPolicy
 
@@ -31,15 +30,13 @@ __all__ = (
     "StreamFunction",
 )
 
-PayloadT = TypeVar("PayloadT")
-"""The type of a signal's payload."""
 StateT = TypeVar("StateT", default=None)
 DepsT = TypeVar("DepsT", default=None)
 InputT = TypeVar("InputT", default=Any)
 OutputT = TypeVar("OutputT", default=Any)
 
 
-class StepContext(RunsChildren, Generic[StateT, DepsT, InputT]):
+class StepContext(StepActions, Generic[StateT, DepsT, InputT]):
     """What a step gets: the run's state and dependencies, the value flowing into it, its run and step ids."""
 
     __slots__ = ("_answers", "_deps", "_inputs", "_state", "attempt", "run_id", "step_id", "store")
@@ -81,38 +78,6 @@ class StepContext(RunsChildren, Generic[StateT, DepsT, InputT]):
 
     def _child_scope(self) -> ChildScope:
         return ChildScope(self.store, self.run_id, self.step_id, self.attempt, self._answers)
-
-    async def wait_for(
-        self,
-        key: str,
-        payload_type: type[PayloadT],
-        *,
-        prompt: str | None = None,
-        timeout: float | timedelta | None = None,  # noqa: ASYNC109 - a durable deadline, stored with the wait
-    ) -> PayloadT:
-        """Wait for a signal: the payload `signal(store, run_id, key, payload)` sends, as a `payload_type`.
-
-        The first time, the run is stored `suspended` and stops (`RunSuspended`); once
-        answered and resumed, this step runs again from its start and `wait_for` returns
-        the payload. Needs a durable run (`store=`). With `timeout` (seconds or a timedelta), the wait
-        ends by itself: `WaitTimedOut` is raised once it has passed without an answer. See
-        `railyard.suspension`.
-        """
-        from railyard.suspension import wait_for
-
-        return wait_for(self._answers, self.run_id, self.step_id, key, payload_type, prompt=prompt, timeout=timeout)
-
-    async def sleep_until(self, when: datetime | float) -> None:
-        """Wait until `when` (an aware datetime or a POSIX timestamp), durably.
-
-        In a durable run the step is parked and the run stored `suspended` with its timer,
-        so no process waits meanwhile; a worker takes the run up when it is due, and this
-        step runs again from its start (this call then returns at once). A run without a
-        store sleeps in this process. See `railyard.suspension`.
-        """
-        from railyard.suspension import sleep_until
-
-        await sleep_until(self.run_id, self.step_id, when)
 
     @property
     def deps(self) -> DepsT:
