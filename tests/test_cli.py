@@ -76,7 +76,12 @@ def test_every_command_has_help_with_an_example(cli: Cli) -> None:
 def test_run_a_node_graph_to_its_end(cli: Cli) -> None:
     result = cli("run", f"{G}:counter", "--state", '{"counter": 2}', "--run-id", "c1")
     assert json.loads(result.stdout) == 3
-    assert result.stderr.count("CountDown") == 3
+    steps = [line.split() for line in result.stderr.splitlines() if line.startswith("  CountDown")]
+    assert [(step[0], step[3:]) for step in steps] == [
+        ("CountDown", ["->", "CountDown"]),
+        ("CountDown", ["->", "CountDown"]),
+        ("CountDown", ["->", "end:", "3"]),
+    ]  # each step: its node, its duration, and what it led to
     assert "run c1 ended" in result.stderr
     [info] = cli.json("runs")
     assert (info["run_id"], info["graph"], info["status"], info["steps"]) == ("c1", "counter", "ended", 3)

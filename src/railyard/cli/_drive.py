@@ -117,10 +117,27 @@ async def _print_steps(store: RunStore, run_id: str, printed: list[int]) -> None
         node = body.get("node_id") or record.node_id or "?"
         took = duration_text(body.get("duration"))
         if record.kind == "step_finished":
-            _say(f"  {node}  {took}")
+            _say(f"  {node}  {took}  {_led_to(body)}".rstrip())
         else:
             error = body.get("error") or {}
             _say(f"  {node}  {took}  failed: {error.get('type', '?').rsplit('.', 1)[-1]}: {error.get('message', '')}")
+
+
+def _led_to(body: dict[str, Any]) -> str:
+    """What a finished step returned, compactly: `-> Next`, `-> A, B (+3)` for a fan-out, `-> end: value`."""
+    end = body.get("end")
+    if end is not None:
+        value = json.dumps(end.get("data") if isinstance(end, dict) else end, default=str)
+        return f"-> end: {value if len(value) <= _SHOWN else value[: _SHOWN - 3] + '...'}"
+    nodes = [str(task.get("node_id", "?")) for task in body.get("next_tasks") or [] if isinstance(task, dict)]
+    if not nodes:
+        return ""
+    shown = ", ".join(dict.fromkeys(nodes[:2]))
+    return f"-> {shown}" + (f" (+{len(nodes) - 2})" if len(nodes) > 2 else "")
+
+
+_SHOWN = 60
+"""At most this many characters of a run's end value on its step line."""
 
 
 def _sample(schema: dict[str, Any]) -> Any:
