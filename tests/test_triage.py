@@ -184,10 +184,32 @@ async def test_deleting_a_file_run_leaves_no_file_behind(tmp_path: Path) -> None
 # -- stalled runs ------------------------------------------------------------------------------
 
 
+_children: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap_children() -> object:
+    """A test that fails midway leaves no child process or pipe behind."""
+    yield
+    while _children:
+        child = _children.pop()
+        if child.poll() is None:
+            child.kill()
+        if child.stdout is not None and not child.stdout.closed:
+            child.communicate()
+
+
 def _child(*args: str) -> subprocess.Popen[str]:
+    child = _spawn(*args)
+    _children.append(child)
+    return child
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.support.triage_subjects", *args],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])},
@@ -226,9 +248,12 @@ async def test_cancel_from_another_process_stops_a_thousand_step_run_within_one_
     path = tmp_path / "runs.db"
     child = _child("tick", str(path), "t")
     store = SqliteStore(path)
-    assert await _line(child) == "under way"
+    assert await _line(child) == "under way"  # the child waits, in step 21, until told to go on
     await cancel(store, "t", "enough")
     asked = time()
+    assert child.stdin is not None
+    child.stdin.write("go on\n")
+    child.stdin.flush()
     out, _ = await anyio.to_thread.run_sync(child.communicate)
     assert out.strip() == "cancelled: enough"
     (info,) = await store.runs()

@@ -366,7 +366,10 @@ async def _cancel_one(store: RunStore, run_id: str, reason: str) -> None:
             raise
     _refuse_finished(store, run_id, await store.read(run_id))
     await request(run_id, reason)  # not stored if it finished meanwhile:
-    _refuse_finished(store, run_id, await store.read(run_id))  # then this says so
+    try:
+        _refuse_finished(store, run_id, await store.read(run_id))  # then this says so (RunEnded)
+    except RunCancelled:
+        return  # its driver saw the request and stopped
     try:  # its driver may have let go before it could see the request: then it is cancelled here
         await _cancel_now(store, run_id, reason)
     except RunLocked:
