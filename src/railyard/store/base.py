@@ -22,7 +22,9 @@ __all__ = (
     "DEFAULT_LEASE",
     "FINISHED",
     "READY",
+    "RECORD_COLUMNS",
     "REPORTED_STATUS_SQL",
+    "RUN_COLUMNS",
     "LockingStore",
     "Release",
     "RunQuery",
@@ -43,6 +45,25 @@ timer is due is picked up too."""
 
 FINISHED: frozenset[RunStatus] = frozenset({RunStatus.ENDED, RunStatus.CANCELLED})
 """Statuses of runs that never go on: what `prune` deletes by default."""
+
+RUN_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "status",
+    "started_at",
+    "updated_at",
+    "steps",
+    "last_node",
+    "next_seq",
+    "graph",
+    "note",
+    "wake_at",
+    "owner",
+    "lease_expires",
+    "cancel_requested",
+)
+"""The columns of the SQL backends' `railyard_runs` table, in order (schema version 3)."""
+RECORD_COLUMNS: tuple[str, ...] = ("run_id", "seq", "kind", "status", "node_id", "finishes_step", "ts", "body")
+"""The columns of the SQL backends' `railyard_records` table, in order."""
 
 DEFAULT_LEASE = 30.0
 """Seconds a driver's lease on a run lasts; it renews it every third of that while it drives."""

@@ -29,7 +29,9 @@ from railyard.store import RunInfo, RunStatus, StoredRecord
 from railyard.store.base import (
     DEFAULT_LEASE,
     READY,
+    RECORD_COLUMNS,
     REPORTED_STATUS_SQL,
+    RUN_COLUMNS,
     LockingStore,
     Release,
     RunQuery,
@@ -96,22 +98,8 @@ CREATE TABLE IF NOT EXISTS railyard_records (
 """
 
 _COLUMNS = {
-    "railyard_runs": [
-        "run_id",
-        "status",
-        "started_at",
-        "updated_at",
-        "steps",
-        "last_node",
-        "next_seq",
-        "graph",
-        "note",
-        "wake_at",
-        "owner",
-        "lease_expires",
-        "cancel_requested",
-    ],
-    "railyard_records": ["run_id", "seq", "kind", "status", "node_id", "finishes_step", "ts", "body"],
+    "railyard_runs": list(RUN_COLUMNS),
+    "railyard_records": list(RECORD_COLUMNS),
 }
 
 _ADDED_IN = {

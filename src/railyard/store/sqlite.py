@@ -32,7 +32,16 @@ from railyard.exceptions import CorruptRunError, PersistenceError, RunExists, Ru
 from railyard.store import RunInfo, RunStatus, StoredRecord
 from railyard.store._range_lock import SUPPORTED as RANGE_LOCKS
 from railyard.store._range_lock import RangeLock, run_offset
-from railyard.store.base import DEFAULT_LEASE, LockingStore, Release, RunQuery, unknown_cursor, where_sql
+from railyard.store.base import (
+    DEFAULT_LEASE,
+    RECORD_COLUMNS,
+    RUN_COLUMNS,
+    LockingStore,
+    Release,
+    RunQuery,
+    unknown_cursor,
+    where_sql,
+)
 from railyard.store.locks import FileLock
 from railyard.store.summary import Lease, fold_note, info_fields, reported_status
 
@@ -83,27 +92,13 @@ CREATE TABLE IF NOT EXISTS railyard_records (
 ) WITHOUT ROWID;
 """
 
-_RUN_COLUMNS = (
-    "run_id",
-    "status",
-    "started_at",
-    "updated_at",
-    "steps",
-    "last_node",
-    "next_seq",
-    "graph",
-    "note",
-    "wake_at",
-    "owner",
-    "lease_expires",
-    "cancel_requested",
-)
+_RUN_COLUMNS = RUN_COLUMNS
 _ADDED_IN = {
     2: ("graph TEXT",),
     3: ("note TEXT", "wake_at REAL", "owner TEXT", "lease_expires REAL", "cancel_requested TEXT"),
 }
 """The columns of `railyard_runs` each schema version added."""
-_RECORD_COLUMNS = ("run_id", "seq", "kind", "status", "node_id", "finishes_step", "ts", "body")
+_RECORD_COLUMNS = RECORD_COLUMNS
 
 
 class SqliteStore(LockingStore):
