@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -93,6 +94,50 @@ def test_run_a_builder_graph_and_an_agent(cli: Cli, tmp_path: Path) -> None:
     assert json.loads(cli("run", f"{G}:echo", "--prompt", "hi", "--run-id", "a1").stdout) == "echo: hello"
     cli("run", f"{G}:echo", code=2)  # an agent needs its prompt
     assert sorted(i["graph"] for i in cli.json("runs")) == ["doubles", "echo"]
+
+
+L = "tests.cli_graphs_live"
+
+
+def test_a_fan_out_is_counted_not_listed(cli: Cli) -> None:
+    result = cli("run", f"{G}:doubles", "--inputs", json.dumps(list(range(200))), "--run-id", "d1")
+    assert json.loads(result.stdout) == [2 * i for i in range(200)]
+    lines = result.stderr.splitlines()
+    assert not [line for line in lines if line.startswith("  double  ")]  # no line per item
+    told = [line for line in lines if line.startswith("  map -> double: ")]
+    assert 1 <= len(told) <= 12  # a line as it starts, at tenths done, and as it closes
+    assert re.fullmatch(r"  map -> double: 200/200 done in [0-9.]+ m?s", told[-1])
+    steps = [m[1] for line in lines if (m := re.match(r"  (\S+)  [0-9.]+ m?s", line))]
+    assert steps == ["__start__", "map", "__end__"]  # the steps outside the fan-out: a line each
+    assert lines.index(told[-1]) < next(i for i, line in enumerate(lines) if line.startswith("  __end__"))
+
+
+def test_parallel_branches_are_a_fan_out(cli: Cli) -> None:
+    result = cli("run", f"{L}:branches")
+    assert json.loads(result.stdout) == 36
+    assert re.search(r"^  broadcast -> add_one, add_two: 3/3 done in ", result.stderr, re.MULTILINE)
+    assert "  add_one  " not in result.stderr
+
+
+def test_a_fan_out_that_collects_failures(cli: Cli) -> None:
+    result = cli("run", f"{L}:collected", "--inputs", "100")
+    assert json.loads(result.stdout) == {"ok": 90, "failed": 10}
+    failed = [line for line in result.stderr.splitlines() if "failed: ValueError" in line]
+    assert [line.split("failed: ")[1] for line in failed] == [
+        f"ValueError: item {i} ends in 3 (item {i}, collected)" for i in (3, 13, 23)
+    ]  # the first failures get a line; the count says the rest
+    assert re.search(r"^  map -> check: 90/100 done, 10 failed in ", result.stderr, re.MULTILINE)
+
+
+def test_a_failed_fan_out_item(cli: Cli) -> None:
+    result = cli("run", f"{L}:one_fails", "--inputs", "50", "--run-id", "o1", code=1)
+    assert "  explode_at_7  " in result.stderr
+    assert "failed: ValueError: seven is right out (item 7)" in result.stderr
+    assert re.search(
+        r"^  map -> explode_at_7: \d+/50 done, .*1 failed when the run stopped$", result.stderr, re.MULTILINE
+    )
+    assert "run o1 failed at explode_at_7: ValueError: seven is right out" in result.stderr
+    assert "railyard resume o1 --graph tests.cli_graphs_live:one_fails" in result.stderr
 
 
 def test_a_failed_run(cli: Cli) -> None:
@@ -201,7 +246,23 @@ def test_diagram_highlights_the_visited_nodes(cli: Cli, tmp_path: Path) -> None:
     assert lit.rstrip().endswith("classDef visited fill:#fdff32\n  class CountDown visited")
     cli("diagram", f"{G}:doubles", "-o", str(tmp_path / "d.md"), store=False)
     assert (tmp_path / "d.md").read_text().startswith("```mermaid\n---\ntitle: doubles")
-    assert "agent" in _error_line(cli("diagram", f"{G}:echo", store=False, code=2))
+
+
+def test_diagram_draws_an_agent_as_its_graph(cli: Cli) -> None:
+    drawn = cli("diagram", f"{G}:echo", store=False).stdout
+    assert drawn.startswith("---\ntitle: echo\n---\nstateDiagram-v2\n")
+    for edge in (
+        "[*] --> UserPromptNode",
+        "UserPromptNode --> ModelRequestNode",
+        "ModelRequestNode --> CallToolsNode",
+        "CallToolsNode --> ModelRequestNode",
+        "CallToolsNode --> [*]",
+    ):
+        assert f"  {edge}\n" in drawn
+    cli("run", f"{G}:echo", "--prompt", "hi", "--run-id", "a1")
+    lit = cli("diagram", f"{G}:echo", "--run", "a1").stdout
+    assert lit.startswith(drawn.rstrip("\n"))
+    assert lit.rstrip().endswith("class UserPromptNode,ModelRequestNode,CallToolsNode visited")
 
 
 def test_worker_drives_ready_runs(cli: Cli) -> None:

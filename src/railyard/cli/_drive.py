@@ -28,16 +28,14 @@ from railyard.cli._common import (
     open_cli_store,
     write_out,
 )
+from railyard.cli._live import LiveDisplay, StoreTap
 from railyard.cli._load import GraphKind, LoadedGraph, load_graph, load_json
-from railyard.cli._render import duration_text, to_json
+from railyard.cli._render import to_json
 from railyard.exceptions import RunNotFound
 from railyard.store import RunStatus, RunStore
 from railyard.suspension import RunSuspended, Waiting
 
 __all__ = ("fork", "resume", "run", "worker")
-
-_POLL = 0.05
-"""How often `run` and `resume` look at the store for finished steps, in seconds."""
 
 
 def _say(text: str) -> None:
@@ -104,42 +102,6 @@ def _output(loaded: LoadedGraph, result: Any) -> Any:
     return result
 
 
-async def _print_steps(store: RunStore, run_id: str, printed: list[int]) -> None:
-    """Print the steps finished (or failed) since the last call; `printed[0]` counts those printed."""
-    try:
-        records = await store.read(run_id)
-    except RunNotFound:
-        return  # not created yet
-    done = [r for r in records if r.kind in ("step_finished", "step_failed")]
-    for record in done[printed[0] :]:
-        printed[0] += 1
-        body = json.loads(record.body)
-        node = body.get("node_id") or record.node_id or "?"
-        took = duration_text(body.get("duration"))
-        if record.kind == "step_finished":
-            _say(f"  {node}  {took}  {_led_to(body)}".rstrip())
-        else:
-            error = body.get("error") or {}
-            _say(f"  {node}  {took}  failed: {error.get('type', '?').rsplit('.', 1)[-1]}: {error.get('message', '')}")
-
-
-def _led_to(body: dict[str, Any]) -> str:
-    """What a finished step returned, compactly: `-> Next`, `-> A, B (+3)` for a fan-out, `-> end: value`."""
-    end = body.get("end")
-    if end is not None:
-        value = json.dumps(end.get("data") if isinstance(end, dict) else end, default=str)
-        return f"-> end: {value if len(value) <= _SHOWN else value[: _SHOWN - 3] + '...'}"
-    nodes = [str(task.get("node_id", "?")) for task in body.get("next_tasks") or [] if isinstance(task, dict)]
-    if not nodes:
-        return ""
-    shown = ", ".join(dict.fromkeys(nodes[:2]))
-    return f"-> {shown}" + (f" (+{len(nodes) - 2})" if len(nodes) > 2 else "")
-
-
-_SHOWN = 60
-"""At most this many characters of a run's end value on its step line."""
-
-
 def _sample(schema: dict[str, Any]) -> Any:
     """A JSON value of the shape a payload schema asks for, to fill in."""
     samples = {"boolean": True, "string": "", "integer": 0, "number": 0, "array": [], "null": None}
@@ -155,58 +117,64 @@ def _suspended(run_id: str, waits: list[Waiting], store: str, spec: str) -> None
             _say(f"  {command_line('worker', spec, store=store)}")
             continue
         asked = f" ({wait.prompt})" if wait.prompt else ""
-        _say(f"run {run_id} is suspended: it waits for {wait.key!r}{asked}, a {wait.payload_type}. Answer it with:")
+        _say(
+            f"run {run_id} is suspended: it waits for {wait.key!r}{asked}, "
+            f"an answer of type {wait.payload_type}. Answer it with:"
+        )
         payload = json.dumps(_sample(wait.payload_schema))
         _say(f"  {command_line('signal', run_id, wait.key, payload, store=store)}")
     _say(f"then carry it on: {command_line('resume', run_id, '--graph', spec, store=store)}")
 
 
 async def _drive(
-    store: RunStore, run_id: str, go: Callable[[], Awaitable[Any]], loaded: LoadedGraph, store_url: str
+    store: RunStore, run_id: str, go: Callable[[RunStore], Awaitable[Any]], loaded: LoadedGraph, store_url: str
 ) -> int:
-    """Run `go` (a run or resume of `run_id`), printing each step as it finishes; return the exit status."""
-    printed = [0]
+    """Run `go` (a run or resume of `run_id`, through the store it is given), showing it live; return the exit status.
+
+    The display follows the records as they are stored (`StoreTap`): a resumed run's
+    earlier records are read once, before it goes on.
+    """
+    display = LiveDisplay()
     with contextlib.suppress(RunNotFound):  # a new run: not created yet
-        printed[0] = sum(1 for r in await store.read(run_id) if r.kind in ("step_finished", "step_failed"))
+        display.catch_up(await store.read(run_id))
+    tap = StoreTap(store, run_id, display.seen)
     interrupted = False
     outcome: tuple[str, Any] = ("none", None)
 
-    async with anyio.create_task_group() as group:
+    try:
+        async with anyio.create_task_group() as group:
 
-        async def on_signal(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-            nonlocal interrupted
-            try:
-                receiver = anyio.open_signal_receiver(signals.SIGINT, signals.SIGTERM)
-            except (ValueError, NotImplementedError):  # not the main thread, or no signals here
-                task_status.started()
-                return
-            with receiver as received:
-                task_status.started()
-                async for _ in received:
-                    interrupted = True
-                    group.cancel_scope.cancel()
+            async def on_signal(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+                nonlocal interrupted
+                try:
+                    receiver = anyio.open_signal_receiver(signals.SIGINT, signals.SIGTERM)
+                except (ValueError, NotImplementedError):  # not the main thread, or no signals here
+                    task_status.started()
                     return
+                with receiver as received:
+                    task_status.started()
+                    async for _ in received:
+                        interrupted = True
+                        group.cancel_scope.cancel()
+                        return
 
-        async def watch() -> None:
-            while True:
-                await _print_steps(store, run_id, printed)
-                await anyio.sleep(_POLL)
-
-        await group.start(on_signal)
-        group.start_soon(watch)
-        try:
-            outcome = ("ended", await go())
-        except RunSuspended as err:
-            outcome = ("suspended", err)
-        except Exception as err:
-            outcome = ("error", err)
-        group.cancel_scope.cancel()
+            await group.start(on_signal)
+            display.start()
+            group.start_soon(display.follow)
+            try:
+                outcome = ("ended", await go(tap))
+            except RunSuspended as err:
+                outcome = ("suspended", err)
+            except Exception as err:
+                outcome = ("error", err)
+            group.cancel_scope.cancel()
+    finally:
+        display.stop(stopped=interrupted or outcome[0] != "ended")
 
     if interrupted:
         _say(f"interrupted: run {run_id} stopped and can be resumed with:")
         _say(f"  {command_line('resume', run_id, '--graph', loaded.spec, store=store_url)}")
         return EXIT_INTERRUPTED
-    await _print_steps(store, run_id, printed)
     kind, value = outcome
     if kind == "ended":
         write_out(to_json(_output(loaded, value)))
@@ -219,10 +187,13 @@ async def _drive(
         detail = await store.run(run_id)
     except RunNotFound:
         detail = None
-    if detail is None or detail.info.status is not RunStatus.FAILED or detail.error is None:
+    failure = display.progress.failure  # the step that failed, as its record says
+    if detail is not None and detail.error is not None:
+        failure = (failure[0] if failure else str(detail.info.last_node), detail.error.type, detail.error.message)
+    if detail is None or detail.info.status is not RunStatus.FAILED or failure is None:
         raise value
-    error = detail.error
-    _say(f"run {run_id} failed at {detail.info.last_node}: {error.type.rsplit('.', 1)[-1]}: {error.message}")
+    node, error_type, message = failure
+    _say(f"run {run_id} failed at {node}: {error_type.rsplit('.', 1)[-1]}: {message}")
     _say(f"  see it: {command_line('show', run_id, store=store_url)}")
     _say(f"  after a fix: {command_line('resume', run_id, '--graph', loaded.spec, store=store_url)}")
     return EXIT_FAILED
@@ -266,12 +237,12 @@ def run(  # noqa: PLR0917 - a command: typer passes its options by name
         opened = open_cli_store(store, create=True)
         try:
 
-            async def go() -> Any:
+            async def go(tap: RunStore) -> Any:
                 if loaded.kind is GraphKind.NODE:
-                    return await loaded.graph.run(first, state=begin_state, store=opened, run_id=new_id)
+                    return await loaded.graph.run(first, state=begin_state, store=tap, run_id=new_id)
                 if loaded.kind is GraphKind.BUILDER:
-                    return await loaded.graph.run(inputs=begin_inputs, state=begin_state, store=opened, run_id=new_id)
-                return await loaded.graph.run(prompt, store=opened, run_id=new_id)
+                    return await loaded.graph.run(inputs=begin_inputs, state=begin_state, store=tap, run_id=new_id)
+                return await loaded.graph.run(prompt, store=tap, run_id=new_id)
 
             _say(f"run {new_id} of {loaded.name or graph} in {store}")
             return await _drive(opened, new_id, go, loaded, store)
@@ -302,7 +273,7 @@ def resume(
         try:
             await opened.read(run_id)  # RunNotFound before anything runs
             _say(f"resuming run {run_id} of {loaded.name or graph}")
-            return await _drive(opened, run_id, lambda: loaded.graph.resume(opened, run_id), loaded, store)
+            return await _drive(opened, run_id, lambda tap: loaded.graph.resume(tap, run_id), loaded, store)
         finally:
             await close_store(opened)
 

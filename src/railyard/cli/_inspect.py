@@ -204,7 +204,7 @@ def show(
             write_out(f"(states after some record could not be rebuilt: {states.error})")
         for wait in waits:
             asked = f" ({wait.prompt})" if wait.prompt else ""
-            write_out(f"waits for {wait.key!r}{asked}: a {wait.payload_type}")
+            write_out(f"waits for {wait.key!r}{asked}: an answer of type {wait.payload_type}")
         if detail.error is not None:
             write_out(f"error: {detail.error.type}: {detail.error.message}")
             write_out(detail.error.traceback.rstrip())
@@ -222,7 +222,7 @@ def _visited(records_nodes: list[str | None]) -> list[str]:
 
 def diagram(
     ctx: typer.Context,
-    graph: Annotated[str, typer.Argument(help="The graph to draw, as MODULE:GRAPH (node or builder).")],
+    graph: Annotated[str, typer.Argument(help="The graph to draw, as MODULE:GRAPH (node, builder or agent).")],
     run: Annotated[str | None, typer.Option("--run", help="Highlight the nodes this run visited.")] = None,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write a Markdown file holding the diagram.")
@@ -230,6 +230,8 @@ def diagram(
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Print a graph's mermaid diagram; with `--run`, the nodes a run visited are highlighted.
+
+    An agent is drawn as the graph its runs run: its prompt, model request and tool call nodes.
 
     Example:
         railyard diagram myapp.flows:orders --run order-7 -o orders.md
@@ -241,8 +243,11 @@ def diagram(
             code: str = loaded.graph.mermaid_code()
         elif loaded.kind is GraphKind.BUILDER:
             code = loaded.graph.render(title=loaded.name)
-        else:
-            raise CliError(f"{graph} is an agent: only node and builder graphs are drawn", EXIT_USAGE)
+        else:  # an agent's run is a run of its node graph (the agent loop), under the agent's name
+            from railyard.agent import UserPromptNode
+            from railyard.agent._graph import named_agent_graph
+
+            code = named_agent_graph(loaded.name).mermaid_code(start_node=UserPromptNode, title=loaded.name)
         if run is not None:
             opened = open_cli_store(store)
             try:

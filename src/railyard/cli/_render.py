@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from rich.table import Table
 from railyard.cli._history import Step
 from railyard.store import RunInfo
 
-__all__ = ("console", "duration_text", "info_json", "print_runs", "print_steps", "to_json", "when")
+__all__ = ("console", "duration_text", "info_json", "print_runs", "print_steps", "step_line", "to_json", "when")
 
 
 def console() -> Console:
@@ -118,3 +119,34 @@ def print_steps(steps: Sequence[Step]) -> None:
 def duration_text(duration: float | None) -> str:
     """A step's duration as a person reads it."""
     return _seconds(duration)
+
+
+_SHOWN = 60
+"""At most this many characters of a run's end value on its step line."""
+
+
+def _led_to(body: dict[str, Any]) -> str:
+    """What a finished step returned, compactly: `-> Next`, `-> A, B (+3)` for a fan-out, `-> end: value`."""
+    end = body.get("end")
+    if end is not None:
+        value = json.dumps(end.get("data") if isinstance(end, dict) else end, default=str)
+        return f"-> end: {value if len(value) <= _SHOWN else value[: _SHOWN - 3] + '...'}"
+    nodes = [str(task.get("node_id", "?")) for task in body.get("next_tasks") or [] if isinstance(task, dict)]
+    if not nodes:
+        return ""
+    shown = ", ".join(dict.fromkeys(nodes[:2]))
+    return f"-> {shown}" + (f" (+{len(nodes) - 2})" if len(nodes) > 2 else "")
+
+
+def step_line(kind: str, node: str, body: dict[str, Any], *, item: int | None = None, collected: bool = False) -> str:
+    """A finished or failed step as one line: its node, duration, and what it led to or what it raised."""
+    took = duration_text(body.get("duration"))
+    if kind == "step_finished":
+        return f"  {node}  {took}  {_led_to(body)}".rstrip()
+    error = body.get("error") or {}
+    line = f"  {node}  {took}  failed: {str(error.get('type', '?')).rsplit('.', 1)[-1]}: {error.get('message', '')}"
+    if item is not None:
+        line += f" (item {item}{', collected' if collected else ''})"
+    if body.get("retry_at") is not None:
+        line += f" (attempt {body.get('attempt', 1)}; it runs again)"
+    return line
