@@ -140,7 +140,10 @@ class RunSuspended(RailyardError):
 
 
 class SignalError(PersistenceError):
-    """A signal cannot be delivered: the run does not wait for that key, or the payload is not valid."""
+    """A signal cannot be delivered: the run does not wait for that key, or the payload is not valid.
+
+    A refused payload's `details["errors"]` holds pydantic's errors (`loc`, `msg`, `type`), one per field.
+    """
 
 
 def type_path(payload_type: Any) -> str:
@@ -322,7 +325,8 @@ async def signal(store: RunStore, run_id: str, key: str, payload: Any, *, payloa
             value = adapter.validate_python(payload)
         except pydantic.ValidationError as err:
             raise SignalError(
-                f"The payload for {key!r} of run {run_id!r} is not a valid `{wait.payload_type}`: {err}"
+                f"The payload for {key!r} of run {run_id!r} is not a valid `{wait.payload_type}`: {err}",
+                errors=err.errors(include_url=False, include_context=False, include_input=False),
             ) from None
         # ready once stored: a driver or worker resumes it, and the answered step goes on
         payload_json = adapter.dump_python(value, mode="json")

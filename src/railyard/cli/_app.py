@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from railyard.cli import _drive, _inspect, _manage
+from railyard.cli import _drive, _inspect, _manage, _ui
 
 __all__ = ("app",)
 
@@ -44,5 +44,6 @@ for command in (
     _manage.prune,
     _inspect.diagram,
     _drive.worker,
+    _ui.ui,
 ):
     app.command()(command)

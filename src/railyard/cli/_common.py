@@ -28,6 +28,7 @@ __all__ = (
     "close_store",
     "command_line",
     "execute",
+    "importable_here",
     "open_cli_store",
     "write_out",
 )
@@ -97,6 +98,12 @@ def execute(context: typer.Context, work: Callable[[], Awaitable[int | None]]) -
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if code:
         raise typer.Exit(code)
+
+
+def importable_here() -> None:
+    """Make the current directory importable, as `python -m` does (graphs and payload types live there)."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 def open_cli_store(url: str, *, create: bool = False) -> RunStore:

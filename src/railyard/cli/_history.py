@@ -30,6 +30,10 @@ class Step:
     """How long it ran, in seconds, when the log says."""
     task_id: str
     """The task's id (stable across re-runs of one step)."""
+    started: float | None = None
+    """When the attempt started (a POSIX timestamp), when the log says."""
+    ended: float | None = None
+    """When it finished, failed or suspended (a POSIX timestamp); `None` while it runs."""
 
 
 @dataclass(slots=True)
@@ -51,6 +55,7 @@ def read_history(records: Sequence[StoredRecord]) -> tuple[list[Step], StepState
     node_of: dict[str, str] = {}
     failures: dict[str, int] = {}
     running: dict[str, str | None] = {}
+    started_at: dict[str, float] = {}
     finished = 0
     for record in records:
         body: dict[str, Any] = json.loads(record.body)
@@ -67,14 +72,16 @@ def read_history(records: Sequence[StoredRecord]) -> tuple[list[Step], StepState
                 states.states.append(state)
         elif kind == "step_started":
             running[body["task_id"]] = record.node_id
+            started_at[body["task_id"]] = record.ts
         elif kind in ("step_finished", "step_failed", "step_suspended"):
             task_id = body.get("task_id", "")
             node = body.get("node_id") or record.node_id or node_of.get(task_id)
             running.pop(task_id, None)
+            began = started_at.pop(task_id, None)
             attempt = failures.get(task_id, 0) + 1
             if kind == "step_finished":
                 finished += 1
-                steps.append(Step(finished, node, "finished", attempt, body.get("duration"), task_id))
+                steps.append(Step(finished, node, "finished", attempt, body.get("duration"), task_id, began, record.ts))
                 for task in body.get("next_tasks", []):
                     node_of[task["task_id"]] = task["node_id"]
                 if not states.states:
@@ -82,11 +89,13 @@ def read_history(records: Sequence[StoredRecord]) -> tuple[list[Step], StepState
                 states.states.append(state)
             elif kind == "step_failed":
                 failures[task_id] = attempt
-                steps.append(Step(None, node, "failed", attempt, body.get("duration"), task_id))
+                steps.append(Step(None, node, "failed", attempt, body.get("duration"), task_id, began, record.ts))
             else:
-                steps.append(Step(None, node, "suspended", attempt, None, task_id))
+                steps.append(Step(None, node, "suspended", attempt, None, task_id, began, record.ts))
     for task_id, node in running.items():
-        steps.append(Step(None, node or node_of.get(task_id), "running", failures.get(task_id, 0) + 1, None, task_id))
+        attempt = failures.get(task_id, 0) + 1
+        began = started_at.get(task_id)
+        steps.append(Step(None, node or node_of.get(task_id), "running", attempt, None, task_id, began))
     if not states.states:
         states.states.append(state)
     return steps, states

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from railyard.cli._common import EXIT_FAILED, EXIT_USAGE, CliError
+from railyard.cli._common import EXIT_FAILED, EXIT_USAGE, CliError, importable_here
 
 __all__ = ("GraphKind", "LoadedGraph", "load_graph", "load_json")
 
@@ -67,8 +66,7 @@ def load_graph(spec: str) -> LoadedGraph:
     module_name, colon, attribute = spec.partition(":")
     if not colon or not module_name or not attribute:
         raise CliError(f"{spec!r} is not MODULE:GRAPH (for example `myapp.flows:order_graph`)", EXIT_USAGE)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    importable_here()
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:

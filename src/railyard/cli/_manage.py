@@ -14,6 +14,7 @@ from railyard.cli._common import (
     StoreOption,
     close_store,
     execute,
+    importable_here,
     open_cli_store,
     write_out,
 )
@@ -45,6 +46,7 @@ def signal(
 
     async def work() -> None:
         value = load_json(payload, "PAYLOAD")
+        importable_here()  # the payload's type is imported from where the step defined it
         opened = open_cli_store(store)
         try:
             await signal_run(opened, run_id, key, value)
