@@ -40,6 +40,8 @@ PUBLIC_PACKAGES = (
     "railyard.retries",
     "railyard.durable",
     "railyard.worker",
+    "railyard.ray",
+    "railyard.inspector",
     "railyard.persistence",
     "railyard.exceptions",
     "railyard.tracing",

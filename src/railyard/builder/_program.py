@@ -18,6 +18,7 @@ from railyard.runtime._tasks import ForkStack, ForkStackItem, Task
 
 if TYPE_CHECKING:
     from railyard.builder.graph import Graph
+    from railyard.runtime._executor import StepCall
     from railyard.runtime._loop import Loop
 
 __all__ = ("BuilderProgram", "join_key")
@@ -124,6 +125,26 @@ class BuilderProgram:
                 return _value(node.call(context))  # its items flow on through a map as they are yielded
             return node.call(context)
 
+        def describe(task: Task) -> StepCall | None:
+            from railyard.runtime._executor import StepCall  # only executors that run steps elsewhere ask
+
+            node = nodes[task.node_id]
+            if not isinstance(node, Step) or node.stream:
+                return None  # a streaming step's items flow on as they are yielded: it stays here
+            ctx = run.ctx
+            return StepCall(
+                node_id=task.node_id,
+                function=None if isinstance(node, NodeStep) else node.call,
+                inputs=task.inputs,
+                state=ctx.state,
+                state_type=self.graph.state_type,
+                deps=ctx.deps,
+                step_id=task.task_id,
+                run_id=ctx.run_id,
+                attempt=attempts.get(task.task_id, 1) if attempts else 1,
+            )
+
+        call.__dict__["describe"] = describe  # for executors that run steps elsewhere (`Describable`)
         return call
 
     def _collect_failure(self, task: Task, error: Exception, run: Loop) -> Task | None:

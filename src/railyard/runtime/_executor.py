@@ -4,13 +4,19 @@ The loop decides *when* a task runs and records what happened; an `Executor` dec
 *where* its node runs. A task goes in, its node's return value (or exception) comes out,
 and cancelling the wait cancels the step. In-process on the run's own event loop is the
 default; `ThreadExecutor` runs each step on a worker thread; a cluster engine plugs in
-here too.
+here too (`railyard.ray.RayExecutor`).
+
+An executor that runs a step in another process cannot call `run` there: it needs the
+step as data. A program's runner may carry a `describe` attribute (see `Describable`)
+that gives one attempt of a step as a `StepCall`: the code to run, the values it runs
+on, and the context fields it needs. `InProcessExecutor` never looks at it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
@@ -18,10 +24,52 @@ import anyio.to_thread
 
 from railyard.runtime._tasks import Task
 
-__all__ = ("Executor", "InProcessExecutor", "StepFunction", "ThreadExecutor")
+__all__ = ("Describable", "Executor", "InProcessExecutor", "StepCall", "StepFunction", "ThreadExecutor")
 
 StepFunction = Callable[[Task], Awaitable[Any]]
 """Runs a task's node and returns an awaitable of what it returned (the loop's `call`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepCall:
+    """One attempt of a step as data: what an executor needs to run it in another process.
+
+    The step is either a function called with a builder `StepContext` (`function` set) or
+    a node whose `run` is called with a `GraphRunContext` (`function` is `None`, `inputs`
+    is the node). `state` is the run's own state object: an executor that runs the step
+    elsewhere ships a copy and applies the copy's changes to it before it returns.
+    """
+
+    node_id: str
+    """The step's node id."""
+    function: Callable[..., Any] | None
+    """The step's function (called with a `StepContext`), or `None` for a node (`inputs.run(ctx)`)."""
+    inputs: Any
+    """The value the step runs on (for a node: the node instance)."""
+    state: Any
+    """The run's state (the object itself, not a copy)."""
+    state_type: Any
+    """The type the state is read and written as (`None` when the run has none)."""
+    deps: Any
+    """The run's dependencies."""
+    step_id: str
+    """The step's id (the same on every attempt)."""
+    run_id: str | None
+    """The durable run's id (`None` in memory)."""
+    attempt: int
+    """Which attempt this is, from 1."""
+
+
+class Describable(Protocol):
+    """A `StepFunction` that can also give a step as data (a program's runner may be one)."""
+
+    def __call__(self, task: Task, /) -> Awaitable[Any]:
+        """Run the task's node here."""
+        ...
+
+    def describe(self, task: Task, /) -> StepCall | None:
+        """The attempt `self(task)` would run, as data; `None` for a step that cannot leave the process."""
+        ...
 
 
 class Executor(Protocol):
