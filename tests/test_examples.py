@@ -8,6 +8,7 @@ should). Each example runs in its own process with this interpreter, from the re
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -273,9 +274,265 @@ def test_order_review() -> None:
     assert "The worker takes the answered runs up: ['A-1002', 'A-1004']" in out
 
 
-def test_dev_demo_runs_order_review() -> None:
-    # The README's first command is `./dev demo`: it must run the flagship example.
-    assert "examples/order_review.py" in (ROOT / "dev").read_text()
+DOCUMENT_REVIEW_OUTPUT = """\
+---
+title: document_review
+---
+stateDiagram-v2
+  read_folder
+  state map <<fork>>
+  review_document
+  state reviews <<join>>
+  tally
+  approve
+  report
+
+  [*] --> read_folder
+  read_folder --> map
+  map --> review_document: each document, 3 at a time
+  review_document --> reviews
+  reviews --> tally
+  tally --> approve
+  approve --> report: a person answered
+  report --> [*]
+
+review-1 is suspended: it waits for 'approval': Publish 5 documents (3 with flagged words)?
+  board-minutes.txt: Minutes of the board meeting of 3 November. [flagged: confidential]
+  launch-announcement.txt: Railyard 1.0 is out today. [flagged: guarantee]
+  pricing-faq.txt: Railyard is free and open source under the MIT licence.
+  release-notes.txt: This release adds the railyard command and a run... [flagged: todo]
+  support-handbook.txt: Answer every ticket within one working day.
+14 steps so far; failed attempts run again: 1
+Dana approves.
+5 documents, 174 words, approved by Dana (fix the TODO first); flagged board-minutes.txt: confidential; \
+launch-announcement.txt: guarantee; release-notes.txt: todo
+"""
+
+
+@covers("document_review.py")
+def test_document_review() -> None:
+    out = run_example("document_review.py").stdout
+    assert out == DOCUMENT_REVIEW_OUTPUT
+    # One attempt failed (the summariser's time-out on board-minutes.txt) and was run again.
+    assert "failed attempts run again: 1\n" in out
+
+
+@pytest.mark.anyio
+async def test_document_review_of_another_folder_turned_down(tmp_path: Path) -> None:
+    from examples import document_review as review
+
+    from railyard import SqliteStore
+    from railyard.suspension import RunSuspended, SignalError, signal
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "b-plan.txt").write_text("A draft plan. Nothing here is DRAFT-free: draft, draft.\n")
+    (folder / "a-memo.txt").write_text("A short memo. It says nothing to worry about.\n")
+    (folder / "notes.md").write_text("draft\n")  # not a .txt file: not reviewed
+    request = review.ReviewRequest(folder=str(folder), flag=["Draft"])
+    store = SqliteStore(tmp_path / "runs.db")
+    try:
+        with pytest.raises(RunSuspended) as suspended:
+            await review.review.run(inputs=request, state=review.ReviewState(), store=store, run_id="r-1")
+        assert suspended.value.waiting.key == "approval"
+        assert suspended.value.waiting.prompt == "Publish 2 documents (1 with flagged words)?"
+        with pytest.raises(SignalError):  # `by` is missing: refused, nothing stored
+            await signal(store, "r-1", "approval", {"approved": False})
+        await signal(store, "r-1", "approval", {"approved": False, "by": "Lee", "note": "too many drafts"})
+        result = await review.review.resume(store, "r-1")
+        detail = await store.run("r-1")
+    finally:
+        await store.aclose()
+    # The reviews were joined in name order, whatever order they finished in; no summary failed here.
+    assert result == "2 documents, 18 words, turned down by Lee (too many drafts); flagged b-plan.txt: draft"
+    assert detail.attempts == 0
+
+
+TOUR_OUTPUT = """\
+railyard demo: review 5 documents, with a person's approval in the middle
+
+# Every command reads and writes one SQLite file: no server.
+$ export RAILYARD_STORE=sqlite:.demo/demo.db
+
+# Fan out over examples/documents/*.txt and review each file, 3 at a time (the summariser
+# times out once: the step is retried), join the reviews, then wait for a person (exit status 3):
+$ railyard run examples.document_review:review --run-id review-1
+run review-1 of document_review in sqlite:.demo/demo.db
+...
+run review-1 is suspended: it waits for 'approval' (Publish 5 documents (3 with flagged words)?), \
+an answer of type examples.document_review:Approval. Answer it with:
+  railyard signal review-1 approval '{"approved": true, "by": "", "note": ""}' --store sqlite:.demo/demo.db
+then carry it on: railyard resume review-1 --graph examples.document_review:review --store sqlite:.demo/demo.db
+
+# The run is stored as suspended; no process waits for it:
+$ railyard runs
+id       ┃ graph           ┃ status    ┃ started  ┃ updated  ┃ steps ┃ last node ┃ waiting for / error
+━━━━━━━━━╇━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━
+review-1 │ document_review │ suspended │ 19:14:13 │ 19:14:14 │    14 │ approve   │ waits for approval
+
+# Dana answers, from any process; the payload is checked against Approval first:
+$ railyard signal review-1 approval '{"approved": true, "by": "Dana", "note": "fix the TODO first"}'
+signalled 'approval' to run review-1: it is ready to go on (a worker or `railyard resume` runs it)
+
+# The run carries on from the step that waited, to its end:
+$ railyard resume review-1 --graph examples.document_review:review
+resuming run review-1 of document_review
+...
+"5 documents, 174 words, approved by Dana (fix the TODO first); flagged board-minutes.txt: confidential; \
+launch-announcement.txt: guarantee; release-notes.txt: todo"
+run review-1 ended
+
+# Every step, attempt and state is in the run's log, the failed attempt too:
+$ railyard show review-1
+run review-1  graph document_review  status ended
+started 19:14:13  updated 19:14:15  17 steps  last node __end__
+failed attempts run again: 1
+step ┃ node            ┃ status    ┃ attempt ┃ duration
+━━━━━╇━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━
+   1 │ __start__       │ finished  │       1 │   0.0 ms
+   2 │ read_folder     │ finished  │       1 │   3.4 ms
+   3 │ map             │ finished  │       1 │   0.0 ms
+   - │ review_document │ failed    │       1 │   0.2 ms
+   4 │ review_document │ finished  │       1 │   1.7 ms
+   5 │ review_document │ finished  │       1 │   0.4 ms
+   6 │ reviews         │ finished  │       1 │   0.1 ms
+   7 │ reviews         │ finished  │       1 │   0.0 ms
+   8 │ review_document │ finished  │       1 │   0.1 ms
+   9 │ review_document │ finished  │       1 │   0.1 ms
+  10 │ reviews         │ finished  │       1 │   0.0 ms
+  11 │ reviews         │ finished  │       1 │   0.0 ms
+  12 │ review_document │ finished  │       2 │ 203.3 ms
+  13 │ reviews         │ finished  │       1 │   0.0 ms
+  14 │ tally           │ finished  │       1 │   0.0 ms
+   - │ approve         │ suspended │       1 │        -
+  15 │ approve         │ finished  │       1 │   0.2 ms
+  16 │ report          │ finished  │       1 │   0.0 ms
+  17 │ __end__         │ finished  │       1 │   0.0 ms
+state after step 17:
+  {
+    "words": 174,
+    "summaries": {
+      "board-minutes.txt": "Minutes of the board meeting of 3 November.",
+      "launch-announcement.txt": "Railyard 1.0 is out today.",
+      "pricing-faq.txt": "Railyard is free and open source under the MIT licence.",
+      "release-notes.txt": "This release adds the railyard command and a run...",
+      "support-handbook.txt": "Answer every ticket within one working day."
+    },
+    "flagged": {
+      "board-minutes.txt": [
+        "confidential"
+      ],
+      "launch-announcement.txt": [
+        "guarantee"
+      ],
+      "release-notes.txt": [
+        "todo"
+      ]
+    },
+    "decided_by": "Dana"
+  }
+step 17 changed nothing in the state
+
+# To type these yourself: . .venv-demo/bin/activate, then the export above.
+# The inspector shows the same runs in the browser, the graph drawn, with a form to answer a waiting run
+# (given the graph, it can resume and fork its runs too):
+  railyard ui examples.document_review:review --store sqlite:.demo/demo.db
+"""
+"""What `./dev demo` prints. A `...` line stands for any lines: the live display of a run as
+it moves, whose updates depend on timing. Times of day, durations and column widths are
+normalised (`_tour_lines`); everything else must be as here."""
+
+
+def _tour_lines(text: str) -> list[str]:
+    """The tour's output with what differs from run to run made equal: times, durations, widths."""
+    text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d|\d\d:\d\d:\d\d", "<time>", text)
+    text = re.sub(r" *\b\d+(?:\.\d+)? m?s\b", " <took>", text)
+    text = re.sub(r"━+", "━", text)  # the columns are as wide as their values
+    return [re.sub(r" {2,}", " ", line).rstrip() for line in text.splitlines()]
+
+
+def _matches(lines: list[str], expected: list[str]) -> bool:
+    """Whether `lines` are `expected`, where an expected `...` matches any lines (none too)."""
+    if not expected:
+        return not lines
+    if expected[0] == "...":
+        return any(_matches(lines[skip:], expected[1:]) for skip in range(len(lines) + 1))
+    return bool(lines) and lines[0] == expected[0] and _matches(lines[1:], expected[1:])
+
+
+def test_demo_tour(tmp_path: Path) -> None:
+    import asyncio
+
+    from railyard import SqliteStore
+    from railyard.store import RunStatus
+
+    demo = tmp_path / "demo"
+    # `railyard` from this interpreter's environment, as `./dev demo` puts .venv-demo/bin first
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    proc = subprocess.run(
+        ["bash", str(EXAMPLES / "demo_tour.sh"), str(demo)],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": path, "COLUMNS": "160"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout
+    printed = _tour_lines(proc.stdout.replace(str(demo), ".demo"))
+    assert _matches(printed, _tour_lines(TOUR_OUTPUT)), proc.stdout
+    # What the tour printed is what the store holds: the run ended, one failed attempt was run again.
+    assert sorted(path.name for path in demo.iterdir() if not path.name.startswith("demo.db-")) == [
+        ".gitignore",
+        "demo.db",
+    ]
+
+    async def stored() -> tuple[RunStatus, int, int]:
+        store = SqliteStore(demo / "demo.db")
+        try:
+            detail = await store.run("review-1")
+            return detail.info.status, detail.info.steps, detail.attempts
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(stored()) == (RunStatus.ENDED, 17, 1)
+    # A second tour starts afresh: the old run is gone, not in the way of the new one.
+    again = subprocess.run(
+        ["bash", str(EXAMPLES / "demo_tour.sh"), str(demo)],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": path, "COLUMNS": "160"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    assert asyncio.run(stored()) == (RunStatus.ENDED, 17, 1)
+
+
+def test_the_examples_page_shows_the_tours_commands() -> None:
+    # docs/examples.md lists the tour's commands in a block the docs tests do not run: they are the tour's own.
+    page = (ROOT / "docs" / "examples.md").read_text()
+    shown = re.search(r"^```bash\n(export RAILYARD_STORE=.*?)^```$", page, flags=re.S | re.M)
+    assert shown is not None
+    commands = [line for line in shown[1].splitlines() if line]
+    tour = [line.removeprefix("$ ") for line in _tour_lines(TOUR_OUTPUT) if line.startswith("$ ")]
+    assert commands == [*tour, "railyard ui examples.document_review:review --store sqlite:.demo/demo.db"]
+
+
+def test_dev_demo_runs_the_tour_with_only_the_ui_extra() -> None:
+    # The README's first command is `./dev demo`: it must run the tour, in a venv without the test tools.
+    demo = re.search(r"^  demo\)\n(.*?)^    ;;$", (ROOT / "dev").read_text(), flags=re.S | re.M)
+    assert demo is not None
+    assert 'venv .venv-demo "[ui]"' in demo[1]
+    assert "examples/demo_tour.sh" in demo[1]
+
+
+@pytest.mark.parametrize("document", sorted((EXAMPLES / "documents").glob("*.txt")), ids=lambda path: path.name)
+def test_the_demo_documents_are_small_text(document: Path) -> None:
+    text = document.read_text(encoding="utf-8")
+    assert text.endswith("\n") and 0 < len(text.split()) <= 60
 
 
 @covers("question_graph.py")

@@ -29,6 +29,22 @@ def readme_module() -> Iterator[types.ModuleType]:
         del sys.modules[module.__name__]
 
 
+def test_readme_starts_with_two_commands() -> None:
+    first = re.search(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    assert first is not None
+    commands = [line.split("#", 1)[0].strip() for line in first[1].splitlines()]
+    assert commands == ["./dev demo", "./dev test"]
+
+
+def test_readme_draws_the_demo_graph() -> None:
+    # The diagram under the set-up commands is the demo's graph as it is today.
+    from examples.document_review import review
+
+    diagram = re.search(r"```mermaid\n(.*?)```", README.read_text(), flags=re.S)
+    assert diagram is not None
+    assert diagram[1] == review.render(title="document_review") + "\n"
+
+
 def test_readme_has_examples() -> None:
     assert len(_blocks()) >= 4
 
