@@ -261,3 +261,48 @@ async def test_a_run_whose_branch_failed_stays_failed_when_siblings_finish_after
     assert info.status is RunStatus.FAILED
     assert [i.run_id for i in await store.runs(status=RunStatus.FAILED)] == ["r"]
     await store.aclose()
+
+
+async def test_an_unbounded_maps_finished_branches_are_durable_while_a_branch_still_runs(tmp_path: Path) -> None:
+    # every branch starts at once, so no later start carries the finishes: the driver commits them while it waits
+    release = anyio.Event()
+    g = GraphBuilder(input_type=list[int], output_type=list[int])
+
+    @g.step
+    async def work(ctx: StepContext[None, None, int]) -> int:
+        if ctx.inputs == 0:
+            await release.wait()
+        return ctx.inputs
+
+    collect = g.join(reduce_list_append, initial_factory=list[int])
+    g.add(
+        g.edge_from(g.start_node).map().to(work),
+        g.edge_from(work).to(collect),
+        g.edge_from(collect).to(g.end_node),
+    )
+    graph = g.build()
+    path = tmp_path / "runs.db"
+    seen: list[int] = []
+
+    async def watch() -> None:
+        reader = SqliteStore(path)
+        try:
+            with anyio.fail_after(30):
+                while True:  # another connection: only what is committed
+                    records = await reader.read("wide") if (await reader.runs()) else []
+                    finished = sum(1 for r in records if r.kind == "step_finished" and r.node_id == "work")
+                    if finished == 3:
+                        seen.append(finished)
+                        release.set()
+                        return
+                    await anyio.sleep(0.01)
+        finally:
+            await reader.aclose()
+
+    store = SqliteStore(path)
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        result = await graph.run(inputs=[0, 1, 2, 3], store=store, run_id="wide")
+    await store.aclose()
+    assert sorted(result) == [0, 1, 2, 3]
+    assert seen == [3]  # three branches were committed while the fourth still ran

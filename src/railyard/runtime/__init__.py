@@ -57,8 +57,10 @@ The pieces:
   `join_closed`, and `flush`. The durability rule: a step's start (with everything
   told before it) is durable before the step runs, a failure before it propagates,
   and everything before `flush`, which the loop calls whenever it hands control back
-  (`advance` / `run_to_end` returning). Everything else may be queued and committed
-  with the next of those: group commit. `None` (no recorder) costs nothing. Tracing
+  (`advance` / `run_to_end` returning) and whenever it has nothing to do but wait for
+  running steps (so a branch's finish is durable soon after it returns, even in a map
+  that starts no more steps). Everything else may be queued and committed with the
+  next of those: group commit. `None` (no recorder) costs nothing. Tracing
   is the other hook: a span per step when an OpenTelemetry SDK is set up.
 - The driver: `Loop.advance()` starts the ready batch and returns the next one (the
   tasks finished steps led to, or a map's items as they are pulled) or the `End`.

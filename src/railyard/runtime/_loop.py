@@ -692,6 +692,12 @@ class Loop(MapSources, Stopping):
                 )
             if self._starting:
                 await self._launch()
+            if not self._completed and self.recorder is not None:
+                # nothing to do but wait: make what finished so far durable now, not with the next start
+                # (an unbounded map starts no step while its branches finish)
+                pending = self.recorder.flush()
+                if pending is not None:
+                    await pending
             while not self._completed:
                 self._wakeup = wakeup = anyio.Event()
                 if self.run_timeout is None:
