@@ -248,6 +248,21 @@ def test_diagram_highlights_the_visited_nodes(cli: Cli, tmp_path: Path) -> None:
     assert (tmp_path / "d.md").read_text().startswith("```mermaid\n---\ntitle: doubles")
 
 
+def test_diagram_draws_images_here_with_no_network(cli: Cli, tmp_path: Path) -> None:
+    cli("run", f"{G}:counter", "--state", '{"counter": 0}', "--run-id", "c1")
+    cli("diagram", f"{G}:counter", "--run", "c1", "-o", str(tmp_path / "d.svg"), "--renderer", "chromium")
+    svg = (tmp_path / "d.svg").read_text()
+    assert svg.startswith("<svg") and "CountDown" in svg and "visited" in svg
+    cli("diagram", f"{G}:doubles", "-o", str(tmp_path / "d.png"), store=False)  # auto: Chromium is here
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cli("diagram", f"{G}:doubles", "-o", str(tmp_path / "d.mmd"), store=False)
+    assert (tmp_path / "d.mmd").read_text().startswith("---\ntitle: doubles")
+    bad = cli("diagram", f"{G}:doubles", "-o", str(tmp_path / "d.txt"), code=2, store=False)
+    assert "write .md, .mmd, .svg, .png" in _error_line(bad)
+    pdf = cli("diagram", f"{G}:doubles", "-o", str(tmp_path / "d.pdf"), "--renderer", "chromium", code=1, store=False)
+    assert "use --renderer service for .pdf" in _error_line(pdf)
+
+
 def test_diagram_draws_an_agent_as_its_graph(cli: Cli) -> None:
     drawn = cli("diagram", f"{G}:echo", store=False).stdout
     assert drawn.startswith("---\ntitle: echo\n---\nstateDiagram-v2\n")

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 import typer
 
 from railyard.cli._common import (
@@ -220,16 +222,32 @@ def _visited(records_nodes: list[str | None]) -> list[str]:
     return list(seen)
 
 
-def diagram(
+def diagram(  # noqa: PLR0917 - a command: typer passes its options by name
     ctx: typer.Context,
     graph: Annotated[str, typer.Argument(help="The graph to draw, as MODULE:GRAPH (node, builder or agent).")],
     run: Annotated[str | None, typer.Option("--run", help="Highlight the nodes this run visited.")] = None,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write a Markdown file holding the diagram.")
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Write it to a file: .md (a mermaid block), .mmd (the text), .svg or .png (an image).",
+        ),
     ] = None,
+    renderer: Annotated[
+        str,
+        typer.Option(
+            "--renderer",
+            help="How images are drawn: chromium (here, no network), service (mermaid.ink or RAILYARD_MERMAID_URL), "
+            "auto (chromium when Playwright and a Chromium are installed).",
+        ),
+    ] = "auto",
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Print a graph's mermaid diagram; with `--run`, the nodes a run visited are highlighted.
+
+    Images (`-o FILE.svg` or `.png`) are drawn in a headless Chromium with the mermaid that
+    ships with railyard (needs Playwright and Chromium), or by a mermaid rendering service.
 
     An agent is drawn as the graph its runs run: its prompt, model request and tool call nodes.
 
@@ -262,7 +280,58 @@ def diagram(
         if output is None:
             write_out(code)
             return
-        output.write_text(f"```mermaid\n{code.rstrip()}\n```\n", encoding="utf-8")
-        write_out(f"wrote {output}")
+        await _write_diagram(output, code, renderer)
 
     execute(ctx, work)
+
+
+_IMAGES = ("svg", "png")
+_SERVICE_IMAGES = ("svg", "png", "pdf", "jpeg", "webp")
+
+
+async def _write_diagram(output: Path, code: str, renderer: str) -> None:
+    suffix = output.suffix.lower().lstrip(".")
+    if renderer not in ("auto", "chromium", "service"):
+        raise CliError(f"--renderer {renderer!r}: use auto, chromium or service", EXIT_USAGE)
+    if suffix == "md":
+        await anyio.Path(output).write_text(f"```mermaid\n{code.rstrip()}\n```\n", encoding="utf-8")
+    elif suffix in ("mmd", "mermaid"):
+        await anyio.Path(output).write_text(code, encoding="utf-8")
+    elif suffix in _SERVICE_IMAGES:
+        how = renderer
+        if how == "auto":
+            how = "chromium" if suffix in _IMAGES and _can_draw_here() else "service"
+        if how == "chromium":
+            if suffix not in _IMAGES:
+                raise CliError(f"-o {output}: Chromium draws .svg and .png; use --renderer service for .{suffix}")
+            await anyio.Path(output).write_bytes(await _draw_here(code, suffix))
+        else:
+            from railyard._mermaid_service import save_image
+            from railyard.exceptions import MermaidServiceError
+
+            try:
+                await anyio.to_thread.run_sync(lambda: save_image(output, code))
+            except MermaidServiceError as err:
+                raise CliError(f"-o {output}: {err} (--renderer chromium draws here, with no network)") from None
+    else:
+        raise CliError(f"-o {output}: write .md, .mmd, .svg, .png, .pdf, .jpeg or .webp", EXIT_USAGE)
+    write_out(f"wrote {output}")
+
+
+def _can_draw_here() -> bool:
+    import importlib.util
+
+    from railyard.inspector._render import chromium
+
+    return importlib.util.find_spec("playwright") is not None and chromium() is not None
+
+
+async def _draw_here(code: str, image_type: str) -> bytes:
+    try:
+        from railyard.inspector._render import render_image
+
+        return await render_image(code, image_type)
+    except ImportError:
+        raise CliError("drawing here needs Playwright: pip install playwright (and Debian's chromium)") from None
+    except RuntimeError as err:
+        raise CliError(str(err)) from None
