@@ -96,6 +96,19 @@ def test_run_a_builder_graph_and_an_agent(cli: Cli, tmp_path: Path) -> None:
     assert sorted(i["graph"] for i in cli.json("runs")) == ["doubles", "echo"]
 
 
+def test_executor_option(cli: Cli) -> None:
+    assert json.loads(cli("run", f"{G}:doubles", "--inputs", "[1, 2]", "--executor", "threads:2").stdout) == [2, 4]
+    assert "use inline, threads[:N] or ray[:ADDRESS]" in _error_line(
+        cli("run", f"{G}:doubles", "--inputs", "[1]", "--executor", "cluster", code=2)
+    )
+    assert "threads:N takes a whole number" in _error_line(
+        cli("run", f"{G}:doubles", "--inputs", "[1]", "--executor", "threads:x", code=2)
+    )
+    assert "an agent's steps run in this process" in _error_line(
+        cli("run", f"{G}:echo", "--prompt", "hi", "--executor", "threads", code=2)
+    )
+
+
 L = "tests.cli_graphs_live"
 
 

@@ -225,3 +225,11 @@ async def test_a_driver_killed_mid_map_resumes_without_repeating_a_finished_bran
     (ended,) = [body["end"] for r in records if (body := json.loads(r.body)).get("end") is not None]
     expected = [f"{i}:{ray_graphs.burn(i, ray_graphs.ROUNDS)}" for i in range(items)]
     assert sorted(ended["data"]) == sorted(expected)
+
+
+def test_railyard_run_with_the_ray_executor_joins_the_cluster(ray_address: str, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "railyard", "run", "tests.support.cli_graphs:doubles", "--inputs", "[1, 2, 3]"]
+    command += ["--executor", f"ray:{ray_address}", "--store", f"sqlite:{tmp_path / 'runs.db'}"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert sorted(json.loads(done.stdout)) == [2, 4, 6]  # branches join in the order they finish

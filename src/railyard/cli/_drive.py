@@ -28,6 +28,7 @@ from railyard.cli._common import (
     open_cli_store,
     write_out,
 )
+from railyard.cli._executors import ExecutorOption, open_executor
 from railyard.cli._live import LiveDisplay, StoreTap
 from railyard.cli._load import GraphKind, LoadedGraph, load_graph, load_json
 from railyard.cli._render import to_json
@@ -210,6 +211,7 @@ def run(  # noqa: PLR0917 - a command: typer passes its options by name
     ] = None,
     prompt: Annotated[str | None, typer.Option(help="An agent's prompt.")] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="The new run's id (default: GRAPH-random).")] = None,
+    executor: ExecutorOption = "inline",
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Start a durable run of a graph and show each step as it finishes.
@@ -234,14 +236,17 @@ def run(  # noqa: PLR0917 - a command: typer passes its options by name
         elif prompt is None:
             raise CliError(f"{graph} is an agent: pass --prompt TEXT", EXIT_USAGE)
         new_id = run_id or f"{loaded.name or 'run'}-{uuid.uuid4().hex[:8]}"
+        where = await open_executor(executor, loaded)
         opened = open_cli_store(store, create=True)
         try:
 
             async def go(tap: RunStore) -> Any:
                 if loaded.kind is GraphKind.NODE:
-                    return await loaded.graph.run(first, state=begin_state, store=tap, run_id=new_id)
+                    return await loaded.graph.run(first, state=begin_state, store=tap, run_id=new_id, executor=where)
                 if loaded.kind is GraphKind.BUILDER:
-                    return await loaded.graph.run(inputs=begin_inputs, state=begin_state, store=tap, run_id=new_id)
+                    return await loaded.graph.run(
+                        inputs=begin_inputs, state=begin_state, store=tap, run_id=new_id, executor=where
+                    )
                 return await loaded.graph.run(prompt, store=tap, run_id=new_id)
 
             _say(f"run {new_id} of {loaded.name or graph} in {store}")
@@ -259,6 +264,7 @@ def resume(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="The run to carry on.")],
     graph: GraphOption,
+    executor: ExecutorOption = "inline",
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Carry a stored run on to its end with its graph's code (exit statuses as for `run`).
@@ -269,11 +275,18 @@ def resume(
 
     async def work() -> int:
         loaded = load_graph(graph)
+        where = await open_executor(executor, loaded)
         opened = open_cli_store(store)
         try:
             await opened.read(run_id)  # RunNotFound before anything runs
             _say(f"resuming run {run_id} of {loaded.name or graph}")
-            return await _drive(opened, run_id, lambda tap: loaded.graph.resume(tap, run_id), loaded, store)
+
+            def go(tap: RunStore) -> Awaitable[Any]:
+                if loaded.kind is GraphKind.AGENT:
+                    return loaded.graph.resume(tap, run_id)  # type: ignore[no-any-return]
+                return loaded.graph.resume(tap, run_id, executor=where)  # type: ignore[no-any-return]
+
+            return await _drive(opened, run_id, go, loaded, store)
         finally:
             await close_store(opened)
 
