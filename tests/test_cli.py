@@ -69,6 +69,7 @@ def test_every_command_has_help_with_an_example(cli: Cli) -> None:
         "prune",
         "diagram",
         "worker",
+        "ui",
     ):
         assert command in top
         assert "railyard " + command in cli(command, "--help", store=False).stdout
