@@ -345,6 +345,10 @@ def test_the_ui_command_refuses_other_hosts_without_a_token(tmp_path: Path, stor
     assert "give a token" in result.output
     missing = CliRunner().invoke(app, ["ui", "--store", f"sqlite:{tmp_path / 'none.db'}"])
     assert missing.exit_code == 1 and "no store at" in missing.output
+    (tmp_path / "notes.db").write_bytes(b"not a database")
+    foreign = CliRunner().invoke(app, ["ui", "--store", f"sqlite:{tmp_path / 'notes.db'}"])
+    assert foreign.exit_code == 1 and "is not a SQLite database" in foreign.output
+    assert (tmp_path / "notes.db").read_bytes() == b"not a database"
 
 
 def test_the_ui_command_serves_until_interrupted(store_url: str) -> None:

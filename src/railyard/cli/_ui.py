@@ -93,6 +93,7 @@ def ui(  # noqa: PLR0917 - a command: typer passes its options by name
             typer.echo(f"railyard inspector on {address}  (store {store_label(store)}; Ctrl-C stops it)", err=True)
 
         try:
+            await opened.runs(limit=1)  # a file that is no railyard store is refused now, not page by page
             app = create_app(
                 opened,
                 loaded,
