@@ -77,9 +77,9 @@ def store_url(tmp_path: Path) -> str:
     return five_runs(tmp_path)
 
 
-def five_runs(tmp_path: Path) -> str:
-    """A SQLite store holding five runs: ended, suspended, failed, a fan-out, and one with a script in its state."""
-    url = f"sqlite:{tmp_path / 'runs.db'}"
+def five_runs(tmp_path: Path, url: str | None = None) -> str:
+    """A store (SQLite, unless `url`) holding five runs: ended, suspended, failed, a fan-out, a script in its state."""
+    url = url or f"sqlite:{tmp_path / 'runs.db'}"
     _run(url, lambda s: counter.run(CountDown(), state=CountState(counter=3), store=s, run_id="count-1"))
     _run(url, lambda s: decide.run(Prepare(), state=DecideState(), store=s, run_id="decide-1"))
     _run(url, lambda s: failing.run(Explode(), store=s, run_id="fail-1"))
@@ -376,6 +376,27 @@ def test_the_ui_command_serves_until_interrupted(store_url: str) -> None:
             process.wait()
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_over_postgresql(new_postgres_database: Callable[[], str], tmp_path: Path) -> None:
+    url = five_runs(tmp_path, new_postgres_database())
+    with serving(url, ("tests.support.inspector_subjects:decide",)) as served:
+        page = _get(served, "/?status=suspended").text
+        assert 'data-run="decide-1"' in page and 'data-run="count-1"' not in page
+        assert _classed(_get(served, "/runs/count-1").text, "visited") == {"CountDown"}
+        refused = _post(served, "/runs/decide-1/signal", {"form_token": served.form_token, "key": "order"})
+        assert refused.status_code == 422
+        answered = _post(
+            served,
+            "/runs/decide-1/signal",
+            {"form_token": served.form_token, "key": "order", "verdict": "hold", "quantity": "1"},
+        )
+        assert answered.status_code == 303
+        with httpx.stream("GET", served.url + "/runs/decide-1/events", timeout=10) as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == ": live"
+            assert _post(served, "/runs/decide-1/resume", {"form_token": served.form_token}).status_code == 303
+            _until_status(lines, url, "decide-1", RunStatus.ENDED)
 
 
 class TestForms:
