@@ -145,3 +145,29 @@ async def test_records_cut_from_the_start_of_a_run_are_named_missing(tmp_path: P
         await store.read("r")
     await store.aclose()
     assert _digest(tmp_path) == before
+
+
+async def test_taking_and_releasing_run_locks_never_drops_sqlites_own_locks(tmp_path: Path) -> None:
+    # closing any descriptor of a file drops the process's POSIX locks on it, SQLite's too: another process
+    # closing its connection would then take itself for the last user and delete the write-ahead log in use here
+    import subprocess
+    import sys
+
+    path = tmp_path / "runs.db"
+    store = SqliteStore(path)
+    await count_graph.run(CountTo(2), state=CrashState(), store=store, run_id="r")  # run locks taken and let go
+    reader = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); print(c.execute(sys.argv[2]).fetchone()[0]); c.close()"
+    )
+    count = "select count(*) from railyard_records"
+    subprocess.run([sys.executable, "-c", reader, str(path), count], check=True, capture_output=True)
+    assert (tmp_path / "runs.db-wal").exists()  # still this process's: the other one knew it was not the last
+    await count_graph.run(CountTo(2), state=CrashState(), store=store, run_id="s")
+    seen = subprocess.run(
+        [sys.executable, "-c", reader, str(path), "select count(*) from railyard_runs"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert seen.stdout.strip() == "2"  # what this process writes after that, others see
+    await store.aclose()
