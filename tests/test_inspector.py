@@ -23,7 +23,17 @@ from railyard.store.urls import open_store
 from railyard.suspension import RunSuspended
 from tests.support.cli_graphs import CountDown, CountState, Explode, counter, doubles, failing
 from tests.support.inspector import Served, serving
-from tests.support.inspector_subjects import DecideState, NoteState, Order, Prepare, Scribble, decide, notes
+from tests.support.inspector_subjects import (
+    Ask,
+    DecideState,
+    NoteState,
+    Order,
+    Prepare,
+    Scribble,
+    decide,
+    notes,
+    tricky,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RAILYARD = (sys.executable, "-m", "railyard")
@@ -193,17 +203,17 @@ def test_the_answer_form_is_made_from_the_payload_type(served: Served) -> None:
     page = _get(served, "/runs/decide-1").text
     assert "Waiting for <code>order</code>" in page
     assert "Ship order 7?" in page
-    assert '<select name="verdict">' in page and '<option value="hold"' in page
-    assert '<input name="quantity" value="" inputmode="decimal">' in page
-    assert 'type="checkbox" name="rush"' in page
+    assert '<select name="f.verdict">' in page and '<option value="hold"' in page
+    assert '<input name="f.quantity" value="" inputmode="decimal">' in page
+    assert 'type="checkbox" name="f.rush"' in page
     assert "How many to ship" in page
 
 
 def test_a_form_answers_a_suspended_run_and_a_resume_finishes_it(served: Served, store_url: str) -> None:
     answered = _post(
         served,
-        "/runs/decide-1/signal",
-        {"form_token": served.form_token, "key": "order", "verdict": "ship", "quantity": "2", "rush": "on"},
+        "/act/signal/decide-1",
+        {"__form_token": served.form_token, "__key": "order", "f.verdict": "ship", "f.quantity": "2", "f.rush": "on"},
     )
     assert answered.status_code == 303
     assert answered.headers["location"] == "/runs/decide-1?done=signalled"
@@ -215,10 +225,10 @@ def test_a_form_answers_a_suspended_run_and_a_resume_finishes_it(served: Served,
     page = _get(served, "/runs/decide-1?done=signalled").text
     assert "Answered: the run is ready to go on" in page
 
-    with httpx.stream("GET", served.url + "/runs/decide-1/events", timeout=10) as stream:
+    with httpx.stream("GET", served.url + "/events/runs/decide-1", timeout=10) as stream:
         lines = stream.iter_lines()
         assert next(lines) == ": live"
-        assert _post(served, "/runs/decide-1/resume", {"form_token": served.form_token}).status_code == 303
+        assert _post(served, "/act/resume/decide-1", {"__form_token": served.form_token}).status_code == 303
         _until_status(lines, store_url, "decide-1", RunStatus.ENDED)
     page = _get(served, "/runs/decide-1").text
     assert "ship x2" in page
@@ -235,61 +245,67 @@ def _until_status(lines: Iterator[str], store_url: str, run_id: str, status: Run
 def test_a_bad_answer_shows_its_errors_on_the_form_and_stores_nothing(served: Served, store_url: str) -> None:
     before = _records(store_url, "decide-1")
     refused = _post(
-        served, "/runs/decide-1/signal", {"form_token": served.form_token, "key": "order", "verdict": "ship"}
+        served, "/act/signal/decide-1", {"__form_token": served.form_token, "__key": "order", "f.verdict": "ship"}
     )
     assert refused.status_code == 422
     assert '<span class="field-error">Field required</span>' in refused.text
     zero = _post(
         served,
-        "/runs/decide-1/signal",
-        {"form_token": served.form_token, "key": "order", "verdict": "ship", "quantity": "0", "note": "<b>hi</b>"},
+        "/act/signal/decide-1",
+        {
+            "__form_token": served.form_token,
+            "__key": "order",
+            "f.verdict": "ship",
+            "f.quantity": "0",
+            "f.note": "<b>hi</b>",
+        },
     )
     assert zero.status_code == 422
     assert "Input should be greater than or equal to 1" in zero.text
     assert 'value="&lt;b&gt;hi&lt;/b&gt;"' in zero.text  # what was typed comes back, escaped
     words = _post(
         served,
-        "/runs/decide-1/signal",
-        {"form_token": served.form_token, "key": "order", "verdict": "ship", "quantity": "lots"},
+        "/act/signal/decide-1",
+        {"__form_token": served.form_token, "__key": "order", "f.verdict": "ship", "f.quantity": "lots"},
     )
     assert words.status_code == 422
     assert "&#39;lots&#39; is not a whole number" in words.text
     assert _records(store_url, "decide-1") == before
-    other = _post(served, "/runs/decide-1/signal", {"form_token": served.form_token, "key": "nope"})
+    other = _post(served, "/act/signal/decide-1", {"__form_token": served.form_token, "__key": "nope"})
     assert other.status_code == 409 and "does not wait for &#39;nope&#39;" in other.text
 
 
 def test_cancel_and_fork(served: Served, store_url: str) -> None:
-    cancelled = _post(served, "/runs/decide-1/cancel", {"form_token": served.form_token, "reason": "withdrawn"})
+    cancelled = _post(served, "/act/cancel/decide-1", {"__form_token": served.form_token, "reason": "withdrawn"})
     assert cancelled.status_code == 303
     assert _status(store_url, "decide-1") is RunStatus.CANCELLED
     assert "withdrawn" in _get(served, "/runs/decide-1").text
-    assert _post(served, "/runs/decide-1/cancel", {"form_token": served.form_token}).status_code == 409
+    assert _post(served, "/act/cancel/decide-1", {"__form_token": served.form_token}).status_code == 409
 
-    forked = _post(served, "/runs/count-1/fork", {"form_token": served.form_token, "at": "2"})
+    forked = _post(served, "/act/fork/count-1", {"__form_token": served.form_token, "at": "2"})
     assert forked.status_code == 303
     new_id = forked.headers["location"].split("/runs/", 1)[1].split("?", 1)[0]
     assert new_id != "count-1"
     page = _get(served, f"/runs/{new_id}?done=forked").text
     assert "Forked: this is a new run" in page and 'id="resume"' in page
     assert _status(store_url, new_id) is RunStatus.CREATED
-    bad = _post(served, "/runs/count-1/fork", {"form_token": served.form_token, "at": "42"})
+    bad = _post(served, "/act/fork/count-1", {"__form_token": served.form_token, "at": "42"})
     assert bad.status_code == 400
-    no_graph = _post(served, "/runs/doubles-1/fork", {"form_token": served.form_token, "at": "1"})
+    no_graph = _post(served, "/act/fork/doubles-1", {"__form_token": served.form_token, "at": "1"})
     assert no_graph.status_code == 409 and "give its graph to" in no_graph.text
 
 
 def test_actions_refuse_cross_site_requests_and_stale_forms(served: Served, store_url: str) -> None:
     before = _records(store_url, "decide-1")
-    data = {"form_token": served.form_token, "reason": "evil"}
-    assert _post(served, "/runs/decide-1/cancel", {"reason": "no token"}).status_code == 403
-    assert _post(served, "/runs/decide-1/cancel", {**data, "form_token": "guess"}).status_code == 403
-    evil_origin = _post(served, "/runs/decide-1/cancel", data, headers={"origin": "http://evil.example"})
+    data = {"__form_token": served.form_token, "reason": "evil"}
+    assert _post(served, "/act/cancel/decide-1", {"reason": "no token"}).status_code == 403
+    assert _post(served, "/act/cancel/decide-1", {**data, "__form_token": "guess"}).status_code == 403
+    evil_origin = _post(served, "/act/cancel/decide-1", data, headers={"origin": "http://evil.example"})
     assert evil_origin.status_code == 403 and "another site" in evil_origin.text
-    cross = _post(served, "/runs/decide-1/cancel", data, headers={"sec-fetch-site": "cross-site"})
+    cross = _post(served, "/act/cancel/decide-1", data, headers={"sec-fetch-site": "cross-site"})
     assert cross.status_code == 403
-    assert _get(served, "/runs/decide-1/cancel").status_code in (404, 405)  # only POST changes a run
-    assert httpx.put(served.url + "/runs/decide-1/cancel", timeout=10).status_code == 405
+    assert _get(served, "/act/cancel/decide-1").status_code in (404, 405)  # only POST changes a run
+    assert httpx.put(served.url + "/act/cancel/decide-1", timeout=10).status_code == 405
     assert _records(store_url, "decide-1") == before
 
 
@@ -300,17 +316,83 @@ def test_a_foreign_host_header_is_refused(served: Served) -> None:
 
 def test_a_token_is_needed_on_every_request(store_url: str) -> None:
     with serving(store_url, token="s3cret") as served:
+        port = served.url.rsplit(":", 1)[1]
+        cookie_name = f"railyard_token_{port}"  # one per port: two inspectors on one host keep their own
         assert _get(served, "/").status_code == 401
         assert _get(served, "/static/inspector.js").status_code == 401
         assert _get(served, "/?token=wrong").status_code == 401
-        first = _get(served, "/?token=s3cret&status=ended")
-        assert first.status_code == 303 and first.headers["location"] == "/?status=ended"
+        first = _get(served, "/?status=failed&token=s3cret&status=ended")
+        assert first.status_code == 303 and first.headers["location"] == "/?status=failed&status=ended"
         cookie = first.headers["set-cookie"]
-        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-        assert _get(served, "/", cookies={"railyard_token": "s3cret"}).status_code == 200
+        assert cookie.startswith(f"{cookie_name}=s3cret;") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+        assert _get(served, "/", cookies={cookie_name: "s3cret"}).status_code == 200
         assert _get(served, "/", headers={"authorization": "Bearer s3cret"}).status_code == 200
-        post = _post(served, "/runs/decide-1/cancel", {"form_token": served.form_token})
+        odd = {"cookie": f'prefs={{"a": 1}}; other="x; {cookie_name}=s3cret'}  # other apps' cookies on localhost
+        assert _get(served, "/", headers=odd).status_code == 200
+        stale = _get(served, "/?token=s3cret", headers={"cookie": f"{cookie_name}=old"})
+        assert stale.status_code == 303  # a stale cookie does not hide a right token
+        sneaky = _get(served, "//evil.example/?token=s3cret")
+        assert sneaky.status_code == 303 and sneaky.headers["location"].startswith("/evil.example")
+        encoded = _get(served, "/runs/x%3Fy%23z?token=s3cret")
+        assert encoded.headers["location"] == "/runs/x%3Fy%23z"  # the same run, not run x with a query
+        post = _post(served, "/act/cancel/decide-1", {"__form_token": served.form_token})
         assert post.status_code == 401
+
+
+def test_an_inspector_for_any_host_name_needs_a_token(store_url: str) -> None:
+    from railyard.inspector import create_app
+    from railyard.store.memory import MemoryStore
+
+    with pytest.raises(ValueError, match="needs a token"):
+        create_app(MemoryStore(), allowed_hosts=["*"])
+    with pytest.raises(ValueError, match="needs a token"):
+        create_app(MemoryStore(), host="0.0.0.0")
+    create_app(MemoryStore(), host="0.0.0.0", token="t")
+    with serving(store_url, allowed_hosts=["Runs.Example.com:8443"]) as served:  # names compare without case or port
+        assert _get(served, "/", headers={"host": "runs.example.COM:7860"}).status_code == 200
+
+
+def test_a_stream_with_a_bad_filter_answers_in_plain_text(served: Served) -> None:
+    answer = _get(served, '/events?limit=<meta http-equiv="refresh" content="0;url=/x">')
+    assert answer.status_code == 400
+    assert answer.headers["content-type"].startswith("text/plain")
+
+
+def test_a_cancelled_run_cannot_be_answered(served: Served, store_url: str) -> None:
+    assert _post(served, "/act/cancel/decide-1", {"__form_token": served.form_token}).status_code == 303
+    assert (
+        "form class" not in _get(served, "/runs/decide-1").text
+        and 'class="answer"' not in _get(served, "/runs/decide-1").text
+    )
+    answer = {"__form_token": served.form_token, "__key": "order", "f.verdict": "ship", "f.quantity": "1"}
+    refused = _post(served, "/act/signal/decide-1", answer)
+    assert refused.status_code == 409 and "was cancelled" in refused.text
+    assert _status(store_url, "decide-1") is RunStatus.CANCELLED
+
+
+def test_run_ids_with_slashes_and_payload_fields_named_like_the_forms_own(tmp_path: Path) -> None:
+    url = f"sqlite:{tmp_path / 'runs.db'}"
+    _run(url, lambda s: tricky.run(Ask(), store=s, run_id="team/a/events"))
+    with serving(url, ("tests.support.inspector_subjects:tricky",)) as served:
+        page = _get(served, "/runs/team/a/events")
+        assert page.status_code == 200 and "Waiting for <code>question</code>" in page.text
+        assert 'action="/act/signal/team%2Fa%2Fevents"' in page.text
+        answer = {"__form_token": served.form_token, "__key": "question", "f.key": "k-7", "f.form_token": "mine"}
+        answered = _post(served, "/act/signal/team%2Fa%2Fevents", {**answer, "f.ratio": "", "f.maybe": ""})
+        assert answered.status_code == 303, answered.text
+        assert answered.headers["location"] == "/runs/team%2Fa%2Fevents?done=signalled"
+        payloads = [json.loads(b)["payload"] for k, b in _records(url, "team/a/events") if k == "signal_received"]
+        assert payloads == [{"key": "k-7", "form_token": "mine", "ratio": 1.0, "maybe": None}]
+
+
+def test_a_number_must_be_finite(tmp_path: Path) -> None:
+    url = f"sqlite:{tmp_path / 'runs.db'}"
+    _run(url, lambda s: tricky.run(Ask(), store=s, run_id="t1"))
+    with serving(url) as served:
+        answer = {"__form_token": served.form_token, "__key": "question", "f.key": "k", "f.form_token": "f"}
+        refused = _post(served, "/act/signal/t1", {**answer, "f.ratio": "nan"})
+        assert refused.status_code == 422 and "is not a finite number" in refused.text
+    assert _status(url, "t1") is RunStatus.SUSPENDED
 
 
 def test_read_only_hides_and_refuses_every_action(store_url: str) -> None:
@@ -318,7 +400,7 @@ def test_read_only_hides_and_refuses_every_action(store_url: str) -> None:
         page = _get(served, "/runs/decide-1").text
         assert "read-only" in page
         assert '<form method="post"' not in page and 'id="cancel"' not in page
-        refused = _post(served, "/runs/decide-1/cancel", {"form_token": served.form_token})
+        refused = _post(served, "/act/cancel/decide-1", {"__form_token": served.form_token})
         assert refused.status_code == 403
     assert _status(store_url, "decide-1") is RunStatus.SUSPENDED
 
@@ -384,18 +466,18 @@ def test_over_postgresql(new_postgres_database: Callable[[], str], tmp_path: Pat
         page = _get(served, "/?status=suspended").text
         assert 'data-run="decide-1"' in page and 'data-run="count-1"' not in page
         assert _classed(_get(served, "/runs/count-1").text, "visited") == {"CountDown"}
-        refused = _post(served, "/runs/decide-1/signal", {"form_token": served.form_token, "key": "order"})
+        refused = _post(served, "/act/signal/decide-1", {"__form_token": served.form_token, "__key": "order"})
         assert refused.status_code == 422
         answered = _post(
             served,
-            "/runs/decide-1/signal",
-            {"form_token": served.form_token, "key": "order", "verdict": "hold", "quantity": "1"},
+            "/act/signal/decide-1",
+            {"__form_token": served.form_token, "__key": "order", "f.verdict": "hold", "f.quantity": "1"},
         )
         assert answered.status_code == 303
-        with httpx.stream("GET", served.url + "/runs/decide-1/events", timeout=10) as stream:
+        with httpx.stream("GET", served.url + "/events/runs/decide-1", timeout=10) as stream:
             lines = stream.iter_lines()
             assert next(lines) == ": live"
-            assert _post(served, "/runs/decide-1/resume", {"form_token": served.form_token}).status_code == 303
+            assert _post(served, "/act/resume/decide-1", {"__form_token": served.form_token}).status_code == 303
             _until_status(lines, url, "decide-1", RunStatus.ENDED)
 
 

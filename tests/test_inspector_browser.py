@@ -134,8 +134,13 @@ def test_a_run_page_follows_a_run_another_process_drives(page: Page, served: Ser
             process.stdin.flush()
             expect(page.locator("#step-count")).to_have_text(done)
         expect(page.locator("#run-status")).to_have_text("running")
+        reason = page.locator("form.cancel input[name=reason]")
+        reason.fill("half-typed")  # a person typing while the run moves: their text stays
         process.stdin.write("go\n")
         process.stdin.flush()
+        expect(page.locator("#timeline .lanes .bar.finished")).to_have_count(3)  # other sections follow the run
+        expect(reason).to_have_value("half-typed")
+        page.locator("h2").first.click()  # they look elsewhere: the summary catches up
         expect(page.locator("#run-status")).to_have_text("ended")
         expect(page.locator("#diagram svg g.node.visited")).to_have_count(1)
         assert page.evaluate("window.__same_page") is True  # updated in place, never reloaded
@@ -161,14 +166,15 @@ def test_the_form_answers_a_suspended_run_and_shows_a_bad_payloads_error(
 ) -> None:
     page.goto(served.url + "/runs/decide-1")
     form = page.locator("form.answer")
-    form.locator("select[name=verdict]").select_option("ship")
-    form.locator("input[name=quantity]").fill("0")
+    form.locator("select[name='f.verdict']").select_option("ship")
+    form.locator("input[name='f.quantity']").fill("0")
     form.get_by_role("button", name="Answer").click()
     expect(page.locator(".field.invalid .field-error")).to_contain_text("greater than or equal to 1")
+    assert page.url == served.url + "/runs/decide-1"  # the address is the run's again, so the page stays live
     assert _status(store_url, "decide-1") is RunStatus.SUSPENDED
     form = page.locator("form.answer")
-    expect(form.locator("input[name=quantity]")).to_have_value("0")  # what was typed is kept
-    form.locator("input[name=quantity]").fill("2")
+    expect(form.locator("input[name='f.quantity']")).to_have_value("0")  # what was typed is kept
+    form.locator("input[name='f.quantity']").fill("2")
     form.get_by_role("button", name="Answer").click()
     expect(page.locator("#notice")).to_contain_text("Answered")
     assert _status(store_url, "decide-1") is RunStatus.WAITING
@@ -179,7 +185,7 @@ def test_the_form_answers_a_suspended_run_and_shows_a_bad_payloads_error(
 
 def test_cancel_and_fork(page: Page, served: Served, store_url: str) -> None:
     page.goto(served.url + "/runs/count-1")
-    page.locator("#fork-at").select_option("2")
+    page.locator("#fork-at").fill("2")
     page.get_by_role("button", name="Fork").click()
     expect(page.locator("#notice")).to_contain_text("Forked")
     expect(page.locator("#step-count")).to_have_text("0")
@@ -214,7 +220,7 @@ class _Attacker(http.server.BaseHTTPRequestHandler):
         body = (
             "<!doctype html><html><body>"
             f'<form id="f" method="post" action="{self.target}">'
-            f'<input name="form_token" value="{self.token}">'
+            f'<input name="__form_token" value="{self.token}">'
             '<input name="reason" value="from another site"></form>'
             '<script>document.getElementById("f").submit()</script></body></html>'
         ).encode()
@@ -229,7 +235,7 @@ class _Attacker(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_page_on_another_site_cannot_change_a_run(page: Page, served: Served, store_url: str) -> None:
-    _Attacker.target = f"{served.url}/runs/decide-1/cancel"
+    _Attacker.target = f"{served.url}/act/cancel/decide-1"
     _Attacker.token = served.form_token  # even a page that somehow has the form token is refused
     attacker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Attacker)
     thread = threading.Thread(target=attacker.serve_forever, daemon=True)

@@ -306,10 +306,13 @@ async def signal(store: RunStore, run_id: str, key: str, payload: Any, *, payloa
         SignalError: the run does not wait for `key` (the message lists what it waits for),
             or the payload is not valid for the type (with pydantic's account of why).
         RunLocked: a driver is running the run right now.
+        RunCancelled: the run was cancelled.
+        RunEnded: the run has ended.
     """
     import pydantic
 
     async with store.lock(run_id):
+        _refuse_finished(store, run_id, await store.read(run_id))  # a cancelled or ended run is not answered
         open_waits = {w.key: w for w in await waiting_for(store, run_id)}
         wait = open_waits.get(key)
         if wait is None:

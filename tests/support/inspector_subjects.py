@@ -12,7 +12,7 @@ import pydantic
 
 from railyard import BaseNode, End, Graph, GraphRunContext
 
-__all__ = ("Order", "Verdict", "decide", "notes", "ticker")
+__all__ = ("Ask", "Awkward", "Order", "Verdict", "decide", "notes", "ticker", "tricky")
 
 
 class Verdict(StrEnum):
@@ -91,3 +91,22 @@ class Tick(BaseNode[TickState, None, int]):
 
 
 ticker = Graph(nodes=[Tick], state_type=TickState, name="ticker")
+
+
+class Awkward(pydantic.BaseModel):
+    """A payload whose field names are the answer form's own, one that may be null, one with a default."""
+
+    key: str
+    form_token: str
+    maybe: int | None
+    ratio: float = 1.0
+
+
+@dataclass
+class Ask(BaseNode[None, None, str]):
+    async def run(self, ctx: GraphRunContext) -> End[str]:
+        answer = await ctx.wait_for("question", Awkward)
+        return End(answer.key)
+
+
+tricky = Graph(nodes=[Ask], name="tricky")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from typing import Annotated
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import typer
 
@@ -30,10 +30,14 @@ TOKEN_ENV = "RAILYARD_UI_TOKEN"
 def store_label(url: str) -> str:
     """A store URL as the pages show it: without a password."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username}:***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(
+        f"{key}=***" if key.lower() == "password" else f"{key}={value}"
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def ui(  # noqa: PLR0917 - a command: typer passes its options by name
@@ -81,6 +85,12 @@ def ui(  # noqa: PLR0917 - a command: typer passes its options by name
         if host not in LOOPBACK and not secret:
             raise CliError(
                 f"--host {host} serves other machines: give a token (--token TEXT, --token generate, or {TOKEN_ENV})",
+                EXIT_USAGE,
+            )
+        if "*" in (allow_host or ()) and not secret:
+            raise CliError(
+                "--allow-host '*' answers to any host name: give a token "
+                f"(--token TEXT, --token generate, or {TOKEN_ENV})",
                 EXIT_USAGE,
             )
         importable_here()  # answers are checked against payload types imported from here

@@ -17,10 +17,10 @@ from starlette.responses import RedirectResponse, Response
 
 from railyard.exceptions import RailyardError, RunLocked, RunNotFound
 from railyard.inspector._context import Inspector
-from railyard.inspector._forms import FormProblem, form_fields, payload_of, problems_of
+from railyard.inspector._forms import FIELD, FORM_TOKEN, WAIT_KEY, FormProblem, form_fields, payload_of, problems_of
 from railyard.inspector._pages import PageError, run_view
 from railyard.store import RunStatus
-from railyard.suspension import SignalError, cancel, signal, waiting_for
+from railyard.suspension import RunSuspended, SignalError, cancel, signal, waiting_for
 
 __all__ = ("cancel_run", "fork_run", "resume_run", "signal_run")
 
@@ -37,7 +37,7 @@ async def _checked(request: Request) -> tuple[Inspector, str, FormData] | Respon
     if inspector.read_only:
         return inspector.page(request, "error.html", 403, message="this inspector is read-only: it changes no run")
     form = await request.form()
-    token = form.get("form_token")
+    token = form.get(FORM_TOKEN)
     if not inspector.guard.form_token_ok(token if isinstance(token, str) else None):
         return inspector.page(
             request, "error.html", 403, message="the form is stale or from elsewhere: reload the page and try again"
@@ -55,7 +55,7 @@ async def signal_run(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     inspector, run_id, form = checked
-    key = form.get("key")
+    key = form.get(WAIT_KEY)
     if not isinstance(key, str):
         return _problem(inspector, request, 400, "the form names no wait to answer")
     try:
@@ -67,9 +67,14 @@ async def signal_run(request: Request) -> Response:
         known = ", ".join(repr(k) for k in waits) or "nothing"
         return _problem(inspector, request, 409, f"run {run_id!r} does not wait for {key!r} (it waits for {known})")
     fields = form_fields(wait.payload_schema)
-    texts = {name: value for name, value in form.multi_items() if isinstance(value, str)}
+    texts = {
+        name.removeprefix(FIELD): value
+        for name, value in form.multi_items()
+        if isinstance(value, str) and name.startswith(FIELD)
+    }
     for form_field in fields:
         form_field.value = texts.get(form_field.name) if form_field.kind != "checkbox" else None
+        form_field.checked = form_field.name in texts
     message: str | None = None
     try:
         payload = payload_of(fields, texts)
@@ -82,6 +87,8 @@ async def signal_run(request: Request) -> Response:
         message = problems_of(fields, errors) if errors else str(err)
     except RunLocked:
         message = "a driver holds the run right now: try again in a moment"
+    except RailyardError as err:  # it was cancelled, or ended, meanwhile
+        return _problem(inspector, request, 409, str(err))
     else:
         return _to_run(run_id, "signalled")
     try:
@@ -119,7 +126,7 @@ async def resume_run(request: Request) -> Response:
     except RunNotFound:
         return _problem(inspector, request, 404, f"the store has no run {run_id!r}")
     loaded = inspector.graph_for(info.graph)
-    if loaded is None or inspector.tasks is None:
+    if loaded is None:
         return _problem(
             inspector,
             request,
@@ -127,6 +134,16 @@ async def resume_run(request: Request) -> Response:
             f"run {run_id!r} is of the graph {info.graph!r}, which this inspector was not given: "
             "start it with `railyard ui MODULE:GRAPH ...` to resume and fork its runs",
         )
+    if inspector.tasks is None:
+        return _problem(
+            inspector,
+            request,
+            503,
+            "this inspector's lifespan is not running (an app that mounts it must run its lifespan), "
+            "so it cannot drive runs",
+        )
+    if info.owner is not None:
+        return _problem(inspector, request, 409, f"run {run_id!r} is driven by {info.owner} right now")
     if info.status in (RunStatus.ENDED, RunStatus.CANCELLED, RunStatus.SUSPENDED):
         why = "answer what it waits for first" if info.status is RunStatus.SUSPENDED else "it cannot go on"
         return _problem(inspector, request, 409, f"run {run_id!r} is {info.status.value}: {why}")
@@ -139,10 +156,14 @@ async def resume_run(request: Request) -> Response:
 
 async def _drive(inspector: Inspector, graph: Any, run_id: str) -> None:
     """Carry a run on to where it stops; what happens is in its log, so nothing is raised here."""
+    inspector.stopped.pop(run_id, None)
     try:
         await graph.resume(inspector.store, run_id)
-    except Exception as err:  # failed, suspended, cancelled, locked: the run page shows it from the store
-        logger.info("run %s stopped: %s: %s", run_id, type(err).__name__, err)
+    except RunSuspended:
+        pass  # the page shows what it waits for
+    except Exception as err:  # failed, cancelled, locked: the page says so (a failure is in the store too)
+        inspector.stopped[run_id] = f"{type(err).__name__}: {err}"
+        logger.warning("run %s stopped: %s: %s", run_id, type(err).__name__, err)
     finally:
         inspector.driving.discard(run_id)
 

@@ -33,7 +33,13 @@ def _hosts(host: str, allowed: Iterable[str]) -> frozenset[str]:
     if host in ("0.0.0.0", "::"):  # every address: the token is the guard
         return frozenset({"*"})
     names = set(LOOPBACK) if host in LOOPBACK else {host}
-    names.update(allowed)
+    for name in allowed:
+        plain = name.strip().lower()
+        if plain.startswith("[") and "]" in plain:
+            plain = plain[1 : plain.index("]")]
+        elif plain.count(":") == 1:  # a port given with the name: any port is served
+            plain = plain.split(":", 1)[0]
+        names.add(plain)
     return frozenset(names)
 
 
@@ -67,11 +73,17 @@ def create_app(
     served, for the Host-header check (`allowed_hosts` adds names, `*` any); `token`, if
     set, must come with every request; `read_only` hides and refuses every action.
     """
+    hosts = _hosts(host, allowed_hosts)
+    if "*" in hosts and not token:
+        raise ValueError(
+            "an inspector that answers to any host name (host 0.0.0.0 or '*' allowed) needs a token: "
+            "a page elsewhere could reach it through a name of its own"
+        )
     inspector = Inspector(
         store=store,
         store_label=store_label or type(store).__name__,
         graphs={loaded.name or loaded.spec: loaded for loaded in map(_loaded, graphs)},
-        guard=Guard(token, _hosts(host, allowed_hosts)),
+        guard=Guard(token, hosts),
         read_only=read_only,
         poll=poll,
     )
@@ -90,11 +102,11 @@ def create_app(
         routes=[
             Route("/", runs_page),
             Route("/events", runs_events),
-            Route("/runs/{run_id:path}/events", run_events),
-            Route("/runs/{run_id:path}/signal", signal_run, methods=["POST"]),
-            Route("/runs/{run_id:path}/cancel", cancel_run, methods=["POST"]),
-            Route("/runs/{run_id:path}/resume", resume_run, methods=["POST"]),
-            Route("/runs/{run_id:path}/fork", fork_run, methods=["POST"]),
+            Route("/events/runs/{run_id:path}", run_events),
+            Route("/act/signal/{run_id:path}", signal_run, methods=["POST"]),
+            Route("/act/cancel/{run_id:path}", cancel_run, methods=["POST"]),
+            Route("/act/resume/{run_id:path}", resume_run, methods=["POST"]),
+            Route("/act/fork/{run_id:path}", fork_run, methods=["POST"]),
             Route("/runs/{run_id:path}", run_page),
             Mount("/static", StaticFiles(directory=_STATIC), name="static"),
         ],

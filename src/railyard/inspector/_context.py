@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from anyio.abc import TaskGroup
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from railyard.cli._load import GraphKind, LoadedGraph
+from railyard.inspector._forms import FIELD, FORM_TOKEN, WAIT_KEY
 from railyard.inspector._guard import Guard
 from railyard.store import RunStore
 
@@ -70,6 +72,8 @@ class Inspector:
     """The runs it drives right now."""
     closing: bool = False
     """Set when the server shuts down: live streams end at their next look."""
+    stopped: dict[str, str] = field(default_factory=dict)
+    """Why a run this inspector resumed stopped short of its end (an error it raised), by run id."""
 
     def __post_init__(self) -> None:
         self.templates = jinja2.Environment(
@@ -83,6 +87,7 @@ class Inspector:
         self.templates.filters["moment"] = moment
         self.templates.filters["seconds"] = seconds_text
         self.templates.filters["compact"] = lambda value: _compact(json_text(value, None))
+        self.templates.filters["quote"] = lambda value: quote(str(value), safe="")
 
     def graph_for(self, name: str | None) -> LoadedGraph | None:
         """The graph given for runs recorded under `name`, if any (agents cannot fork)."""
@@ -101,6 +106,9 @@ class Inspector:
             request=request,
             inspector=self,
             form_token=self.guard.form_token,
+            FORM_TOKEN=FORM_TOKEN,
+            WAIT_KEY=WAIT_KEY,
+            FIELD=FIELD,
             partial=request.query_params.get("partial") == "1",
             **values,
         )

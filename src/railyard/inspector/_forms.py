@@ -11,14 +11,31 @@ right about every rule: it only has to be a convenient way to write the JSON.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ("FormField", "FormProblem", "form_fields", "payload_of", "problems_of")
+__all__ = (
+    "FIELD",
+    "FORM_TOKEN",
+    "JSON_FIELD",
+    "WAIT_KEY",
+    "FormField",
+    "FormProblem",
+    "form_fields",
+    "payload_of",
+    "problems_of",
+)
 
 JSON_FIELD = "__json__"
 """The one field of a form whose payload is not an object of simple fields."""
+FORM_TOKEN = "__form_token"
+"""The form input that carries the form token (no payload field's input is named so: see `FIELD`)."""
+WAIT_KEY = "__key"
+"""The form input that names the wait an answer is for."""
+FIELD = "f."
+"""The prefix of a payload field's form input: `f.<field name>`."""
 
 
 @dataclass(slots=True)
@@ -43,6 +60,17 @@ class FormField:
     """Why the last answer was refused, for this field."""
     value: str | None = None
     """What the person typed last time (shown again beside the error)."""
+    checked: bool | None = None
+    """A checkbox as the person left it last time (`None`: as its default)."""
+    nullable: bool = False
+    """Whether `null` is a valid value (an `X | None` field): an empty box sends it, unless it has a default."""
+    has_default: bool = False
+    """Whether the payload type gives the field a default (an empty box then leaves it to it)."""
+
+    @property
+    def ticked(self) -> bool:
+        """Whether a checkbox shows ticked: as left last time, else its default."""
+        return bool(self.default) if self.checked is None else self.checked
 
     @property
     def shown(self) -> str:
@@ -89,15 +117,20 @@ def _field(name: str, schema: Mapping[str, Any], defs: Mapping[str, Any], requir
     plain, nullable = _simple(schema, defs)
     label = str(schema.get("title") or plain.get("title") or name.replace("_", " "))
     default = schema.get("default")
+    has_default = "default" in schema
     helped = schema.get("description") or plain.get("description")
     help_text = str(helped) if helped else None
     if "enum" in plain or "const" in plain:
         choices = list(plain["enum"]) if "enum" in plain else [plain["const"]]
-        return FormField(name, "choice", label, required and not nullable, default, choices, help_text)
+        return FormField(
+            name, "choice", label, required, default, choices, help_text, nullable=nullable, has_default=has_default
+        )
     kind = {"boolean": "checkbox", "integer": "integer", "number": "number", "string": "text"}.get(
         str(plain.get("type")), "json"
     )
-    return FormField(name, kind, label, required and not nullable, default, help=help_text)
+    if kind == "checkbox" and nullable:
+        kind = "json"  # true, false or null: three answers, more than a checkbox holds
+    return FormField(name, kind, label, required, default, help=help_text, nullable=nullable, has_default=has_default)
 
 
 def form_fields(schema: Mapping[str, Any]) -> list[FormField]:
@@ -119,9 +152,12 @@ def _read(form_field: FormField, text: str) -> Any:
             raise FormProblem(form_field.name, f"{text!r} is not a whole number") from None
     if form_field.kind == "number":
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             raise FormProblem(form_field.name, f"{text!r} is not a number") from None
+        if not math.isfinite(number):
+            raise FormProblem(form_field.name, f"{text!r} is not a finite number")
+        return number
     if form_field.kind == "json":
         try:
             return json.loads(text)
@@ -141,7 +177,8 @@ def payload_of(fields: list[FormField], form: Mapping[str, str]) -> Any:
     """The payload a submitted form gives (before the payload type validates it).
 
     An empty box leaves its field out, so the type's default applies (or it says the
-    field is missing); an unticked checkbox is `false`.
+    field is missing), unless the field may be `null` and has no default: then it sends
+    `null`. An unticked checkbox is `false`.
 
     Raises:
         FormProblem: a box holds text that is not what its kind reads (a number, JSON).
@@ -154,6 +191,9 @@ def payload_of(fields: list[FormField], form: Mapping[str, str]) -> Any:
             payload[form_field.name] = form.get(form_field.name) in ("on", "true", "1")
             continue
         text = form.get(form_field.name, "")
+        if text == "" and form_field.nullable and not form_field.has_default:
+            payload[form_field.name] = None
+            continue
         if text == "" and form_field.kind != "text":
             continue
         if text == "" and not form_field.required:

@@ -16,14 +16,14 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 __all__ = ("TOKEN_COOKIE", "Guard", "GuardMiddleware")
 
 TOKEN_COOKIE = "railyard_token"
-"""The cookie that keeps the token after the first visit with `?token=`."""
+"""The cookie that keeps the token after the first visit with `?token=`: `railyard_token_<port>`, so that
+inspectors on two ports of one host (cookies ignore ports) do not overwrite each other's."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -99,16 +99,20 @@ class GuardMiddleware:
         if not self.guard.host_ok(host):
             await _refuse(send, 421, f"this inspector does not answer to the host {host!r}")
             return
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         if self.guard.token is not None:
-            given = _bearer(scope) or _cookie(scope) or query.get("token")
-            if not self.guard.token_ok(given):
+            cookie_name = f"{TOKEN_COOKIE}_{_port(host)}"
+            given = [_bearer(scope), _cookie(scope, cookie_name), *(value for key, value in pairs if key == "token")]
+            if not any(self.guard.token_ok(one) for one in given if one is not None):
                 await _refuse(send, 401, "a token is needed: open the address `railyard ui` printed (it has ?token=)")
                 return
-            if "token" in query and scope["method"] == "GET":  # keep it in a cookie, and out of the address bar
-                del query["token"]
-                location = scope["path"] + (f"?{urlencode(query)}" if query else "")
-                cookie = f"{TOKEN_COOKIE}={self.guard.token}; Path=/; HttpOnly; SameSite=Strict"
+            if any(key == "token" for key, _ in pairs) and scope["method"] == "GET":
+                # keep it in a cookie, and out of the address bar: the same path and query without it
+                kept = [(key, value) for key, value in pairs if key != "token"]
+                raw = scope.get("raw_path") or scope["path"].encode()
+                path = "/" + raw.decode("latin-1").lstrip("/")  # one leading slash: never //elsewhere
+                location = path + (f"?{urlencode(kept)}" if kept else "")
+                cookie = f"{cookie_name}={quote(self.guard.token, safe='')}; Path=/; HttpOnly; SameSite=Lax"
                 await _redirect(send, location, cookie)
                 return
         if scope["method"] not in ("GET", "HEAD", "POST"):
@@ -133,17 +137,23 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-def _cookie(scope: Scope) -> str | None:
+def _port(host: str | None) -> str:
+    """The port a Host header names (`80` if none)."""
+    if host and host.rsplit("]", 1)[-1].count(":") == 1:
+        return host.rsplit(":", 1)[1]
+    return "80"
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    """The value of cookie `name`, read leniently: other sites' odd cookies on this host do not hide it."""
     value = _header(scope, b"cookie")
     if not value:
         return None
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(value)
-    except Exception:  # a malformed cookie header: as if none
-        return None
-    morsel = jar.get(TOKEN_COOKIE)
-    return morsel.value if morsel is not None else None
+    for part in value.split(";"):
+        key, _, text = part.strip().partition("=")
+        if key == name:
+            return unquote(text)
+    return None
 
 
 def _cross_site(scope: Scope, host: str | None) -> bool:

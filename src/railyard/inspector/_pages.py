@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -11,7 +12,7 @@ from typing import Any
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from railyard.cli._history import read_history, state_changes
 from railyard.cli._inspect import parse_statuses
@@ -29,6 +30,9 @@ COUNTED = 10_000
 
 _NOT_RESUMED = frozenset({RunStatus.ENDED, RunStatus.CANCELLED, RunStatus.SUSPENDED})
 """A run in these cannot be resumed from the page (a suspended one is answered first)."""
+
+COUNT_EVERY = 20
+"""A runs page's stream counts the runs by status once in this many looks (10 s at the default poll)."""
 
 KEEPALIVE = 15.0
 """A live stream sends a comment this often, so proxies keep it open."""
@@ -129,11 +133,22 @@ async def runs_events(request: Request) -> Response:
     try:
         filters = _filters(request)
     except PageError as err:
-        return HTMLResponse(err.message, status_code=err.status)
+        return PlainTextResponse(err.message, status_code=err.status)
+
+    looks = [0]
+    counted: list[Any] = []
 
     async def look() -> str:
-        shown, counts, _ = await _listing(inspector, filters)
-        return _digest([(i.run_id, i.status, i.updated_at, i.steps, i.owner) for i in shown] + sorted(counts.items()))
+        # the page's own rows every look; the counts over every run only now and then (they cost a full listing)
+        wanted = filters["statuses"]
+        shown = await inspector.store.runs(
+            status=wanted, graph=filters["graph"], since=filters["since"], limit=filters["limit"]
+        )
+        if looks[0] % COUNT_EVERY == 0:
+            _, counts, _ = await _listing(inspector, filters)
+            counted[:] = sorted(counts.items())
+        looks[0] += 1
+        return _digest([(i.run_id, i.status, i.updated_at, i.steps, i.owner) for i in shown] + counted)
 
     return _stream(_watch(inspector, look))
 
@@ -167,7 +182,10 @@ async def run_view(
     records = await inspector.store.read(run_id)
     waits = await waiting_for(inspector.store, run_id)
     info = detail.info
-    steps, states = read_history(records)
+    try:
+        steps, states = read_history(records)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # records no railyard version writes
+        raise PageError(500, f"the records of run {run_id!r} cannot be shown: {type(err).__name__}: {err}") from None
     last = len(states.states) - 1
     chosen = request.query_params.get("step")
     try:
@@ -182,7 +200,7 @@ async def run_view(
     if code is None:
         shape = shape_of(records)
         code = diagram_of(shape, first_node(records)) if shape is not None else None
-    wait_forms = _wait_forms(waits)
+    wait_forms = _wait_forms(waits) if info.status is RunStatus.SUSPENDED else []
     if forms:
         wait_forms = [(wait, forms.get(wait.key, fields)) for wait, fields in wait_forms]
     step_node = next((s.node for s in steps if s.index == at), None)
@@ -204,7 +222,9 @@ async def run_view(
         "state": states.states[at],
         "changes": state_changes(states.states[at - 1], states.states[at]) if at > 0 else [],
         "state_error": states.error,
-        "can_resume": loaded is not None and info.status not in _NOT_RESUMED,
+        "can_resume": loaded is not None and info.status not in _NOT_RESUMED and info.owner is None,
+        "stopped": inspector.stopped.get(run_id),
+        "fork_at": at - 1 if info.status is RunStatus.ENDED and at == last and at > 0 else at,
         "can_fork": inspector.can_fork(info.graph),
         "can_cancel": info.status not in (RunStatus.ENDED, RunStatus.CANCELLED),
         "driving": run_id in inspector.driving,
@@ -213,9 +233,16 @@ async def run_view(
     }
 
 
+_SAFE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _own_diagram(loaded: Any) -> str | None:
+    """The graph's own diagram (with its labels and notes), unless a node id is one mermaid cannot take."""
     from railyard.cli._load import GraphKind
 
+    ids = loaded.graph.node_defs if loaded.kind is GraphKind.NODE else getattr(loaded.graph, "nodes", {})
+    if not all(_SAFE_ID.fullmatch(str(node_id)) for node_id in ids):
+        return None  # drawn from the stored shape, whose ids are made safe
     if loaded.kind is GraphKind.NODE:
         code: str = loaded.graph.mermaid_code()
         return code
