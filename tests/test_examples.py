@@ -692,3 +692,14 @@ def test_agent_trip_resumes_in_a_new_process_without_repeating_a_step(tmp_path: 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.py")), ids=lambda path: path.name)
 def test_every_example_has_a_test(example: Path) -> None:
     assert example.name in TESTED, f"examples/{example.name} has no test: add one to tests/test_examples.py"
+
+
+@covers("scale_out_ray.py")
+def test_scale_out_ray_runs_the_maps_branches_on_a_local_ray_instance() -> None:
+    proc = run_example("scale_out_ray.py", 4, 2000, ok=False)  # Ray logs on stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (
+        "4 items crunched; first digests: 4e0f5589, 6ee4d1b6, 9a25187b\n"
+        "same result as in process: True\n"
+        "branches recorded by this driver: 4\n"
+    )
