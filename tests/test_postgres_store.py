@@ -16,6 +16,7 @@ import pytest
 
 from railyard.exceptions import PersistenceError, RunExists, RunLocked, RunNotFound
 from railyard.store import RunStatus, StoredRecord
+from railyard.store.base import LeaseLost
 from railyard.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +46,8 @@ async def store(url: str) -> AsyncIterator[PostgresStore]:
 
 def _sql(url: str, query: str, *params: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as connection:
-        return connection.execute(query, params).fetchall()
+        cursor = connection.execute(query, params)
+        return cursor.fetchall() if cursor.description is not None else []
 
 
 def _sessions(url: str) -> set[int]:
@@ -350,14 +352,26 @@ async def test_sessions_have_tcp_keepalives_at_both_ends(url: str, query: str, i
     try:
         await store.create("r", [_record(0, RunStatus.CREATED)])
         async with store.lock("r"):
-            # white-box: the lock session is private, and keepalives show only on it
-            connection, _ = store._held["r"]
-            client = connection.info.get_parameters()
-            assert (client["keepalives"], client["keepalives_idle"], client["keepalives_count"]) == ("1", idle, count)
-            cursor = await connection.execute(
-                "SELECT current_setting('tcp_keepalives_idle'), current_setting('tcp_keepalives_count')"
-            )
-            assert await cursor.fetchone() == (idle, count), "the server probes a silent client too"
+            # white-box: the lock session and the pool are private, and keepalives show only on them
+            assert store._pool is not None and store._locker is not None
+            async with store._pool.connection() as pooled:
+                for connection in (store._locker, pooled):
+                    client = connection.info.get_parameters()
+                    assert (client["keepalives"], client["keepalives_idle"], client["keepalives_count"]) == (
+                        "1",
+                        idle,
+                        count,
+                    )
+                    assert client["tcp_user_timeout"] == "60000"
+                    cursor = await connection.execute(
+                        "SELECT current_setting('tcp_keepalives_idle'), current_setting('tcp_keepalives_count'), "
+                        "current_setting('tcp_user_timeout'), current_setting('idle_in_transaction_session_timeout')"
+                    )
+                    assert await cursor.fetchone() == (idle, count, "60000", "1min"), (
+                        "the server probes a silent client"
+                    )
+                cursor = await pooled.execute("SELECT current_setting('statement_timeout')")
+                assert await cursor.fetchone() == ("1min",), "a statement is given a minute"
     finally:
         await store.aclose()
 
@@ -367,8 +381,8 @@ async def test_keepalives_can_be_turned_off(url: str) -> None:
     try:
         await store.create("r", [_record(0, RunStatus.CREATED)])
         async with store.lock("r"):
-            connection, _ = store._held["r"]  # white-box, as above
-            assert connection.info.get_parameters()["keepalives"] == "0"
+            assert store._locker is not None  # white-box, as above
+            assert store._locker.info.get_parameters()["keepalives"] == "0"
     finally:
         await store.aclose()
 
@@ -387,3 +401,71 @@ async def test_records_with_awkward_text_come_back_exactly(store: PostgresStore)
         StoredRecord("step_started", body, RunStatus.RUNNING, 'No"de\\1', False, 1_700_000_000.123456, None),
         StoredRecord("step_finished", '{"ü":[1,2,{"a":null}]}', RunStatus.WAITING, None, True, 1e9),
     ]
+
+
+# -- many runs held, takeovers, ready runs announced -----------------------------------------
+
+
+async def test_a_store_driving_many_runs_at_once_keeps_to_its_pool_and_one_lock_session(url: str) -> None:
+    store = PostgresStore(url, max_size=3)
+    try:
+        for n in range(30):
+            await store.create(f"r{n:02}", [_record(0, RunStatus.CREATED)])
+        async with AsyncExitStack() as stack:
+            for n in range(30):
+                await stack.enter_async_context(store.lock(f"r{n:02}"))
+            async with anyio.create_task_group() as group:
+                for n in range(30):
+                    group.start_soon(store.append, f"r{n:02}", [_record(1)])
+            assert len(_held_advisory_locks(url)) == 30, "one lock per run held"
+            assert len(_sessions(url)) <= 3 + 1, "the pool's sessions and one lock session, whatever runs are held"
+        assert _held_advisory_locks(url) == []
+        assert {info.owner for info in await store.runs()} == {None}
+    finally:
+        await store.aclose()
+
+
+async def test_a_lease_that_ran_out_is_taken_over_and_its_old_driver_writes_nothing(
+    store: PostgresStore, url: str
+) -> None:
+    await store.create("r", [_record(0, RunStatus.CREATED)])
+    other = PostgresStore(url)
+    try:
+        async with store.lock("r"):
+            await store.append("r", [_record(1)])
+            # the driver is cut off past its lease (its session lives on, holding the run's advisory lock)
+            _sql(url, "UPDATE railyard_runs SET lease_expires = 0")
+            async with other.lock("r"):
+                before = _sql(url, "SELECT seq, body::text FROM railyard_records ORDER BY seq")
+                with pytest.raises(LeaseLost, match=r"Run 'r' in PostgresStore\(.*\) was taken over by another driver"):
+                    await store.append("r", [_record(2)])
+                with pytest.raises(LeaseLost):
+                    await store.heartbeat("r")
+                lost = store.lease_lost("r")
+                assert lost is not None and lost.is_set()
+                assert _sql(url, "SELECT seq, body::text FROM railyard_records ORDER BY seq") == before
+                await other.append("r", [_record(3)])
+            (info,) = await other.runs()
+            assert info.owner is None, "the new driver let go; the old one's release changed nothing"
+        assert [record.body for record in await store.read("r")] == ['{"n":0}', '{"n":1}', '{"n":3}']
+    finally:
+        await other.aclose()
+
+
+async def test_workers_hear_of_runs_made_ready_elsewhere(store: PostgresStore, url: str) -> None:
+    other = PostgresStore(url)
+    try:
+        assert await store.wait_ready(0.01) is False  # listening from here on
+        with anyio.fail_after(10):
+            await other.create("made", [_record(0, RunStatus.CREATED)])  # by no driver: ready
+            assert await store.wait_ready(30) is True
+            await other.create("driven", [_record(0, RunStatus.CREATED)])
+            assert await store.wait_ready(30) is True
+            async with other.lock("driven"):
+                await other.append("driven", [_record(1, RunStatus.WAITING, step=True)])
+            assert await store.wait_ready(30) is True, "let go of between steps: ready"
+        async with other.lock("driven"):
+            await other.append("driven", [_record(2, RunStatus.ENDED, step=True)])
+        assert await store.wait_ready(0.3) is False, "an ended run is not announced"
+    finally:
+        await other.aclose()

@@ -27,6 +27,7 @@ from railyard.runtime._recorder import Outcome
 from railyard.runtime._tasks import Task
 from railyard.store import RunStatus, RunStore, StoredRecord
 from railyard.store._deltas import StateDeltas
+from railyard.store.base import LeaseLost
 from railyard.store.codec import RecordCodec
 from railyard.store.records import (
     DIALECT,
@@ -104,6 +105,8 @@ class StoreRecorder:
         """Told the reason when the store says a cancellation was asked of the run (the loop stops it)."""
         self._asked: Callable[[str], str | None] | None = getattr(store, "cancel_requested", None)
         self._beat: asyncio.Task[None] | None = None
+        self._beating = False
+        """Whether the heartbeat is renewing the lease right now (it is let finish, not cut off)."""
         self.traced = False
         """Whether the run is traced: then each commit is a `railyard.store.commit` event on the current span."""
 
@@ -151,7 +154,8 @@ class StoreRecorder:
         with anyio.CancelScope(shield=True):
             try:
                 if beat is not None:  # stopped, and done, before the lease is cleared: it never writes after
-                    beat.cancel()
+                    if not self._beating:  # asleep: woken by the cancellation; renewing: it stops after this one
+                        beat.cancel()
                     await asyncio.wait([beat])
                 if self._broken is None:
                     pending = self.flush()
@@ -248,6 +252,8 @@ class StoreRecorder:
         """
         target = self._told
         while self._durable < target:
+            if isinstance(self._broken, LeaseLost):  # the run was taken over: nothing more is written
+                raise LeaseLost(self.run_id, repr(self.store), self._broken.holder, message=str(self._broken))
             if self._broken is not None:
                 raise PersistenceError(
                     f"Run {self.run_id!r} in {self.store!r} could not be recorded: {self._broken}"
@@ -426,15 +432,23 @@ class StoreRecorder:
 
     async def _heartbeat(self) -> None:
         store: Any = self.store
-        while True:
+        while self._beat is not None:  # until `close` stops it
             await anyio.sleep(store.lease / 3)
-            if self._lock is None:
+            if self._lock is None or self._beat is None:
                 return
+            self._beating = True
             try:
                 reason = await store.heartbeat(self.run_id)
+            except LeaseLost as lost:  # taken over: this driver writes nothing more (its watchers stop it)
+                if self._broken is None:
+                    self._broken = lost
+                logger.warning("lost the lease on run %s: %s", self.run_id, lost, extra=_extra(self.run_id))
+                return
             except Exception as error:  # the store is unreachable now: the next beat tries again
                 logger.warning("could not renew the lease on run %s: %s", self.run_id, error, extra=_extra(self.run_id))
                 continue
+            finally:
+                self._beating = False
             if reason is not None and self.on_cancel is not None:
                 self.on_cancel(reason)
 

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from time import time
 
 import anyio
 
-from railyard.exceptions import RunLocked
+from railyard.exceptions import PersistenceError, RunLocked
 from railyard.store import RunStatus, StoredRecord
+from railyard.store._listing import REPORTED_STATUS_SQL, RunQuery, describe_run, unknown_cursor, where_sql
 from railyard.store.summary import Lease, RunDetail, RunInfo
 
 __all__ = (
     "DEFAULT_LEASE",
     "FINISHED",
     "READY",
+    "LeaseLost",
     "RECORD_COLUMNS",
     "REPORTED_STATUS_SQL",
     "RUN_COLUMNS",
@@ -68,147 +70,40 @@ RECORD_COLUMNS: tuple[str, ...] = ("run_id", "seq", "kind", "status", "node_id",
 DEFAULT_LEASE = 30.0
 """Seconds a driver's lease on a run lasts; it renews it every third of that while it drives."""
 
-
-@dataclass(frozen=True, slots=True)
-class RunQuery:
-    """Which runs `runs()` lists: checked arguments, as the backends filter by them."""
-
-    statuses: frozenset[RunStatus] | None
-    """Only runs reported with one of these statuses (`None`: any)."""
-    graphs: frozenset[str] | None
-    """Only runs of these graphs (`None`: any)."""
-    since: float | None
-    """Only runs started at or after this POSIX timestamp."""
-    until: float | None
-    """Only runs started before this POSIX timestamp."""
-    limit: int | None
-    """At most this many runs (`None`: all)."""
-    cursor: str | None
-    """Only runs after this one, in the listing's order (started, then run id)."""
-    now: float
-    """The time leases are judged at."""
-
-    @classmethod
-    def of(  # noqa: PLR0917 - runs()'s keyword arguments, in their order
-        cls,
-        status: RunStatus | Collection[RunStatus] | None,
-        graph: str | Collection[str] | None,
-        since: datetime | float | None,
-        until: datetime | float | None,
-        limit: int | None,
-        cursor: str | None,
-    ) -> RunQuery:
-        """Check `runs()`'s arguments.
-
-        Raises:
-            ValueError: a status is not a `RunStatus`, `limit` is not positive, or `since` is after `until`.
-        """
-        statuses: frozenset[RunStatus] | None = None
-        if status is not None:
-            given = (status,) if isinstance(status, (RunStatus, str)) else tuple(status)
-            try:
-                statuses = frozenset(RunStatus(value) for value in given)
-            except ValueError:
-                known = ", ".join(s.value for s in RunStatus)
-                raise ValueError(f"runs(status={status!r}): a status is one of {known}.") from None
-        graphs = None if graph is None else frozenset((graph,) if isinstance(graph, str) else graph)
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"runs(limit={limit!r}): the limit is a whole number of runs, 1 or more.")
-        start, end = _timestamp(since, "since"), _timestamp(until, "until")
-        if start is not None and end is not None and start > end:
-            raise ValueError(f"runs(since={since!r}, until={until!r}): `since` is after `until`, so no run is in it.")
-        return cls(statuses, graphs, start, end, limit, cursor, time())
-
-    def wants(self, info: RunInfo) -> bool:
-        """Whether `info` passes the filters (all but `cursor` and `limit`)."""
-        if self.statuses is not None and info.status not in self.statuses:
-            return False
-        if self.graphs is not None and info.graph not in self.graphs:
-            return False
-        started = info.started_at.timestamp() if info.started_at is not None else 0.0
-        if self.since is not None and started < self.since:
-            return False
-        return self.until is None or started < self.until
-
-    def page(self, infos: Sequence[RunInfo], where: str) -> list[RunInfo]:
-        """`infos` (every run, oldest first) filtered, after the cursor, cut to the limit.
-
-        Raises:
-            ValueError: the cursor names no run of the store.
-        """
-        ordered = sorted(infos, key=_order)
-        if self.cursor is not None:
-            at = next((i for i, info in enumerate(ordered) if info.run_id == self.cursor), None)
-            if at is None:
-                raise ValueError(_unknown_cursor(self.cursor, where))
-            ordered = ordered[at + 1 :]
-        chosen = [info for info in ordered if self.wants(info)]
-        return chosen[: self.limit] if self.limit is not None else chosen
+TOKEN_MARK = "#"
+"""Separates a lease's owner (`host:pid`) from its token in the SQL backends' `owner` column."""
 
 
-def _order(info: RunInfo) -> tuple[float, str]:
-    return (info.started_at.timestamp() if info.started_at is not None else 0.0, info.run_id)
+class LeaseLost(RunLocked):
+    """Another driver took over a run this store's driver held, so this one may not write to it.
 
-
-def unknown_cursor(cursor: str, where: str) -> str:
-    """The message of a `runs(cursor=...)` naming no run of the store."""
-    return _unknown_cursor(cursor, where)
-
-
-REPORTED_STATUS_SQL = (
-    "CASE WHEN status = 'running' AND (owner IS NULL OR lease_expires < {now}) THEN 'stalled' "
-    "WHEN status = 'waiting' AND owner IS NOT NULL AND lease_expires < {now} THEN 'stalled' ELSE status END"
-)
-"""`reported_status` in SQL, over a `railyard_runs` row (`{now}`: the placeholder of the time leases are judged at)."""
-
-
-def where_sql(query: RunQuery, mark: str) -> tuple[str, list[object]]:
-    """The SQL condition on `railyard_runs` rows for `query`'s filters (all but the cursor), and its parameters.
-
-    `mark` is the driver's placeholder (`?` for sqlite3, `%s` for psycopg).
+    Raised by a write (or a lease renewal) of a driver whose lease was taken over: after
+    it ran out (the driver was cut off from the database, or stalled), or after the
+    database ended the session that marked the driver alive. Nothing of the refused write
+    is stored; the run goes on under its new driver. A `RunLocked`, so code that leaves a
+    run another driver holds to it does the same here.
     """
-    clauses: list[str] = []
-    params: list[object] = []
-    if query.statuses is not None:
-        marks = ", ".join(mark for _ in query.statuses)
-        clauses.append(f"({REPORTED_STATUS_SQL.format(now=mark)}) IN ({marks})")
-        params += [query.now, query.now, *sorted(s.value for s in query.statuses)]
-    if query.graphs is not None:
-        if query.graphs:
-            clauses.append(f"graph IN ({', '.join(mark for _ in query.graphs)})")
-            params += sorted(query.graphs)
-        else:
-            clauses.append("0 = 1")
-    if query.since is not None:
-        clauses.append(f"started_at >= {mark}")
-        params.append(query.since)
-    if query.until is not None:
-        clauses.append(f"started_at < {mark}")
-        params.append(query.until)
-    return (" AND ".join(clauses) or "1 = 1"), params
+
+    def __init__(self, run_id: str, where: str, holder: str | None = None, *, message: str | None = None) -> None:
+        now = f"it is held by {holder}" if holder else "nobody holds it now"
+        PersistenceError.__init__(
+            self,
+            message
+            or (
+                f"Run {run_id!r} in {where} was taken over by another driver ({now}): this driver's lease on it "
+                f"ran out or its database session was cut off, so it stops and writes nothing more. The run goes "
+                f"on under its new driver; if it is left stalled, resume it."
+            ),
+            run_id=run_id,
+        )
+        self.run_id = run_id
+        self.holder = holder
+        """Who holds the run now (`host:pid`), as far as the store could tell (`None`: nobody)."""
 
 
-def _unknown_cursor(cursor: str, where: str) -> str:
-    return (
-        f"runs(cursor={cursor!r}): {where} has no run {cursor!r}. The cursor is the run id of the last run of "
-        f"the page before (it may have been deleted since: start again without a cursor)."
-    )
-
-
-def _timestamp(value: datetime | float | None, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(
-                f"runs({name}={value!r}): give an aware datetime (for instance datetime.now(UTC)); "
-                f"a naive one could be in any timezone."
-            )
-        # a start is listed as the datetime nearest its timestamp, to the microsecond: compare as listed
-        return value.timestamp() - 5e-7
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"runs({name}={value!r}): give a datetime or a POSIX timestamp.")
-    return float(value)
+def owner_of(column: object) -> str | None:
+    """The `host:pid` of an `owner` column (which may carry the lease's token after `TOKEN_MARK`)."""
+    return column.partition(TOKEN_MARK)[0] if isinstance(column, str) else None
 
 
 _CHILD = ".child-"
@@ -249,6 +144,17 @@ class LockingStore(ABC):
         """Cancellations asked of runs this store holds, by run id (seen on a write or a renewal)."""
         self._shown: set[str] = set()
         """The runs held whose lease is written (with a record): renewed, and cleared on letting go."""
+        self._tokens: dict[str, str] = {}
+        """Fenced stores: the owner token this store wrote when it took each run it holds."""
+        self._lost: dict[str, anyio.Event] = {}
+        """Each held run's event, set once this store learns another driver took the run over."""
+        self._ready: anyio.Event | None = None
+        """Set when this store lets go of a run (it may be ready for another driver of this process)."""
+
+    fenced: bool = False
+    """Whether taking a run writes a token of its own as the run's owner, which every write of the
+    holder must find (fencing: a driver whose lease was taken over cannot write). The SQL backends are;
+    the file and memory backends write the lease with the driver's first record instead."""
 
     # -- what a backend implements ------------------------------------------------------
 
@@ -343,37 +249,130 @@ class LockingStore(ABC):
 
     async def _acquire(self, run_id: str) -> Release | None:
         """Take the run's lock and its lease; `None` if another holder has it."""
+        if self.fenced and run_id in self._holding:
+            return None  # one holder per store too: its drivers share the store's locks
         release = await self._try_lock(run_id)
-        return None if release is None else await self._leased(run_id, release)
+        return None if release is None else await self._hold_locked(run_id, release)
 
-    async def _leased(self, run_id: str, release: Release) -> Release:
-        """Hold a run whose lock this store just took; its lease is written with the run's next record.
+    async def _hold_locked(self, run_id: str, release: Release) -> Release:
+        """Hold a run whose lock this store just took: a fenced store writes its token as the run's owner."""
+        if not self.fenced:
+            return await self._leased(run_id, release)
+        token = self._new_token()
+        try:
+            await self._take_fenced(run_id, token, time() + self.lease)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await release()
+            raise
+        return await self._leased(run_id, release, token)
 
-        Taking a run writes nothing: a driver that is refused (another graph's run, a run
-        that ended) leaves every stored byte as it was. The release clears the lease, if written.
+    async def _leased(self, run_id: str, release: Release, token: str | None = None) -> Release:
+        """Hold a run whose lock this store just took.
+
+        Unfenced, taking a run writes nothing: its lease is written with the run's next
+        record, so a driver that is refused (another graph's run, a run that ended) leaves
+        every stored byte as it was. Fenced, `token` is what the store wrote as the run's
+        owner. The release clears the lease, if written (fenced: if the run is still ours).
         """
         self._holding.add(run_id)
+        self._lost[run_id] = anyio.Event()
+        if token is not None:
+            self._tokens[run_id] = token
+            self._shown.add(run_id)
 
         async def let_go() -> None:
             self._holding.discard(run_id)
             self._cancels.pop(run_id, None)
+            held = self._tokens.pop(run_id, None)
+            lost = self._lost.pop(run_id, None)
             try:
                 if run_id in self._shown:
                     self._shown.discard(run_id)
-                    await self._write_lease(run_id, Lease(None, None))
+                    if held is None:
+                        await self._write_lease(run_id, Lease(None, None))
+                    elif lost is None or not lost.is_set():
+                        await self._clear_fenced(run_id, held)
             except Exception as error:  # the lease runs out by itself: letting go of the lock matters
                 logger.warning("could not clear the lease on run %s in %r: %s", run_id, self, error)
             finally:
                 await release()
+                self._wake()
 
         return let_go
+
+    def _new_token(self) -> str:
+        """An owner token for one taking of a run: `host:pid`, then a part no other taking has."""
+        return f"{self.owner}{TOKEN_MARK}{secrets.token_hex(8)}"
+
+    def _fence(self, run_id: str) -> str | None:
+        """The owner token a write to a run this (fenced) store holds must find (`None`: not held).
+
+        Raises:
+            LeaseLost: this store knows already that the run was taken over (nothing is tried).
+        """
+        lost = self._lost.get(run_id)
+        if lost is not None and lost.is_set():
+            raise LeaseLost(run_id, repr(self))
+        return self._tokens.get(run_id)
+
+    def _taken_over(self, run_id: str, holder: object) -> LeaseLost:
+        """A write found the run taken over: remember it (the driver's watchers hear of it) and say so."""
+        lost = self._lost.get(run_id)
+        if lost is not None:
+            lost.set()
+        logger.warning("run %s in %r was taken over by another driver; this one stops", run_id, self)
+        return LeaseLost(run_id, repr(self), owner_of(holder))
+
+    def lease_lost(self, run_id: str) -> anyio.Event | None:
+        """An event set once this store learns another driver took over a run it holds (`None`: not held).
+
+        A worker cancels the run's drive when it is set: the drive could not write another step.
+        """
+        return self._lost.get(run_id)
+
+    async def _take_fenced(self, run_id: str, token: str, expires: float) -> None:
+        """Fenced stores: write `token` as the owner of a run whose lock this store holds (none: no-op)."""
+        raise NotImplementedError
+
+    async def _renew_fenced(self, run_id: str, token: str, expires: float) -> str | None:
+        """Fenced stores: renew the lease if the run's owner is still `token`; return a cancellation asked.
+
+        Raises:
+            LeaseLost: the run's owner is another (from `_taken_over`).
+        """
+        raise NotImplementedError
+
+    async def _clear_fenced(self, run_id: str, token: str) -> None:
+        """Fenced stores: clear the lease if the run's owner is still `token`."""
+        raise NotImplementedError
+
+    def _wake(self) -> None:
+        """Tell this process's waiting workers that a run may be ready (one was let go of)."""
+        ready, self._ready = self._ready, None
+        if ready is not None:
+            ready.set()
+
+    async def wait_ready(self, within: float) -> bool:
+        """Wait up to `within` seconds for a sign that a run became ready; say whether one came.
+
+        A worker polls `claim` between waits. This store hears of the runs it lets go of
+        itself; PostgreSQL also hears of runs other processes create or let go of.
+        """
+        if self._ready is None:
+            self._ready = anyio.Event()
+        ready = self._ready
+        with anyio.move_on_after(within):
+            await ready.wait()
+            return True
+        return False
 
     def _lease_of(self, run_id: str) -> Lease | None:
         """The lease a write to a run this store holds carries (`None`: not held); it is then shown."""
         if run_id not in self._holding:
             return None
         self._shown.add(run_id)
-        return Lease(self.owner, time() + self.lease)
+        return Lease(self._tokens.get(run_id, self.owner), time() + self.lease)
 
     def _noticed(self, run_id: str, reason: str | None) -> None:
         """A write to a run this store holds found a cancellation asked of it."""
@@ -384,8 +383,14 @@ class LockingStore(ABC):
         """Renew this store's lease on a run it holds; return the reason of a cancellation asked of it, if any.
 
         A driver calls this every third of `lease` while it drives (`railyard` does so itself).
+
+        Raises:
+            LeaseLost: another driver took the run over (a fenced store; nothing is written).
         """
-        if run_id in self._holding and run_id in self._shown:
+        token = self._fence(run_id)
+        if token is not None:
+            self._noticed(run_id, await self._renew_fenced(run_id, token, time() + self.lease))
+        elif run_id in self._holding and run_id in self._shown:
             self._noticed(run_id, await self._write_lease(run_id, Lease(self.owner, time() + self.lease)))
         return self._cancels.get(run_id)
 
@@ -421,6 +426,8 @@ class LockingStore(ABC):
         for info in await self.runs():
             if not _ready(info, wanted) or info.run_id in self._claimed or info.run_id in exclude:
                 continue
+            if self.fenced and info.run_id in self._holding:
+                continue
             if graphs is not None and info.graph not in graphs:
                 continue
             release = await self._try_lock(info.run_id)
@@ -430,7 +437,7 @@ class LockingStore(ABC):
                 current = [i for i in await self.runs() if i.run_id == info.run_id]
                 ready = bool(current) and _ready(current[0], wanted)  # still ready, now that it is ours
                 if ready:
-                    self._claimed[info.run_id] = await self._leased(info.run_id, release)
+                    self._claimed[info.run_id] = await self._hold_locked(info.run_id, release)
                     return info.run_id
             except BaseException:
                 with anyio.CancelScope(shield=True):
@@ -522,44 +529,3 @@ def _ready(info: RunInfo, statuses: frozenset[RunStatus]) -> bool:
     if info.status in statuses:
         return True
     return info.status is RunStatus.SUSPENDED and info.wake_at is not None and info.wake_at <= datetime.now(UTC)
-
-
-def describe_run(run_id: str, records: Sequence[StoredRecord], info: RunInfo | None = None) -> RunDetail:
-    """A run's `RunDetail`, read from its stored records (their JSON bodies, without the graph's types).
-
-    `info` is the run's summary as `runs()` lists it (with its lease), if known.
-    """
-    import json
-
-    from railyard.store import info_from_stored
-    from railyard.store.records import ErrorInfo
-
-    if info is None:
-        info = info_from_stored(run_id, records)
-    error: ErrorInfo | None = None
-    attempts = 0
-    waits: dict[str, None] = {}
-    cancel_reason: str | None = None
-    for record in records:
-        if record.kind == "step_failed":
-            body = json.loads(record.body)
-            if body.get("retry_at") is not None:
-                attempts += 1
-            else:
-                error = ErrorInfo(**body["error"])
-        elif record.kind in ("step_finished", "run_ended"):
-            error = None  # resumed after the failure, and went on
-        elif record.kind == "step_suspended":
-            waits[json.loads(record.body)["key"]] = None
-        elif record.kind == "signal_received":
-            waits.pop(json.loads(record.body)["key"], None)
-        elif record.kind == "run_cancelled":
-            cancel_reason = json.loads(record.body)["reason"]
-    return RunDetail(
-        info=info,
-        updated_at=datetime.fromtimestamp(records[-1].ts, UTC) if records else None,
-        error=error if info.status is RunStatus.FAILED else None,
-        attempts=attempts,
-        waiting_for=tuple(waits) if info.status is RunStatus.SUSPENDED else (),
-        cancel_reason=cancel_reason,
-    )

@@ -2,23 +2,26 @@
 
 psycopg 3, async, with pooled sessions. Records are rows of JSON, readable in `psql`
 (`SELECT seq, kind, body->>'state' FROM railyard_records WHERE run_id = '...'`). A batch
-of records is one statement and one commit (`_APPEND`), so one round trip.
+of records is one statement and one commit (`_postgres_sql.APPEND`), so one round trip.
 
-Exactly one driver advances a run: driving takes a session-level advisory lock on a
-session of its own (from a pool kept for them), which PostgreSQL drops when that session
-ends, so a crashed driver's runs become free again; TCP keepalives end a partitioned
-one's. The driver's records are written on that same session: a driver that has lost its
-lock cannot write another step. Workers find runs ready to go on with
-`SELECT ... FOR UPDATE SKIP LOCKED` (see `claim`), so many workers can claim runs at once
-without waiting on each other.
+Exactly one driver advances a run, and one that lost it cannot write. Taking a run writes
+the taker's token in the run's row (its lease, renewed while it drives), and every write
+of a driver checks it in the same statement (fencing). A taker may take a run whose lease
+ran out (its driver was cut off from the database, or hangs), or whose driver's session
+is gone: each store keeps one session holding a session-level advisory lock per run it
+holds, which PostgreSQL drops when that session ends, so a crashed driver's runs are free
+at once. Workers find runs ready to go on with `SELECT ... FOR UPDATE SKIP LOCKED` (see
+`claim`), so many workers claim runs at once without waiting on each other, and hear of
+runs becoming ready by LISTEN/NOTIFY (`wait_ready`). However many runs a store drives, it
+uses its pool, one lock session and, for a worker, one listening session.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import logging
 import re
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from datetime import UTC, datetime
+from collections.abc import Collection, Sequence
 from time import time
 from typing import Any
 
@@ -26,19 +29,34 @@ import anyio
 
 from railyard.exceptions import CorruptRunError, PersistenceError, RunExists, RunNotFound
 from railyard.store import RunInfo, RunStatus, StoredRecord
+from railyard.store._postgres_sql import (
+    APPEND,
+    CHANNEL,
+    CLAIM,
+    CREATE,
+    INFO_COLUMNS,
+    LOCK_SALT,
+    RELEASE,
+    RENEW,
+    TAKE,
+    batch,
+    check_alive,
+    check_schema,
+    connection_settings,
+    info,
+    session_setup,
+)
 from railyard.store.base import (
     DEFAULT_LEASE,
     READY,
-    RECORD_COLUMNS,
-    REPORTED_STATUS_SQL,
-    RUN_COLUMNS,
+    LeaseLost,
     LockingStore,
     Release,
     RunQuery,
     unknown_cursor,
     where_sql,
 )
-from railyard.store.summary import Lease, batch_note, info_fields, reported_status
+from railyard.store.summary import Lease
 
 try:
     import psycopg
@@ -49,6 +67,8 @@ except ImportError as err:  # pragma: no cover - depends on the installed extras
 
 __all__ = ("SCHEMA_VERSION", "PostgresStore")
 
+logger = logging.getLogger("railyard.store")
+
 SCHEMA_VERSION = 3
 """The version of the table layout this railyard writes and reads.
 
@@ -58,144 +78,8 @@ each run's note (its error, waits or cancel reason), timer, lease (`owner`,
 transaction adding the columns) when first opened.
 """
 
-_SCHEMA_LOCK = 0x7261696C  # an advisory lock key serializing schema creation
-_LOCK_SALT = 0x72756E  # mixed into run lock keys, so they do not collide with other uses
-_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
-"""libpq's TCP keepalives: a silent peer is given up on after about a minute (30 s + 3 x 10 s)."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS railyard_meta (
-    key text PRIMARY KEY,
-    value text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS railyard_runs (
-    run_id text PRIMARY KEY,
-    status text NOT NULL,
-    started_at double precision NOT NULL,
-    updated_at double precision NOT NULL,
-    steps integer NOT NULL,
-    last_node text,
-    next_seq integer NOT NULL,
-    graph text,
-    note text,
-    wake_at double precision,
-    owner text,
-    lease_expires double precision,
-    cancel_requested text
-);
-CREATE INDEX IF NOT EXISTS railyard_runs_status ON railyard_runs (status, updated_at);
-CREATE TABLE IF NOT EXISTS railyard_records (
-    run_id text NOT NULL REFERENCES railyard_runs (run_id),
-    seq integer NOT NULL,
-    kind text NOT NULL,
-    status text NOT NULL,
-    node_id text,
-    finishes_step boolean NOT NULL,
-    ts double precision NOT NULL,
-    body json NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
-"""
-
-_COLUMNS = {
-    "railyard_runs": list(RUN_COLUMNS),
-    "railyard_records": list(RECORD_COLUMNS),
-}
-
-_ADDED_IN = {
-    2: ("graph text",),
-    3: (
-        "note text",
-        "wake_at double precision",
-        "owner text",
-        "lease_expires double precision",
-        "cancel_requested text",
-    ),
-}
-"""The columns of `railyard_runs` each schema version added."""
-
-# The records of a batch, from one JSON array (one parameter: cheaper to send and parse than
-# an array per column): one row each, numbered from 1 (`n`) in the batch's order.
-_RECORDS = """ROWS FROM (json_to_recordset(%(records)s::json)
-        AS (kind text, status text, node_id text, finishes_step boolean, ts double precision, body json))
-    WITH ORDINALITY AS r (kind, status, node_id, finishes_step, ts, body, n)"""
-
-# One statement per batch, so one round trip and one commit: the run's row moves on (its
-# row lock orders concurrent writers) and hands the batch its first sequence number; no
-# row comes back when the run is missing, and then nothing is written.
-_APPEND = f"""
-WITH run AS (
-    UPDATE railyard_runs SET
-        next_seq = next_seq + %(count)s::integer,
-        steps = steps + %(steps)s::integer,
-        last_node = COALESCE(%(last_node)s::text, last_node),
-        status = COALESCE(%(status)s::text, status),
-        updated_at = COALESCE(%(updated_at)s::double precision, updated_at),
-        note = CASE WHEN %(decided)s::boolean THEN %(note)s::text
-            WHEN %(same)s::text IS NULL OR status = %(same)s::text THEN note END,
-        wake_at = CASE WHEN %(decided)s::boolean THEN %(wake_at)s::double precision
-            WHEN %(same)s::text IS NULL OR status = %(same)s::text THEN wake_at END,
-        owner = COALESCE(%(owner)s::text, owner),
-        lease_expires = COALESCE(%(lease_expires)s::double precision, lease_expires)
-    WHERE run_id = %(run_id)s::text
-    RETURNING next_seq - %(count)s::integer AS first_seq, cancel_requested
-), written AS (
-    INSERT INTO railyard_records (run_id, seq, kind, status, node_id, finishes_step, ts, body)
-    SELECT %(run_id)s::text, run.first_seq + r.n - 1, r.kind, r.status, r.node_id, r.finishes_step, r.ts, r.body
-    FROM run, {_RECORDS}
-)
-SELECT first_seq, cancel_requested FROM run
-"""
-
-# The run's row is written as the batch leaves it; no row comes back (and nothing is
-# written) when a run with this id exists.
-_CREATE = f"""
-WITH run AS (
-    INSERT INTO railyard_runs (run_id, status, started_at, updated_at, steps, last_node, next_seq, graph, note,
-                               wake_at, owner, lease_expires)
-    VALUES (%(run_id)s::text, %(status)s::text, %(started_at)s::double precision, %(updated_at)s::double precision,
-            %(steps)s::integer, %(last_node)s::text, %(count)s::integer, %(graph)s::text, %(note)s::text,
-            %(wake_at)s::double precision, %(owner)s::text, %(lease_expires)s::double precision)
-    ON CONFLICT DO NOTHING
-    RETURNING run_id
-), written AS (
-    INSERT INTO railyard_records (run_id, seq, kind, status, node_id, finishes_step, ts, body)
-    SELECT run.run_id, r.n - 1, r.kind, r.status, r.node_id, r.finishes_step, r.ts, r.body
-    FROM run, {_RECORDS}
-)
-SELECT 1 FROM run
-"""
-
-
-def _records_json(records: Sequence[StoredRecord]) -> str:
-    """The batch as one JSON array; each record's body (JSON already) goes in as it is."""
-    return (
-        "["
-        + ",".join(
-            f'{{"kind":{json.dumps(r.kind)},"status":{json.dumps(r.status.value)},"node_id":{json.dumps(r.node_id)},'
-            f'"finishes_step":{"true" if r.finishes_step else "false"},"ts":{float(r.ts)!r},"body":{r.body}}}'
-            for r in records
-        )
-        + "]"
-    )
-
-
-def _batch(records: Sequence[StoredRecord]) -> dict[str, Any]:
-    """The parameters `_APPEND` and `_CREATE` take for a batch of records."""
-    last = records[-1] if records else None
-    decided, note, wake_at, same = batch_note(records)
-    return {
-        "decided": decided,
-        "note": note,
-        "wake_at": wake_at,
-        "same": same.value if same is not None else None,
-        "count": len(records),
-        "steps": sum(record.finishes_step for record in records),
-        "last_node": next((record.node_id for record in reversed(records) if record.node_id), None),
-        "status": last.status.value if last is not None else None,
-        "updated_at": last.ts if last is not None else None,
-        "records": _records_json(records),
-    }
+_CANDIDATES = 16
+"""Ready runs one claim looks at (and locks the rows of, for the moment of the claim)."""
 
 
 def _redact(conninfo: str) -> str:
@@ -205,16 +89,24 @@ def _redact(conninfo: str) -> str:
 class PostgresStore(LockingStore):
     """A `RunStore` in a PostgreSQL database.
 
-    Two pools of sessions: up to `max_size` for reading and for writes made outside a
-    driver, and up to `max_locks` holding runs' locks, one per run this store drives or
-    has claimed (a worker polling `claim` reuses one). With all of those in use, `lock`
-    and `claim` wait up to 10 s for one, then raise `PersistenceError`.
+    A pool of up to `max_size` sessions serves reads and writes; beside it, one session
+    holds the advisory locks of every run this store drives or has claimed (at most
+    `max_locks` at once), and a worker waiting for runs listens on one more. So a worker's
+    connections are bounded by `max_size + 2` however many runs it drives.
+
+    Each run this store holds carries its lease (`lease` seconds, renewed every third of
+    that while it is driven); a write by a driver whose run was taken over fails with
+    `LeaseLost` and writes nothing.
 
     Sessions use TCP keepalives, so a partitioned peer is noticed in about a minute at
     both ends and the server frees its runs: by default `keepalives_idle=30`,
-    `keepalives_interval=10`, `keepalives_count=3`, each overridable in `conninfo`
-    (`keepalives=0` turns them off).
+    `keepalives_interval=10`, `keepalives_count=3` and `tcp_user_timeout=60000` (ms), each
+    overridable in `conninfo` (`keepalives=0` turns keepalives off). A statement runs at
+    most `statement_timeout` seconds (`None`: no limit); the server ends a session idle
+    inside a transaction for a minute.
     """
+
+    fenced = True
 
     def __init__(
         self,
@@ -222,187 +114,215 @@ class PostgresStore(LockingStore):
         *,
         min_size: int = 1,
         max_size: int = 10,
-        max_locks: int = 100,
+        max_locks: int = 1000,
         lease: float = DEFAULT_LEASE,
+        statement_timeout: float | None = 60.0,
     ) -> None:
         super().__init__(lease=lease)
         self.conninfo = conninfo
         self.min_size = min_size
         self.max_size = max_size
         self.max_locks = max_locks
+        self.statement_timeout = statement_timeout
         self._pool: AsyncConnectionPool[Any] | None = None
-        self._lock_pool: AsyncConnectionPool[Any] | None = None
         self._opening = anyio.Lock()
-        self._held: dict[str, tuple[psycopg.AsyncConnection[Any], anyio.Lock]] = {}
+        self._settings: dict[str, Any] = {}
+        self._locker: psycopg.AsyncConnection[Any] | None = None
+        """The session holding this store's advisory locks (made again if the server ends it)."""
+        self._generation = 0
+        """How many lock sessions this store has opened: a lock is held on the session of its generation."""
+        self._advisory: dict[str, int] = {}
+        """The runs whose advisory lock this store took, and on which lock session."""
+        self._taking = anyio.Lock()
+        self._reconnecting = anyio.Lock()
+        self._listener: psycopg.AsyncConnection[Any] | None = None
+        self._listening = anyio.Lock()
+        self._own: dict[str, AsyncConnectionPool[Any]] = {}
+        """The pools of one of the lock session and the listening session, by role."""
 
     def __repr__(self) -> str:
         return f"PostgresStore({_redact(self.conninfo)!r})"
 
     # -- connections and schema -----------------------------------------------------------
 
+    def _session_kwargs(self, role: str) -> dict[str, Any]:
+        """The libpq parameters of this store's sessions; `role` names them in `pg_stat_activity`."""
+        kwargs: dict[str, Any] = {"autocommit": True, **self._settings}
+        if "application_name" not in self._conninfo_keys():
+            kwargs["application_name"] = f"{role} {self.owner}"[:63]
+        return kwargs
+
+    def _conninfo_keys(self) -> set[str]:
+        try:
+            return set(conninfo_to_dict(self.conninfo))
+        except psycopg.ProgrammingError:
+            return set()
+
     async def _connection_pool(self) -> AsyncConnectionPool[Any]:
         if self._pool is not None:
             return self._pool
         async with self._opening:
             if self._pool is None:
-                keepalives = _keepalives(self.conninfo)
+                self._settings = connection_settings(self.conninfo)
                 try:  # fail at once, with the server's own words, when it cannot be reached
                     probe = await psycopg.AsyncConnection.connect(
-                        self.conninfo, autocommit=True, connect_timeout=10, **keepalives
+                        self.conninfo, connect_timeout=10, **self._session_kwargs("railyard")
                     )
                 except psycopg.OperationalError as err:
                     raise PersistenceError(f"Cannot connect to {self!r}: {str(err).strip()}") from None
                 try:
-                    await self._check_schema(probe)
+                    await check_schema(probe, repr(self), SCHEMA_VERSION)
                 finally:
                     await probe.close()
-                configure = _server_keepalives(keepalives)
                 pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                     self.conninfo,
                     min_size=self.min_size,
                     max_size=self.max_size,
-                    kwargs={"autocommit": True, **keepalives},
-                    configure=configure,
-                    check=_check_alive,
+                    kwargs=self._session_kwargs("railyard"),
+                    configure=session_setup(self._settings, self.statement_timeout),
+                    check=check_alive,
                     open=False,
                     name="railyard",
                 )
-                lock_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                    self.conninfo,
-                    min_size=0,
-                    max_size=self.max_locks,
-                    kwargs={"autocommit": True, **keepalives},
-                    configure=configure,
-                    check=_check_alive,
-                    open=False,
-                    name="railyard-locks",
-                    timeout=10.0,
-                )
                 try:
                     await pool.open(wait=True, timeout=10.0)
-                    await lock_pool.open()
                 except psycopg.OperationalError as err:
                     await pool.close()
-                    await lock_pool.close()
                     raise PersistenceError(f"Cannot connect to {self!r}: {err}") from None
                 except BaseException:
                     await pool.close()
-                    await lock_pool.close()
                     raise
-                self._pool, self._lock_pool = pool, lock_pool
+                self._pool = pool
         return self._pool
 
-    async def _check_schema(self, connection: psycopg.AsyncConnection[Any]) -> None:
-        async with connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            cursor = await connection.execute(
-                "SELECT table_name, column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name LIKE 'railyard_%%' ORDER BY ordinal_position"
+    async def _session(self, role: str) -> psycopg.AsyncConnection[Any]:
+        """A session of this store's own, set up like the pool's: the lock session, or the listening one.
+
+        Each comes from a pool of one of its own (so a session the server ended is replaced, and
+        one left open when the store is not closed goes with the program, as pooled ones do).
+        """
+        await self._connection_pool()  # the schema is checked before any lock is taken
+        pool = self._own.get(role)
+        if pool is None:
+            pool = AsyncConnectionPool(
+                self.conninfo,
+                min_size=0,
+                max_size=1,
+                kwargs=self._session_kwargs(role),
+                configure=session_setup(self._settings, None),
+                open=False,
+                name=role,
+                timeout=10.0,
             )
-            columns: dict[str, list[str]] = {}
-            for table, column in await cursor.fetchall():
-                columns.setdefault(table, []).append(column)
-            if not columns:
-                await connection.execute(_SCHEMA)
-                await connection.execute(
-                    "INSERT INTO railyard_meta (key, value) VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
-                    (str(SCHEMA_VERSION),),
-                )
-                return
-            if "railyard_meta" not in columns:
-                raise PersistenceError(
-                    f"{self!r} has railyard tables but no railyard_meta table; it was not made by railyard."
-                )
-            row = await (
-                await connection.execute("SELECT value FROM railyard_meta WHERE key = 'schema_version'")
-            ).fetchone()
-            version = int(row[0]) if row is not None and str(row[0]).isdigit() else None
-            if version is None:
-                raise PersistenceError(f"{self!r} has no valid railyard schema version; it was not made by railyard.")
-            if version > SCHEMA_VERSION:
-                raise PersistenceError(
-                    f"{self!r} was written by a newer railyard (schema version {version}; this railyard reads up "
-                    f"to {SCHEMA_VERSION}). Upgrade railyard to use it."
-                )
-            if version < SCHEMA_VERSION:
-                # each version's columns, added in order; the schema lock held here keeps other upgraders out
-                known = len(_COLUMNS["railyard_runs"]) - sum(
-                    len(_ADDED_IN[v]) for v in range(version + 1, SCHEMA_VERSION + 1)
-                )
-                if columns.get("railyard_runs") == _COLUMNS["railyard_runs"][:known]:
-                    for added in range(version + 1, SCHEMA_VERSION + 1):
-                        for column in _ADDED_IN[added]:
-                            await connection.execute(f"ALTER TABLE railyard_runs ADD COLUMN {column}")
-                    await connection.execute(
-                        "UPDATE railyard_meta SET value = %s WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
-                    )
-                    columns["railyard_runs"] = _COLUMNS["railyard_runs"]
-                    version = SCHEMA_VERSION
-            for table, expected in _COLUMNS.items():
-                if columns.get(table) != expected:
-                    raise PersistenceError(
-                        f"{self!r}: table {table} has columns {columns.get(table, [])}, expected {expected}; the "
-                        f"database does not have railyard's schema version {version}."
-                    )
+            await pool.open()
+            self._own[role] = pool
+        try:
+            connection: psycopg.AsyncConnection[Any] = await pool.getconn()
+        except psycopg.OperationalError as err:
+            raise PersistenceError(f"Cannot connect to {self!r}: {str(err).strip()}") from None
+        return connection
+
+    async def _drop(self, role: str, connection: psycopg.AsyncConnection[Any]) -> None:
+        """End a session of this store's own (its advisory locks go with it) and free its place."""
+        await connection.close()
+        pool = self._own.get(role)
+        if pool is not None:
+            await pool.putconn(connection)  # a closed session is dropped
 
     # -- the RunStore protocol ------------------------------------------------------------
 
     async def create(self, run_id: str, records: Sequence[StoredRecord]) -> None:
         """Create the run with its first records: one statement, one commit.
 
-        A driver creates on the connection holding the run's lock, so one that has lost it
-        cannot write.
+        A run created by no driver is announced to listening workers.
         """
+        lease = self._lease_of(run_id)
         params = {
-            **_batch(records),
+            **batch(records),
             "run_id": run_id,
             "status": records[-1].status.value if records else RunStatus.CREATED.value,
             "started_at": records[0].ts if records else 0.0,
             "updated_at": records[-1].ts if records else 0.0,
             "graph": records[0].graph if records else None,
+            "owner": lease.owner if lease is not None else None,
+            "lease_expires": lease.expires if lease is not None else None,
         }
-        lease = self._lease_of(run_id)
-        params["owner"] = lease.owner if lease is not None else None
-        params["lease_expires"] = lease.expires if lease is not None else None
-        if await self._write(run_id, _CREATE, params) is None:
+        if await self._write(CREATE, params, run_id) is None:
             raise RunExists(run_id, repr(self))
 
     async def append(self, run_id: str, records: Sequence[StoredRecord]) -> None:
         """Append records: one statement, one commit, so all or none.
 
-        A driver appends on the connection holding the run's lock, so one that has lost it
-        cannot write another step. A cancelled append wrote nothing or everything (the
-        server may finish the statement after the call is cancelled, with the lock still
-        held by its session until then).
+        A driver's append renews its lease, and writes only while the run's row still names
+        it (in the same statement). A cancelled append wrote nothing or everything.
+
+        Raises:
+            RunNotFound: the store has no such run.
+            LeaseLost: this store's driver held the run, and another took it over (nothing is written).
         """
+        fence = self._fence(run_id)
         lease = self._lease_of(run_id)  # written by the run's driver: its lease is renewed with it
         params = {
-            **_batch(records),
+            **batch(records),
             "run_id": run_id,
+            "fence": fence,
             "owner": lease.owner if lease is not None else None,
             "lease_expires": lease.expires if lease is not None else None,
         }
-        row = await self._write(run_id, _APPEND, params)
-        if row is None:
+        moved, asked, exists, holder = await self._write(APPEND, params, run_id)
+        if not exists:
             raise RunNotFound(run_id, repr(self))
-        self._noticed(run_id, row[1])
+        if not moved:
+            raise self._taken_over(run_id, holder)
+        self._noticed(run_id, asked)
 
-    async def _write(self, run_id: str, statement: str, params: dict[str, Any] | Sequence[Any]) -> Any:
-        """Run one writing statement in autocommit; return the row it returns (`None`: it wrote nothing)."""
-        held = self._held.get(run_id)
-        if held is None:
-            pool = await self._connection_pool()
+    async def _write(self, statement: str, params: dict[str, Any], run_id: str | None = None) -> Any:
+        """Run one writing statement; return the row it returns (`None`: none).
+
+        A write to a run this store holds goes on the lock session holding the run's lock,
+        so a driver that lost that session (and so its lock) cannot write another step.
+        """
+        if run_id is not None and run_id in self._holding:
+            return await self._held_write(run_id, statement, params)
+        pool = await self._connection_pool()
+        try:
             async with pool.connection() as connection:
                 return await (await connection.execute(statement, params)).fetchone()
-        connection, guard = held
-        async with guard:
+        except psycopg.OperationalError as err:
+            raise PersistenceError(
+                f"Lost the connection to {self!r} while writing ({str(err).strip()}); the write may or may not "
+                f"have been stored. Try again."
+            ) from None
+
+    async def _held_write(self, run_id: str, statement: str, params: dict[str, Any]) -> Any:
+        connection = self._locker
+        generation = self._advisory.get(run_id)
+        if generation is not None and (
+            generation != self._generation or connection is None or connection.closed or connection.broken
+        ):
+            raise self._cut_off(run_id, "the session was ended")
+        if connection is None or connection.closed or connection.broken:  # held by its lease alone
+            connection = await self._lock_session()
+        with anyio.CancelScope(shield=True):  # one session serves every run held: no statement is cut off
             try:
                 return await (await connection.execute(statement, params)).fetchone()
             except psycopg.OperationalError as err:
-                raise PersistenceError(
-                    f"Lost the connection holding run {run_id!r}'s lock in {self!r} ({err}); another driver "
-                    f"may take the run over, so this one stops. Resume the run to go on."
-                ) from None
+                await connection.close()
+                raise self._cut_off(run_id, str(err).strip()) from None
+
+    def _cut_off(self, run_id: str, why: str) -> LeaseLost:
+        """The session holding a run's lock is gone: its driver stops (another may take the run at once)."""
+        lost = self._lost.get(run_id)
+        if lost is not None:
+            lost.set()
+        return LeaseLost(
+            run_id,
+            repr(self),
+            message=(
+                f"Lost the connection holding run {run_id!r}'s lock in {self!r} ({why}); another driver may take "
+                f"the run over, so this one stops. Resume the run to go on."
+            ),
+        )
 
     async def read(self, run_id: str) -> Sequence[StoredRecord]:
         """Every record of the run, in order."""
@@ -445,19 +365,33 @@ class PostgresStore(LockingStore):
                 params += [at[0], query.cursor]
             limit = f" LIMIT {query.limit}" if query.limit is not None else ""
             cursor = await connection.execute(
-                f"SELECT {_INFO_COLUMNS} FROM railyard_runs WHERE {where} ORDER BY started_at, run_id{limit}",
+                f"SELECT {INFO_COLUMNS} FROM railyard_runs WHERE {where} ORDER BY started_at, run_id{limit}",
                 params,
             )
             rows = await cursor.fetchall()
-        return [_info(row, query.now) for row in rows]
+        return [info(row, query.now) for row in rows]
 
     async def _write_lease(self, run_id: str, lease: Lease) -> str | None:
         row = await self._write(
+            "UPDATE railyard_runs SET owner = %(owner)s, lease_expires = %(expires)s WHERE run_id = %(run_id)s "
+            "RETURNING cancel_requested",
+            {"owner": lease.owner, "expires": lease.expires, "run_id": run_id},
             run_id,
-            "UPDATE railyard_runs SET owner = %s, lease_expires = %s WHERE run_id = %s RETURNING cancel_requested",
-            (lease.owner, lease.expires, run_id),
         )
         return None if row is None else row[0]
+
+    async def _renew_fenced(self, run_id: str, token: str, expires: float) -> str | None:
+        renewed, asked, exists, holder = await self._write(
+            RENEW, {"run_id": run_id, "token": token, "expires": expires}, run_id
+        )
+        if exists and not renewed:
+            raise self._taken_over(run_id, holder)
+        if renewed and run_id not in self._advisory:
+            await self._relock(run_id)
+        return asked if isinstance(asked, str) else None
+
+    async def _clear_fenced(self, run_id: str, token: str) -> None:
+        """Nothing here: the release clears the lease with the advisory lock, in one statement."""
 
     async def _ask_cancel(self, run_id: str, reason: str) -> None:
         pool = await self._connection_pool()
@@ -482,61 +416,114 @@ class PostgresStore(LockingStore):
 
     # -- locks and claims -----------------------------------------------------------------
 
-    async def _lock_session(self) -> tuple[AsyncConnectionPool[Any], psycopg.AsyncConnection[Any]]:
-        """A session of the lock pool, holding no lock, and the pool to give it back to."""
-        await self._connection_pool()  # the schema is checked before any lock is taken
-        pool = self._lock_pool
-        assert pool is not None
-        try:
-            connection: psycopg.AsyncConnection[Any] = await pool.getconn()
-        except psycopg.OperationalError as err:
-            if len(self._held) >= self.max_locks:
-                raise PersistenceError(
-                    f"{self!r} holds the locks of {len(self._held)} runs, its max_locks, and none was let go of "
-                    f"within {pool.timeout:g} s. Drive fewer runs at once, or make the store with a larger max_locks."
-                ) from None
-            raise PersistenceError(f"Cannot connect to {self!r}: {err}") from None
-        return pool, connection
+    async def _lock_session(self) -> psycopg.AsyncConnection[Any]:
+        """The session holding this store's advisory locks, made anew if the server ended it."""
+        async with self._reconnecting:
+            connection = self._locker
+            if connection is None or connection.closed or connection.broken:
+                if connection is not None:  # its locks went with it: the runs held on it stop (`_held_write`)
+                    self._locker = None
+                    await self._drop("railyard-locks", connection)
+                self._locker = connection = await self._session("railyard-locks")
+                self._generation += 1
+            return connection
 
-    @staticmethod
-    async def _give_back(
-        pool: AsyncConnectionPool[Any], connection: psycopg.AsyncConnection[Any], *, locked: bool = True
-    ) -> None:
-        """Return a lock session to its pool with its locks released, or end it (which releases them)."""
-        if locked and not connection.closed:
+    async def _on_locker(self, statement: str, params: dict[str, Any]) -> Any:
+        """Run a statement on the lock session (made anew once if the server ended it); return its row."""
+        for attempt in range(2):
+            connection = await self._lock_session()
             try:
-                await connection.execute("SELECT pg_advisory_unlock_all()")
-            except Exception:  # in doubt (a broken or busy session): end it
+                return await (await connection.execute(statement, params)).fetchone()
+            except psycopg.OperationalError as err:
                 await connection.close()
-        await pool.putconn(connection)  # a closed session is dropped; so is any, once the pool is closed
+                if attempt == 1:
+                    raise PersistenceError(f"Lost the connection to {self!r}: {str(err).strip()}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _try_lock(self, run_id: str) -> Release | None:
-        """Take the run's advisory lock on a session of its own."""
-        pool, connection = await self._lock_session()
-        try:
-            cursor = await connection.execute(
-                "SELECT pg_try_advisory_lock(hashtextextended(%s, %s))", (run_id, _LOCK_SALT)
-            )
-            row = await cursor.fetchone()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._give_back(pool, connection)
-            raise
-        if row is None or not row[0]:
-            await self._give_back(pool, connection, locked=False)
+    async def _take(self, run_id: str) -> tuple[str, Release] | None:
+        """Take a run by id: its advisory lock and its lease; `None` if another driver holds it."""
+        async with self._taking:
+            if run_id in self._holding:
+                return None  # this store's drivers share its lock session: it refuses a second holder itself
+            self._check_room()
+            token, now = self._new_token(), time()
+            params = {
+                "run_id": run_id,
+                "salt": LOCK_SALT,
+                "token": token,
+                "expires": now + self.lease,
+                "now": now,
+            }
+            with anyio.CancelScope(shield=True):  # taken or not, never half
+                locked, taken, exists = await self._on_locker(TAKE, params)
+                if taken or (locked and not exists):
+                    if locked:
+                        self._advisory[run_id] = self._generation
+                    return token, self._releaser(run_id, token)
+                if locked:
+                    await self._on_locker("SELECT pg_advisory_unlock(hashtextextended(%(run_id)s, %(salt)s))", params)
             return None
-        return self._hold(run_id, pool, connection)
 
-    def _hold(self, run_id: str, pool: AsyncConnectionPool[Any], connection: psycopg.AsyncConnection[Any]) -> Release:
-        self._held[run_id] = (connection, anyio.Lock())
+    def _check_room(self) -> None:
+        if len(self._holding) >= self.max_locks:
+            raise PersistenceError(
+                f"{self!r} holds {len(self._holding)} runs, its max_locks. Drive fewer runs at once, or make the "
+                f"store with a larger max_locks."
+            )
 
+    def _releaser(self, run_id: str, token: str) -> Release:
         async def release() -> None:
-            held = self._held.get(run_id)
-            if held is not None and held[0] is connection:
-                del self._held[run_id]
-            await self._give_back(pool, connection)
+            params = {"run_id": run_id, "token": token, "salt": LOCK_SALT, "locked": False}
+            try:
+                locker = self._locker
+                current = locker is not None and not locker.closed and not locker.broken
+                if self._advisory.pop(run_id, None) == self._generation and current:
+                    params["locked"] = True
+                    await self._on_locker(RELEASE, params)
+                else:  # its lock went with an earlier session: only the lease is left to clear
+                    await self._write(RELEASE, params)
+            except Exception as error:  # the lease runs out by itself, and the lock goes with the session
+                params["locked"] = False
+                try:
+                    await self._write(RELEASE, params)
+                except Exception:
+                    logger.warning("could not let go of run %s in %r: %s", run_id, self, error)
 
         return release
+
+    async def _relock(self, run_id: str) -> None:
+        """Take the advisory lock of a run held by its lease alone, once no other session holds it.
+
+        A run taken over from a holder cut off (whose session the server has not ended yet)
+        is held without it; until this driver has it, claimers would take the run for dead.
+        """
+        async with self._taking:
+            token = self._tokens.get(run_id)
+            if token is None or run_id in self._advisory:
+                return
+            params = {"run_id": run_id, "salt": LOCK_SALT}
+            with anyio.CancelScope(shield=True):  # had, or not: never left behind
+                row = await self._on_locker(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%(run_id)s, %(salt)s))", params
+                )
+                if row is None or not row[0]:
+                    return
+                if self._tokens.get(run_id) == token:
+                    self._advisory[run_id] = self._generation
+                else:  # let go of meanwhile: the lock is not kept
+                    await self._on_locker("SELECT pg_advisory_unlock(hashtextextended(%(run_id)s, %(salt)s))", params)
+
+    async def _acquire(self, run_id: str) -> Release | None:
+        taken = await self._take(run_id)
+        if taken is None:
+            return None
+        token, release = taken
+        return await self._leased(run_id, release, token)
+
+    async def _try_lock(self, run_id: str) -> Release | None:
+        """Take the run (as `delete` does): its release lets go of the lock and the lease."""
+        taken = await self._take(run_id)
+        return None if taken is None else taken[1]
 
     async def claim(
         self,
@@ -545,125 +532,83 @@ class PostgresStore(LockingStore):
         exclude: Collection[str] = (),
         graphs: Collection[str | None] | None = None,
     ) -> str | None:
-        """Lock a run that is ready to go on, skipping rows other workers are looking at.
+        """Take a run that is ready to go on, skipping rows other workers are looking at.
 
         Returns the run's id (`None` if no run is ready); drive it with
         `graph.resume(store, run_id)`, which takes the claim over. Runs in `exclude`,
-        runs whose driver is alive and, with `graphs`, runs of other graphs are passed over.
-        One statement on a pooled session: polling an empty store opens no connection.
+        runs whose driver is alive and, with `graphs`, runs of other graphs are passed over;
+        a run whose lease ran out, or whose driver's session is gone, is taken over.
+        One statement on this store's lock session: polling opens no connection.
         """
-        pool, connection = await self._lock_session()
-        passed = set(exclude) | set(self._claimed) | set(self._held)
-        now = time()
-        try:
-            # Oldest first, skipping rows other claimers are looking at; a row's lock keeps its
-            # status from changing between reading it and taking the run's advisory lock. The
-            # CTE is materialized so the volatile lock call is not pushed down into the scan:
-            # it runs on the rows as they come, and stops at the first run it gets.
-            cursor = await connection.execute(
-                "WITH ready AS MATERIALIZED ("
-                "SELECT run_id FROM railyard_runs WHERE "
-                f"(({REPORTED_STATUS_SQL.format(now='%s')}) = ANY(%s) OR (status = 'suspended' AND wake_at <= %s)) "
-                "AND NOT (run_id = ANY(%s)) "
-                "AND (%s OR graph = ANY(%s) OR (%s AND graph IS NULL)) "
-                "ORDER BY updated_at FOR UPDATE SKIP LOCKED"
-                ") SELECT run_id FROM ready WHERE pg_try_advisory_lock(hashtextextended(run_id, %s)) LIMIT 1",
-                (
-                    now,
-                    now,
-                    [status.value for status in statuses],
-                    now,
-                    list(passed),
-                    graphs is None,
-                    [name for name in graphs or () if name is not None],
-                    graphs is not None and None in graphs,
-                    _LOCK_SALT,
-                ),
-            )
-            row = await cursor.fetchone()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._give_back(pool, connection)
-            raise
-        if row is None:
-            await self._give_back(pool, connection, locked=False)
-            return None
-        run_id = str(row[0])
-        self._claimed[run_id] = await self._leased(run_id, self._hold(run_id, pool, connection))
+        async with self._taking:
+            self._check_room()
+            token, now = self._new_token(), time()
+            params = {
+                "now": now,
+                "statuses": [RunStatus(status).value for status in statuses],
+                "passed": list(set(exclude) | set(self._claimed) | self._holding),
+                "any_graph": graphs is None,
+                "graphs": [name for name in graphs or () if name is not None],
+                "unnamed": graphs is not None and None in graphs,
+                "candidates": _CANDIDATES,
+                "salt": LOCK_SALT,
+                "token": token,
+                "expires": now + self.lease,
+            }
+            with anyio.CancelScope(shield=True):  # claimed or not, never half
+                row = await self._on_locker(CLAIM, params)
+                if row is None:
+                    return None
+                run_id, locked = str(row[0]), bool(row[1])
+                if locked:
+                    self._advisory[run_id] = self._generation
+                self._claimed[run_id] = await self._leased(run_id, self._releaser(run_id, token), token)
         return run_id
 
+    # -- hearing of ready runs --------------------------------------------------------------
+
+    async def wait_ready(self, within: float) -> bool:
+        """Wait up to `within` seconds for a run to become ready (LISTEN); say whether one did.
+
+        A run is announced when it is created by no driver, and when a driver lets go of it
+        unfinished (it was signalled, or its driver stopped). Runs whose driver died, and
+        timers coming due, are not announced: a worker finds them by polling `claim`.
+        """
+        if self._listening.locked():  # someone is listening already: this one waits as the base does
+            return await super().wait_ready(within)
+        async with self._listening:
+            try:
+                listener = self._listener
+                if listener is None or listener.closed or listener.broken:
+                    if listener is not None:
+                        self._listener = None
+                        await self._drop("railyard-listen", listener)
+                    listener = await self._session("railyard-listen")
+                    await listener.execute(f"LISTEN {CHANNEL}")
+                    self._listener = listener
+                heard = False
+                notifies = listener.notifies(timeout=within, stop_after=1)  # (those heard meanwhile come first)
+                async with contextlib.aclosing(notifies):  # it holds the session until it is closed
+                    async for _ in notifies:
+                        heard = True
+                return heard
+            except (psycopg.OperationalError, PersistenceError) as error:
+                logger.warning("could not listen for ready runs in %r (%s); polling instead", self, error)
+                await anyio.sleep(within)
+                return False
+            return False
+
     async def aclose(self) -> None:
-        """Release held locks and close the pools."""
+        """Release held locks and close the sessions and the pool."""
         await self.release_claims()
-        for connection, _ in list(self._held.values()):
-            await connection.close()  # ending the session releases its locks
-        self._held.clear()
-        pools = (self._pool, self._lock_pool)
-        self._pool = self._lock_pool = None
+        for role, connection in (("railyard-locks", self._locker), ("railyard-listen", self._listener)):
+            if connection is not None:
+                await self._drop(role, connection)  # ending the lock session releases its locks
+        self._locker = self._listener = None
+        self._advisory.clear()
+        pools = [self._pool, *self._own.values()]
+        self._pool = None
+        self._own.clear()
         for pool in pools:
             if pool is not None:
                 await pool.close()
-
-
-_INFO_COLUMNS = (
-    "run_id, status, started_at, updated_at, steps, last_node, graph, note, wake_at, owner, lease_expires, "
-    "cancel_requested"
-)
-"""The columns `_info` reads, in its order."""
-
-
-def _info(row: Sequence[Any], now: float) -> RunInfo:
-    """A `RunInfo` from a `railyard_runs` row (its `_INFO_COLUMNS`)."""
-    run_id, state, started, updated, steps, last_node, graph, note, wake_at, owner, expires, asked = row
-    stored = RunStatus(state)
-    return RunInfo(
-        run_id,
-        reported_status(stored, owner, expires, now),
-        datetime.fromtimestamp(started, UTC),
-        steps,
-        last_node,
-        graph,
-        updated_at=datetime.fromtimestamp(updated, UTC),
-        owner=owner,
-        lease_expires=datetime.fromtimestamp(expires, UTC) if expires is not None and owner is not None else None,
-        cancel_requested=asked if stored not in (RunStatus.ENDED, RunStatus.CANCELLED) else None,
-        **info_fields(stored, note, wake_at),  # type: ignore[arg-type]  # the fields' own types
-    )
-
-
-def _keepalives(conninfo: str) -> dict[str, Any]:
-    """The TCP keepalive parameters for libpq: railyard's defaults, unless `conninfo` sets them."""
-    try:
-        given = conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError:
-        return {}  # connecting says what is wrong with the conninfo
-    return {name: str(given.get(name, default)) for name, default in _KEEPALIVES.items()}
-
-
-def _server_keepalives(keepalives: dict[str, Any]) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]] | None:
-    """A pool's `configure`: set the server's keepalives of each new session to the client's.
-
-    The server ends a partitioned client's session, and so frees the runs it holds, only
-    when its own socket gives up; libpq's keepalives alone only tell the client.
-    """
-    if keepalives.get("keepalives", "0") == "0":
-        return None
-    settings = (keepalives["keepalives_idle"], keepalives["keepalives_interval"], keepalives["keepalives_count"])
-
-    async def configure(connection: psycopg.AsyncConnection[Any]) -> None:
-        await connection.execute(
-            "SELECT set_config('tcp_keepalives_idle', %s, false), set_config('tcp_keepalives_interval', %s, false), "
-            "set_config('tcp_keepalives_count', %s, false)",
-            settings,
-        )
-
-    return configure
-
-
-async def _check_alive(connection: psycopg.AsyncConnection[Any]) -> None:
-    """Refuse a pooled session the server has ended, without a round trip.
-
-    The first read may only take in the server's goodbye; the second sees the socket closed.
-    """
-    for _ in range(2):
-        connection.pgconn.consume_input()  # raises OperationalError once the socket is closed

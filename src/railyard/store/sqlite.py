@@ -20,9 +20,7 @@ import hashlib
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -32,6 +30,19 @@ from railyard.exceptions import CorruptRunError, PersistenceError, RunExists, Ru
 from railyard.store import RunInfo, RunStatus, StoredRecord
 from railyard.store._range_lock import SUPPORTED as RANGE_LOCKS
 from railyard.store._range_lock import RangeLock, run_offset
+from railyard.store._sqlite_rows import (
+    CHECKPOINT_BYTES,
+    FAST_BYTES,
+    INFO_COLUMNS,
+    TakenOver,
+    busy,
+    checkpoint,
+    info,
+    insert,
+    retry_busy,
+    size,
+    undecodable,
+)
 from railyard.store.base import (
     DEFAULT_LEASE,
     RECORD_COLUMNS,
@@ -43,7 +54,7 @@ from railyard.store.base import (
     where_sql,
 )
 from railyard.store.locks import FileLock
-from railyard.store.summary import Lease, fold_note, info_fields, reported_status
+from railyard.store.summary import Lease
 
 __all__ = ("SCHEMA_VERSION", "SqliteStore")
 
@@ -102,7 +113,13 @@ _RECORD_COLUMNS = RECORD_COLUMNS
 
 
 class SqliteStore(LockingStore):
-    """A `RunStore` in one SQLite database file."""
+    """A `RunStore` in one SQLite database file.
+
+    Fenced: taking a run writes a token of the taker's as its owner, and a driver's writes
+    check it in their transaction, so a driver whose run was taken over writes nothing.
+    """
+
+    fenced = True
 
     def __init__(
         self,
@@ -146,7 +163,7 @@ class SqliteStore(LockingStore):
         connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
         try:
             self._check_schema(connection)  # before anything is written: a foreign database is left as it is
-            _retry_busy(lambda: connection.execute("PRAGMA journal_mode=WAL"))
+            retry_busy(lambda: connection.execute("PRAGMA journal_mode=WAL"))
             connection.execute(f"PRAGMA synchronous={self.synchronous}")
         except sqlite3.DatabaseError as err:
             connection.close()
@@ -210,7 +227,7 @@ class SqliteStore(LockingStore):
                 f"BEGIN IMMEDIATE; {_SCHEMA} INSERT OR IGNORE INTO railyard_meta (key, value) "
                 f"VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
             )
-            _retry_busy(lambda: connection.executescript(script))
+            retry_busy(lambda: connection.executescript(script))
             names |= ours
         tables = names & ours
         if not tables:
@@ -273,7 +290,7 @@ class SqliteStore(LockingStore):
                 connection.execute("ROLLBACK")
                 raise
 
-        _retry_busy(upgrade)
+        retry_busy(upgrade)
         return SCHEMA_VERSION
 
     async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -292,7 +309,7 @@ class SqliteStore(LockingStore):
         """
         if (
             self.synchronous == "NORMAL"
-            and size <= _FAST_BYTES
+            and size <= FAST_BYTES
             and self._connection is not None
             and self._fast_guard.acquire(blocking=False)
         ):
@@ -301,13 +318,13 @@ class SqliteStore(LockingStore):
                 try:
                     result = work(connection)
                 except sqlite3.OperationalError as err:
-                    if not _busy(err):
+                    if not busy(err):
                         raise
                 else:
                     self._unchecked += size
-                    if self._unchecked >= _CHECKPOINT_BYTES:
+                    if self._unchecked >= CHECKPOINT_BYTES:
                         self._unchecked = 0
-                        await self._call(_checkpoint)
+                        await self._call(checkpoint)
                     return result
             finally:
                 self._fast_guard.release()
@@ -344,7 +361,7 @@ class SqliteStore(LockingStore):
                         lease.expires if lease is not None else None,
                     ),
                 )
-                _insert(connection, run_id, records, repr(self))
+                insert(connection, run_id, records, repr(self))
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -354,21 +371,27 @@ class SqliteStore(LockingStore):
             try:
                 create(connection)
             except sqlite3.DatabaseError as err:
-                if _busy(err):
+                if busy(err):
                     raise  # the fast path hands it to the worker thread, which waits
                 raise self._damaged(err, run_id) from None
 
         lease = self._lease_of(run_id)
-        await self._write(guarded, _size(records))
+        await self._write(guarded, size(records))
 
     async def append(self, run_id: str, records: Sequence[StoredRecord]) -> None:
-        """Append records to the run in one transaction."""
+        """Append records to the run in one transaction.
+
+        Raises:
+            RunNotFound: the database holds no such run.
+            LeaseLost: this store's driver held the run, and another took it over (nothing is written).
+        """
+        fence = self._fence(run_id)
         lease = self._lease_of(run_id)
 
         def append(connection: sqlite3.Connection) -> str | None:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                asked = _insert(connection, run_id, records, repr(self), lease)
+                asked = insert(connection, run_id, records, repr(self), lease, fence)
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -379,11 +402,15 @@ class SqliteStore(LockingStore):
             try:
                 return append(connection)
             except sqlite3.DatabaseError as err:
-                if _busy(err):
+                if busy(err):
                     raise  # the fast path hands it to the worker thread, which waits
                 raise self._damaged(err, run_id) from None
 
-        self._noticed(run_id, await self._write(guarded, _size(records)))
+        try:
+            asked = await self._write(guarded, size(records))
+        except TakenOver as taken:
+            raise self._taken_over(run_id, taken.holder) from None
+        self._noticed(run_id, asked)
 
     async def read(self, run_id: str) -> Sequence[StoredRecord]:
         """Every record of the run, in order.
@@ -402,7 +429,7 @@ class SqliteStore(LockingStore):
                 if "decode" not in str(err):
                     raise self._damaged(err, run_id) from None
                 raise CorruptRunError(
-                    run_id, repr(self), _undecodable(connection, run_id), "its text is not valid UTF-8"
+                    run_id, repr(self), undecodable(connection, run_id), "its text is not valid UTF-8"
                 ) from None
             except sqlite3.DatabaseError as err:
                 raise self._damaged(err, run_id) from None
@@ -462,11 +489,11 @@ class SqliteStore(LockingStore):
                 cursor_where, cursor_params = "", []
             limit = f" LIMIT {query.limit}" if query.limit is not None else ""
             rows = connection.execute(
-                f"SELECT {_INFO_COLUMNS} FROM railyard_runs WHERE {where}{cursor_where} "
+                f"SELECT {INFO_COLUMNS} FROM railyard_runs WHERE {where}{cursor_where} "
                 f"ORDER BY started_at, run_id{limit}",
                 [*params, *cursor_params],
             )
-            return [_info(row, query.now) for row in rows]
+            return [info(row, query.now) for row in rows]
 
         def guarded(connection: sqlite3.Connection) -> list[RunInfo]:
             try:
@@ -487,6 +514,34 @@ class SqliteStore(LockingStore):
         if self._connection is None:
             await self._call(lambda connection: None)  # opened (and checked) before the fast path is taken
         return await self._write(write, 0)
+
+    async def _take_fenced(self, run_id: str, token: str, expires: float) -> None:
+        await self._write_lease(run_id, Lease(token, expires))  # the run's lock is ours: nobody else writes it
+
+    async def _renew_fenced(self, run_id: str, token: str, expires: float) -> str | None:
+        def renew(connection: sqlite3.Connection) -> tuple[bool, str | None]:
+            row = connection.execute(
+                "UPDATE railyard_runs SET lease_expires = ? WHERE run_id = ? AND owner = ? RETURNING cancel_requested",
+                (expires, run_id, token),
+            ).fetchone()
+            if row is not None:
+                return True, row[0]
+            found = connection.execute("SELECT owner FROM railyard_runs WHERE run_id = ?", (run_id,)).fetchone()
+            return found is None, None if found is None else found[0]
+
+        renewed, value = await self._write(renew, 0)
+        if not renewed:
+            raise self._taken_over(run_id, value)
+        return value
+
+    async def _clear_fenced(self, run_id: str, token: str) -> None:
+        def clear(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "UPDATE railyard_runs SET owner = NULL, lease_expires = NULL WHERE run_id = ? AND owner = ?",
+                (run_id, token),
+            )
+
+        await self._write(clear, 0)
 
     async def _ask_cancel(self, run_id: str, reason: str) -> None:
         def ask(connection: sqlite3.Connection) -> None:
@@ -561,126 +616,3 @@ class SqliteStore(LockingStore):
                     self._connection = None
 
         await anyio.to_thread.run_sync(close, limiter=self._limiter)
-
-
-_FAST_BYTES = 256 * 1024
-"""Appends up to this size are committed on the event loop (when the database is free)."""
-_CHECKPOINT_BYTES = 4 * 1024 * 1024
-"""The WAL is checkpointed (in the worker thread) after about this much is committed on the loop."""
-
-
-def _size(records: Sequence[StoredRecord]) -> int:
-    return sum(len(record.body) for record in records)
-
-
-def _checkpoint(connection: sqlite3.Connection) -> None:
-    """Copy the WAL into the database without waiting on readers (SQLite's own automatic checkpoint)."""
-    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-
-def _busy(error: sqlite3.Error) -> bool:
-    """Whether `error` says another connection holds the database (worth waiting for, not damage)."""
-    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
-
-
-def _undecodable(connection: sqlite3.Connection, run_id: str) -> int:
-    """The 1-based number of the run's first record whose text is not valid UTF-8 (0: none found)."""
-    rows = connection.execute(
-        "SELECT CAST(kind AS BLOB), CAST(status AS BLOB), CAST(node_id AS BLOB), CAST(body AS BLOB) "
-        "FROM railyard_records WHERE run_id = ? ORDER BY seq",
-        (run_id,),
-    )
-    for number, row in enumerate(rows, start=1):
-        try:
-            for cell in row:
-                if cell is not None:
-                    bytes(cell).decode()
-        except UnicodeDecodeError:
-            return number
-    return 0
-
-
-def _retry_busy(work: Callable[[], object], attempts: int = 50) -> None:
-    """Run `work`, retrying while another process holds the database (as at a racing first open)."""
-    for attempt in range(attempts):
-        try:
-            work()
-            return
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err) or attempt == attempts - 1:
-                raise
-            time.sleep(0.02 * (attempt + 1))
-
-
-def _insert(
-    connection: sqlite3.Connection,
-    run_id: str,
-    records: Sequence[StoredRecord],
-    where: str,
-    lease: Lease | None = None,
-) -> str | None:
-    """Write `records` after the run's others and bring its summary (and `lease`) up to date.
-
-    Returns the reason of a cancellation asked of the run, if any.
-    """
-    row = connection.execute(
-        "SELECT next_seq, steps, last_node, status, note, wake_at, cancel_requested FROM railyard_runs "
-        "WHERE run_id = ?",
-        (run_id,),
-    ).fetchone()
-    if row is None:
-        raise RunNotFound(run_id, where)
-    first, steps, last_node, status, note, wake_at, asked = row
-    note, wake_at = fold_note(RunStatus(status), note, wake_at, records)
-    rows = [
-        (run_id, seq, r.kind, r.status.value, r.node_id, int(r.finishes_step), r.ts, r.body)
-        for seq, r in enumerate(records, start=first)
-    ]
-    connection.executemany("INSERT INTO railyard_records VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    seq = first + len(rows)
-    steps += sum(r.finishes_step for r in records)
-    last_node = next((r.node_id for r in reversed(records) if r.node_id), last_node)
-    status = records[-1].status.value if records else status
-    updated = records[-1].ts if records else 0.0
-    if lease is None:
-        connection.execute(
-            "UPDATE railyard_runs SET next_seq = ?, steps = ?, last_node = ?, status = ?, updated_at = ?, note = ?, "
-            "wake_at = ? WHERE run_id = ?",
-            (seq, steps, last_node, status, updated, note, wake_at, run_id),
-        )
-    else:  # written by the run's driver: its lease is renewed with it
-        connection.execute(
-            "UPDATE railyard_runs SET next_seq = ?, steps = ?, last_node = ?, status = ?, updated_at = ?, note = ?, "
-            "wake_at = ?, owner = ?, lease_expires = ? WHERE run_id = ?",
-            (seq, steps, last_node, status, updated, note, wake_at, lease.owner, lease.expires, run_id),
-        )
-    return asked if isinstance(asked, str) else None
-
-
-_FINISHED = (RunStatus.ENDED, RunStatus.CANCELLED)
-
-_INFO_COLUMNS = (
-    "run_id, status, started_at, updated_at, steps, last_node, graph, note, wake_at, owner, lease_expires, "
-    "cancel_requested"
-)
-"""The columns `_info` reads, in its order."""
-
-
-def _info(row: Sequence[object], now: float) -> RunInfo:
-    """A `RunInfo` from a `railyard_runs` row (its `_INFO_COLUMNS`)."""
-    run_id, state, started, updated, steps, last_node, graph, note, wake_at, owner, expires, asked = row
-    stored = RunStatus(str(state))
-    lease_expires = float(expires) if isinstance(expires, (int, float)) else None
-    return RunInfo(
-        str(run_id),
-        reported_status(stored, owner if isinstance(owner, str) else None, lease_expires, now),
-        datetime.fromtimestamp(float(started), UTC),  # type: ignore[arg-type]  # a REAL column
-        int(steps),  # type: ignore[call-overload]  # an INTEGER column
-        last_node if isinstance(last_node, str) else None,
-        graph if isinstance(graph, str) else None,
-        updated_at=datetime.fromtimestamp(float(updated), UTC),  # type: ignore[arg-type]  # a REAL column
-        owner=owner if isinstance(owner, str) else None,
-        lease_expires=datetime.fromtimestamp(lease_expires, UTC) if lease_expires is not None and owner else None,
-        cancel_requested=asked if isinstance(asked, str) and stored not in _FINISHED else None,
-        **info_fields(stored, note if isinstance(note, str) else None, wake_at if isinstance(wake_at, float) else None),  # type: ignore[arg-type]
-    )
