@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import sqlite3
 from pathlib import Path
 
@@ -171,3 +173,13 @@ async def test_taking_and_releasing_run_locks_never_drops_sqlites_own_locks(tmp_
     )
     assert seen.stdout.strip() == "2"  # what this process writes after that, others see
     await store.aclose()
+    assert not [target for target in _open_files() if target.startswith(str(path))]  # closed with the store
+
+
+def _open_files() -> list[str]:
+    """What this process's descriptors point to (one listed then closed is skipped)."""
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return targets

@@ -28,6 +28,7 @@ import anyio.to_thread
 
 from railyard.exceptions import CorruptRunError, PersistenceError, RunExists, RunNotFound
 from railyard.store import RunInfo, RunStatus, StoredRecord
+from railyard.store import _range_lock as range_locks
 from railyard.store._range_lock import SUPPORTED as RANGE_LOCKS
 from railyard.store._range_lock import RangeLock, run_offset
 from railyard.store._sqlite_rows import (
@@ -148,6 +149,8 @@ class SqliteStore(LockingStore):
         self._fast_guard = threading.Lock()
         self._unchecked = 0
         """Bytes committed on the fast connection since the WAL was last checkpointed."""
+        self._retained = False
+        """Whether this store counts among the file's users for its run-lock descriptors (`_range_lock`)."""
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -175,6 +178,9 @@ class SqliteStore(LockingStore):
             connection.close()
             raise
         self._connection = connection
+        if not self._retained:  # this process keeps the file's run-lock descriptors open while this store is
+            range_locks.retain(self.path)
+            self._retained = True
         return connection
 
     def _create_database(self) -> None:
@@ -614,5 +620,8 @@ class SqliteStore(LockingStore):
                 if self._connection is not None:
                     self._connection.close()
                     self._connection = None
+                if self._retained:  # after SQLite's connections: closing a descriptor drops their locks
+                    self._retained = False
+                    range_locks.let_go(self.path)
 
         await anyio.to_thread.run_sync(close, limiter=self._limiter)
