@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+import anyio
 import pytest
 from typer.testing import CliRunner
 
@@ -436,10 +437,41 @@ def test_worker_stops_on_sigterm(tmp_path: Path) -> None:
         text=True,
     ) as process:
         assert process.stderr is not None
-        _read_until(process.stderr, "worker: driving runs of counter")
+        _read_until(process.stderr, "worker: driving up to 1 run(s) at once of counter")
         process.send_signal(signal.SIGTERM)
         assert "worker: stopped" in process.stderr.read()
         assert process.wait(timeout=30) == 0
+
+
+def test_a_worker_asked_twice_to_stop_releases_the_run_in_hand(tmp_path: Path) -> None:
+    store = f"sqlite:{tmp_path / 'runs.db'}"
+    from railyard.store.sqlite import SqliteStore
+    from tests.support.cli_graphs import Warm, hanging
+
+    async def create() -> None:
+        opened = SqliteStore(tmp_path / "runs.db")
+        await hanging.initialize(Warm(), store=opened, run_id="h1")  # ready, for a worker to take up
+        await opened.aclose()
+
+    anyio.run(create)
+    with subprocess.Popen(
+        [sys.executable, "-m", "railyard", "worker", f"{G}:hanging", "--concurrency", "2", "--store", store],
+        cwd=ROOT,
+        env=_env(),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    ) as process:
+        assert process.stderr is not None
+        _read_until(process.stderr, "Hang waits forever")  # the worker drives h1, which hangs
+        process.send_signal(signal.SIGTERM)
+        _read_until(process.stderr, "1 run(s) in hand get 30 s to finish")
+        process.send_signal(signal.SIGTERM)
+        rest = process.stderr.read()
+        assert "releasing the runs in hand now" in rest and "drove 0 run(s)" in rest
+        assert process.wait(timeout=30) == 0
+    shown = json.loads(railyard("show", "h1", "--json", "--store", store, cwd=ROOT).stdout)
+    assert shown["owner"] is None  # released, not left to its lease: any worker takes it up now
 
 
 def test_without_typer_it_says_what_to_install(tmp_path: Path) -> None:

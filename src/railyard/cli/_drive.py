@@ -325,62 +325,79 @@ def fork(  # noqa: PLR0917 - a command: typer passes its options by name
     execute(ctx, work)
 
 
-def worker(
+def worker(  # noqa: PLR0917 - a command: typer passes its options by name
     ctx: typer.Context,
     graphs: Annotated[list[str], typer.Argument(help="The graphs whose runs it drives, as MODULE:GRAPH.")],
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Drive up to this many runs at once.")] = 1,
+    grace: Annotated[
+        float, typer.Option("--grace", help="On SIGTERM, seconds the runs in hand get to finish before release.")
+    ] = 30.0,
     idle_timeout: Annotated[
         float | None, typer.Option("--idle-timeout", help="Stop once no run was ready for this many seconds.")
     ] = None,
     max_runs: Annotated[int | None, typer.Option("--max-runs", help="Stop after driving this many runs.")] = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """Claim ready runs of the graphs and drive each to its end, until stopped (SIGTERM or Ctrl-C).
+    """Claim ready runs of the graphs and drive up to --concurrency of them at once, until stopped.
 
-    On SIGTERM or Ctrl-C the worker stops claiming and stops the run it drives: that run
-    stays resumable, and the step in flight runs again from its start.
+    On SIGTERM or Ctrl-C the worker claims no more runs and gives the runs it drives
+    --grace seconds to finish; a second signal (or the end of the grace) releases them
+    where they stand, resumable by any worker (a step in flight runs again from its start).
 
     Example:
-        railyard worker myapp.flows:orders myapp.flows:refunds --store postgresql://localhost/app
+        railyard worker myapp.flows:orders myapp.flows:refunds --concurrency 8 --store postgresql://localhost/app
     """
 
     async def work() -> int:
-        from railyard.worker import run_worker
+        from railyard.worker import Worker
 
         loaded = [load_graph(spec) for spec in graphs]
         opened = open_cli_store(store, create=True)
-        driven: list[str] = []
-        stopped = False
         try:
+            try:
+                pool = Worker(
+                    [g.graph for g in loaded],
+                    opened,
+                    concurrency=concurrency,
+                    max_runs=max_runs,
+                    idle_timeout=idle_timeout,
+                    grace=grace,
+                )
+            except ValueError as err:
+                raise CliError(str(err), EXIT_USAGE) from None
+            signalled = 0
             async with anyio.create_task_group() as group:
 
                 async def on_signal(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-                    nonlocal stopped
+                    nonlocal signalled
                     with anyio.open_signal_receiver(signals.SIGINT, signals.SIGTERM) as received:
                         task_status.started()
                         async for _ in received:
-                            stopped = True
-                            group.cancel_scope.cancel()
-                            return
+                            signalled += 1
+                            if signalled == 1:
+                                held = len(pool.driving)
+                                _say(
+                                    f"worker: stopping: no more claims; {held} run(s) in hand get {grace:g} s "
+                                    "to finish (signal again to release them now)"
+                                )
+                                pool.stop()
+                            else:
+                                _say("worker: releasing the runs in hand now")
+                                pool.stop(grace=0)
 
                 async def drive() -> None:
-                    try:
-                        driven.extend(
-                            await run_worker(
-                                [g.graph for g in loaded], opened, max_runs=max_runs, idle_timeout=idle_timeout
-                            )
-                        )
-                    except ValueError as err:
-                        raise CliError(str(err), EXIT_USAGE) from None
+                    await pool.run()
                     group.cancel_scope.cancel()
 
                 await group.start(on_signal)
                 names = ", ".join(g.name or g.spec for g in loaded)
-                _say(f"worker: driving runs of {names} in {store}")
+                _say(f"worker: driving up to {concurrency} run(s) at once of {names} in {store}")
                 group.start_soon(drive)
         finally:
             await close_store(opened)
-        if stopped:
-            _say("worker: stopped; a run it was driving can be resumed")
+        driven = pool.driven
+        if signalled:
+            _say("worker: stopped; a run it released can be resumed by any worker")
         _say(f"worker: drove {len(driven)} run(s)" + (f": {', '.join(driven)}" if driven else ""))
         return 0
 
