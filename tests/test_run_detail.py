@@ -64,3 +64,19 @@ async def test_a_suspended_run_shows_what_it_waits_for_and_a_cancelled_one_why(s
 async def test_an_unknown_run_is_run_not_found(store: RunStore) -> None:
     with pytest.raises(RunNotFound):
         await store.run("nope")
+
+
+async def test_a_fan_out_that_failed_keeps_its_error_when_siblings_finished_after_it(tmp_path: Path) -> None:
+    from railyard.store.sqlite import SqliteStore
+    from tests.cli_graphs_live import one_fails
+
+    store = SqliteStore(tmp_path / "runs.db")
+    with pytest.raises(ValueError, match="seven is right out"):
+        await one_fails.run(inputs=20, store=store, run_id="f")
+    records = await store.read("f")
+    failed_at = max(i for i, r in enumerate(records) if r.kind == "step_failed")
+    assert any(r.kind == "step_finished" for r in records[failed_at:])  # branches that were running finished too
+    detail = await store.run("f")
+    assert detail.info.status is RunStatus.FAILED
+    assert detail.error is not None and detail.error.message == "seven is right out"
+    await store.aclose()

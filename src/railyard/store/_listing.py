@@ -173,12 +173,14 @@ def describe_run(run_id: str, records: Sequence[StoredRecord], info: RunInfo | N
     for record in records:
         if record.kind == "step_failed":
             body = json.loads(record.body)
+            if not isinstance(body, dict):
+                continue  # no railyard writes this: nothing to say of it
             if body.get("retry_at") is not None:
                 attempts += 1
-            else:
+            elif isinstance(body.get("error"), dict):
                 error = ErrorInfo(**body["error"])
-        elif record.kind in ("step_finished", "run_ended"):
-            error = None  # resumed after the failure, and went on
+        elif record.kind in ("step_finished", "run_ended") and record.status is not RunStatus.FAILED:
+            error = None  # resumed after the failure, and went on (siblings that finished as it failed do not count)
         elif record.kind == "step_suspended":
             waits[json.loads(record.body)["key"]] = None
         elif record.kind == "signal_received":
