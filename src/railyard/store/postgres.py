@@ -225,9 +225,9 @@ class PostgresStore(LockingStore):
     async def _drop(self, role: str, connection: psycopg.AsyncConnection[Any]) -> None:
         """End a session of this store's own (its advisory locks go with it) and free its place."""
         await connection.close()
-        pool = self._own.get(role)
+        pool = self._own.pop(role, None)  # the next session of this role comes from a new pool of one
         if pool is not None:
-            await pool.putconn(connection)  # a closed session is dropped
+            await pool.close()  # (handing the pool back a closed session would log a warning on stderr)
 
     # -- the RunStore protocol ------------------------------------------------------------
 
