@@ -703,3 +703,16 @@ def test_scale_out_ray_runs_the_maps_branches_on_a_local_ray_instance() -> None:
         "same result as in process: True\n"
         "branches recorded by this driver: 4\n"
     )
+
+
+@covers("scale_out_workers.py")
+def test_scale_out_workers_drives_every_run_once_across_three_processes() -> None:
+    assert run_example("scale_out_workers.py").stdout == (
+        "3 workers, --concurrency 4 each, exited with [0]\n40 of 40 runs ended, 120 steps\na step finished twice: False\n"
+    )
+
+
+def test_scale_out_workers_on_postgresql(new_postgres_database: Callable[[], str]) -> None:
+    assert run_example("scale_out_workers.py", new_postgres_database()).stdout == (
+        "3 workers, --concurrency 4 each, exited with [0]\n40 of 40 runs ended, 120 steps\na step finished twice: False\n"
+    )
