@@ -156,8 +156,8 @@ def test_the_readme_first_screen() -> None:
     assert [line.split("#")[0].strip() for line in first.splitlines()] == ["./dev demo", "./dev test"]
     # Then a picture: the demo's graph, as the demo draws it, in a block GitHub renders.
     assert blocks[1][0] == "mermaid"
-    order_review = _load_example("order_review")
-    assert blocks[1][1].rstrip("\n") == order_review.order_graph.mermaid_code(start_node=order_review.ValidateOrder)
+    document_review = _load_example("document_review")
+    assert blocks[1][1].rstrip("\n") == document_review.review.render(title="document_review").rstrip("\n")
     # And where to read on, all before the first section.
     top = readme.split("\n## ", 1)[0]
     for link in ("docs/index.md", "examples/README.md", "CHANGELOG.md", "LICENSE"):
@@ -172,11 +172,11 @@ def test_the_examples_index_lists_every_example() -> None:
     assert listed == {path.name for path in (ROOT / "examples").glob("*.py")}
 
 
-def test_the_demo_needs_only_the_runtime_dependencies() -> None:
-    # `./dev demo` runs in its own environment, installed without the `dev` extra.
+def test_the_demo_installs_the_ui_extra_not_the_test_tools() -> None:
+    # `./dev demo` runs in its own environment, with the `ui` extra (the command and its inspector), not `dev`.
     demo = (ROOT / "dev").read_text().split("\n  demo)\n", 1)[1].split(";;", 1)[0]
-    assert 'venv .venv-demo ""' in demo
-    assert "exec .venv-demo/bin/python examples/order_review.py" in demo
+    assert 'venv .venv-demo "[ui]"' in demo
+    assert "examples/demo_tour.sh" in demo
     assert ".venv-demo/" in (ROOT / ".gitignore").read_text().splitlines()
 
 
