@@ -99,7 +99,8 @@ def test_run_a_builder_graph_and_an_agent(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_executor_option(cli: Cli) -> None:
-    assert json.loads(cli("run", f"{G}:doubles", "--inputs", "[1, 2]", "--executor", "threads:2").stdout) == [2, 4]
+    done = json.loads(cli("run", f"{G}:doubles", "--inputs", "[1, 2]", "--executor", "threads:2").stdout)
+    assert sorted(done) == [2, 4]  # the branches join in the order they finish
     assert "use inline, threads[:N] or ray[:ADDRESS]" in _error_line(
         cli("run", f"{G}:doubles", "--inputs", "[1]", "--executor", "cluster", code=2)
     )
