@@ -94,7 +94,8 @@ def insert(  # noqa: PLR0917 - one transaction's inputs
 ) -> str | None:
     """Write `records` after the run's others and bring its summary (and `lease`) up to date.
 
-    With `fence`, the run's owner must be that token (else `TakenOver`, and nothing is written).
+    With `fence`, the run's owner must be that token, or none yet (a free run taken is owned
+    from its first write on); else `TakenOver`, and nothing is written.
     Returns the reason of a cancellation asked of the run, if any.
     """
     row = connection.execute(
@@ -105,7 +106,7 @@ def insert(  # noqa: PLR0917 - one transaction's inputs
     if row is None:
         raise RunNotFound(run_id, where)
     first, steps, last_node, status, note, wake_at, asked, owner = row
-    if fence is not None and owner != fence:
+    if fence is not None and owner is not None and owner != fence:
         raise TakenOver(owner)
     note, wake_at = fold_note(RunStatus(status), note, wake_at, records)
     rows = [

@@ -522,9 +522,35 @@ class SqliteStore(LockingStore):
         return await self._write(write, 0)
 
     async def _take_fenced(self, run_id: str, token: str, expires: float) -> None:
-        await self._write_lease(run_id, Lease(token, expires))  # the run's lock is ours: nobody else writes it
+        """Write `token` as the owner of a run another driver owned; a free run is owned from its first write.
+
+        So a driver refused before it writes (another graph's run, a run that ended) changes
+        no byte of the file; the run's lock (`_range_lock`) keeps every other driver out meanwhile.
+        """
+
+        def take(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "UPDATE railyard_runs SET owner = ?, lease_expires = ? WHERE run_id = ? AND owner IS NOT NULL",
+                (token, expires, run_id),
+            )
+
+        if self._connection is None:
+            await self._call(lambda connection: None)  # opened (and checked) before the fast path is taken
+        if await self._call(lambda connection: self._owned(connection, run_id)):
+            await self._write(take, 0)
+
+    @staticmethod
+    def _owned(connection: sqlite3.Connection, run_id: str) -> bool:
+        row = connection.execute("SELECT owner FROM railyard_runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row is not None and row[0] is not None
 
     async def _renew_fenced(self, run_id: str, token: str, expires: float) -> str | None:
+        def look(connection: sqlite3.Connection) -> tuple[str | None, str | None] | None:
+            row = connection.execute(
+                "SELECT owner, cancel_requested FROM railyard_runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            return None if row is None else (row[0], row[1])
+
         def renew(connection: sqlite3.Connection) -> tuple[bool, str | None]:
             row = connection.execute(
                 "UPDATE railyard_runs SET lease_expires = ? WHERE run_id = ? AND owner = ? RETURNING cancel_requested",
@@ -533,8 +559,14 @@ class SqliteStore(LockingStore):
             if row is not None:
                 return True, row[0]
             found = connection.execute("SELECT owner FROM railyard_runs WHERE run_id = ?", (run_id,)).fetchone()
-            return found is None, None if found is None else found[0]
+            return found is None or found[0] is None, None if found is None else found[0]
 
+        seen = await self._call(look)
+        if seen is None:
+            return None
+        owner, asked = seen
+        if owner is None:  # not written yet (a free run is owned from its first write): nothing to renew
+            return asked
         renewed, value = await self._write(renew, 0)
         if not renewed:
             raise self._taken_over(run_id, value)
