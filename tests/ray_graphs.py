@@ -249,8 +249,8 @@ def _blocked() -> Graph[None, None, None, str]:
         import ray
 
         tracker = _tracker()
-        ray.get(tracker.happen.remote("started"))
-        try:
+        try:  # the test may cancel as soon as "started" is told: the interrupt can come inside this ray.get
+            ray.get(tracker.happen.remote("started"))
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:  # blocks its worker until Ray interrupts it
                 time.sleep(0.01)
@@ -321,3 +321,33 @@ if __name__ == "__main__":
 
     address, database, run_id, items = sys.argv[1:]
     anyio.run(drive, address, database, run_id, int(items))
+
+
+# -- which node of a cluster ran each step ----------------------------------------------------
+
+
+def _nodes() -> Graph[None, None, int, list[str]]:
+    g: GraphBuilder[None, None, int, list[str]] = GraphBuilder(input_type=int, output_type=list[str])
+
+    @g.step
+    async def items(ctx: StepContext[None, None, int]) -> list[int]:
+        return list(range(ctx.inputs))
+
+    @g.step
+    async def where(ctx: StepContext[None, None, int]) -> str:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
+    collect = g.join(reduce_list_append, initial_factory=list[str], node_id="nodes")
+    g.add(
+        g.edge_from(g.start_node).to(items),
+        g.edge_from(items).map().to(where),
+        g.edge_from(where).to(collect),
+        g.edge_from(collect).to(g.end_node),
+    )
+    return g.build()
+
+
+nodes = _nodes()
+"""A map whose items say which Ray node ran them."""
