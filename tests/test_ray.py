@@ -189,20 +189,21 @@ async def _records(store: SqliteStore, run_id: str) -> list[StoredRecord]:
 async def test_a_driver_killed_mid_map_resumes_without_repeating_a_finished_branch(
     ray_address: str, tmp_path: Path
 ) -> None:
-    items, kills, run_id = 100, 10, "hashes"
+    items, kills, run_id = 1000, 10, "hashes"
+    stride = items // (kills + 2)  # branches finished between kills: the kills spread over the map
     database = tmp_path / "runs.db"
     store = SqliteStore(database)
     command = [sys.executable, "-m", "tests.ray_graphs", ray_address, str(database), run_id, str(items)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     finished_before = 0
-    with anyio.fail_after(120):
+    with anyio.fail_after(300):
         for kill in range(kills):
             log = tmp_path / f"driver{kill}.log"
             with log.open("wb") as errors:
                 driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=errors)
             try:
-                # kill it once it has finished a few more branches, mid-map
-                while len(_finished(await _records(store, run_id))) < finished_before + 4:
+                # kill it once it has finished some more branches, mid-map
+                while len(_finished(await _records(store, run_id))) < finished_before + stride:
                     assert driver.poll() is None, f"the driver ended before it was killed:\n{log.read_text()[-3000:]}"
                     await anyio.sleep(0.01)  # polling the store: the records are the event
             finally:
