@@ -3,7 +3,7 @@
 The loop hands each step attempt to the executor (`railyard.runtime._executor`); this one
 sends it to Ray as one task and waits for its answer on the run's event loop, so the
 loop records each branch's result as it returns, exactly as in process. The step's code
-goes by Ray's own means; its values go as JSON through pydantic (`railyard._ray_step`).
+goes by Ray's own means; its values go as JSON through pydantic (`railyard._step_codec`).
 Ray never retries a task (`max_retries=0`): a step whose worker died fails its attempt
 with `StepLost`, and the step's retry policy decides.
 
@@ -16,33 +16,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pydantic_core
-import sniffio
 
-from railyard._ray_step import (
+from railyard._step_codec import (
     StepCode,
     StepLost,
     ValueCannotCross,
+    apply_state,
+    code_of,
+    describe_step,
     dump,
     load,
     load_result,
-    node_results,
     run_step,
-    step_types,
+    wait_future,
 )
-from railyard.nodes import BaseNode
 from railyard.runtime._executor import StepCall
 from railyard.runtime._tasks import Task
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
     from railyard.runtime._executor import StepFunction
 
 __all__ = ("RayExecutor", "RayOptions", "StepLost", "ValueCannotCross")
@@ -104,7 +101,7 @@ class _Bound:
     )
     """By node id, function or node class, state and deps types: the step's code, and its Ray object ref."""
     base: Any = None
-    """The Ray remote function that runs a step (`railyard._ray_step.run_step`), made at the first step."""
+    """The Ray remote function that runs a step (`railyard._step_codec.run_step`), made at the first step."""
     remotes: dict[str, Any] = field(default_factory=dict[str, Any])
     """By node id: the Ray remote function with the step's options."""
 
@@ -179,12 +176,11 @@ class RayExecutor:
 
     def bind(self, run: StepFunction) -> StepFunction:
         """The function the loop calls per step attempt: it sends the chosen steps to Ray, runs the rest here."""
-        describe = getattr(run, "describe", None)
         bound = _Bound()
 
         async def execute(task: Task) -> Any:
             chosen = self.steps is None or task.node_id in self.steps
-            call = (describe(task) if describe is not None else _describe_node(run, task)) if chosen else None
+            call = describe_step(run, task) if chosen else None
             if call is None:
                 return await run(task)
             if bound.limiter is None and self.max_concurrency is not None:  # made on the run's own event loop
@@ -219,7 +215,7 @@ class RayExecutor:
             remote = bound.remotes[call.node_id] = bound.base.options(**chosen.ray_options())
         ref = remote.remote(code_ref, payload)
         try:
-            await _wait(ref.future())
+            await wait_future(ref.future())
         except BaseException:  # cancelled (or failed) while it runs: stop the task; its answer is never read
             with contextlib.suppress(Exception):
                 ray.cancel(ref, recursive=True)
@@ -239,7 +235,7 @@ class RayExecutor:
         reply = pydantic_core.from_json(answer)
         result = load_result(code, reply["result"])
         if "state" in reply:
-            _apply_state(call, state_json, load(call.node_id, "state", code.state_type, reply["state"]), reply["state"])
+            apply_state(call, state_json, load(call.node_id, "state", code.state_type, reply["state"]), reply["state"])
         return result
 
     def _code(self, call: StepCall, bound: _Bound) -> tuple[StepCode, Any]:
@@ -251,14 +247,7 @@ class RayExecutor:
         made = bound.codes.get(key)
         if made is not None:
             return made
-        node_class: type[BaseNode[Any, Any, Any]] | None = None
-        if call.function is not None:
-            input_type, output_type = step_types(call.function)
-        else:
-            node_class = type(call.inputs)
-            input_type = output_type = node_class
-            node_results(node_class)  # read in the driver first: an unresolvable annotation fails here
-        code = StepCode(call.node_id, call.function, node_class, input_type, output_type, state_type, deps_type)
+        code = code_of(call)
         try:
             code_ref = self._ray.put(code)
         except Exception as err:
@@ -279,93 +268,3 @@ def _names(steps: Collection[str]) -> list[str]:
     if isinstance(steps, str):
         raise TypeError(f"RayExecutor(steps=...) takes node ids, not one string: write steps=[{steps!r}]")
     return list(steps)
-
-
-class _NodeProbe:
-    """Stands in for a node-API task's node: the node program's runner calls its `run` with the run's context."""
-
-    __slots__ = ("node",)
-
-    def __init__(self, node: BaseNode[Any, Any, Any]) -> None:
-        self.node = node
-
-    def run(self, ctx: Any) -> StepCall:
-        node = self.node
-        state = ctx.state
-        return StepCall(
-            node_id=node.get_node_id(),
-            function=None,
-            inputs=node,
-            state=state,
-            state_type=None if state is None else type(state),
-            deps=ctx.deps,
-            step_id=ctx.step_id,
-            run_id=ctx.run_id,
-            attempt=ctx.attempt,
-        )
-
-
-def _describe_node(run: StepFunction, task: Task) -> StepCall | None:
-    """A node-API step as data: the runner, handed a probe for the node, gives the run's context to it."""
-    if not isinstance(task.inputs, BaseNode):
-        return None
-    described: Any = run(Task(task.node_id, _NodeProbe(task.inputs), task.fork_stack, task.task_id))
-    return described if isinstance(described, StepCall) else None
-
-
-def _apply_state(call: StepCall, sent: Any, new: Any, new_json: Any) -> None:
-    """Set what the step changed in its copy of the state on the run's own state object.
-
-    Raises:
-        ValueCannotCross: the state is of a kind whose changes cannot be set in place.
-    """
-    state = call.state
-    if isinstance(state, dict):
-        state.clear()
-        state.update(new)
-    elif isinstance(state, list):
-        state[:] = new
-    elif hasattr(state, "__dict__") or hasattr(type(state), "__slots__"):
-        for name, value in new_json.items():
-            if not isinstance(sent, dict) or sent.get(name) != value:
-                setattr(state, name, getattr(new, name))
-    else:
-        raise ValueCannotCross(
-            call.node_id,
-            "state",
-            f"the step changed the run's state {state!r} (a {type(state).__name__}), which cannot be changed in "
-            f"place; use a dataclass, a pydantic model, a dict or a list",
-        )
-
-
-async def _wait(future: Future[Any]) -> None:
-    """Wait, on the running event loop (asyncio or trio), until `future` (resolved on Ray's thread) is done."""
-    if future.done():
-        return
-    event = anyio.Event()
-    loop_thread = threading.get_ident()
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        token = trio.lowlevel.current_trio_token()
-
-        def wake() -> None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(event.set)
-    else:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-
-        def wake() -> None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-                loop.call_soon_threadsafe(event.set)
-
-    def done(_: Future[Any]) -> None:
-        if threading.get_ident() == loop_thread:  # it finished as the callback was added
-            event.set()
-        else:
-            wake()
-
-    future.add_done_callback(done)
-    await event.wait()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import anyio.abc
@@ -15,6 +15,10 @@ from railyard.exceptions import PersistenceError, RunCancelled, RunLocked
 from railyard.store import RunStatus, RunStore
 from railyard.store.base import READY
 from railyard.suspension import RunSuspended
+
+if TYPE_CHECKING:
+    from railyard._branch_worker import BranchSlots
+    from railyard.runtime._executor import Executor
 
 __all__ = ("Resumable", "Worker")
 
@@ -59,10 +63,16 @@ class Worker:
     for a drive to finish, and polls `claim` at `poll_interval`, doubling up to
     `max_poll_interval` while nothing comes.
 
-    `stop()` (or, with `handle_signals`, SIGTERM or SIGINT) makes it claim no more runs;
-    the runs it drives get `grace` seconds to finish, then their drives are cancelled
-    and the runs released where they stand (a step cut off runs again, under its own
-    step id, on the next worker). A second signal cancels them at once.
+    With `branches=N` (PostgreSQL), it also claims branch tasks (`railyard.branches`) of
+    its graphs from `queues` (`None`: every queue) and runs up to N steps of them at once,
+    each on a thread of its own, with its `deps`; `concurrency=0` makes a worker that only
+    runs branch tasks. `executor` is where the steps of the runs it drives run (e.g. a
+    `BranchExecutor`, to spread their maps over the branch workers).
+
+    `stop()` (or, with `handle_signals`, SIGTERM or SIGINT) makes it claim no more runs
+    or tasks; the runs it drives and the tasks it runs get `grace` seconds to finish, then
+    they are cancelled and released where they stand (a step cut off runs again, under
+    its own step id, on the next worker). A second signal cancels them at once.
     """
 
     def __init__(
@@ -78,16 +88,25 @@ class Worker:
         poll_interval: float = 0.2,
         max_poll_interval: float = 2.0,
         grace: float = 30.0,
+        branches: int = 0,
+        queues: Collection[str] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         """Set the worker up (nothing runs until `run`).
 
         Raises:
-            ValueError: a graph has no name, two graphs share one, or a number is out of range.
+            ValueError: a graph has no name, two graphs share one, a number is out of range, or
+                `branches` is given for a store that is not PostgreSQL.
         """
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        for name, count in (("concurrency", concurrency), ("branches", branches)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"Worker({name}={count!r}): a whole number, 0 or more.")
+        if concurrency == 0 and branches == 0:
             raise ValueError(
-                f"Worker(concurrency={concurrency!r}): it drives a whole number of runs at once, 1 or more."
+                "Worker(concurrency=0) drives no runs: give it branches=N to run branch tasks, or concurrency >= 1."
             )
+        if isinstance(queues, str):
+            raise ValueError(f"Worker(queues=...) takes queue names, not one string: write queues=[{queues!r}]")
         for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
             if not value > 0:
                 raise ValueError(f"Worker({name}={value!r}): an interval is a number of seconds, more than 0.")
@@ -104,6 +123,12 @@ class Worker:
         self.poll_interval = poll_interval
         self.max_poll_interval = max(max_poll_interval, poll_interval)
         self.grace = grace
+        self.executor = executor
+        """Where the steps of the runs this worker drives run (`None`: in this process)."""
+        self.branches: BranchSlots | None = None
+        """The worker's branch slots (`None` without `branches`)."""
+        if branches:
+            self.branches = _branch_slots(self, branches, queues)
         self.driven: list[str] = []
         """The ids of the runs this worker drove, in the order their drives finished."""
         self._wanted: set[str | None] = set(self.by_name)
@@ -128,6 +153,8 @@ class Worker:
         shorter grace shortens it (`grace=0`: cancel the drives now).
         """
         self._stopping = True
+        if self.branches is not None:
+            self.branches.stop()
         if grace is not None:
             self.grace = min(self.grace, grace)
         if self._stop is not None:
@@ -151,20 +178,27 @@ class Worker:
             if handle_signals:
                 await outer.start(self._on_signals)
             logger.info(
-                "worker started: driving up to %d runs at once of %s%s",
+                "worker started: driving up to %d runs at once of %s%s%s",
                 self.concurrency,
                 ", ".join(sorted(self.by_name)),
+                f", running up to {self.branches.slots} branch tasks at once" if self.branches is not None else "",
                 " (SIGTERM or SIGINT stops it)" if handle_signals else "",
             )
             async with anyio.create_task_group() as drives:
                 self._drives = drives.cancel_scope
                 if self._stopping and self.grace == 0:
                     drives.cancel_scope.cancel()
+                if self.branches is not None:
+                    await drives.start(self.branches.serve)
                 await self._claim(drives)
-                if self._stopping and self._active:
+                if self.branches is not None:
+                    self.branches.stop()
+                held = len(self.branches.held) if self.branches is not None else 0
+                if self._stopping and (self._active or held):
                     logger.info(
-                        "worker stops: %d runs have %g s to finish (%s)",
+                        "worker stops: %d runs and %d branch tasks have %g s to finish (%s)",
                         len(self._active),
+                        held,
                         self.grace,
                         ", ".join(sorted(self._active)),
                     )
@@ -187,7 +221,7 @@ class Worker:
 
     async def _cut_after_grace(self, drives: anyio.CancelScope) -> None:
         await anyio.sleep(self.grace)
-        if self._active:
+        if self._active or (self.branches is not None and self.branches.held):
             logger.info("worker's grace period is over: releasing %d runs where they stand", len(self._active))
         drives.cancel()
 
@@ -202,6 +236,16 @@ class Worker:
         while not self._stopping:
             if self._active:
                 idle_since = anyio.current_time()
+            if self.branches is not None:
+                idle_since = max(idle_since, self.branches.last_busy)
+            if self.concurrency == 0:  # branch tasks only
+                if self.idle_timeout is not None:
+                    left = self.idle_timeout - (anyio.current_time() - idle_since)
+                    if left <= 0:
+                        return
+                    interval = min(self.max_poll_interval, left)
+                await self._wait(None if self.idle_timeout is None else interval, listen=False)
+                continue
             in_hand = len(self.driven) + len(self._active)
             if self.max_runs is not None and in_hand >= self.max_runs:
                 if not self._active:
@@ -225,6 +269,8 @@ class Worker:
                 interval = self.poll_interval
                 continue
             if not self._active and self.idle_timeout is not None:
+                if self.branches is not None:
+                    idle_since = max(idle_since, self.branches.last_busy)
                 left = self.idle_timeout - (anyio.current_time() - idle_since)
                 if left <= 0:
                     return
@@ -232,8 +278,11 @@ class Worker:
             if not await self._wait(interval):
                 interval = min(interval * 2, self.max_poll_interval)
 
-    async def _wait(self, within: float | None) -> bool:
-        """Wait for a drive to finish, a stop, or (with `within`) the store's word of a ready run; say if one came."""
+    async def _wait(self, within: float | None, *, listen: bool = True) -> bool:
+        """Wait for a drive to finish, a stop, or (with `within`) the store's word of a ready run; say if one came.
+
+        `listen=False`: `within` seconds pass without asking the store.
+        """
         if self._changed is None:
             self._changed = anyio.Event()
         changed = self._changed
@@ -249,10 +298,10 @@ class Worker:
 
             async def announced(seconds: float) -> None:
                 nonlocal woke
-                listen = getattr(self.store, "wait_ready", None)
-                if listen is None:
+                ready = getattr(self.store, "wait_ready", None) if listen else None
+                if ready is None:
                     await anyio.sleep(seconds)
-                elif await listen(seconds):
+                elif await ready(seconds):
                     woke = True
                 waiting.cancel_scope.cancel()
 
@@ -270,7 +319,7 @@ class Worker:
             async with anyio.create_task_group() as drive:
                 if lost is not None:
                     drive.start_soon(_cancel_when, lost, drive.cancel_scope)
-                outcome = await drive_run(self.by_name, self.store, run_id, self.deps)
+                outcome = await drive_run(self.by_name, self.store, run_id, self.deps, self.executor)
                 drive.cancel_scope.cancel()
             if lost is not None and lost.is_set():
                 logger.warning("run %s was taken over by another driver; this worker let go of it", run_id)
@@ -292,6 +341,31 @@ class Worker:
 async def _cancel_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
+
+
+def _branch_slots(worker: Worker, slots: int, queues: Collection[str] | None) -> BranchSlots:
+    """The branch side of a worker on a PostgreSQL store.
+
+    Raises:
+        ValueError: the store is not a `PostgresStore` (branch tasks live in PostgreSQL).
+    """
+    try:
+        from railyard._branch_worker import BranchSlots
+        from railyard.store.postgres import PostgresStore
+    except ImportError as err:
+        raise ValueError(f"Worker(branches=...) needs PostgreSQL: {err}") from None
+    store = worker.store
+    if not isinstance(store, PostgresStore):
+        raise ValueError(f"Worker(branches=...): branch tasks live in PostgreSQL, and the store is {store!r}.")
+    return BranchSlots(
+        worker.by_name,
+        store,
+        worker.deps,
+        slots,
+        None if queues is None else list(queues),
+        poll_interval=worker.poll_interval,
+        max_poll_interval=worker.max_poll_interval,
+    )
 
 
 def by_name(graphs: Resumable | Sequence[Resumable]) -> dict[str, Resumable]:
@@ -317,7 +391,9 @@ def by_name(graphs: Resumable | Sequence[Resumable]) -> dict[str, Resumable]:
     return named
 
 
-async def drive_run(graphs: Mapping[str, Resumable], store: RunStore, run_id: str, deps: Any) -> Outcome:
+async def drive_run(
+    graphs: Mapping[str, Resumable], store: RunStore, run_id: str, deps: Any, executor: Executor | None = None
+) -> Outcome:
     """Resume one claimed run; say whether it was driven, taken by another driver, or is unusable here."""
     graph = await _graph_of(graphs, store, run_id)
     if graph is None:
@@ -327,7 +403,10 @@ async def drive_run(graphs: Mapping[str, Resumable], store: RunStore, run_id: st
         return "unusable"
     run_deps = deps.get(graph.name) if isinstance(deps, Mapping) else deps
     try:
-        await graph.resume(store, run_id, deps=run_deps)
+        if executor is not None and hasattr(graph, "iter_resume"):  # node and builder graphs; an agent's run here
+            await graph.resume(store, run_id, deps=run_deps, executor=executor)  # type: ignore[call-arg]
+        else:
+            await graph.resume(store, run_id, deps=run_deps)
     except RunSuspended as suspended:
         logger.info(
             "run %s is suspended: %s",

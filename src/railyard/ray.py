@@ -17,7 +17,7 @@ Needs Ray: `pip install 'railyard-graph[ray]'` (importing this module does not i
 from __future__ import annotations
 
 from railyard._ray_executor import RayExecutor, RayOptions
-from railyard._ray_step import StepLost, ValueCannotCross
+from railyard._step_codec import StepLost, ValueCannotCross
 
 __all__ = ("RayExecutor", "RayOptions", "StepLost", "ValueCannotCross")
 
