@@ -145,6 +145,20 @@ class BranchSlots:
         if self._stop is not None:
             self._stop.set()
 
+    async def prepare(self) -> None:
+        """Make the task tables if they are missing (before `serve`).
+
+        Raises:
+            PersistenceError: the database cannot be reached, or has tables of those names
+                railyard did not make.
+        """
+        pool = await self.store._connection_pool()
+        try:
+            async with pool.connection() as connection:
+                await ensure_tasks(connection, repr(self.store))
+        except psycopg.Error as err:
+            raise PersistenceError(f"{self.store!r}: {type(err).__name__}: {str(err).strip()}") from err
+
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Claim and run tasks until stopped; says it started once its first claim round is done.
 
@@ -155,9 +169,6 @@ class BranchSlots:
         self._limiter = anyio.CapacityLimiter(self.slots)
         if self._stopping:
             self._stop.set()
-        pool = await self.store._connection_pool()
-        async with pool.connection() as connection:
-            await ensure_tasks(connection, repr(self.store))
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._renew, group.cancel_scope)

@@ -138,14 +138,14 @@ class RemoteStepError(GraphRuntimeError):
         """Its step id."""
         self.error_type = error_type
         """The exception's class, as `module.QualifiedName`."""
-        self.message = message
+        self.error_message = message
         """Its message (`str(error)`)."""
         self.traceback = traceback
         """The traceback, as the worker printed it."""
         super().__init__(f"Step `{node_id}` ({step_id}) raised {error_type}: {message}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.node_id, self.step_id, self.error_type, self.message, self.traceback))
+        return (type(self), (self.node_id, self.step_id, self.error_type, self.error_message, self.traceback))
 
 
 class _FinalRemoteStepError(RemoteStepError, NonRetryable):

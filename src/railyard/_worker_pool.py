@@ -170,10 +170,15 @@ class Worker:
 
         Returns:
             The ids of the runs this worker drove, in the order their drives finished.
+
+        Raises:
+            PersistenceError: with `branches`, the database has task tables railyard did not make.
         """
         self._stop = anyio.Event()
         if self._stopping:
             self._stop.set()
+        if self.branches is not None:
+            await self.branches.prepare()
         async with anyio.create_task_group() as outer:
             if handle_signals:
                 await outer.start(self._on_signals)

@@ -13,16 +13,22 @@ step that finished is never run again. A worker whose run was taken over (it was
 from the database past its lease) cannot write to it: its drive stops. A run is driven by
 the graph whose name was recorded when it was created: a node `Graph`, a builder `Graph`
 or an `Agent` alike. `Worker` is the same with a handle: `stop()` it, or let SIGTERM do so.
+
+On PostgreSQL a worker may also run branch tasks (`branches=N`): the steps of other runs'
+maps, spread over workers by their drivers' `railyard.branches.BranchExecutor`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from railyard._worker_pool import Resumable, Worker
 from railyard.store import RunStatus, RunStore
 from railyard.store.base import READY
+
+if TYPE_CHECKING:
+    from railyard.runtime._executor import Executor
 
 __all__ = ("Resumable", "Worker", "run_worker")
 
@@ -42,6 +48,9 @@ async def run_worker(
     max_poll_interval: float = 2.0,
     grace: float = 30.0,
     handle_signals: bool = False,
+    branches: int = 0,
+    queues: Collection[str] | None = None,
+    executor: Executor | None = None,
 ) -> list[str]:
     """Claim ready runs of `graphs` and drive up to `concurrency` of them at once, each to its end.
 
@@ -54,11 +63,17 @@ async def run_worker(
     SIGTERM or SIGINT stop it gracefully: no more claims, `grace` seconds for the runs in
     hand to finish, then they are released where they stand (see `Worker`).
 
+    On PostgreSQL, `branches=N` also claims branch tasks of the graphs' steps (runs whose
+    driver gives them a `railyard.branches.BranchExecutor`) from `queues` (`None`: every
+    queue) and runs up to N at once, with `deps`; `concurrency=0` runs branch tasks only.
+    `executor` is where the steps of the runs this worker drives run.
+
     Returns:
         The ids of the runs this worker drove, in the order their drives finished.
 
     Raises:
-        ValueError: a graph has no name, two graphs share one, or a number is out of range.
+        ValueError: a graph has no name, two graphs share one, a number is out of range, or
+            `branches` is given for a store that is not PostgreSQL.
     """
     worker = Worker(
         graphs,
@@ -71,5 +86,8 @@ async def run_worker(
         poll_interval=poll_interval,
         max_poll_interval=max_poll_interval,
         grace=grace,
+        branches=branches,
+        queues=queues,
+        executor=executor,
     )
     return await worker.run(handle_signals=handle_signals)

@@ -28,7 +28,7 @@ from railyard.cli._common import (
     open_cli_store,
     write_out,
 )
-from railyard.cli._executors import ExecutorOption, open_executor
+from railyard.cli._executors import ExecutorOption, close_executor, open_executor
 from railyard.cli._live import LiveDisplay, StoreTap
 from railyard.cli._load import GraphKind, LoadedGraph, load_graph, load_json
 from railyard.cli._render import to_json
@@ -236,9 +236,10 @@ def run(  # noqa: PLR0917 - a command: typer passes its options by name
         elif prompt is None:
             raise CliError(f"{graph} is an agent: pass --prompt TEXT", EXIT_USAGE)
         new_id = run_id or f"{loaded.name or 'run'}-{uuid.uuid4().hex[:8]}"
-        where = await open_executor(executor, loaded)
         opened = open_cli_store(store, create=True)
+        where = None
         try:
+            where = await open_executor(executor, loaded, opened)
 
             async def go(tap: RunStore) -> Any:
                 if loaded.kind is GraphKind.NODE:
@@ -252,6 +253,7 @@ def run(  # noqa: PLR0917 - a command: typer passes its options by name
             _say(f"run {new_id} of {loaded.name or graph} in {store}")
             return await _drive(opened, new_id, go, loaded, store)
         finally:
+            close_executor(where)
             await close_store(opened)
 
     execute(ctx, work)
@@ -275,9 +277,10 @@ def resume(
 
     async def work() -> int:
         loaded = load_graph(graph)
-        where = await open_executor(executor, loaded)
         opened = open_cli_store(store)
+        where = None
         try:
+            where = await open_executor(executor, loaded, opened)
             await opened.read(run_id)  # RunNotFound before anything runs
             _say(f"resuming run {run_id} of {loaded.name or graph}")
 
@@ -288,6 +291,7 @@ def resume(
 
             return await _drive(opened, run_id, go, loaded, store)
         finally:
+            close_executor(where)
             await close_store(opened)
 
     execute(ctx, work)
@@ -336,6 +340,17 @@ def worker(  # noqa: PLR0917 - a command: typer passes its options by name
         float | None, typer.Option("--idle-timeout", help="Stop once no run was ready for this many seconds.")
     ] = None,
     max_runs: Annotated[int | None, typer.Option("--max-runs", help="Stop after driving this many runs.")] = None,
+    branches: Annotated[
+        int,
+        typer.Option(
+            "--branches",
+            help="Also run up to this many branch tasks at once (PostgreSQL; with --concurrency 0: only those).",
+        ),
+    ] = 0,
+    queue: Annotated[
+        list[str] | None, typer.Option("--queue", help="Take branch tasks of this queue only (repeatable).")
+    ] = None,
+    executor: ExecutorOption = "inline",
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Claim ready runs of the graphs and drive up to --concurrency of them at once, until stopped.
@@ -343,6 +358,9 @@ def worker(  # noqa: PLR0917 - a command: typer passes its options by name
     On SIGTERM or Ctrl-C the worker claims no more runs and gives the runs it drives
     --grace seconds to finish; a second signal (or the end of the grace) releases them
     where they stand, resumable by any worker (a step in flight runs again from its start).
+
+    With --branches N (PostgreSQL) it also claims branch tasks of the graphs' steps (runs
+    started with --executor branches[:QUEUE]) and runs up to N of them at once.
 
     Example:
         railyard worker myapp.flows:orders myapp.flows:refunds --concurrency 8 --store postgresql://localhost/app
@@ -353,7 +371,9 @@ def worker(  # noqa: PLR0917 - a command: typer passes its options by name
 
         loaded = [load_graph(spec) for spec in graphs]
         opened = open_cli_store(store, create=True)
+        where = None
         try:
+            where = await open_executor(executor, None, opened)
             try:
                 pool = Worker(
                     [g.graph for g in loaded],
@@ -362,6 +382,9 @@ def worker(  # noqa: PLR0917 - a command: typer passes its options by name
                     max_runs=max_runs,
                     idle_timeout=idle_timeout,
                     grace=grace,
+                    branches=branches,
+                    queues=queue or None,
+                    executor=where,
                 )
             except ValueError as err:
                 raise CliError(str(err), EXIT_USAGE) from None
@@ -391,9 +414,11 @@ def worker(  # noqa: PLR0917 - a command: typer passes its options by name
 
                 await group.start(on_signal)
                 names = ", ".join(g.name or g.spec for g in loaded)
-                _say(f"worker: driving up to {concurrency} run(s) at once of {names} in {store}")
+                tasks = f", running up to {branches} branch task(s) at once" if branches else ""
+                _say(f"worker: driving up to {concurrency} run(s) at once of {names}{tasks} in {store}")
                 group.start_soon(drive)
         finally:
+            close_executor(where)
             await close_store(opened)
         driven = pool.driven
         if signalled:

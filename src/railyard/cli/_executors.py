@@ -1,4 +1,4 @@
-"""The `--executor` option: where a run's steps run (here, on threads, or on a Ray cluster)."""
+"""The `--executor` option: where a run's steps run (here, on threads, on a Ray cluster, or as branch tasks)."""
 
 from __future__ import annotations
 
@@ -10,25 +10,30 @@ import typer
 from railyard.cli._common import EXIT_USAGE, CliError
 from railyard.cli._load import GraphKind, LoadedGraph
 
-__all__ = ("ExecutorOption", "open_executor")
+__all__ = ("ExecutorOption", "close_executor", "open_executor")
 
 ExecutorOption = Annotated[
     str,
     typer.Option(
         "--executor",
         envvar="RAILYARD_EXECUTOR",
-        help="Where steps run: inline (this process), threads[:N], or ray[:ADDRESS] (a Ray cluster; "
-        "pip install 'railyard-graph[ray]').",
+        help="Where steps run: inline (this process), threads[:N], ray[:ADDRESS] (a Ray cluster; "
+        "pip install 'railyard-graph[ray]'), or branches[:QUEUE] (tasks in the PostgreSQL store, for "
+        "`railyard worker --branches N` processes).",
     ),
 ]
 
 
-async def open_executor(spec: str, loaded: LoadedGraph | None = None) -> Any:
+async def open_executor(spec: str, loaded: LoadedGraph | None = None, store: Any = None) -> Any:
     """The executor `spec` names (`None` for inline); a Ray cluster is joined (or started) first.
 
+    `store` is the store the runs are in (branch tasks go in its database). Close what this
+    returns with `close_executor`.
+
     Raises:
-        CliError: the spec names no executor, the graph is an agent (its steps run here), or
-            Ray is missing or cannot be reached.
+        CliError: the spec names no executor, the graph is an agent (its steps run here),
+            Ray is missing or cannot be reached, or branches are asked of a store that is
+            not PostgreSQL.
     """
     kind, _, argument = spec.strip().partition(":")
     kind = kind.lower()
@@ -60,4 +65,22 @@ async def open_executor(spec: str, loaded: LoadedGraph | None = None) -> Any:
                 where = address or "a local Ray instance"
                 raise CliError(f"--executor {spec}: cannot start or join {where}: {err}") from None
         return RayExecutor()
-    raise CliError(f"--executor {spec!r}: use inline, threads[:N] or ray[:ADDRESS]", EXIT_USAGE)
+    if kind == "branches":
+        try:
+            from railyard.branches import BranchExecutor
+            from railyard.store.postgres import PostgresStore
+        except ImportError:
+            raise CliError("--executor branches needs PostgreSQL: pip install 'railyard-graph[postgres]'") from None
+        if not isinstance(store, PostgresStore):
+            raise CliError(
+                f"--executor {spec}: branch tasks live in PostgreSQL; give --store postgresql://...", EXIT_USAGE
+            )
+        return BranchExecutor(store, queue=argument or "default")
+    raise CliError(f"--executor {spec!r}: use inline, threads[:N], ray[:ADDRESS] or branches[:QUEUE]", EXIT_USAGE)
+
+
+def close_executor(executor: Any) -> None:
+    """End what an executor holds (a `BranchExecutor`'s thread and sessions); nothing for the others."""
+    close = getattr(executor, "close", None)
+    if close is not None:
+        close()

@@ -134,12 +134,14 @@ async def ensure_tasks(connection: psycopg.AsyncConnection[Any], where: str) -> 
                 f"{where}: its branch tasks were written by a newer railyard (tasks version {version}; this "
                 f"railyard reads {TASKS_VERSION}). Upgrade railyard to use them."
             )
-        for table, expected in TASK_COLUMNS.items():
-            if version is None or columns.get(table) != expected:
-                raise PersistenceError(
-                    f"{where}: table {table} has columns {columns.get(table, [])}, expected {expected}; it was "
-                    f"not made by railyard's branch tasks (version {TASKS_VERSION}). Rename or drop it."
-                )
+        mismatched = [table for table, expected in TASK_COLUMNS.items() if columns.get(table) != expected]
+        if version is None or mismatched:
+            # a table railyard did not make, said before one that is merely missing
+            table = next((t for t in mismatched if t in columns), mismatched[0] if mismatched else "railyard_tasks")
+            raise PersistenceError(
+                f"{where}: table {table} has columns {columns.get(table, [])}, expected {TASK_COLUMNS[table]}; it "
+                f"was not made by railyard's branch tasks (version {TASKS_VERSION}). Rename or drop it."
+            )
 
 
 # A queue, made known to workers claiming from every queue; with `set`, its global limit as the
