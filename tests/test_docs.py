@@ -38,6 +38,7 @@ PUBLIC_PACKAGES = (
     "railyard.children",
     "railyard.versioning",
     "railyard.retries",
+    "railyard.branches",
     "railyard.durable",
     "railyard.worker",
     "railyard.ray",
@@ -105,8 +106,12 @@ def test_python_blocks_print_what_they_say(page: Path, page_module: types.Module
         assert out.getvalue().splitlines() == expected, f"{_page_id(page)} block {index}"
 
 
+POSTGRES_PLACEHOLDER = "postgresql://user@host/database"
+"""A console command naming this URL is run against a new database on the test server."""
+
+
 @pytest.mark.parametrize("page", [p for p in PAGES if _blocks(p, "console")], ids=_page_id)
-def test_console_sessions_print_what_they_say(page: Path, tmp_path: Path) -> None:
+def test_console_sessions_print_what_they_say(page: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     for index, block in enumerate(_blocks(page, "console")):
         workdir = tmp_path / f"block{index}"
         workdir.mkdir()
@@ -120,6 +125,9 @@ def test_console_sessions_print_what_they_say(page: Path, tmp_path: Path) -> Non
         for command, expected in sessions:
             program, script, *args = shlex.split(command)
             assert program == "python" and script.startswith("examples/"), command
+            if POSTGRES_PLACEHOLDER in args:  # only then is a server started
+                database = request.getfixturevalue("new_postgres_database")()
+                args = [database if arg == POSTGRES_PLACEHOLDER else arg for arg in args]
             proc = subprocess.run(
                 [sys.executable, str(ROOT / script), *args],
                 cwd=workdir,

@@ -712,6 +712,19 @@ def test_scale_out_workers_drives_every_run_once_across_three_processes() -> Non
     )
 
 
+@covers("scale_out_branches.py")
+def test_scale_out_branches_spreads_one_maps_items_over_three_worker_processes(
+    new_postgres_database: Callable[[], str],
+) -> None:
+    assert run_example("scale_out_branches.py", new_postgres_database()).stdout == (
+        "200 pages summarised; first: page-000:685520, page-001:e92cfe\n"
+        "worker processes that ran pages: 3 of 3\n"
+        "most pages at once: within the queue's limit of 6: True\n"
+        "a page ran twice: False\n"
+        "3 workers, --branches 4 each, exited with [0]\n"
+    )
+
+
 def test_scale_out_workers_on_postgresql(new_postgres_database: Callable[[], str]) -> None:
     assert run_example("scale_out_workers.py", new_postgres_database()).stdout == (
         "3 workers, --concurrency 4 each, exited with [0]\n40 of 40 runs ended, 120 steps\na step finished twice: False\n"

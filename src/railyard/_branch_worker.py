@@ -171,7 +171,7 @@ class BranchSlots:
             self._stop.set()
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(self._renew, group.cancel_scope)
+                group.start_soon(self._renew)
                 await self._claim_rounds(group, task_status)
                 while self.held:  # the claims in hand run to their ends (or the grace cancels them)
                     await self._slot_freed()
@@ -408,32 +408,43 @@ class BranchSlots:
                 "branch task %s (%s) was taken over or cancelled; its answer is dropped", claim.task_id, claim.step_id
             )
 
-    async def _renew(self, scope: anyio.CancelScope) -> None:
-        """Renew every claim held, every third of the lease; stop the steps whose claims are gone."""
+    async def _renew(self) -> None:
+        """Renew every claim held, every third of the lease; stop the steps whose claims are gone.
+
+        A renewal is given a quarter of the lease to answer. When none has succeeded for
+        seven tenths of the lease (counted from when the last good one was sent, so at
+        most that much of the server's lease is used), the worker is cut off: it stops
+        every step before another worker may take their tasks.
+        """
         lease = self.store.lease
         renewed = anyio.current_time()
         while True:
-            await anyio.sleep(lease / 3)
+            await anyio.sleep(lease / 6)
             held = list(self.held.values())
+            now = anyio.current_time()
             if not held:
-                renewed = anyio.current_time()
+                renewed = now
                 continue
-            try:
-                rows = await _fetch(self.store, RENEW, {"owners": [c.owner for c in held], "lease": lease})
-            except PersistenceError as error:
-                if anyio.current_time() - renewed > lease * 0.8:  # cut off: another worker may take them soon
-                    logger.warning(
-                        "branch claims not renewed for %.3g s (%s): stopping their steps",
-                        anyio.current_time() - renewed,
-                        error,
-                    )
+            if now - renewed >= lease / 3:
+                owners = [claim.owner for claim in held]
+                rows: list[Any] | None = None
+                with anyio.move_on_after(lease / 4):
+                    try:
+                        rows = await _fetch(self.store, RENEW, {"owners": owners, "lease": lease})
+                    except PersistenceError as error:
+                        logger.warning("could not renew %d branch claims (%s)", len(owners), error)
+                if rows is not None:
+                    renewed = now
+                    kept = {row[0] for row in rows}
                     for claim in held:
-                        _lose(claim)
-                continue
-            renewed = anyio.current_time()
-            kept = {row[0] for row in rows}
-            for claim in held:
-                if claim.owner not in kept:
+                        if claim.owner not in kept:
+                            _lose(claim)
+            if anyio.current_time() - renewed > lease * 0.7 and any(not claim.lost for claim in held):
+                logger.warning(
+                    "branch claims not renewed for %.3g s: stopping their steps before their leases run out",
+                    anyio.current_time() - renewed,
+                )
+                for claim in held:
                     _lose(claim)
 
     async def _release(self) -> None:
