@@ -152,3 +152,29 @@ def test_ctrl_c_leaves_a_run_another_process_resumes(railyard: Railyard) -> None
     resumed = railyard("resume", "h1", "--graph", f"{G}:hanging", CLI_GRAPHS_RELEASE="1")
     assert json.loads(resumed.stdout) == 7
     assert railyard.runs()["h1"] == "ended"
+
+
+def test_a_runs_map_goes_to_a_branch_worker_process(railyard: Railyard) -> None:
+    command = ["worker", f"{G}:doubles", "--concurrency", "0", "--branches", "4", "--store", railyard.store]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "railyard", *command],
+        cwd=railyard.cwd,
+        env=railyard.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stderr is not None
+        said = _read_until(worker.stderr, "branch task(s) at once")
+        assert "driving up to 0 run(s) at once of doubles, running up to 4 branch task(s) at once" in said
+        done = railyard("run", f"{G}:doubles", "--inputs", json.dumps(list(range(100))), "--executor", "branches")
+        assert sorted(json.loads(done.stdout)) == [2 * i for i in range(100)]  # joined as they came
+        assert "map -> double: 100/100 done in " in done.stderr
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, rest = worker.communicate(timeout=GUARD)
+    assert worker.returncode == 0, rest
+    assert "worker: stopped" in rest
+    wrong = railyard("worker", f"{G}:doubles", "--concurrency", "0", code=2)
+    assert "branches=N" in wrong.stderr
