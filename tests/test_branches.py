@@ -236,6 +236,22 @@ async def test_a_steps_error_comes_back_as_itself_and_its_retry_policy_decides(u
     await store.aclose()
 
 
+async def test_a_failed_run_resumed_runs_its_failed_step_again(url: str) -> None:
+    store = PostgresStore(url)
+    async with _worker(url, [branch_graphs.failing]):
+        with BranchExecutor(store) as executor:
+            branch_graphs.FOUR_FAILS["now"] = True
+            with pytest.raises(Exception, match="cannot: four"):
+                await branch_graphs.failing.run(inputs=[4, 1], store=store, run_id="again", executor=executor)
+            branch_graphs.FOUR_FAILS["now"] = False  # fixed: the failed task is queued afresh, not answered again
+            try:
+                assert sorted(await branch_graphs.failing.resume(store, "again", executor=executor)) == [1, 4]
+            finally:
+                branch_graphs.FOUR_FAILS["now"] = True
+    assert (await store.run("again")).info.status == RunStatus.ENDED
+    await store.aclose()
+
+
 def _leaf(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         (error,) = error.exceptions

@@ -101,8 +101,11 @@ def test_run_a_builder_graph_and_an_agent(cli: Cli, tmp_path: Path) -> None:
 def test_executor_option(cli: Cli) -> None:
     done = json.loads(cli("run", f"{G}:doubles", "--inputs", "[1, 2]", "--executor", "threads:2").stdout)
     assert sorted(done) == [2, 4]  # the branches join in the order they finish
-    assert "use inline, threads[:N] or ray[:ADDRESS]" in _error_line(
+    assert "use inline, threads[:N], ray[:ADDRESS] or branches[:QUEUE]" in _error_line(
         cli("run", f"{G}:doubles", "--inputs", "[1]", "--executor", "cluster", code=2)
+    )
+    assert "branch tasks live in PostgreSQL; give --store postgresql://" in _error_line(
+        cli("run", f"{G}:doubles", "--inputs", "[1]", "--executor", "branches", code=2)
     )
     assert "threads:N takes a whole number" in _error_line(
         cli("run", f"{G}:doubles", "--inputs", "[1]", "--executor", "threads:x", code=2)

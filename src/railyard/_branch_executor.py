@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import uuid
 from collections.abc import Collection
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
@@ -309,6 +310,12 @@ class _Client:
         self._ids: dict[Future[_Answer], int] = {}
         self._broken: BaseException | None = None
         """Why no task can be submitted (a foreign table, a newer layout): every submission fails with it."""
+        self._by = uuid.uuid4().hex
+        """This client's name on the tasks it submits: it cancels only tasks still its own."""
+        self._in_flight: list[tuple[dict[str, Any], Future[_Answer]]] = []
+        """The batch being submitted now (resolved, or failed, if the client stops meanwhile)."""
+        self._early: set[int] = set()
+        """Answered task ids heard before their submission came back (a fast worker)."""
 
     def submit(self, row: dict[str, Any]) -> Future[_Answer]:
         future: Future[_Answer] = Future()
@@ -351,7 +358,24 @@ class _Client:
                 loop.call_soon_threadsafe(wake.set)
 
     def _main(self) -> None:
-        asyncio.run(self._serve())
+        died: BaseException | None = None
+        try:
+            asyncio.run(self._serve())
+        except BaseException as error:  # a bug: the tasks waiting hear of it, and the next submit starts anew
+            logger.exception("the branch executor's thread stopped")
+            died = error
+        finally:
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+                self._loop = self._wake = self._closing = None
+                left = [future for _, future in self._incoming]
+                self._incoming.clear()
+            for future in left:
+                if died is None:
+                    future.cancel()
+                else:
+                    _fail(future, GraphRuntimeError(f"the branch executor's thread stopped: {died!r}"))
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -368,8 +392,9 @@ class _Client:
                 group.cancel_scope.cancel()
         finally:
             with self._lock:
-                left = [future for _, future in self._incoming] + list(self._waiting.values())
+                left = [future for _, future in self._incoming + self._in_flight] + list(self._waiting.values())
                 self._incoming.clear()
+            self._in_flight = []
             for future in left:
                 future.cancel()
             self._waiting.clear()
@@ -390,6 +415,7 @@ class _Client:
                 cancels, self._cancels = self._cancels, []
             dropped = set(cancels)
             batch = [(row, future) for row, future in batch if future not in dropped]
+            self._in_flight = batch
             for future in dropped:
                 future.cancel()
             if self._broken is not None:
@@ -405,18 +431,21 @@ class _Client:
                     for task_id in ids:
                         self._waiting.pop(task_id, None)
                     if ids:
-                        await _execute(store, CANCEL, {"ids": ids})
+                        await _execute(store, CANCEL, {"ids": ids, "by": self._by})
                 for start in range(0, len(batch), _CHUNK):
                     await self._submit(store, batch[start : start + _CHUNK])
+                self._in_flight = []
                 delay = 0.1
             except _Refused as refused:
                 self._broken = refused.error
                 for _, future in batch:
                     _fail(future, refused.error)
+                self._in_flight = []
             except PersistenceError as error:
                 logger.warning("could not queue branch tasks (%s); trying again in %.2g s", error, delay)
                 with self._lock:  # put back, in order, in front of what came meanwhile
-                    self._incoming[:0] = batch
+                    self._incoming[:0] = [(row, future) for row, future in batch if not future.done()]
+                self._in_flight = []
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 self._wake.set()
@@ -441,7 +470,7 @@ class _Client:
             return
         tasks = pydantic_core.to_json([row for row, _ in batch]).decode()
         try:
-            rows = await _fetch(store, SUBMIT, {"tasks": tasks, "queue": self.queue})
+            rows = await _fetch(store, SUBMIT, {"tasks": tasks, "queue": self.queue, "by": self._by})
         except PersistenceError as error:
             if len(batch) > 1 and isinstance(error.__cause__, psycopg.errors.ForeignKeyViolation):
                 for one in batch:  # one of them names a run this database does not have
@@ -459,13 +488,19 @@ class _Client:
                 return
             raise
         by_key = {(row["run_id"], row["step_id"], row["attempt"]): future for row, future in batch}
+        early: list[int] = []
         for task_id, run_id, step_id, attempt, state, answer, _ in rows:
             future = by_key[(run_id, step_id, attempt)]
-            if state in ("done", "failed", "lost"):
+            if state == "done":
                 _resolve(future, _Answer(state, answer, None))
             else:
                 self._waiting[task_id] = future
                 self._ids[future] = task_id
+                if task_id in self._early:
+                    early.append(task_id)
+        if early:  # answered before the statement that queued them came back
+            self._early.difference_update(early)
+            await self._collect(store, early)
 
     async def _listen(self, store: PostgresStore) -> None:
         """Take in the answers workers announce; after a gap in listening, look for those missed."""
@@ -485,12 +520,16 @@ class _Client:
                 while True:
                     heard: set[int] = set()
                     async for notice in connection.notifies(timeout=self.poll_interval, stop_after=1):
-                        heard.add(int(notice.payload))
+                        _heard(heard, notice.payload)
                     if not heard:
                         continue
                     async for notice in connection.notifies(timeout=0.002):  # the rest of the burst
-                        heard.add(int(notice.payload))
-                    await self._collect(store, [task_id for task_id in heard if task_id in self._waiting])
+                        _heard(heard, notice.payload)
+                    ours = [task_id for task_id in heard if task_id in self._waiting]
+                    if len(self._early) > 10_000:  # (others' answers, mostly)
+                        self._early.clear()
+                    self._early.update(heard.difference(ours))
+                    await self._collect(store, ours)
             except (psycopg.Error, PersistenceError) as error:
                 logger.warning("lost the session listening for branch answers (%s); listening again", error)
                 await store._drop("railyard-branches-listen", connection)
@@ -515,6 +554,12 @@ class _Client:
                 if future is not None:
                     self._ids.pop(future, None)
                     _resolve(future, _Answer(state, answer, owner))
+
+
+def _heard(heard: set[int], payload: str) -> None:
+    """Take in one notification's task id (a payload that is none is not railyard's: ignored)."""
+    with contextlib.suppress(ValueError):
+        heard.add(int(payload))
 
 
 def _resolve(future: Future[_Answer], answer: _Answer) -> None:

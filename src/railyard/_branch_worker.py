@@ -144,6 +144,13 @@ class BranchSlots:
         self._stopping = True
         if self._stop is not None:
             self._stop.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake whatever waits for a slot to free (the claim rounds, the renewals)."""
+        freed, self._freed = self._freed, None
+        if freed is not None:
+            freed.set()
 
     async def prepare(self) -> None:
         """Make the task tables if they are missing (before `serve`).
@@ -171,10 +178,13 @@ class BranchSlots:
             self._stop.set()
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(self._renew)
-                await self._claim_rounds(group, task_status)
-                while self.held:  # the claims in hand run to their ends (or the grace cancels them)
-                    await self._slot_freed()
+                group.start_soon(self._renew_until_done)
+                try:
+                    await self._claim_rounds(group, task_status)
+                    while self.held:  # the claims in hand run to their ends (or the grace cancels them)
+                        await self._slot_freed()
+                finally:  # (cancelled too: the renewals end once the steps being stopped are done)
+                    self.stop()
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -300,9 +310,7 @@ class BranchSlots:
 
     def _free(self, claim: _Claim) -> None:
         self.held.pop(claim.owner, None)
-        freed, self._freed = self._freed, None
-        if freed is not None:
-            freed.set()
+        self._wake()
 
     async def _work(self, claim: _Claim, graph_name: str | None, node_id: str, payload: Any) -> None:
         """Run one claimed task's step and write its answer while the claim holds."""
@@ -318,7 +326,7 @@ class BranchSlots:
             else:
                 run_deps = self.deps.get(graph_name) if isinstance(self.deps, Mapping) else self.deps
                 state, answer = await self._call(claim, code, payload, run_deps)
-            if state == "cancelled" or claim.lost:
+            if state == "cancelled" or claim.lost:  # (before the answer is written: a lost claim cannot)
                 logger.info(
                     "branch task %s (%s) was cancelled or taken over; its answer is dropped",
                     claim.task_id,
@@ -329,6 +337,10 @@ class BranchSlots:
         except anyio.get_cancelled_exc_class():  # the worker's grace ran out: the task is queued again
             self._cut.append(claim.owner)
             raise
+        except Exception as error:  # reading the task or its answer failed: the attempt fails, the worker goes on
+            logger.exception("branch task %s (%s) could not be run", claim.task_id, claim.step_id)
+            if not claim.lost:
+                await self._finish(claim, "failed", {"error": error_json(error)})
         finally:
             self._free(claim)
 
@@ -408,6 +420,15 @@ class BranchSlots:
                 "branch task %s (%s) was taken over or cancelled; its answer is dropped", claim.task_id, claim.step_id
             )
 
+    async def _renew_until_done(self) -> None:
+        """Renew the claims until the worker stops and holds none.
+
+        A step being stopped (or one that cannot be, blocking its thread) keeps its task
+        while it runs, so no other worker runs it meanwhile.
+        """
+        with anyio.CancelScope(shield=True):
+            await self._renew()
+
     async def _renew(self) -> None:
         """Renew every claim held, every third of the lease; stop the steps whose claims are gone.
 
@@ -419,10 +440,13 @@ class BranchSlots:
         lease = self.store.lease
         renewed = anyio.current_time()
         while True:
-            await anyio.sleep(lease / 6)
+            with anyio.move_on_after(lease / 6):
+                await self._slot_freed()
             held = list(self.held.values())
             now = anyio.current_time()
             if not held:
+                if self._stopping:
+                    return
                 renewed = now
                 continue
             if now - renewed >= lease / 3:

@@ -157,8 +157,8 @@ def error_json(error: BaseException) -> dict[str, Any]:
     kind = type(error)
     described: dict[str, Any] = {
         "type": f"{kind.__module__}.{kind.__qualname__}",
-        "message": str(error),
-        "traceback": "".join(traceback.format_exception(error)),
+        "message": _said(str, error),
+        "traceback": _said(lambda e: "".join(traceback.format_exception(e)), error),
         "final": isinstance(error, NonRetryable),
     }
     try:
@@ -174,6 +174,27 @@ def error_json(error: BaseException) -> dict[str, Any]:
         except (pydantic_core.PydanticSerializationError, TypeError, ValueError):
             pass
     return described
+
+
+def _said(say: Callable[[BaseException], str], error: BaseException) -> str:
+    """What `say(error)` gives, or a placeholder when the exception cannot say it (its `__str__` raised)."""
+    try:
+        return say(error)
+    except Exception as failed:
+        return f"<{type(error).__qualname__}; it could not be printed: {type(failed).__name__}>"
+
+
+def _imported(path: str) -> Any:
+    """The object at dotted `path` inside a module already imported (the longest such module prefix)."""
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        found: Any = sys.modules.get(".".join(parts[:cut]))
+        if found is None:
+            continue
+        for part in parts[cut:]:
+            found = getattr(found, part, None)
+        return found
+    return None
 
 
 def error_from_json(node_id: str, step_id: str, described: dict[str, Any], where: str) -> Exception:

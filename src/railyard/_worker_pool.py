@@ -243,6 +243,8 @@ class Worker:
                 idle_since = anyio.current_time()
             if self.branches is not None:
                 idle_since = max(idle_since, self.branches.last_busy)
+                if self.branches.held:  # a task in hand is not idleness, however long its step
+                    idle_since = anyio.current_time()
             if self.concurrency == 0:  # branch tasks only
                 if self.idle_timeout is not None:
                     left = self.idle_timeout - (anyio.current_time() - idle_since)
@@ -276,6 +278,8 @@ class Worker:
             if not self._active and self.idle_timeout is not None:
                 if self.branches is not None:
                     idle_since = max(idle_since, self.branches.last_busy)
+                    if self.branches.held:
+                        idle_since = anyio.current_time()
                 left = self.idle_timeout - (anyio.current_time() - idle_since)
                 if left <= 0:
                     return

@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS railyard_tasks (
     graph text,
     node_id text NOT NULL,
     payload json NOT NULL,
+    submitted_by text NOT NULL,
     state text NOT NULL,
     owner text,
     lease_expires double precision,
@@ -94,6 +95,7 @@ TASK_COLUMNS = {
         "graph",
         "node_id",
         "payload",
+        "submitted_by",
         "state",
         "owner",
         "lease_expires",
@@ -151,21 +153,30 @@ INSERT INTO railyard_queues (queue, concurrency) VALUES (%(queue)s::text, %(conc
 ON CONFLICT (queue) DO UPDATE SET concurrency = EXCLUDED.concurrency WHERE %(set)s::boolean
 """
 
-# A batch of tasks (one JSON array), each queued once: a task submitted again (its driver
-# was restarted) keeps its row and comes back as it stands, with its answer if it has one;
-# one cancelled (by a driver that was stopped) is queued again. The graph is the run's.
+# A batch of tasks (one JSON array), each queued once. A task submitted again (its driver
+# was restarted, or the run resumed after a failure) is the submitter's from then on: one
+# that is done comes back with its answer, and is not run again; one still queued or
+# running is waited for; one that failed, was lost or was cancelled is queued afresh.
+# The graph is the run's (a run this database does not have is a foreign-key violation).
 SUBMIT = f"""
 WITH given AS (
     SELECT * FROM json_to_recordset(%(tasks)s::json)
         AS g (run_id text, step_id text, attempt integer, node_id text, payload json)
 ), queued AS (
-    INSERT INTO railyard_tasks AS t (run_id, step_id, attempt, queue, graph, node_id, payload, state, claims, queued_at)
-    SELECT g.run_id, g.step_id, g.attempt, %(queue)s::text, r.graph, g.node_id, g.payload, 'queued', 0, {_NOW}
+    INSERT INTO railyard_tasks AS t (
+        run_id, step_id, attempt, queue, graph, node_id, payload, submitted_by, state, claims, queued_at
+    )
+    SELECT g.run_id, g.step_id, g.attempt, %(queue)s::text, r.graph, g.node_id, g.payload, %(by)s::text,
+        'queued', 0, {_NOW}
     FROM given g LEFT JOIN railyard_runs r ON r.run_id = g.run_id
     ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET
-        state = CASE WHEN t.state = 'cancelled' THEN 'queued' ELSE t.state END,
-        payload = CASE WHEN t.state = 'cancelled' THEN EXCLUDED.payload ELSE t.payload END,
-        claims = CASE WHEN t.state = 'cancelled' THEN 0 ELSE t.claims END
+        submitted_by = EXCLUDED.submitted_by,
+        state = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN 'queued' ELSE t.state END,
+        payload = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN EXCLUDED.payload ELSE t.payload END,
+        answer = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN NULL ELSE t.answer END,
+        owner = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN NULL ELSE t.owner END,
+        claims = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN 0 ELSE t.claims END,
+        queued_at = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN EXCLUDED.queued_at ELSE t.queued_at END
     RETURNING t.task_id, t.run_id, t.step_id, t.attempt, t.state, t.answer
 ), told AS (
     SELECT pg_notify('{TASK_QUEUED}', %(queue)s::text) WHERE EXISTS (SELECT 1 FROM queued WHERE state = 'queued')
@@ -200,7 +211,8 @@ RETURNING pg_notify('{TASK_DONE}', task_id::text)
 """
 
 # Up to `want` tasks of the queue, oldest first, within the queue's room: its limit less its
-# tasks running under a live lease. Each claim gets a token of its own (`owner`).
+# tasks running under a live lease; none of a run that is over. Each claim gets a token no
+# other claim ever has (`owner`).
 CLAIM = f"""
 WITH clock AS (SELECT {_NOW} AS now),
 room AS (
@@ -214,21 +226,24 @@ room AS (
     WHERE queue = %(queue)s::text
         AND (graph = ANY(%(graphs)s::text[]) OR (graph IS NULL AND %(unnamed)s::boolean))
         AND (state = 'queued' OR (state = 'running' AND lease_expires <= clock.now))
+        AND NOT EXISTS (SELECT 1 FROM railyard_runs r WHERE r.run_id = railyard_tasks.run_id
+            AND r.status IN ('ended', 'cancelled'))
     ORDER BY task_id
     LIMIT (SELECT n FROM room)
     FOR UPDATE OF railyard_tasks SKIP LOCKED
 )
 UPDATE railyard_tasks t SET state = 'running', claims = t.claims + 1,
-    owner = %(worker)s::text || '/' || t.task_id || '.' || (t.claims + 1),
+    owner = %(worker)s::text || '/' || t.task_id || '.' || gen_random_uuid(),
     lease_expires = clock.now + %(lease)s::double precision, started_at = clock.now
 FROM picked, clock WHERE t.task_id = picked.task_id
 RETURNING t.task_id, t.run_id, t.step_id, t.attempt, t.graph, t.node_id, t.payload, t.owner
 """
 
-# A worker's live claims, renewed; the ones that do not come back were taken or cancelled.
+# A worker's live claims, renewed; the ones that do not come back were taken, cancelled, or
+# let run out (a lease that ran out may already count as room for another claim).
 RENEW = f"""
 UPDATE railyard_tasks SET lease_expires = {_NOW} + %(lease)s::double precision
-WHERE owner = ANY(%(owners)s::text[]) AND state = 'running'
+WHERE owner = ANY(%(owners)s::text[]) AND state = 'running' AND lease_expires > {_NOW}
 RETURNING owner
 """
 
@@ -251,12 +266,14 @@ WITH released AS (
 SELECT pg_notify('{TASK_QUEUED}', queue) FROM (SELECT DISTINCT queue FROM released) q
 """
 
-# Tasks of runs that are over (ended, failed or cancelled: a failed run's resume queues what
-# it still needs again), a batch at a time.
+# Tasks of runs that are over, a batch at a time: every task of an ended or cancelled run (a
+# worker running one hears of it at its next renewal), and the answered ones of a failed run
+# (its resume queues what it still needs again).
 SWEEP = """
 DELETE FROM railyard_tasks WHERE task_id IN (
     SELECT t.task_id FROM railyard_tasks t JOIN railyard_runs r ON r.run_id = t.run_id
-    WHERE r.status IN ('ended', 'failed', 'cancelled') AND t.state NOT IN ('queued', 'running')
+    WHERE r.status IN ('ended', 'cancelled')
+        OR (r.status = 'failed' AND t.state NOT IN ('queued', 'running'))
     LIMIT %(batch)s::integer
 )
 """
