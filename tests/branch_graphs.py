@@ -95,6 +95,8 @@ def _failing() -> BuilderGraph[None, None, list[int], list[int]]:
             raise Refused("three is refused once", ctx.inputs)
         if ctx.inputs == 4 and FOUR_FAILS["now"]:
             raise Unrebuildable(detail="four")
+        if ctx.inputs == 6:
+            raise SystemExit("six leaves")  # not an Exception: the worker must survive it
         if ctx.inputs == 5:
             return "five"  # type: ignore[return-value]  # not the int it says: it cannot cross back
         return ctx.inputs

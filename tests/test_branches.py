@@ -24,6 +24,7 @@ import pytest
 from railyard.branches import BranchExecutor, NotDurable, RemoteStepError, StepLost, ValueCannotCross
 from railyard.exceptions import PersistenceError
 from railyard.store import RunStatus
+from railyard.store._postgres_tasks import ensure_tasks
 from railyard.store.memory import MemoryStore
 from railyard.store.postgres import PostgresStore
 from railyard.store.sqlite import SqliteStore
@@ -250,6 +251,69 @@ async def test_a_failed_run_resumed_runs_its_failed_step_again(url: str) -> None
                 branch_graphs.FOUR_FAILS["now"] = True
     assert (await store.run("again")).info.status == RunStatus.ENDED
     await store.aclose()
+
+
+async def test_a_step_raising_system_exit_fails_its_attempt_and_the_worker_goes_on(url: str) -> None:
+    store = PostgresStore(url)
+    async with _worker(url, [branch_graphs.failing], slots=1):
+        with BranchExecutor(store) as executor:
+            with pytest.raises(RemoteStepError, match=r"builtins\.SystemExit: six leaves"):
+                await branch_graphs.failing.run(inputs=[6], store=store, executor=executor)
+            assert await branch_graphs.failing.run(inputs=[1], store=store, executor=executor) == [1]
+    await store.aclose()
+
+
+class Outer:
+    class Inner(Exception):
+        """An exception class inside a class."""
+
+
+def test_errors_rebuild_nested_classes_and_refuse_state_that_breaks_them() -> None:
+    from railyard._step_codec import error_from_json, error_json
+
+    nested = error_from_json("s", "s1", error_json(Outer.Inner("deep")), "here")
+    assert type(nested) is Outer.Inner and nested.args == ("deep",)
+    described = {**error_json(Refused("why", 3)), "state": {"__notes__": 5}}
+    again = error_from_json("s", "s1", described, "here")
+    assert isinstance(again, Refused) and again.__notes__[-1].startswith("raised here by step `s`")
+
+
+async def test_a_driver_cancels_only_the_tasks_still_its_own(url: str) -> None:
+    from railyard._branch_executor import _Client
+
+    store = PostgresStore(url)
+    await branch_graphs.tally.initialize(Add(0), store=store, run_id="shared", state=Tally())
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as made:
+        await ensure_tasks(made, "the test database")
+    row = {"run_id": "shared", "step_id": "Add:1", "attempt": 1, "node_id": "Add", "payload": {"inputs": {}}}
+    first, second = _Client(url, "q", None, 0.05), _Client(url, "q", None, 0.05)
+    try:
+        waited = first.submit(row)
+        with psycopg.connect(url, autocommit=True) as connection:
+            await _until(lambda: bool(connection.execute("SELECT 1 FROM railyard_tasks").fetchall()))
+            taken = second.submit(row)  # a driver that took the run over submits the same attempt
+            await _until(
+                lambda: connection.execute("SELECT submitted_by FROM railyard_tasks").fetchone() == (second._by,)
+            )
+            first.cancel(waited)
+            await anyio.to_thread.run_sync(lambda: waited.exception(30) if not waited.cancelled() else None)
+            assert waited.cancelled()
+            first.close()  # its cancel was written (or refused) before its thread ended
+            assert connection.execute("SELECT state FROM railyard_tasks").fetchall() == [("queued",)]
+        assert not taken.done()
+    finally:
+        first.close()
+        second.close()
+        await store.aclose()
+
+
+async def _until(done: Callable[[], bool]) -> None:
+    """Wait until `done()`: what it reads (a row) is the event, looked at every 10 ms."""
+    with anyio.fail_after(30):
+        while True:
+            if done():
+                return
+            await anyio.sleep(0.01)
 
 
 def _leaf(error: BaseException) -> BaseException:

@@ -257,7 +257,11 @@ class BranchExecutor:
         return made
 
     def close(self) -> None:
-        """End the executor's thread and sessions; the tasks still waited for are cancelled."""
+        """End the executor's thread and sessions.
+
+        Steps still waiting for their tasks fail (`GraphRuntimeError`); the tasks' rows stay as
+        they are, so a resume of their runs gets their answers.
+        """
         self._client.close()
 
     def __enter__(self) -> BranchExecutor:
@@ -333,9 +337,8 @@ class _Client:
         self._poke()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock:  # (the thread clears `_thread` itself as it ends: a submit meanwhile is cancelled)
             thread, loop, closing = self._thread, self._loop, self._closing
-            self._thread = None
         if thread is None or loop is None or closing is None:
             return
         with contextlib.suppress(RuntimeError):
@@ -383,6 +386,7 @@ class _Client:
         self._closing = asyncio.Event()
         self._ready.set()
         store = PostgresStore(self.conninfo, min_size=1, max_size=2, statement_timeout=None)
+        crashed: BaseException | None = None
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._flush, store)
@@ -390,13 +394,19 @@ class _Client:
                 group.start_soon(self._poll, store)
                 await self._closing.wait()
                 group.cancel_scope.cancel()
+        except BaseException as error:
+            crashed = error
+            raise
         finally:
             with self._lock:
                 left = [future for _, future in self._incoming + self._in_flight] + list(self._waiting.values())
                 self._incoming.clear()
             self._in_flight = []
-            for future in left:
-                future.cancel()
+            for future in left:  # closed: cancelled (their rows stay, for a resume); crashed: failed with why
+                if crashed is None:
+                    future.cancel()
+                else:
+                    _fail(future, GraphRuntimeError(f"the branch executor's thread stopped: {crashed!r}"))
             self._waiting.clear()
             self._ids.clear()
             with anyio.CancelScope(shield=True):
@@ -427,11 +437,13 @@ class _Client:
                     await self._prepare(store)
                     prepared = True
                 if cancels:
-                    ids = [self._ids.pop(future) for future in cancels if future in self._ids]
-                    for task_id in ids:
-                        self._waiting.pop(task_id, None)
+                    ids = [self._ids[future] for future in cancels if future in self._ids]
                     if ids:
                         await _execute(store, CANCEL, {"ids": ids, "by": self._by})
+                    for future in cancels:  # (dropped once the cancel is written: else tried again)
+                        task_id = self._ids.pop(future, None)
+                        if task_id is not None:
+                            self._waiting.pop(task_id, None)
                 for start in range(0, len(batch), _CHUNK):
                     await self._submit(store, batch[start : start + _CHUNK])
                 self._in_flight = []
@@ -445,6 +457,7 @@ class _Client:
                 logger.warning("could not queue branch tasks (%s); trying again in %.2g s", error, delay)
                 with self._lock:  # put back, in order, in front of what came meanwhile
                     self._incoming[:0] = [(row, future) for row, future in batch if not future.done()]
+                    self._cancels[:0] = [future for future in cancels if future in self._ids]
                 self._in_flight = []
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)

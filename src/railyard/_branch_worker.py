@@ -365,7 +365,7 @@ class BranchSlots:
                     return "done", loop.run_until_complete(task)
                 except asyncio.CancelledError:
                     return "cancelled", None
-                except Exception as error:
+                except BaseException as error:  # (a step's SystemExit, or a wait asked where none can be, too)
                     return "failed", {"error": error_json(error)}
             finally:
                 loop.close()
@@ -440,6 +440,8 @@ class BranchSlots:
         lease = self.store.lease
         renewed = anyio.current_time()
         while True:
+            if self._stopping and not self.held:
+                return
             with anyio.move_on_after(lease / 6):
                 await self._slot_freed()
             held = list(self.held.values())

@@ -205,20 +205,18 @@ def error_from_json(node_id: str, step_id: str, described: dict[str, Any], where
     """
     path = str(described.get("type", "builtins.Exception"))
     message = str(described.get("message", ""))
-    module_name, _, qualname = path.rpartition(".")
-    found: Any = sys.modules.get(module_name)
-    for part in (module_name and qualname.split(".")) or ():
-        found = getattr(found, part, None)
+    found = _imported(path)
     note = f"raised {where} by step `{node_id}` ({step_id}); its traceback there:\n{described.get('traceback', '')}"
-    if isinstance(found, type) and issubclass(found, Exception) and "args" in described:
+    if isinstance(found, type) and issubclass(found, Exception) and isinstance(described.get("args"), list):
         try:
             error: Exception = found(*described["args"])
-            if described.get("state"):
-                error.__dict__.update(described["state"])
+            state = described.get("state")
+            if isinstance(state, dict):
+                error.__dict__.update({k: v for k, v in state.items() if k != "__notes__"})
+            error.add_note(note)
         except Exception:
             pass
         else:
-            error.add_note(note)
             return error
     stand_in = _FinalRemoteStepError if described.get("final") else RemoteStepError
     return stand_in(node_id, step_id, path, message, str(described.get("traceback", "")))

@@ -171,6 +171,11 @@ WITH given AS (
     FROM given g LEFT JOIN railyard_runs r ON r.run_id = g.run_id
     ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET
         submitted_by = EXCLUDED.submitted_by,
+        queue = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN EXCLUDED.queue ELSE t.queue END,
+        graph = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN EXCLUDED.graph ELSE t.graph END,
+        lease_expires = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN NULL ELSE t.lease_expires END,
+        started_at = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN NULL ELSE t.started_at END,
+        finished_at = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN NULL ELSE t.finished_at END,
         state = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN 'queued' ELSE t.state END,
         payload = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN EXCLUDED.payload ELSE t.payload END,
         answer = CASE WHEN t.state IN ('failed', 'lost', 'cancelled') THEN NULL ELSE t.answer END,
@@ -196,7 +201,7 @@ CANCEL = (
 UPDATE railyard_tasks SET state = 'cancelled', owner = NULL, lease_expires = NULL, finished_at = """
     + _NOW
     + """
-WHERE task_id = ANY(%(ids)s::bigint[]) AND state IN ('queued', 'running')
+WHERE task_id = ANY(%(ids)s::bigint[]) AND state IN ('queued', 'running') AND submitted_by = %(by)s::text
 """
 )
 
@@ -226,8 +231,8 @@ room AS (
     WHERE queue = %(queue)s::text
         AND (graph = ANY(%(graphs)s::text[]) OR (graph IS NULL AND %(unnamed)s::boolean))
         AND (state = 'queued' OR (state = 'running' AND lease_expires <= clock.now))
-        AND NOT EXISTS (SELECT 1 FROM railyard_runs r WHERE r.run_id = railyard_tasks.run_id
-            AND r.status IN ('ended', 'cancelled'))
+        AND (SELECT r.status FROM railyard_runs r WHERE r.run_id = railyard_tasks.run_id)
+            NOT IN ('ended', 'cancelled')
     ORDER BY task_id
     LIMIT (SELECT n FROM room)
     FOR UPDATE OF railyard_tasks SKIP LOCKED
