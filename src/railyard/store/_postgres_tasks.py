@@ -215,6 +215,11 @@ WHERE queue = %(queue)s::text AND state = 'running' AND lease_expires <= {_NOW}
 RETURNING pg_notify('{TASK_DONE}', task_id::text)
 """
 
+_FOR_US = """(graph = ANY(%(graphs)s::text[]) OR (graph IS NULL AND %(unnamed)s::boolean))
+        AND (SELECT r.status FROM railyard_runs r WHERE r.run_id = railyard_tasks.run_id)
+            NOT IN ('ended', 'cancelled')"""
+"""A task this worker may claim: of a graph it has, of a run that is not over."""
+
 # Up to `want` tasks of the queue, oldest first, within the queue's room: its limit less its
 # tasks running under a live lease; none of a run that is over. Each claim gets a token no
 # other claim ever has (`owner`).
@@ -226,21 +231,25 @@ room AS (
             - (SELECT count(*) FROM railyard_tasks, clock WHERE queue = %(queue)s::text AND state = 'running'
                AND lease_expires > clock.now),
         %(want)s::integer))) AS n
+), candidates AS (
+    -- each through its partial index, so answered tasks are never walked over
+    (SELECT task_id FROM railyard_tasks WHERE queue = %(queue)s::text AND state = 'queued' AND {_FOR_US}
+     ORDER BY task_id LIMIT (SELECT n FROM room))
+    UNION ALL
+    (SELECT task_id FROM railyard_tasks, clock WHERE queue = %(queue)s::text AND state = 'running'
+        AND lease_expires <= clock.now AND {_FOR_US}
+     ORDER BY lease_expires LIMIT (SELECT n FROM room))
 ), picked AS (
-    SELECT task_id FROM railyard_tasks, clock
-    WHERE queue = %(queue)s::text
-        AND (graph = ANY(%(graphs)s::text[]) OR (graph IS NULL AND %(unnamed)s::boolean))
-        AND (state = 'queued' OR (state = 'running' AND lease_expires <= clock.now))
-        AND (SELECT r.status FROM railyard_runs r WHERE r.run_id = railyard_tasks.run_id)
-            NOT IN ('ended', 'cancelled')
+    SELECT task_id FROM railyard_tasks
+    WHERE task_id IN (SELECT task_id FROM candidates)
     ORDER BY task_id
     LIMIT (SELECT n FROM room)
-    FOR UPDATE OF railyard_tasks SKIP LOCKED
+    FOR UPDATE SKIP LOCKED
 )
 UPDATE railyard_tasks t SET state = 'running', claims = t.claims + 1,
     owner = %(worker)s::text || '/' || t.task_id || '.' || gen_random_uuid(),
     lease_expires = clock.now + %(lease)s::double precision, started_at = clock.now
-FROM picked, clock WHERE t.task_id = picked.task_id
+FROM clock WHERE t.task_id = ANY(ARRAY(SELECT task_id FROM picked))
 RETURNING t.task_id, t.run_id, t.step_id, t.attempt, t.graph, t.node_id, t.payload, t.owner
 """
 
