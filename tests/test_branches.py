@@ -279,14 +279,14 @@ def test_errors_rebuild_nested_classes_and_refuse_state_that_breaks_them() -> No
 
 
 async def test_a_driver_cancels_only_the_tasks_still_its_own(url: str) -> None:
-    from railyard._branch_executor import _Client
+    from railyard._branch_client import BranchClient
 
     store = PostgresStore(url)
     await branch_graphs.tally.initialize(Add(0), store=store, run_id="shared", state=Tally())
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as made:
         await ensure_tasks(made, "the test database")
     row = {"run_id": "shared", "step_id": "Add:1", "attempt": 1, "node_id": "Add", "payload": {"inputs": {}}}
-    first, second = _Client(url, "q", None, 0.05), _Client(url, "q", None, 0.05)
+    first, second = BranchClient(url, "q", None, 0.05), BranchClient(url, "q", None, 0.05)
     try:
         waited = first.submit(row)
         with psycopg.connect(url, autocommit=True) as connection:

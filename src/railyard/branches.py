@@ -25,7 +25,8 @@ serialized per queue in the database); a worker's `branches` bounds its own.
 
 from __future__ import annotations
 
-from railyard._branch_executor import BranchExecutor, NotDurable
+from railyard._branch_client import NotDurable
+from railyard._branch_executor import BranchExecutor
 from railyard._branch_worker import UnknownStep
 from railyard._step_codec import RemoteStepError, StepLost, ValueCannotCross
 
