@@ -18,16 +18,14 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
-
 from railyard._branch_client import BranchClient, NotDurable
 from railyard._step_codec import (
     StepCode,
     StepLost,
     ValueCannotCross,
     apply_state,
+    bind_elsewhere,
     code_of,
-    describe_step,
     dump,
     error_from_json,
     load,
@@ -36,7 +34,6 @@ from railyard._step_codec import (
 )
 from railyard.exceptions import GraphRuntimeError
 from railyard.runtime._executor import StepCall, StepFunction
-from railyard.runtime._tasks import Task
 from railyard.store.postgres import PostgresStore
 
 __all__ = ("BranchExecutor",)
@@ -48,9 +45,8 @@ WHERE = "as a branch task"
 
 @dataclass(slots=True)
 class _Bound:
-    """What one run of an executor holds: its in-flight limit and each step's code."""
+    """What one run of an executor holds: each step's code."""
 
-    limiter: anyio.Semaphore | None = None
     codes: dict[tuple[Any, ...], StepCode] = field(default_factory=dict[tuple[Any, ...], StepCode])
 
 
@@ -146,20 +142,10 @@ class BranchExecutor:
     def bind(self, run: StepFunction) -> StepFunction:
         """The function the loop calls per step attempt: it queues the chosen steps, runs the rest here."""
         bound = _Bound()
-
-        async def execute(task: Task) -> Any:
-            chosen = self.steps is None or task.node_id in self.steps
-            call = describe_step(run, task) if chosen else None
-            if call is None:
-                return await run(task)
-            if bound.limiter is None and self.max_in_flight is not None:  # made on the run's own event loop
-                bound.limiter = anyio.Semaphore(self.max_in_flight)
-            if bound.limiter is None:
-                return await self._remote(call, bound)
-            async with bound.limiter:
-                return await self._remote(call, bound)
-
-        return execute
+        steps = self.steps
+        return bind_elsewhere(
+            run, lambda node_id: steps is None or node_id in steps, self.max_in_flight, lambda c: self._remote(c, bound)
+        )
 
     async def _remote(self, call: StepCall, bound: _Bound) -> Any:
         """Queue one attempt, wait for its answer, apply its state, give its result."""

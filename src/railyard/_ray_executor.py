@@ -20,7 +20,6 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import pydantic_core
 
 from railyard._step_codec import (
@@ -28,8 +27,8 @@ from railyard._step_codec import (
     StepLost,
     ValueCannotCross,
     apply_state,
+    bind_elsewhere,
     code_of,
-    describe_step,
     dump,
     load,
     load_result,
@@ -37,7 +36,6 @@ from railyard._step_codec import (
     wait_future,
 )
 from railyard.runtime._executor import StepCall
-from railyard.runtime._tasks import Task
 
 if TYPE_CHECKING:
     from railyard.runtime._executor import StepFunction
@@ -93,9 +91,8 @@ class RayOptions:
 
 @dataclass(slots=True)
 class _Bound:
-    """What one run of an executor holds: its in-flight limit, and each step's code and remote function."""
+    """What one run of an executor holds: each step's code and remote function."""
 
-    limiter: anyio.Semaphore | None = None
     codes: dict[tuple[Any, ...], tuple[StepCode, Any]] = field(
         default_factory=dict[tuple[Any, ...], tuple[StepCode, Any]]
     )
@@ -177,20 +174,13 @@ class RayExecutor:
     def bind(self, run: StepFunction) -> StepFunction:
         """The function the loop calls per step attempt: it sends the chosen steps to Ray, runs the rest here."""
         bound = _Bound()
-
-        async def execute(task: Task) -> Any:
-            chosen = self.steps is None or task.node_id in self.steps
-            call = describe_step(run, task) if chosen else None
-            if call is None:
-                return await run(task)
-            if bound.limiter is None and self.max_concurrency is not None:  # made on the run's own event loop
-                bound.limiter = anyio.Semaphore(self.max_concurrency)
-            if bound.limiter is None:
-                return await self._remote(call, bound)
-            async with bound.limiter:
-                return await self._remote(call, bound)
-
-        return execute
+        steps = self.steps
+        return bind_elsewhere(
+            run,
+            lambda node_id: steps is None or node_id in steps,
+            self.max_concurrency,
+            lambda c: self._remote(c, bound),
+        )
 
     async def _remote(self, call: StepCall, bound: _Bound) -> Any:
         """Run one attempt on Ray: send its values, wait for its answer, apply its state, give its result."""

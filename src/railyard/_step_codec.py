@@ -21,7 +21,7 @@ import sys
 import threading
 import traceback
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, get_args
@@ -49,6 +49,7 @@ __all__ = (
     "ValueCannotCross",
     "adapter",
     "apply_state",
+    "bind_elsewhere",
     "call_step",
     "code_of",
     "describe_step",
@@ -460,6 +461,34 @@ def describe_step(run: StepFunction, task: Task) -> StepCall | None:
         return None
     probed: Any = run(Task(task.node_id, _NodeProbe(task.inputs), task.fork_stack, task.task_id))
     return probed if isinstance(probed, StepCall) else None
+
+
+def bind_elsewhere(
+    run: StepFunction,
+    chosen: Callable[[str], bool],
+    limit: int | None,
+    send: Callable[[StepCall], Awaitable[Any]],
+) -> StepFunction:
+    """An executor's `bind`: steps `chosen` by node id (and describable) go to `send`; the rest run here.
+
+    At most `limit` of a run's steps are with `send` at once (one semaphore per run, made
+    on the run's own event loop at its first step).
+    """
+    limiter: anyio.Semaphore | None = None
+
+    async def execute(task: Task) -> Any:
+        nonlocal limiter
+        call = describe_step(run, task) if chosen(task.node_id) else None
+        if call is None:
+            return await run(task)
+        if limiter is None and limit is not None:
+            limiter = anyio.Semaphore(limit)
+        if limiter is None:
+            return await send(call)
+        async with limiter:
+            return await send(call)
+
+    return execute
 
 
 async def wait_future(future: Future[Any]) -> None:
