@@ -37,19 +37,18 @@ import hashlib
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import psycopg
+from _processes import Started, drop_database, make_database, wait_started, worker_processes
 
 from railyard.builder import Graph, GraphBuilder, StepContext, reduce_list_append
 
@@ -161,25 +160,13 @@ class Measure:
         return None if not self.exits else all(code == 0 for code in self.exits)
 
 
-def _database(admin_url: str, name: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _drop(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @contextmanager
 def _fresh(admin_url: str, name: str) -> Iterator[str]:
-    url = _database(admin_url, name)
+    url = make_database(admin_url, name)
     try:
         yield url
     finally:
-        _drop(admin_url, name)
+        drop_database(admin_url, name)
 
 
 def _lines(folder: Path) -> list[Line]:
@@ -274,37 +261,10 @@ def measure_in_process(
     return Measure(case, 0, seconds, items, _most_at_once(lines), limit, _ran_once(lines, result, items))
 
 
-@contextmanager
-def _workers(url: str, count: int, slots: int, logs: Path) -> Iterator[list[tuple[subprocess.Popen[bytes], Path]]]:
-    """Start branch-only worker processes; SIGTERM (then kill) them at the end."""
+def _workers(url: str, count: int, slots: int, logs: Path) -> AbstractContextManager[Started]:
+    """Start branch-only worker processes (their output in `.err` files: the `.log` ones are the steps')."""
     command = [sys.executable, str(Path(__file__).resolve()), "worker", url, str(slots), str(ROUNDS["cpu"])]
-    env = {**os.environ, LOG_ENV: str(logs)}
-    started: list[tuple[subprocess.Popen[bytes], Path]] = []
-    try:
-        for index in range(count):
-            log = logs / f"worker-{index}.err"
-            with log.open("wb") as out:
-                started.append((subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=out), log))
-        yield started
-    finally:
-        for process, _ in started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process, _ in started:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_started(workers: Sequence[tuple[subprocess.Popen[bytes], Path]]) -> None:
-    deadline = time.monotonic() + 120
-    for process, log in workers:
-        while "worker started" not in log.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"bench: a worker did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
+    return worker_processes([command] * count, logs, env={**os.environ, LOG_ENV: str(logs)}, suffix=".err")
 
 
 def measure_branches(
@@ -325,7 +285,7 @@ def measure_branches(
     with _fresh(admin_url, f"railyard_bench_branches_{workers}") as url:
         anyio.run(_schema, url)
         with _workers(url, workers, slots, logs) as started:
-            _wait_started(started)
+            wait_started(started)
             pids = {process.pid for process, _ in started}
 
             async def drive() -> float:

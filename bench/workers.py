@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from _venvs import ensure_venv  # noqa: E402 - beside this script
+from _processes import make_database, wait_started, worker_processes  # noqa: E402 - beside this script
+from _venvs import ensure_venv  # noqa: E402
 
 RUNS = 1_000
 STEPS = 10
@@ -128,47 +127,10 @@ class Measure:
         return self.steps / self.seconds
 
 
-def _database(admin_url: str, name: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 def _count(url: str, query: str) -> int:
     with psycopg.connect(url, autocommit=True) as connection:
         row = connection.execute(query).fetchone()
     return int(row[0]) if row is not None else 0
-
-
-@contextmanager
-def _processes(commands: Sequence[list[str]], logs: Path) -> Iterator[list[tuple[subprocess.Popen[bytes], Path]]]:
-    """Start the worker processes; SIGTERM (then kill) them at the end."""
-    started: list[tuple[subprocess.Popen[bytes], Path]] = []
-    try:
-        for index, command in enumerate(commands):
-            log = logs / f"worker-{index}.log"
-            with log.open("wb") as out:
-                started.append((subprocess.Popen(command, cwd=REPO, stdout=out, stderr=out), log))
-        yield started
-    finally:
-        for process, _ in started:
-            process.send_signal(signal.SIGTERM)
-        for process, _ in started:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_started(workers: Sequence[tuple[subprocess.Popen[bytes], Path]]) -> None:
-    deadline = time.monotonic() + 120
-    for process, log in workers:
-        while "worker started" not in log.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"bench: a worker did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
 
 
 def _wait_done(url: str, query: str, runs: int, workers: Sequence[tuple[subprocess.Popen[bytes], Path]]) -> None:
@@ -187,7 +149,7 @@ def measure_railyard(admin_url: str, workers: int, runs: int, steps: int, logs: 
     from railyard.store.postgres import PostgresStore
     from railyard.testing._sample import CountTo, CrashState, count_graph
 
-    url = _database(admin_url, f"railyard_bench_{workers}")
+    url = make_database(admin_url, f"railyard_bench_{workers}")
     command = [sys.executable, "-c", RAILYARD_WORKER, url, str(CONCURRENCY)]
 
     async def make_runs() -> None:
@@ -206,8 +168,8 @@ def measure_railyard(admin_url: str, workers: int, runs: int, steps: int, logs: 
             await store.aclose()
 
     anyio.run(_schema, url)
-    with _processes([command] * workers, logs) as started:
-        _wait_started(started)
+    with worker_processes([command] * workers, logs) as started:
+        wait_started(started)
         began = time.perf_counter()
         anyio.run(make_runs)
         _wait_done(url, "SELECT count(*) FROM railyard_runs WHERE status = 'ended'", runs, started)
@@ -226,10 +188,10 @@ async def _schema(url: str) -> None:
 
 def measure_dbos(python: Path, admin_url: str, workers: int, runs: int, *, steps: int, logs: Path) -> Measure:
     """N DBOS processes dequeue `runs` workflows of `steps` steps from one queue."""
-    url = _database(admin_url, f"dbos_bench_{workers}")
+    url = make_database(admin_url, f"dbos_bench_{workers}")
     command = [str(python), "-c", DBOS_APP, url, str(CONCURRENCY)]
-    with _processes([command] * workers, logs) as started:
-        _wait_started(started)
+    with worker_processes([command] * workers, logs) as started:
+        wait_started(started)
         enqueuer = subprocess.Popen(
             [str(python), "-c", DBOS_ENQUEUER, url, str(runs), str(steps)], stdout=subprocess.PIPE, text=True
         )
@@ -264,7 +226,7 @@ def chaos(admin_url: str, directory: Path) -> None:
     """The chaos test's scenario at the issue's size."""
     from tests.test_workers_scale import chaos as scenario
 
-    url = _database(admin_url, "railyard_chaos")
+    url = make_database(admin_url, "railyard_chaos")
     measures = anyio.run(lambda: scenario(url, directory, workers=8, runs=1_000, kills=10))
     print(
         f"chaos: 8 workers x concurrency {CONCURRENCY}, 1,000 runs, 10 killed, 1 cut off: "
